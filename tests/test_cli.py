@@ -1,0 +1,95 @@
+import json
+import subprocess
+import sys
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from nastools.cli import main
+from nastools.space import load_space
+
+
+def _commands(group, prefix=()):
+    yield prefix
+    if isinstance(group, click.Group):
+        for name, cmd in group.commands.items():
+            yield from _commands(cmd, prefix + (name,))
+
+
+@pytest.mark.parametrize("path", list(_commands(main)), ids=lambda p: " ".join(p) or "nastools")
+def test_every_command_has_help(path):
+    result = CliRunner().invoke(main, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+
+
+def test_console_script_and_module_entry_without_optional_packages():
+    code = (
+        "import sys; from nastools.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+        "assert 'tensorrt' not in sys.modules and 'torch' not in sys.modules, sorted(sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    out = subprocess.run([sys.executable, "-m", "nastools", "--version"], check=True, capture_output=True, text=True)
+    assert "nastools" in out.stdout
+
+
+def test_space_list_json():
+    result = CliRunner().invoke(main, ["space", "list", "--json"])
+    rows = {r["name"]: r for r in json.loads(result.output)}
+    assert set(rows) >= {"fmnist", "attentivenas"}
+    sp = load_space("attentivenas")
+    assert rows["attentivenas"]["num_archs"] == sp.num_archs
+    assert rows["attentivenas"]["flops"] == [sp.flops(sp.min_arch()), sp.flops(sp.max_arch())]
+
+
+def test_space_show_table_and_json():
+    result = CliRunner().invoke(main, ["space", "show", "attentivenas"])
+    assert result.exit_code == 0
+    assert "192|200|208|216" in result.output and "distinct subnets: 440,301,256,704" in result.output
+    data = json.loads(CliRunner().invoke(main, ["space", "show", "fmnist", "--json"]).output)
+    assert data["definition"]["name"] == "fmnist" and data["fingerprint"] == load_space("fmnist").fingerprint
+
+
+def test_space_sample_lines_are_valid_archs():
+    result = CliRunner().invoke(main, ["space", "sample", "fmnist", "-n", "4", "--flops", "20M", "--seed", "3"])
+    assert result.exit_code == 0
+    sp = load_space("fmnist")
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 4
+    for line in lines:
+        rec = json.loads(line)
+        arch = sp.arch_from_dict(rec)
+        assert rec["id"] == arch.id and rec["flops"] == sp.flops(arch) and rec["params"] == sp.params(arch)
+        assert abs(rec["flops"] - 20e6) <= 0.05 * 20e6
+    again = CliRunner().invoke(main, ["space", "sample", "fmnist", "-n", "4", "--flops", "20M", "--seed", "3"])
+    assert again.output == result.output  # seeded
+
+
+def test_space_cost(tmp_path):
+    sp = load_space("fmnist")
+    arch = sp.sample(9)
+    path = tmp_path / "a.json"
+    arch.save(path)
+    data = json.loads(CliRunner().invoke(main, ["space", "cost", str(path), "--json"]).output)
+    assert data["flops"] == sp.flops(arch) and data["params"] == sp.params(arch) and data["id"] == arch.id
+    assert [r["stage"] for r in data["stages"]] == ["stem", "mb1", "mb2", "mb3", "mb4", "mb5", "head"]
+    text = CliRunner().invoke(main, ["space", "cost", str(path)]).output
+    assert arch.id in text and "mb5" in text
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["space", "show", "nope"],
+        ["space", "sample", "fmnist", "--flops", "lots"],
+        ["space", "sample", "fmnist", "--flops", "5G"],
+        ["space", "cost", "/no/such/arch.json"],
+    ],
+)
+def test_bad_input_is_one_line(args):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    out = result.output.strip()
+    assert out.startswith("Error: ") and "\n" not in out

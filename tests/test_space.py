@@ -1,0 +1,175 @@
+import random
+
+import pytest
+
+from nastools.errors import NastoolsError
+from nastools.space import Arch, StageArch, load_arch, load_space, parse_count, space_from_dict
+
+
+def _attentive(res, widths, depths, kernels, expands, head, stem=16):
+    stages = tuple(StageArch(w, d, k, e) for w, d, k, e in zip(widths, depths, kernels, expands))
+    return Arch("attentivenas", res, stem, stages, head)
+
+
+def test_attentivenas_matches_published_flops(attentivenas):
+    # AttentiveNAS-A0 and A6 as in the public eval config; the paper reports 203 and 709 MFLOPs.
+    a0 = _attentive(192, [16, 24, 32, 64, 112, 192, 216], [1, 3, 3, 3, 3, 3, 1], [3] * 7, [1, 4, 4, 4, 4, 6, 6], 1792)
+    a6 = _attentive(
+        288, [16, 24, 32, 64, 112, 216, 224], [1, 3, 3, 4, 4, 6, 1], [3, 3, 3, 3, 3, 5, 3], [1, 4, 6, 5, 4, 6, 6], 1984
+    )
+    assert round(attentivenas.flops(attentivenas.validate(a0)) / 1e6) == 203
+    assert round(attentivenas.flops(attentivenas.validate(a6)) / 1e6) == 709
+    assert attentivenas.min_arch() == a0  # A0 is the smallest subnet
+
+
+def test_attentivenas_space_is_the_papers(attentivenas):
+    sp = attentivenas
+    assert sp.resolutions == (192, 224, 256, 288)
+    assert sp.stem_widths == (16, 24) and sp.stem_stride == 2
+    assert [s.name for s in sp.stages] == [f"mb{i}" for i in range(1, 8)]
+    assert sp.stages[5].widths == (192, 200, 208, 216)
+    assert [s.se for s in sp.stages] == [False, False, True, False, True, True, True]
+    assert [s.stride for s in sp.stages] == [1, 2, 2, 2, 1, 2, 1]
+    assert sp.stages[4].depths == tuple(range(3, 9))
+    assert sp.head_widths == (1792, 1984)
+    assert sp.act == "swish" and sp.se_gate == "hsigmoid" and sp.se_ratio == 0.25
+
+
+def test_fmnist_flops_range(fmnist):
+    lo, hi = fmnist.flops(fmnist.min_arch()), fmnist.flops(fmnist.max_arch())
+    assert 1.5e6 < lo < 4e6 and 40e6 < hi < 70e6
+    assert fmnist.input_channels == 1 and fmnist.num_classes == 10
+
+
+@pytest.mark.parametrize("name", ["fmnist", "attentivenas"])
+def test_sampling_stays_in_space_and_is_seeded(name):
+    sp = load_space(name)
+    a = [sp.sample(random.Random(7)) for _ in range(2)]
+    assert a[0] == a[1] and hash(a[0]) == hash(a[1]) and a[0].id == a[1].id
+    archs = {sp.sample(random.Random(i)) for i in range(200)}
+    assert len(archs) > 190  # a huge space: collisions are rare
+    for arch in archs:
+        sp.validate(arch)
+        assert sp.flops(sp.min_arch()) <= sp.flops(arch) <= sp.flops(sp.max_arch())
+
+
+def test_mutation_and_crossover(fmnist):
+    rng = random.Random(0)
+    a, b = fmnist.sample(rng), fmnist.sample(rng)
+    assert fmnist.mutate(a, 0.0, rng) == a
+    mutated = [fmnist.mutate(a, 1.0, rng) for _ in range(20)]
+    assert any(m != a for m in mutated)
+    for m in mutated:
+        fmnist.validate(m)
+    for _ in range(20):
+        c = fmnist.crossover(a, b, rng)
+        assert c.resolution in (a.resolution, b.resolution)
+        for sc, sa, sb in zip(c.stages, a.stages, b.stages):
+            for f in ("width", "depth", "kernel", "expand"):
+                assert getattr(sc, f) in (getattr(sa, f), getattr(sb, f))
+    children = {fmnist.crossover(a, b, rng) for _ in range(30)}
+    assert len(children) > 2  # mixes genes, not only copies parents
+
+
+@pytest.mark.parametrize("target", [5e6, 15e6, 30e6])
+def test_sample_near_flops(fmnist, target):
+    rng = random.Random(1)
+    for _ in range(10):
+        arch = fmnist.sample_near_flops(target, rng, tolerance=0.05)
+        assert abs(fmnist.flops(arch) - target) <= 0.05 * target
+
+
+def test_sample_near_flops_outside_range(fmnist):
+    with pytest.raises(NastoolsError, match="outside space"):
+        fmnist.sample_near_flops(1e9)
+
+
+def test_validation_names_field_and_choices(fmnist):
+    arch = fmnist.sample(0)
+    bad = arch.replace(stages=arch.stages[:2] + (arch.stages[2].__class__(40, 3, 7, 4),) + arch.stages[3:])
+    with pytest.raises(NastoolsError) as exc:
+        fmnist.validate(bad)
+    msg = str(exc.value)
+    assert "arch.stages[2].kernel" in msg and "got 7" in msg and "3, 5" in msg and "\n" not in msg
+    with pytest.raises(NastoolsError, match="arch.resolution: got 30"):
+        fmnist.validate(arch.replace(resolution=30))
+    with pytest.raises(NastoolsError, match="another search space"):
+        load_space("attentivenas").validate(arch)
+
+
+def test_load_arch_from_file(tmp_path, fmnist):
+    arch = fmnist.sample(3)
+    path = tmp_path / "a.json"
+    arch.save(path, flops=fmnist.flops(arch))
+    assert load_arch(str(path)) == arch
+    assert load_arch(arch.to_json()) == arch
+    with pytest.raises(NastoolsError, match="not found"):
+        load_arch(str(tmp_path / "missing.json"))
+    path.write_text("{not json")
+    with pytest.raises(NastoolsError, match="not valid JSON"):
+        load_arch(str(path))
+
+
+def test_block_records_and_costs_are_consistent(fmnist):
+    arch = fmnist.sample(5)
+    blocks = fmnist.blocks(arch)
+    assert blocks[0].kind == "stem" and blocks[-1].kind == "head"
+    assert len(blocks) == 2 + sum(s.depth for s in arch.stages)
+    assert sum(b.cost()[0] for b in blocks) == fmnist.flops(arch)
+    assert sum(b.cost()[1] for b in blocks) == fmnist.params(arch)
+    assert sum(r["flops"] for r in fmnist.cost_breakdown(arch)) == fmnist.flops(arch)
+    keys = [b.key for b in blocks]
+    assert keys[0].startswith("stem_i") and "mbconv_i" in keys[1]
+    for a, b in zip(blocks, blocks[1:]):  # shapes chain
+        assert b.size == a.out_size and (b.in_chs == a.out_chs)
+
+
+@pytest.mark.parametrize("name", ["fmnist", "attentivenas"])
+def test_all_blocks_cover_random_subnets(name):
+    sp = load_space(name)
+    universe = set(sp.all_blocks())
+    assert len({b.key for b in universe}) == len(universe)  # keys identify blocks
+    rng = random.Random(0)
+    for arch in [sp.min_arch(), sp.max_arch()] + [sp.sample(rng) for _ in range(300)]:
+        missing = set(sp.blocks(arch)) - universe
+        assert not missing
+
+
+def test_custom_space_from_yaml(tmp_path):
+    d = load_space("fmnist").definition()
+    d["name"] = "tiny"
+    d["stages"] = d["stages"][:2]
+    path = tmp_path / "tiny.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(d))
+    sp = load_space(str(path))
+    assert sp.name == "tiny" and len(sp.stages) == 2
+    assert sp.fingerprint != load_space("fmnist").fingerprint
+    d["stages"][0]["kernels"] = [4]
+    path.write_text(yaml.safe_dump(d))
+    with pytest.raises(NastoolsError, match="odd kernel"):
+        space_from_dict(d)
+    with pytest.raises(NastoolsError, match="unknown search space"):
+        load_space("no-such-space")
+
+
+def test_fingerprint_ignores_formatting():
+    sp = load_space("fmnist")
+    assert space_from_dict(sp.definition()).fingerprint == sp.fingerprint
+
+
+def test_parse_count():
+    assert parse_count("300M") == 3e8 and parse_count("5.5k") == 5500 and parse_count("2e6") == 2e6
+    for bad in ["", "abc", "-3M", "nanM"]:
+        with pytest.raises(NastoolsError):
+            parse_count(bad)
+
+
+def test_space_module_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, nastools.space as s; s.load_space('attentivenas').sample(0); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
