@@ -1,0 +1,105 @@
+"""Supernet checkpoints: ``runs/<name>/supernet.pt``.
+
+A checkpoint is a ``torch.save`` of a plain dict (loadable with ``weights_only=True``)::
+
+    {"format": "nastools.checkpoint/1", "space": <space definition>, "fingerprint": "...",
+     "model": <supernet state_dict>, ...training state (optimizer, schedule, RNG, epoch)...}
+
+Writes are atomic. Loading checks the format and the space's fingerprint, so a checkpoint
+of another space, or a corrupted file, is a one-line error and nothing is overwritten.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from nastools.errors import NastoolsError
+from nastools.space import SearchSpace, load_space, space_from_dict
+
+CHECKPOINT_FORMAT = "nastools.checkpoint/1"
+CHECKPOINT_NAME = "supernet.pt"
+RUNS_DIR = Path("runs")
+
+
+def run_dir(run: str | Path) -> Path:
+    """A run's folder: a name means ``runs/<name>``; a path (with a slash) is used as is."""
+    run = str(run)
+    if "/" in run or run.startswith("."):
+        return Path(run)
+    return RUNS_DIR / run
+
+
+def checkpoint_path(run_or_path: str | Path) -> Path:
+    """The checkpoint file of a run name, a run folder or a checkpoint file."""
+    p = Path(run_or_path)
+    if p.suffix == ".pt":
+        return p
+    d = run_dir(run_or_path)
+    return d / CHECKPOINT_NAME
+
+
+def save_checkpoint(path: str | Path, supernet, **state: Any) -> Path:
+    """Atomically write the supernet's weights, its space and any extra ``state``."""
+    import torch
+
+    from nastools.io import atomic_write
+
+    sp: SearchSpace = supernet.space
+    data = {
+        "format": CHECKPOINT_FORMAT,
+        "space": sp.definition(),
+        "fingerprint": sp.fingerprint,
+        "model": supernet.state_dict(),
+        **state,
+    }
+    buf = io.BytesIO()
+    torch.save(data, buf)
+    return atomic_write(path, lambda f: f.write(buf.getvalue()), mode="wb")
+
+
+def load_checkpoint(run_or_path: str | Path, space: SearchSpace | str | None = None, map_location: str = "cpu") -> dict:
+    """Read a checkpoint (``weights_only=True``) and check its format and space."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    path = checkpoint_path(run_or_path)
+    if not path.is_file():
+        raise NastoolsError(
+            f"no checkpoint at {str(path)!r}: train a supernet first (nastools train --run {path.parent.name}) or pass --run"
+        )
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise NastoolsError(f"checkpoint {str(path)!r} is corrupted or not a nastools checkpoint ({first[:160]})") from None
+    if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
+        got = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise NastoolsError(f"checkpoint {str(path)!r}: format {got!r}, expected {CHECKPOINT_FORMAT!r}")
+    if space is not None:
+        sp = load_space(space)
+        if data.get("fingerprint") != sp.fingerprint:
+            raise NastoolsError(
+                f"checkpoint {str(path)!r} was trained on space {data.get('space', {}).get('name')!r} "
+                f"(fingerprint {data.get('fingerprint')}), not on {sp.name!r} ({sp.fingerprint}); "
+                f"pass the matching --space or another --run"
+            )
+    return data
+
+
+def checkpoint_space(data: dict) -> SearchSpace:
+    """The search space stored in a loaded checkpoint."""
+    return space_from_dict(data["space"], source="checkpoint space")
+
+
+def load_supernet(run_or_path: str | Path, space: SearchSpace | str | None = None, map_location: str = "cpu"):
+    """A :class:`~nastools.supernet.Supernet` with the weights of a run's checkpoint."""
+    from nastools.supernet import Supernet
+
+    data = load_checkpoint(run_or_path, space, map_location)
+    net = Supernet(checkpoint_space(data))
+    net.load_state_dict(data["model"])
+    return net.to(map_location)
