@@ -206,3 +206,44 @@ def load_splits(
     if test is None:
         test = val
     return DataSplits(name, train, val, test, classes, chs, size)
+
+
+def iter_batches(
+    dataset,
+    batch_size: int,
+    *,
+    order=None,
+    max_images: int | None = None,
+    workers: int = 0,
+    drop_last: bool = False,
+):
+    """Yield ``(images, labels)`` batches of ``dataset`` as normalised float tensors.
+
+    ``order``: a 1-D index tensor (e.g. a seeded permutation) to read the images in; default
+    the dataset's own order. ``max_images`` stops after that many images. An in-memory
+    :class:`TensorImages` is sliced directly (no per-image work); any other dataset goes
+    through a ``DataLoader`` with ``workers`` processes.
+    """
+    import torch
+
+    n = len(dataset)
+    idx = torch.arange(n) if order is None else torch.as_tensor(order)
+    if max_images is not None:
+        idx = idx[: max(0, int(max_images))]
+    total = len(idx)
+    stop = total - total % batch_size if drop_last else total
+    if isinstance(dataset, TensorImages):
+        contiguous = order is None
+        for start in range(0, stop, batch_size):
+            end = min(start + batch_size, stop)
+            if contiguous:
+                yield dataset.normalise(dataset.images[start:end]), dataset.labels[start:end]
+            else:
+                sel = idx[start:end]
+                yield dataset.normalise(dataset.images[sel]), dataset.labels[sel]
+        return
+    from torch.utils.data import DataLoader, Subset
+
+    loader = DataLoader(Subset(dataset, idx[:stop].tolist()), batch_size=batch_size, shuffle=False, num_workers=workers)
+    for images, labels in loader:
+        yield images, torch.as_tensor(labels)

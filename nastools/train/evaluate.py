@@ -1,0 +1,143 @@
+"""BatchNorm recalibration and top-1 evaluation of a subnet.
+
+A weight-sharing supernet's BatchNorm running statistics belong to no subnet in particular
+(every subnet trains on batch statistics), so before a subnet is evaluated its statistics
+are recomputed on training images: reset, then a cumulative average (``momentum=None``)
+over some batches, in training mode for BN only (dropout and drop-connect stay off).
+
+Both functions take either a :class:`~nastools.supernet.Supernet` with an arch active or an
+extracted :class:`~nastools.supernet.StaticSubnet`; images are resized to the subnet's
+resolution as the supernet does (bilinear).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from nastools.data import iter_batches
+
+#: images used for BN recalibration unless told otherwise (AttentiveNAS uses a few thousand)
+RECALIBRATION_IMAGES = 2000
+
+
+def model_resolution(model: nn.Module) -> int | None:
+    """The input resolution of a StaticSubnet or of a Supernet's active arch (None if unknown)."""
+    arch = getattr(model, "active_arch", None) or getattr(model, "arch", None)
+    return getattr(arch, "resolution", None)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def prepare_input(model: nn.Module, images: torch.Tensor, device: torch.device | None = None) -> torch.Tensor:
+    """Move ``images`` to the model's device and resize them to its resolution."""
+    device = device or model_device(model)
+    x = images.to(device, non_blocking=True)
+    res = model_resolution(model)
+    if res is not None and (x.shape[-1] != res or x.shape[-2] != res):
+        x = F.interpolate(x, size=(res, res), mode="bilinear", align_corners=False)
+    return x
+
+
+def _bn_modules(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@torch.no_grad()
+def recalibrate_bn(model: nn.Module, batches: Iterable, *, max_batches: int | None = None) -> int:
+    """Recompute the BatchNorm running statistics of ``model`` on ``batches``.
+
+    ``batches`` yields image tensors or ``(images, labels)`` pairs (labels are ignored),
+    e.g. ``calibration_batches(splits.train)``. Statistics are reset and then averaged over
+    all batches (``momentum=None``); the model's mode and the BN momenta are restored after.
+    For a Supernet only the channels its active arch uses are updated. Returns the number
+    of images seen.
+    """
+    bns = _bn_modules(model)
+    was_training = {m: m.training for m in model.modules()}
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    model.eval()
+    for m in bns:
+        m.train()
+    device = model_device(model)
+    seen = 0
+    try:
+        for i, batch in enumerate(batches):
+            if max_batches is not None and i >= max_batches:
+                break
+            images = batch[0] if isinstance(batch, (tuple, list)) else batch
+            model(prepare_input(model, images, device))
+            seen += len(images)
+    finally:
+        for m, mom in zip(bns, momenta):
+            m.momentum = mom
+        for m, t in was_training.items():
+            m.training = t
+    if seen == 0 and bns:
+        raise ValueError("recalibrate_bn got no batches")
+    return seen
+
+
+def calibration_batches(dataset, batch_size: int = 200, num_images: int = RECALIBRATION_IMAGES, seed: int = 0):
+    """A fixed, seeded random sample of ``num_images`` training images in batches."""
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(dataset), generator=g)[: min(num_images, len(dataset))]
+    return iter_batches(dataset, batch_size, order=order)
+
+
+@torch.no_grad()
+def evaluate_top1(model: nn.Module, dataset, batch_size: int = 500, max_images: int | None = None) -> float:
+    """Top-1 accuracy (a fraction in [0, 1]) of ``model`` on ``dataset``, in eval mode.
+
+    Reads the first ``max_images`` images (all by default) in order. Recalibrate BN first
+    (:func:`recalibrate_bn`) when the model comes from a supernet. The model's mode is restored.
+    """
+    was_training = model.training
+    model.eval()
+    device = model_device(model)
+    correct = total = 0
+    try:
+        for images, labels in iter_batches(dataset, batch_size, max_images=max_images):
+            logits = model(prepare_input(model, images, device))
+            correct += int((logits.argmax(1).cpu() == labels).sum())
+            total += len(labels)
+    finally:
+        model.train(was_training)
+    if total == 0:
+        raise ValueError("evaluate_top1 got an empty dataset")
+    return correct / total
+
+
+def recalibrate_and_evaluate(
+    model: nn.Module,
+    train_set,
+    eval_set,
+    *,
+    calib_images: int = RECALIBRATION_IMAGES,
+    batch_size: int = 500,
+    max_images: int | None = None,
+    seed: int = 0,
+) -> float:
+    """:func:`recalibrate_bn` on ``calib_images`` training images, then :func:`evaluate_top1`."""
+    recalibrate_bn(model, calibration_batches(train_set, min(batch_size, 250), calib_images, seed))
+    return evaluate_top1(model, eval_set, batch_size=batch_size, max_images=max_images)
+
+
+__all__ = [
+    "RECALIBRATION_IMAGES",
+    "calibration_batches",
+    "evaluate_top1",
+    "prepare_input",
+    "recalibrate_and_evaluate",
+    "recalibrate_bn",
+]
