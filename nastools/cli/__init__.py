@@ -84,3 +84,5 @@ def demo(space: str, seed: int) -> None:
 
     times = run_demo(space, seed)
     click.echo(f"done in {sum(times.values()):.1f} s")
+from nastools.cli import search as _search  # noqa: E402,F401
+from nastools.cli import train as _train  # noqa: E402,F401

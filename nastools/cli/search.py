@@ -1,0 +1,82 @@
+"""``nastools search``: hardware-aware evolutionary search under budgets."""
+
+from __future__ import annotations
+
+import click
+
+from nastools.cli import echo_json, format_table, json_option, main
+
+
+@main.command("search")
+@click.option("--run", default="default", show_default=True, help="Run name (runs/NAME) or folder with supernet.pt.")
+@click.option("--latency", multiple=True, help="Latency budget(s): 10ms, 800us, 2ms,4ms,8ms or DEVICE=10ms (repeatable).")
+@click.option("--flops", multiple=True, help="FLOPs (MACs) budget(s), e.g. 20M or 10M,20M.")
+@click.option("--params", multiple=True, help="Parameter budget(s), e.g. 1.5M.")
+@click.option("--table", "tables", multiple=True, metavar="DEVICE=PATH", help="Latency table to use for DEVICE (default: the newest matching one in latency_tables/).")
+@click.option("--population", default=16, show_default=True, type=click.IntRange(2, 10000))
+@click.option("--generations", default=6, show_default=True, type=click.IntRange(0, 10000))
+@click.option("--strategy", default="archive", show_default=True, type=click.Choice(["archive", "nsga2"]))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--calib-images", default=1000, show_default=True, type=click.IntRange(1), help="Training images for BN recalibration per arch.")
+@click.option("--eval-images", default=2000, show_default=True, type=click.IntRange(1), help="Validation images evaluated per arch.")
+@click.option("--predictor", is_flag=True, help="Screen offspring with an accuracy predictor fitted on the archs evaluated so far.")
+@click.option("--no-measure", is_flag=True, help="Do not measure the chosen archs end to end.")
+@click.option("--fresh", is_flag=True, help="Ignore a saved search state and accuracy cache.")
+@click.option("--out", "out_dir", default=None, help="Output folder (default: <run>/search).")
+@click.option("--dataset", default="fashion-mnist", show_default=True)
+@click.option("--data", default=None, help="Dataset folder (default: the built-in Fashion-MNIST).")
+@json_option
+def search(run, latency, flops, params, tables, population, generations, strategy, seed, calib_images, eval_images,
+           predictor, no_measure, fresh, out_dir, dataset, data, as_json) -> None:
+    """Search the supernet of a run for the most accurate subnets under budgets.
+
+    Writes <run>/search/pareto.json, pareto.png and best.json (the pick for the first budget).
+
+    \b
+    Examples: nastools search --latency 10ms
+              nastools search --flops 10M,20M,30M --generations 10
+              nastools search --latency cpu=2ms --latency gpu=0.5ms --table gpu=latency_tables/fmnist/x.json
+    """
+    from nastools.errors import NastoolsError
+    from nastools.search.budget import parse_budgets
+    from nastools.search.runner import SearchOptions, format_cost, run_search
+
+    table_map = {}
+    for t in tables:
+        if "=" not in t:
+            raise NastoolsError(f"--table {t!r}: expected DEVICE=PATH, e.g. --table cpu=latency_tables/fmnist/my.json")
+        dev, path = t.split("=", 1)
+        table_map[dev.strip()] = path.strip()
+    budgets = parse_budgets(latency, flops, params)
+    opts = SearchOptions(
+        population=population, generations=generations, strategy=strategy, seed=seed, calib_images=calib_images,
+        eval_images=eval_images, predictor=predictor, dataset=dataset, data=data, measure=not no_measure,
+    )
+    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
+    rep = run_search(run, budgets, tables=table_map, options=opts, fresh=fresh, out_dir=out_dir, progress=True, log=log)
+    lat_keys = sorted({k for b in budgets if b.metric == "latency" for k in [b.cost_name]})
+    rows, data_out = [], []
+    for p in rep.picks:
+        budget = f"{p.budget['cost']} <= {format_cost(p.budget['cost'], p.budget['limit'])}"
+        c = p.candidate
+        rec = {"budget": p.budget, "replaced": p.replaced}
+        if c is None:
+            rows.append((budget, "none fits", "", "", "", "", ""))
+        else:
+            pred = ", ".join(format_cost(k, c.costs[k]) for k in lat_keys) or "-"
+            meas = ", ".join(format_cost(k, c.costs[f"measured:{k}"]) for k in lat_keys if f"measured:{k}" in c.costs) or "-"
+            rows.append((budget, c.arch.id, f"{c.top1:.2f}", format_cost("flops", c.costs["flops"]), format_cost("params", c.costs["params"]), pred, meas))
+            rec.update(c.to_dict())
+        data_out.append(rec)
+    if as_json:
+        return echo_json({"picks": data_out, "out_dir": str(rep.out_dir), "timing": rep.timing})
+    click.echo(format_table(rows, ["budget", "arch", "top-1 %", "FLOPs", "params", "pred. latency", "measured"]))
+    for p in rep.picks:
+        for r in p.replaced:
+            click.echo(f"note: {r['id']} measured {r['measured_ms']:.3f} ms > {r['limit_ms']:.3f} ms on {r['cost']}; replaced by the next best")
+    t = rep.timing
+    click.echo(
+        f"{t['evaluations']} archs evaluated in {t['search_s']:.0f} s "
+        f"(per arch: BN recalibration {t['recalibration_s']:.2f} s, evaluation {t['evaluation_s']:.2f} s)"
+    )
+    click.echo(f"wrote {rep.out_dir}/pareto.json, pareto.png, best.json")

@@ -1,0 +1,76 @@
+"""Deployment budgets in human units: ``10ms``, ``800us``, ``300M`` FLOPs, ``5M`` params.
+
+A :class:`Budget` bounds one cost metric (``latency`` on a named device, ``flops`` or
+``params``). The command line allows several values at once (``--latency 2ms,4ms,8ms``) and
+one device per flag (``--latency cpu=10ms --latency gpu=2ms``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from nastools.errors import NastoolsError
+from nastools.space import format_count, parse_count
+
+_TIME_UNITS = {"s": 1e3, "ms": 1.0, "us": 1e-3, "µs": 1e-3}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """An upper bound on one cost metric. Latency limits are in milliseconds."""
+
+    metric: str  # "latency" | "flops" | "params"
+    limit: float
+    device: str | None = None  # latency only: a device alias or table path
+
+    @property
+    def cost_name(self) -> str:
+        """The name of the cost this budget bounds, e.g. ``latency:cpu`` or ``flops``."""
+        return f"latency:{self.device}" if self.metric == "latency" else self.metric
+
+    def __str__(self) -> str:
+        if self.metric == "latency":
+            dev = f"{self.device}=" if self.device else ""
+            return f"{dev}{format_latency(self.limit)}"
+        return f"{format_count(self.limit)} {self.metric}"
+
+
+def format_latency(ms: float) -> str:
+    if ms < 1:
+        return f"{ms * 1e3:.3g}us"
+    return f"{ms:.3g}ms"
+
+
+def parse_latency(text: str) -> float:
+    """'10ms' -> 10.0, '800us' -> 0.8, '0.5s' -> 500.0 (milliseconds)."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[-+]?\d+)?)\s*(s|ms|us|µs)\s*", str(text), re.IGNORECASE)
+    if not m:
+        raise NastoolsError(f"latency {text!r}: expected a number with a unit, e.g. 10ms, 800us or 0.5s")
+    value = float(m.group(1)) * _TIME_UNITS[m.group(2).lower()]
+    if value <= 0:
+        raise NastoolsError(f"latency {text!r}: expected a positive time")
+    return value
+
+
+def parse_budgets(latency: tuple[str, ...] = (), flops: tuple[str, ...] = (), params: tuple[str, ...] = ()) -> list[Budget]:
+    """Budgets from the command line's repeated, comma-separated options.
+
+    ``latency`` items look like ``10ms``, ``2ms,4ms`` or ``cpu=10ms``; a latency without a
+    device uses the device ``default``.
+    """
+    out: list[Budget] = []
+    for item in latency:
+        device = "default"
+        if "=" in item:
+            device, item = item.split("=", 1)
+            device = device.strip()
+            if not device:
+                raise NastoolsError(f"latency budget {item!r}: empty device name before '='")
+        for part in item.split(","):
+            out.append(Budget("latency", parse_latency(part), device))
+    for metric, items in (("flops", flops), ("params", params)):
+        for item in items:
+            for part in item.split(","):
+                out.append(Budget(metric, parse_count(part)))
+    return out

@@ -1,0 +1,469 @@
+"""Evolutionary search over :class:`~nastools.space.Arch` genotypes under cost limits.
+
+Two strategies share one loop:
+
+- ``archive`` (AlphaNet / AttentiveNAS style): every target budget of the primary cost keeps
+  its own elite (the most accurate archs within it) and gets an equal share of the offspring,
+  bred from that elite and held to that budget; one shared cache and a Pareto archive (best
+  arch per cost bin) serve all budgets at once.
+- ``nsga2``: the population is ranked by non-dominated sorting over (accuracy, primary cost)
+  and crowding distance; parents come from binary tournaments.
+
+Offspring come from mutation and uniform crossover and must satisfy every limit. The search
+is deterministic under its seed, saves its whole state after each generation (atomically)
+and resumes from it. It knows nothing about torch or latency measurement: accuracy and costs
+are callables.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Mapping, Sequence
+
+from nastools.errors import NastoolsError
+from nastools.io import atomic_write_json
+from nastools.space import Arch, SearchSpace
+
+STATE_FORMAT = "nastools.search-state/1"
+STRATEGIES = ("archive", "nsga2")
+
+
+@dataclass
+class Candidate:
+    """An evaluated arch: its accuracy and costs."""
+
+    arch: Arch
+    top1: float
+    costs: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return {"id": self.arch.id, "top1": self.top1, "costs": self.costs, "arch": self.arch.to_dict()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping, space: SearchSpace) -> "Candidate":
+        return cls(space.arch_from_dict(d["arch"]), float(d["top1"]), {k: float(v) for k, v in d["costs"].items()})
+
+
+@dataclass
+class SearchConfig:
+    population: int = 16
+    generations: int = 6
+    mutate_prob: float = 0.2
+    crossover_share: float = 0.5  # share of offspring made by crossover (+ mutation)
+    bins: int = 10
+    strategy: str = "archive"
+    seed: int = 0
+    predictor_factor: int = 0  # >1: screen this many times more offspring with a predictor
+
+
+@dataclass
+class SearchResult:
+    candidates: list[Candidate]  # every evaluated arch, in evaluation order
+    archive: list[Candidate]  # the Pareto set over (top1, primary cost)
+    evaluations: int
+    generations_done: int
+    history: list[dict] = field(default_factory=list)
+
+
+def pareto_front(cands: Sequence[Candidate], cost: str) -> list[Candidate]:
+    """The non-dominated candidates over (higher top1, lower ``cost``), by cost."""
+    best: list[Candidate] = []
+    for c in sorted(cands, key=lambda c: (c.costs[cost], -c.top1)):
+        if not best or c.top1 > best[-1].top1:
+            best.append(c)
+    return best
+
+
+def _fronts(cands: Sequence[Candidate], cost: str) -> list[list[int]]:
+    """Non-dominated sorting (NSGA-II), objectives: maximise top1, minimise cost."""
+    n = len(cands)
+    dominated_by = [[] for _ in range(n)]
+    count = [0] * n
+    for i in range(n):
+        for j in range(n):
+            if i == j:
+                continue
+            a, b = cands[i], cands[j]
+            if a.top1 >= b.top1 and a.costs[cost] <= b.costs[cost] and (a.top1 > b.top1 or a.costs[cost] < b.costs[cost]):
+                dominated_by[i].append(j)
+            elif b.top1 >= a.top1 and b.costs[cost] <= a.costs[cost] and (b.top1 > a.top1 or b.costs[cost] < a.costs[cost]):
+                count[i] += 1
+    fronts, current = [], [i for i in range(n) if count[i] == 0]
+    while current:
+        fronts.append(current)
+        nxt = []
+        for i in current:
+            for j in dominated_by[i]:
+                count[j] -= 1
+                if count[j] == 0:
+                    nxt.append(j)
+        current = nxt
+    return fronts
+
+
+def _crowding(cands: Sequence[Candidate], front: list[int], cost: str) -> dict[int, float]:
+    dist = {i: 0.0 for i in front}
+    for key in (lambda c: c.top1, lambda c: c.costs[cost]):
+        order = sorted(front, key=lambda i: key(cands[i]))
+        lo, hi = key(cands[order[0]]), key(cands[order[-1]])
+        dist[order[0]] = dist[order[-1]] = math.inf
+        if hi > lo:
+            for a, b, c in zip(order, order[1:], order[2:]):
+                dist[b] += (key(cands[c]) - key(cands[a])) / (hi - lo)
+    return dist
+
+
+class EvolutionSearch:
+    """Evolutionary search of ``space`` for accurate archs within ``limits``.
+
+    ``accuracy(arch) -> top-1`` is the expensive call (cached here by arch id);
+    ``costs`` maps cost names to ``arch -> value`` callables; ``limits`` maps cost names to
+    upper bounds; ``primary`` is the cost the archive bins and NSGA-II trades off.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        accuracy: Callable[[Arch], float],
+        costs: Mapping[str, Callable[[Arch], float]],
+        limits: Mapping[str, float],
+        primary: str,
+        config: SearchConfig | None = None,
+        *,
+        state_path: str | Path | None = None,
+        targets: Sequence[float] | None = None,
+        predictor: Callable[[list[Candidate], list[Arch]], list[float]] | None = None,
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> None:
+        self.space, self.accuracy, self.costs, self.limits = space, accuracy, dict(costs), dict(limits)
+        self.primary = primary
+        self.cfg = config or SearchConfig()
+        if self.cfg.strategy not in STRATEGIES:
+            raise NastoolsError(f"search strategy {self.cfg.strategy!r}: expected one of {', '.join(STRATEGIES)}")
+        if primary not in self.costs:
+            raise NastoolsError(f"primary cost {primary!r}: expected one of {', '.join(self.costs)}")
+        self.state_path = Path(state_path) if state_path else None
+        self.targets = sorted(targets) if targets else [self.limits.get(primary, math.inf)]
+        self.predictor = predictor
+        self.progress = progress
+        self.rng = random.Random(self.cfg.seed)
+        self.evaluated: dict[str, Candidate] = {}
+        self.order: list[str] = []
+        self.population: list[str] = []
+        self.generation = 0
+        self.history: list[dict] = []
+        self._cost_cache: dict[str, dict[str, float]] = {}
+        self.resumed_generation: int | None = None
+        self.check_feasible()
+
+    # ------------------------------------------------------------------ costs & limits
+
+    def arch_costs(self, arch: Arch) -> dict[str, float]:
+        hit = self._cost_cache.get(arch.key)
+        if hit is None:
+            hit = {name: float(fn(arch)) for name, fn in self.costs.items()}
+            self._cost_cache[arch.key] = hit
+        return hit
+
+    def feasible(self, arch: Arch) -> bool:
+        c = self.arch_costs(arch)
+        return all(c[name] <= lim for name, lim in self.limits.items())
+
+    def _within(self, arch: Arch, limits: Mapping[str, float]) -> bool:
+        c = self.arch_costs(arch)
+        return all(c[name] <= lim for name, lim in limits.items())
+
+    def check_feasible(self) -> None:
+        """A limit below the cheapest subnet is a user error naming the cheapest cost."""
+        cheapest = self.arch_costs(self.space.min_arch())
+        for name, lim in self.limits.items():
+            if cheapest[name] > lim:
+                raise NastoolsError(
+                    f"budget {name} <= {lim:.4g} is below the cheapest subnet of {self.space.name!r}, "
+                    f"which costs {cheapest[name]:.4g}: raise the budget to at least that"
+                )
+
+    # ------------------------------------------------------------------ sampling
+
+    def _sample_feasible(self, tries: int = 2000) -> Arch:
+        """A random arch within the limits: uniform samples, then shrinking mutations of the
+        cheapest arch when the limits are tight."""
+        for _ in range(tries // 2):
+            arch = self.space.sample(self.rng)
+            if self.feasible(arch):
+                return arch
+        arch = self.space.min_arch()
+        for _ in range(tries // 2):
+            cand = self.space.mutate(arch, 0.15, self.rng)
+            if self.feasible(cand):
+                arch = cand
+                if self.rng.random() < 0.3:
+                    return arch
+        return arch
+
+    def _offspring(self, parents: Sequence[Candidate], n: int, limits: Mapping[str, float] | None = None) -> list[Arch]:
+        limits = self.limits if limits is None else limits
+        out: list[Arch] = []
+        seen = set(self.evaluated)
+        tries = 0
+        while len(out) < n and tries < 200 * n:
+            tries += 1
+            if len(parents) >= 2 and self.rng.random() < self.cfg.crossover_share:
+                a, b = self._pick_parent(parents), self._pick_parent(parents)
+                child = self.space.crossover(a.arch, b.arch, self.rng)
+                child = self.space.mutate(child, self.cfg.mutate_prob / 2, self.rng)
+            else:
+                child = self.space.mutate(self._pick_parent(parents).arch, self.cfg.mutate_prob, self.rng)
+            if child.id in seen or not self._within(child, limits):
+                continue
+            seen.add(child.id)
+            out.append(child)
+        while len(out) < n:  # the neighbourhood is exhausted: explore
+            child = self._sample_feasible()
+            if child.id not in seen:
+                seen.add(child.id)
+                out.append(child)
+        return out
+
+    def _broods(self, parents: Sequence[Candidate], n: int):
+        """(parents, limits, count) groups of offspring to make this generation.
+
+        ``archive``: the offspring are shared out over the target budgets of the primary
+        cost; each group descends from the most accurate archs within its own budget, so
+        every budget's neighbourhood is searched. ``nsga2``: one group from the population.
+        """
+        if self.cfg.strategy != "archive":
+            return [(parents, self.limits, n)]
+        targets = self.targets
+        groups = []
+        for j, t in enumerate(targets):
+            k = n // len(targets) + (1 if j < n % len(targets) else 0)
+            if k == 0:
+                continue
+            lim = {**self.limits, self.primary: t}
+            ok = sorted((c for c in self.evaluated.values() if self._within(c.arch, lim)), key=lambda c: -c.top1)
+            top = ok[: max(2, self.cfg.population // 2)] or list(parents)
+            groups.append((top, lim, k))
+        return groups
+
+    def _pick_parent(self, parents: Sequence[Candidate]) -> Candidate:
+        if self.cfg.strategy == "nsga2":
+            a, b = self.rng.choice(parents), self.rng.choice(parents)
+            ra, rb = self._rank.get(a.arch.id, (0, 0.0)), self._rank.get(b.arch.id, (0, 0.0))
+            return a if (ra[0], -ra[1]) <= (rb[0], -rb[1]) else b
+        return self.rng.choice(parents)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self, arch: Arch) -> Candidate:
+        hit = self.evaluated.get(arch.id)
+        if hit is None:
+            hit = Candidate(arch, float(self.accuracy(arch)), dict(self.arch_costs(arch)))
+            self.evaluated[arch.id] = hit
+            self.order.append(arch.id)
+        return hit
+
+    def archive(self) -> list[Candidate]:
+        """Best arch per bin of the primary cost over the feasible range."""
+        cands = list(self.evaluated.values())
+        if not cands:
+            return []
+        lo = self.arch_costs(self.space.min_arch())[self.primary]
+        hi = self.limits.get(self.primary, max(c.costs[self.primary] for c in cands))
+        width = (hi - lo) / self.cfg.bins if hi > lo else 1.0
+        best: dict[int, Candidate] = {}
+        for c in cands:
+            b = min(self.cfg.bins - 1, max(0, int((c.costs[self.primary] - lo) / width)))
+            if b not in best or c.top1 > best[b].top1:
+                best[b] = c
+        return [best[k] for k in sorted(best)]
+
+    def _select_nsga2(self, pool: list[Candidate], n: int) -> list[Candidate]:
+        chosen: list[Candidate] = []
+        self._rank = {}
+        for r, front in enumerate(_fronts(pool, self.primary)):
+            dist = _crowding(pool, front, self.primary)
+            for i in front:
+                self._rank[pool[i].arch.id] = (r, dist[i])
+            if len(chosen) + len(front) <= n:
+                chosen.extend(pool[i] for i in front)
+            else:
+                rest = sorted(front, key=lambda i: -dist[i])
+                chosen.extend(pool[i] for i in rest[: n - len(chosen)])
+                break
+        return chosen
+
+    # ------------------------------------------------------------------ state
+
+    def state(self) -> dict:
+        return {
+            "format": STATE_FORMAT,
+            "space": self.space.name,
+            "fingerprint": self.space.fingerprint,
+            "config": vars(self.cfg),
+            "limits": self.limits,
+            "primary": self.primary,
+            "targets": self.targets,
+            "generation": self.generation,
+            "population": self.population,
+            "evaluated": [self.evaluated[i].to_dict() for i in self.order],
+            "history": self.history,
+            "rng": _rng_to_json(self.rng.getstate()),
+        }
+
+    def save(self) -> None:
+        if self.state_path:
+            atomic_write_json(self.state_path, self.state(), indent=None)
+
+    def try_resume(self) -> bool:
+        """Load the saved state if it belongs to this very search; True when resumed."""
+        if not self.state_path or not self.state_path.is_file():
+            return False
+        try:
+            st = json.loads(self.state_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise NastoolsError(f"search state {str(self.state_path)!r} is unreadable ({exc}); delete it or pass --fresh") from None
+        same = (
+            st.get("format") == STATE_FORMAT
+            and st.get("fingerprint") == self.space.fingerprint
+            and _same_config(st.get("config"), vars(self.cfg))
+            and st.get("limits") == self.limits
+            and st.get("primary") == self.primary
+            and st.get("targets") == self.targets
+        )
+        if not same:
+            return False
+        for d in st["evaluated"]:
+            c = Candidate.from_dict(d, self.space)
+            self.evaluated[c.arch.id] = c
+            self.order.append(c.arch.id)
+        self.population = list(st["population"])
+        self.generation = int(st["generation"])
+        self.history = list(st["history"])
+        self.rng.setstate(_rng_from_json(st["rng"]))
+        return True
+
+    # ------------------------------------------------------------------ the loop
+
+    def _tick(self, message: str) -> None:
+        if self.progress:
+            self.progress(self.generation, self.cfg.generations, message)
+
+    def run(self, resume: bool = True) -> SearchResult:
+        """Run (or continue) the search for ``config.generations`` generations."""
+        self._rank: dict[str, tuple[int, float]] = {}
+        self.resumed_generation = None
+        if resume and self.try_resume():
+            self.resumed_generation = self.generation
+        else:
+            init = []
+            seen = set()
+            while len(init) < self.cfg.population:
+                arch = self._sample_feasible()
+                if arch.id not in seen or len(seen) >= self.space.num_archs:
+                    seen.add(arch.id)
+                    init.append(arch)
+            for arch in init:
+                self.evaluate(arch)
+            self.population = [a.id for a in init]
+            self._record()
+            self.save()
+            self._tick("initial population")
+        while self.generation < self.cfg.generations:
+            pop = [self.evaluated[i] for i in self.population]
+            if self.cfg.strategy == "archive":
+                parents = self.archive()
+            else:
+                self._select_nsga2(pop, len(pop))
+                parents = pop
+            n = self.cfg.population
+            factor = self.cfg.predictor_factor if self.predictor is not None and len(self.evaluated) >= 8 else 1
+            kids = []
+            for parents, limits, k in self._broods(parents, n):
+                pool = self._offspring(parents, k * max(1, factor), limits)
+                if factor > 1:
+                    scores = self.predictor(list(self.evaluated.values()), pool)
+                    ranked = sorted(zip(scores, range(len(pool))), key=lambda t: -t[0])
+                    pool = [pool[i] for _, i in ranked[:k]]
+                kids.extend(a for a in pool if a.id not in {x.id for x in kids})
+            new = [self.evaluate(a) for a in kids]
+            if self.cfg.strategy == "archive":
+                keep = {c.arch.id for c in self.archive()}
+                self.population = [c.arch.id for c in new] + [i for i in self.population if i in keep and i not in {c.arch.id for c in new}]
+            else:
+                self.population = [c.arch.id for c in self._select_nsga2(pop + new, n)]
+            self.generation += 1
+            self._record()
+            self.save()
+            self._tick(f"{len(self.evaluated)} evaluated")
+        return SearchResult(
+            candidates=[self.evaluated[i] for i in self.order],
+            archive=pareto_front(list(self.evaluated.values()), self.primary),
+            evaluations=len(self.evaluated),
+            generations_done=self.generation,
+            history=self.history,
+        )
+
+    def _record(self) -> None:
+        front = pareto_front(list(self.evaluated.values()), self.primary)
+        self.history.append(
+            {
+                "generation": self.generation,
+                "evaluated": len(self.evaluated),
+                "best_top1": max(c.top1 for c in self.evaluated.values()),
+                "front": len(front),
+            }
+        )
+
+
+def random_search(
+    space: SearchSpace,
+    accuracy: Callable[[Arch], float],
+    costs: Mapping[str, Callable[[Arch], float]],
+    limits: Mapping[str, float],
+    primary: str,
+    evaluations: int,
+    seed: int = 0,
+) -> list[Candidate]:
+    """The baseline: ``evaluations`` distinct feasible archs sampled uniformly."""
+    s = EvolutionSearch(space, accuracy, costs, limits, primary, SearchConfig(seed=seed, population=1, generations=0))
+    out: list[Candidate] = []
+    guard = 0
+    while len(out) < evaluations and guard < evaluations * 50:
+        guard += 1
+        arch = s._sample_feasible()
+        if arch.id in s.evaluated:
+            continue
+        out.append(s.evaluate(arch))
+    return out
+
+
+def best_under(cands: Iterable[Candidate], limits: Mapping[str, float], exclude: set[str] = frozenset()) -> Candidate | None:
+    """The most accurate candidate meeting every limit (ties: the cheaper by first limit)."""
+    ok = [c for c in cands if c.arch.id not in exclude and all(c.costs[k] <= v for k, v in limits.items())]
+    if not ok:
+        return None
+    first = next(iter(limits), None)
+    return max(ok, key=lambda c: (c.top1, -(c.costs[first] if first else 0.0)))
+
+
+def _same_config(saved, current) -> bool:
+    """A saved search continues under the same settings; only ``generations`` may grow."""
+    if not isinstance(saved, dict):
+        return False
+    ignore = {"generations"}
+    return {k: v for k, v in saved.items() if k not in ignore} == {k: v for k, v in current.items() if k not in ignore}
+
+
+def _rng_to_json(state):
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def _rng_from_json(data):
+    version, internal, gauss = data
+    return (version, tuple(internal), gauss)

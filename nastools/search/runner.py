@@ -1,0 +1,309 @@
+"""``nastools search`` as a function: budgets in, chosen archs and a Pareto report out.
+
+Reads a run's supernet, builds the cost models (FLOPs, params, latency from per-device
+tables), runs the evolutionary search with accuracy from the supernet (BN recalibration +
+validation top-1), picks the most accurate arch under each budget, checks latency picks
+end to end on this machine when the table was made here, and writes
+``<run>/search/pareto.json``, ``pareto.png`` and ``best.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from nastools.checkpoint import checkpoint_path, load_supernet, run_dir
+from nastools.errors import NastoolsError
+from nastools.io import atomic_write_json
+from nastools.search.budget import Budget, format_latency
+from nastools.search.evolution import Candidate, EvolutionSearch, SearchConfig, best_under, pareto_front
+from nastools.space import Arch, SearchSpace, format_count
+
+PARETO_FORMAT = "nastools.pareto/1"
+
+
+@dataclass
+class SearchOptions:
+    """Knobs of a search; the defaults suit the fmnist space on a CPU in a few minutes."""
+
+    population: int = 16
+    generations: int = 6
+    strategy: str = "archive"
+    seed: int = 0
+    mutate_prob: float = 0.2
+    calib_images: int = 1000
+    eval_images: int = 2000
+    batch_size: int = 500
+    predictor: bool = False
+    predictor_factor: int = 4
+    dataset: str = "fashion-mnist"
+    data: str | None = None
+    measure: bool = True
+    measure_retries: int = 5
+
+
+@dataclass
+class Pick:
+    """The arch chosen for one budget, with what was measured of it."""
+
+    budget: dict
+    candidate: Candidate | None
+    measured_ms: float | None = None
+    replaced: list[dict] = field(default_factory=list)  # archs rejected after measurement
+
+
+@dataclass
+class SearchReport:
+    picks: list[Pick]
+    front: list[Candidate]
+    candidates: list[Candidate]
+    out_dir: Path
+    timing: dict
+    resumed_generations: int = 0
+
+
+def format_cost(name: str, value: float) -> str:
+    return format_latency(value) if name.startswith("latency") else format_count(value)
+
+
+# --------------------------------------------------------------------------- latency tables
+
+
+def resolve_table(space: SearchSpace, device: str, tables: Mapping[str, str]):
+    """The latency table for a budget's device: ``tables[device]`` (a path) when given, else
+    the newest table in ``latency_tables/<space>/`` made on this machine (``default``/``cpu``)
+    or on a GPU (``gpu``)."""
+    from nastools.latency.table import LatencyTable, TABLES_DIR
+
+    path = tables.get(device)
+    if path is None and device.endswith(".json"):
+        path = device
+    if path is not None:
+        if not Path(path).is_file():
+            raise NastoolsError(f"latency table {path!r} not found: build one with nastools profile --space {space.name} --out {path}")
+        return LatencyTable.load(path, space)
+    from nastools.machine import cpu_name
+
+    folder = TABLES_DIR / space.name
+    want_gpu = device == "gpu"
+    found = []
+    for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            t = LatencyTable.load(p, space)
+        except NastoolsError:
+            continue
+        dev = str(t.meta.get("device", ""))
+        on_gpu = str(t.meta.get("target", "")).lower() == "gpu" or "nvidia" in dev.lower()
+        if want_gpu and on_gpu or (not want_gpu and not on_gpu and (device != "default" or dev == cpu_name())):
+            found.append((p.stat().st_mtime, p, t))
+    if not found and device == "default":
+        return resolve_table(space, "cpu", tables)
+    if not found:
+        flag = "--device gpu" if want_gpu else "--device cpu"
+        raise NastoolsError(
+            f"no latency table for space {space.name!r} on {device!r} in {str(folder)!r}: "
+            f"run 'nastools profile --space {space.name} {flag}' first, or name one with --table {device}=PATH"
+        )
+    return max(found, key=lambda t: t[0])[2]
+
+
+def _measure_fn(table) -> Callable[[Arch], float] | None:
+    """End-to-end measurement through the table's backend, when the table was made here."""
+    from nastools.machine import cpu_name
+
+    meta = table.meta
+    if str(meta.get("device")) != cpu_name() or str(meta.get("backend")) not in ("ort", "torch"):
+        return None
+    from nastools.latency.backends import make_backend
+    from nastools.latency.workload import subnet_workload
+
+    def measure(arch: Arch) -> float:
+        backend = make_backend("cpu", str(meta["backend"]), str(meta.get("precision", "fp32")), int(meta.get("threads") or 1))
+        try:
+            return float(backend.measure(subnet_workload(table.space, arch, int(meta.get("batch", 1)))).median_ms)
+        finally:
+            backend.close()
+
+    return measure
+
+
+# --------------------------------------------------------------------------- the search
+
+
+def check_budgets(space: SearchSpace, budgets: Sequence[Budget], costs: Mapping[str, Callable[[Arch], float]]) -> tuple[str, dict[str, float]]:
+    """Validate budgets: returns the swept cost name and the fixed limits of the others."""
+    if not budgets:
+        raise NastoolsError("no budget given: pass --latency 10ms, --flops 300M and/or --params 5M")
+    by_cost: dict[str, list[float]] = {}
+    for b in budgets:
+        by_cost.setdefault(b.cost_name, []).append(b.limit)
+    multi = [k for k, v in by_cost.items() if len(v) > 1]
+    if len(multi) > 1:
+        raise NastoolsError(f"several values for more than one budget ({', '.join(multi)}): sweep one cost at a time")
+    cheapest = space.min_arch()
+    for name, values in by_cost.items():
+        low = costs[name](cheapest)
+        for v in values:
+            if v < low:
+                raise NastoolsError(
+                    f"budget {name} <= {format_cost(name, v)} is below the cheapest subnet of {space.name!r}, "
+                    f"which costs {format_cost(name, low)}: use a budget of at least {format_cost(name, low)}"
+                )
+    sweep = multi[0] if multi else budgets[0].cost_name
+    fixed = {k: v[0] for k, v in by_cost.items() if k != sweep}
+    return sweep, fixed
+
+
+def run_search(
+    run: str | Path = "default",
+    budgets: Sequence[Budget] = (),
+    *,
+    tables: Mapping[str, str] | None = None,
+    options: SearchOptions | None = None,
+    fresh: bool = False,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> SearchReport:
+    """Search the supernet of ``run`` under ``budgets``; see the module docstring."""
+    import time
+
+    from nastools.data import load_splits
+    from nastools.predictor import RidgePredictor
+    from nastools.search.evaluator import SubnetEvaluator
+
+    opts = options or SearchOptions()
+    tables = dict(tables or {})
+    ckpt = checkpoint_path(run)
+    net = load_supernet(ckpt)
+    space = net.space
+    costs: dict[str, Callable[[Arch], float]] = {"flops": space.flops, "params": space.params}
+    measurers: dict[str, Callable[[Arch], float] | None] = {}
+    for b in budgets:
+        if b.metric == "latency" and b.cost_name not in costs:
+            table = resolve_table(space, b.device or "default", tables)
+            costs[b.cost_name] = table.predict
+            measurers[b.cost_name] = _measure_fn(table) if opts.measure else None
+            log(f"latency on {b.device}: table {table.path} ({table.meta.get('device')}, {table.meta.get('backend')})")
+    sweep, fixed = check_budgets(space, budgets, costs)
+    limits = {**fixed, sweep: max(b.limit for b in budgets if b.cost_name == sweep)}
+
+    out = Path(out_dir) if out_dir else run_dir(run) if ckpt.name == "supernet.pt" and not str(run).endswith(".pt") else ckpt.parent
+    out = out / "search" if out_dir is None else out
+    out.mkdir(parents=True, exist_ok=True)
+    state_path, cache_path = out / "state.json", out / "accuracy_cache.json"
+    if fresh:
+        for p in (state_path, cache_path):
+            p.unlink(missing_ok=True)
+
+    splits = load_splits(opts.dataset, opts.data)
+    evaluator = SubnetEvaluator(
+        net, splits, calib_images=opts.calib_images, eval_images=opts.eval_images, batch_size=opts.batch_size,
+        seed=opts.seed, cache_path=cache_path, tag=f"{ckpt.resolve()}:{ckpt.stat().st_mtime_ns}",
+    )
+
+    def screen(cands: list[Candidate], pool: list[Arch]) -> list[float]:
+        model = RidgePredictor(space).fit([c.arch for c in cands], [c.top1 for c in cands])
+        return list(model.predict(pool))
+
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=opts.generations, desc="search", unit="gen", leave=False)
+
+    def tick(gen: int, total: int, msg: str) -> None:
+        if bar is not None:
+            bar.n = gen
+            bar.set_postfix_str(msg)
+            bar.refresh()
+
+    cfg = SearchConfig(
+        population=opts.population, generations=opts.generations, mutate_prob=opts.mutate_prob,
+        strategy=opts.strategy, seed=opts.seed, predictor_factor=opts.predictor_factor if opts.predictor else 0,
+    )
+    t0 = time.perf_counter()
+    targets = sorted({b.limit for b in budgets if b.cost_name == sweep})
+    engine = EvolutionSearch(space, evaluator, costs, limits, sweep, cfg, state_path=state_path, targets=targets,
+                             predictor=screen if opts.predictor else None, progress=tick)
+    result = engine.run(resume=True)
+    resumed = engine.resumed_generation
+    if bar is not None:
+        bar.close()
+    elapsed = time.perf_counter() - t0
+
+    picks = []
+    sweep_values = sorted({b.limit for b in budgets if b.cost_name == sweep})
+    for value in sweep_values:
+        lim = {**fixed, sweep: value}
+        pick = Pick(budget={"cost": sweep, "limit": value, "also": fixed}, candidate=None)
+        excluded: set[str] = set()
+        for _ in range(opts.measure_retries + 1):
+            cand = best_under(result.candidates, lim, excluded)
+            pick.candidate = cand
+            if cand is None:
+                break
+            checks = [(k, measurers.get(k)) for k in lim if k.startswith("latency") and measurers.get(k)]
+            over = None
+            for k, fn in checks:
+                ms = fn(cand.arch)
+                cand.costs[f"measured:{k}"] = ms
+                if k == sweep:
+                    pick.measured_ms = ms
+                if ms > lim[k]:
+                    over = (k, ms)
+            if over is None:
+                break
+            pick.replaced.append({"id": cand.arch.id, "cost": over[0], "measured_ms": over[1], "limit_ms": lim[over[0]]})
+            excluded.add(cand.arch.id)
+            pick.candidate, pick.measured_ms = None, None
+        picks.append(pick)
+
+    report = SearchReport(picks, result.archive, result.candidates, out,
+                          {**evaluator.timing(), "search_s": elapsed, "evaluations": result.evaluations},
+                          resumed_generations=int(resumed or 0))
+    write_outputs(report, space, sweep, budgets)
+    return report
+
+
+def write_outputs(report: SearchReport, space: SearchSpace, sweep: str, budgets: Sequence[Budget]) -> None:
+    """pareto.json, pareto.png and best.json (+ best-<n>.json per budget) in the out dir."""
+    out = report.out_dir
+    picks = [
+        {
+            "budget": p.budget,
+            "id": p.candidate.arch.id if p.candidate else None,
+            "top1": p.candidate.top1 if p.candidate else None,
+            "costs": p.candidate.costs if p.candidate else None,
+            "measured_ms": p.measured_ms,
+            "replaced": p.replaced,
+            "arch": p.candidate.arch.to_dict() if p.candidate else None,
+        }
+        for p in report.picks
+    ]
+    atomic_write_json(
+        out / "pareto.json",
+        {
+            "format": PARETO_FORMAT,
+            "space": space.name,
+            "fingerprint": space.fingerprint,
+            "primary": sweep,
+            "budgets": [str(b) for b in budgets],
+            "picks": picks,
+            "front": [c.to_dict() for c in report.front],
+            "evaluated": [c.to_dict() for c in report.candidates],
+            "timing": report.timing,
+        },
+    )
+    chosen = [p for p in report.picks if p.candidate]
+    for i, p in enumerate(report.picks):
+        if p.candidate:
+            extra = {"top1": p.candidate.top1, "flops": int(p.candidate.costs["flops"]), "params": int(p.candidate.costs["params"])}
+            p.candidate.arch.save(out / f"best-{i + 1}.json", id=p.candidate.arch.id, **extra)
+    if chosen:
+        c = chosen[0].candidate
+        c.arch.save(out / "best.json", id=c.arch.id, top1=c.top1, flops=int(c.costs["flops"]), params=int(c.costs["params"]))
+    from nastools.search.plot import plot_pareto
+
+    plot_pareto(out / "pareto.png", report.candidates, report.front, sweep, [b.limit for b in budgets if b.cost_name == sweep], report.picks)

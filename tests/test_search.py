@@ -1,0 +1,206 @@
+import json
+import math
+import random
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from nastools.checkpoint import save_checkpoint
+from nastools.cli import main
+from nastools.errors import NastoolsError
+from nastools.search import EvolutionSearch, SearchConfig, best_under, parse_budgets, parse_latency, random_search
+from nastools.space import load_space, space_from_dict
+
+TINY = {
+    "name": "tiny",
+    "input_channels": 1,
+    "num_classes": 10,
+    "resolutions": [28],
+    "act": "swish",
+    "stem": {"widths": [8, 16], "kernel": 3, "stride": 2},
+    "stages": [
+        {"name": "mb1", "widths": [8, 16], "depths": [1, 2], "kernels": [3], "expands": [1], "stride": 1, "se": False},
+        {"name": "mb2", "widths": [16, 24], "depths": [1, 2], "kernels": [3, 5], "expands": [2, 4], "stride": 2, "se": True},
+    ],
+    "head": {"widths": [64, 128], "expand": 2},
+}
+
+
+def synthetic_accuracy(space):
+    """A deterministic, structured stand-in for supernet accuracy: grows with log-FLOPs, and
+    each gene helps or hurts by a fixed amount, so that archs of equal cost differ."""
+    from nastools.predictor import arch_features
+
+    weights = [random.Random(i).uniform(-1.5, 1.5) for i in range(64)]
+
+    def acc(arch):
+        genes = arch_features(space, arch)[:-2]
+        return 40 + 4 * math.log(space.flops(arch)) + sum(w * g for w, g in zip(weights, genes))
+
+    return acc
+
+
+def test_parse_budgets():
+    assert parse_latency("10ms") == 10 and parse_latency("800us") == pytest.approx(0.8) and parse_latency("0.5s") == 500
+    bs = parse_budgets(("2ms,4ms", "gpu=1ms"), ("300M",), ("5M",))
+    assert [(b.metric, b.limit, b.device) for b in bs] == [
+        ("latency", 2, "default"), ("latency", 4, "default"), ("latency", 1, "gpu"), ("flops", 3e8, None), ("params", 5e6, None)
+    ]
+    for bad in ("10", "ms", "-3ms", "10 parsecs", "=3ms"):
+        with pytest.raises(NastoolsError):
+            parse_budgets((bad,))
+
+
+def _engine(space, limits, cfg, **kw):
+    costs = {"flops": space.flops, "params": space.params}
+    return EvolutionSearch(space, kw.pop("acc", synthetic_accuracy(space)), costs, limits, "flops", cfg, **kw)
+
+
+@pytest.mark.parametrize("strategy", ["archive", "nsga2"])
+def test_evolution_respects_limits_and_is_deterministic(fmnist, strategy):
+    limits = {"flops": 15e6, "params": 1.5e6}
+    runs = []
+    for _ in range(2):
+        res = _engine(fmnist, limits, SearchConfig(population=10, generations=4, strategy=strategy, seed=3)).run()
+        assert res.evaluations == 50
+        assert all(c.costs["flops"] <= 15e6 and c.costs["params"] <= 1.5e6 for c in res.candidates)
+        runs.append([c.arch.id for c in res.candidates])
+    assert runs[0] == runs[1]
+    other = _engine(fmnist, limits, SearchConfig(population=10, generations=4, strategy=strategy, seed=4)).run()
+    assert [c.arch.id for c in other.candidates] != runs[0]
+
+
+@pytest.mark.parametrize("strategy", ["archive", "nsga2"])
+def test_evolution_beats_random_on_a_known_objective(fmnist, strategy):
+    # with the same number of evaluations, evolution must find better archs near the budget
+    limits = {"flops": 20e6}
+    acc = synthetic_accuracy(fmnist)
+    wins = 0
+    for seed in range(5):
+        evo = _engine(fmnist, limits, SearchConfig(population=12, generations=5, seed=seed, strategy=strategy)).run()
+        rnd = random_search(fmnist, acc, {"flops": fmnist.flops, "params": fmnist.params}, limits, "flops", evo.evaluations, seed)
+        wins += best_under(evo.candidates, limits).top1 > best_under(rnd, limits).top1
+    assert wins >= 4
+
+
+def test_resume_continues_without_re_evaluating(fmnist, tmp_path):
+    calls = []
+    base = synthetic_accuracy(fmnist)
+
+    def counted(arch):
+        calls.append(arch.id)
+        return base(arch)
+
+    limits = {"flops": 20e6}
+    full = _engine(fmnist, limits, SearchConfig(population=8, generations=4, seed=1), acc=counted).run()
+    n_full = len(calls)
+    calls.clear()
+    state = tmp_path / "state.json"
+    _engine(fmnist, limits, SearchConfig(population=8, generations=2, seed=1), acc=counted, state_path=state).run()
+    assert json.loads(state.read_text())["generation"] == 2
+    first = len(calls)
+    resumed = _engine(fmnist, limits, SearchConfig(population=8, generations=4, seed=1), acc=counted, state_path=state)
+    res = resumed.run()
+    assert resumed.resumed_generation == 2
+    assert len(calls) == n_full and len(calls) - first == n_full - first  # nothing evaluated twice
+    assert [c.arch.id for c in res.candidates] == [c.arch.id for c in full.candidates]
+
+
+def test_budget_below_cheapest_names_cheapest(fmnist):
+    with pytest.raises(NastoolsError, match="below the cheapest subnet"):
+        _engine(fmnist, {"flops": 1e6}, SearchConfig())
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A tiny supernet trained for a few sandwich steps on real Fashion-MNIST."""
+    import torch.nn.functional as F
+
+    from nastools.data import iter_batches, load_splits
+    from nastools.supernet import Supernet
+
+    torch.manual_seed(0)
+    space = space_from_dict(TINY)
+    net = Supernet(space).train()
+    splits = load_splits()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    rng = random.Random(0)
+    order = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(0))
+    for i, (x, y) in enumerate(iter_batches(splits.train, 64, order=order)):
+        if i == 40:
+            break
+        opt.zero_grad()
+        for arch in (space.max_arch(), space.sample(rng), space.min_arch()):
+            net.set_active(arch)
+            F.cross_entropy(net(x), y).backward()
+        opt.step()
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    save_checkpoint(run / "supernet.pt", net)
+    return run, space
+
+
+def _search(run, *args):
+    base = ["search", "--run", str(run), "--population", "4", "--generations", "2", "--calib-images", "128", "--eval-images", "256"]
+    return CliRunner().invoke(main, base + list(args))
+
+
+def test_search_cli_multi_budget(tiny_run):
+    run, space = tiny_run
+    lo, hi = space.flops(space.min_arch()), space.flops(space.max_arch())
+    budgets = [lo * 1.5, (lo + hi) / 2, hi]
+    result = _search(run, "--flops", ",".join(f"{b:.0f}" for b in budgets), "--json")
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output[result.output.index("{"):])
+    picks = out["picks"]
+    assert len(picks) == 3
+    pareto = json.loads((run / "search" / "pareto.json").read_text())
+    evaluated = {e["id"]: e for e in pareto["evaluated"]}
+    for budget, pick in zip(budgets, picks):
+        assert pick["costs"]["flops"] <= budget
+        # the pick is the most accurate evaluated arch within its budget
+        assert pick["top1"] == max(e["top1"] for e in evaluated.values() if e["costs"]["flops"] <= budget)
+    tops = [p["top1"] for p in picks]
+    assert tops == sorted(tops)  # a larger budget never picks a worse arch
+    best = json.loads((run / "search" / "best.json").read_text())
+    assert space.arch_from_dict(best).id == picks[0]["id"]
+    assert (run / "search" / "pareto.png").stat().st_size > 1000
+
+
+def test_search_cli_resumes_and_caches(tiny_run):
+    run, space = tiny_run
+    budget = f"{space.flops(space.max_arch()):.0f}"
+    first = _search(run, "--flops", budget, "--params", "1M", "--fresh", "--json")
+    assert first.exit_code == 0, first.output
+    again = _search(run, "--flops", budget, "--params", "1M", "--json")
+    a = json.loads(first.output[first.output.index("{"):])
+    b = json.loads(again.output[again.output.index("{"):])
+    assert a["picks"] == b["picks"]
+    assert b["timing"]["archs"] == 0  # everything came from the saved state and cache
+    assert a["picks"][0]["costs"]["params"] <= 1e6
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--flops", "1K"], "below the cheapest subnet"),
+        (["--latency", "fast"], "expected a number with a unit"),
+        ([], "no budget given"),
+        (["--flops", "1M,2M", "--params", "1M,2M"], "sweep one cost at a time"),
+        (["--latency", "5ms", "--table", "default=/no/such/table.json"], "nastools profile"),
+    ],
+)
+def test_search_cli_bad_budgets(tiny_run, args, message):
+    run, _ = tiny_run
+    result = _search(run, *args)
+    assert result.exit_code == 1
+    out = result.output.strip().splitlines()[-1]
+    assert out.startswith("Error: ") and message in out
+
+
+def test_search_missing_checkpoint(tmp_path):
+    result = CliRunner().invoke(main, ["search", "--run", str(tmp_path / "nope"), "--flops", "10M"])
+    assert result.exit_code == 1 and "nastools train" in result.output
