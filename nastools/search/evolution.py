@@ -189,17 +189,18 @@ class EvolutionSearch:
 
     # ------------------------------------------------------------------ sampling
 
-    def _sample_feasible(self, tries: int = 2000) -> Arch:
-        """A random arch within the limits: uniform samples, then shrinking mutations of the
-        cheapest arch when the limits are tight."""
+    def _sample_feasible(self, limits: Mapping[str, float] | None = None, tries: int = 2000) -> Arch:
+        """A random arch within ``limits`` (default: the search's): uniform samples, then a
+        random walk up from the cheapest arch when the limits are tight."""
+        limits = self.limits if limits is None else limits
         for _ in range(tries // 2):
             arch = self.space.sample(self.rng)
-            if self.feasible(arch):
+            if self._within(arch, limits):
                 return arch
         arch = self.space.min_arch()
         for _ in range(tries // 2):
             cand = self.space.mutate(arch, 0.15, self.rng)
-            if self.feasible(cand):
+            if self._within(cand, limits):
                 arch = cand
                 if self.rng.random() < 0.3:
                     return arch
@@ -223,7 +224,7 @@ class EvolutionSearch:
             seen.add(child.id)
             out.append(child)
         while len(out) < n:  # the neighbourhood is exhausted: explore
-            child = self._sample_feasible()
+            child = self._sample_feasible(limits)
             if child.id not in seen:
                 seen.add(child.id)
                 out.append(child)
@@ -363,7 +364,9 @@ class EvolutionSearch:
             init = []
             seen = set()
             while len(init) < self.cfg.population:
-                arch = self._sample_feasible()
+                # spread the initial population over the target budgets
+                lim = {**self.limits, self.primary: self.targets[len(init) % len(self.targets)]}
+                arch = self._sample_feasible(lim)
                 if arch.id not in seen or len(seen) >= self.space.num_archs:
                     seen.add(arch.id)
                     init.append(arch)

@@ -1,0 +1,155 @@
+"""Search quality and cost on a supernet trained on Fashion-MNIST (issue: search).
+
+1. Evolution vs random search with the same number of accuracy evaluations, at 5 budgets
+   x N seeds (target: evolution's best validation top-1 >= random's at >= 4 of 5 budgets,
+   comparing the mean over seeds). Both strategies (per-budget elites "archive" and
+   "nsga2") are measured; the default is the one that wins more budgets.
+2. Every arch returned under a latency budget is measured end to end through the table's
+   backend: measured / budget (target <= 1.05).
+3. Time per evaluated arch, split into BN recalibration and evaluation; and the speed-up
+   the accuracy predictor gives: evaluations needed to reach the final best top-1 of the
+   search without it.
+
+All searches share one accuracy cache (same supernet, same evaluation sizes), so an arch
+is evaluated once however many searches meet it; the evaluation counts are per search.
+
+Usage: python benchmarks/bench_search.py --run runs/bench-attentive-best [--metric latency|flops]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import torch  # noqa: E402
+from _common import table, write_result  # noqa: E402
+
+from nastools.checkpoint import checkpoint_path, load_supernet  # noqa: E402
+from nastools.data import load_splits  # noqa: E402
+from nastools.search import EvolutionSearch, SearchConfig, best_under, random_search  # noqa: E402
+from nastools.search.evaluator import SubnetEvaluator  # noqa: E402
+
+
+def top1_under(cands, limits) -> float:
+    """Best top-1 within ``limits``; 0 when a search found nothing that fits."""
+    best = best_under(cands, limits)
+    return best.top1 if best else 0.0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--run", required=True, help="run folder or name with supernet.pt")
+    ap.add_argument("--metric", choices=["latency", "flops"], default="latency")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--population", type=int, default=10)
+    ap.add_argument("--generations", type=int, default=5)
+    ap.add_argument("--calib-images", type=int, default=500)
+    ap.add_argument("--eval-images", type=int, default=1000)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+
+    net = load_supernet(args.run)
+    space = net.space
+    splits = load_splits()
+    cache = checkpoint_path(args.run).parent / "bench_search_cache.json"
+    cache.unlink(missing_ok=True)  # time every evaluation afresh
+    ev = SubnetEvaluator(net, splits, calib_images=args.calib_images, eval_images=args.eval_images, cache_path=cache, tag="bench")
+    costs = {"flops": space.flops, "params": space.params}
+    measure = None
+    if args.metric == "latency":
+        from nastools.search.runner import _measure_fn, resolve_table
+
+        tab = resolve_table(space, "cpu", {})
+        costs["latency:cpu"] = tab.predict
+        measure = _measure_fn(tab)
+        primary = "latency:cpu"
+        print(f"latency table: {tab.path}")
+    else:
+        primary = "flops"
+    lo = costs[primary](space.min_arch())
+    hi = costs[primary](space.max_arch())
+    budgets = [lo + (hi - lo) * q for q in (0.1, 0.25, 0.4, 0.55, 0.7)]
+    limits = {primary: max(budgets)}
+
+    def run_evo(seed, strategy, predictor=False):
+        screen = None
+        if predictor:
+            from nastools.predictor import RidgePredictor
+
+            def screen(cands, pool):
+                return list(RidgePredictor(space).fit([c.arch for c in cands], [c.top1 for c in cands]).predict(pool))
+
+        cfg = SearchConfig(population=args.population, generations=args.generations, strategy=strategy, seed=seed,
+                           predictor_factor=4 if predictor else 0)
+        return EvolutionSearch(space, ev, costs, limits, primary, cfg, targets=budgets, predictor=screen).run()
+
+    t0 = time.perf_counter()
+    per = {"archive": [], "nsga2": [], "random": []}
+    for seed in range(args.seeds):
+        for strategy in ("archive", "nsga2"):
+            res = run_evo(seed, strategy)
+            per[strategy].append([top1_under(res.candidates, {primary: b}) for b in budgets])
+            n_evals = res.evaluations
+        rnd = random_search(space, ev, costs, limits, primary, n_evals, seed)
+        per["random"].append([top1_under(rnd, {primary: b}) for b in budgets])
+        print(f"seed {seed}: {n_evals} evaluations per search, {ev.calls} distinct archs evaluated so far, {time.perf_counter() - t0:.0f} s")
+    mean = {k: [statistics.mean(r[i] for r in v) for i in range(len(budgets))] for k, v in per.items()}
+    wins = {k: sum(mean[k][i] >= mean["random"][i] for i in range(len(budgets))) for k in ("archive", "nsga2")}
+    unit = (lambda v: f"{v:.3f}ms") if primary.startswith("latency") else (lambda v: f"{v / 1e6:.1f}M")
+    print(f"\nbest validation top-1 (%) under each {primary} budget, mean of {args.seeds} seeds, {n_evals} evaluations each")
+    print(table([(unit(b), f"{mean['archive'][i]:.2f}", f"{mean['nsga2'][i]:.2f}", f"{mean['random'][i]:.2f}") for i, b in enumerate(budgets)],
+                ["budget", "evolution (archive)", "evolution (nsga2)", "random"]))
+    print(f"budgets where evolution >= random: archive {wins['archive']}/5, nsga2 {wins['nsga2']}/5 (target >= 4)")
+
+    checks = []
+    if measure is not None:
+        res = run_evo(0, "archive")
+        for b in budgets:
+            c = best_under(res.candidates, {primary: b})
+            ms = measure(c.arch)
+            checks.append({"budget_ms": b, "id": c.arch.id, "predicted_ms": c.costs[primary], "measured_ms": ms, "ratio": ms / b})
+        print("\nchosen archs measured end to end (ORT CPU):")
+        print(table([(unit(r["budget_ms"]), r["id"], f"{r['predicted_ms']:.3f}", f"{r['measured_ms']:.3f}", f"{r['ratio']:.3f}") for r in checks],
+                    ["budget", "arch", "predicted ms", "measured ms", "measured/budget"]))
+
+    # predictor speed-up: evaluations to reach the final best (at the middle budget) of the plain search
+    mid = {primary: budgets[2]}
+    speed = []
+    for seed in range(args.seeds):
+        plain = run_evo(seed, "archive")
+        pred = run_evo(seed, "archive", predictor=True)
+        goal = best_under(plain.candidates, mid).top1
+
+        def evals_to(cands):
+            best = -1.0
+            for i, c in enumerate(cands, 1):
+                if all(c.costs[k] <= v for k, v in mid.items()):
+                    best = max(best, c.top1)
+                if best >= goal:
+                    return i
+            return None
+
+        a, b = evals_to(plain.candidates), evals_to(pred.candidates)
+        speed.append({"seed": seed, "plain_evals": a, "predictor_evals": b, "speedup": (a / b) if b else None})
+    print("\npredictor: evaluations to reach the plain search's final best top-1 at the middle budget")
+    print(table([(s["seed"], s["plain_evals"], s["predictor_evals"] or "not reached", f"{s['speedup']:.2f}x" if s["speedup"] else "-") for s in speed],
+                ["seed", "plain", "with predictor", "speed-up"]))
+    timing = ev.timing()
+    print(f"\nper evaluated arch: BN recalibration {timing['recalibration_s']:.2f} s ({args.calib_images} images), "
+          f"evaluation {timing['evaluation_s']:.2f} s ({args.eval_images} images), {timing['archs']} archs")
+    write_result("bench_search", {
+        "run": args.run, "metric": primary, "budgets": budgets, "seeds": args.seeds, "evaluations_per_search": n_evals,
+        "mean_top1": mean, "per_seed": per, "wins_vs_random": wins, "latency_checks": checks,
+        "max_measured_over_budget": max((r["ratio"] for r in checks), default=None),
+        "predictor": speed, "timing": timing, "threads": args.threads,
+    })
+
+
+if __name__ == "__main__":
+    main()
