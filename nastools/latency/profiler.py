@@ -1,0 +1,201 @@
+"""Profile a device into a :class:`LatencyTable`: time every block, calibrate the overhead on a
+few end-to-end runs, validate on held-out subnets. Resumable: the table is saved atomically
+every few seconds and on interruption, and a rerun skips whatever it already holds."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from nastools.latency.measure import Backend, Protocol
+from nastools.latency.table import LatencyTable, default_table_path
+from nastools.latency.validate import scatter_plot, summarize
+from nastools.latency.workload import block_workload, blocks_for, subnet_workload
+from nastools.space import Arch, SearchSpace, as_rng, load_space
+
+CALIBRATION_SEED = 1000
+VALIDATION_SEED = 2000
+
+
+def sample_archs(space: SearchSpace, n: int, seed: int, resolutions: Sequence[int], exclude: set[str] = frozenset()) -> list[Arch]:
+    """``n`` distinct random archs at ``resolutions``, none whose key is in ``exclude``."""
+    rng = as_rng(seed)
+    out: list[Arch] = []
+    seen = set(exclude)
+    res = sorted(resolutions)
+    for _ in range(100 * n + 100):
+        if len(out) == n:
+            break
+        a = space.sample(rng).replace(resolution=rng.choice(res))
+        if a.key not in seen:
+            seen.add(a.key)
+            out.append(a)
+    return out
+
+
+def _bar(total: int, desc: str, show: bool, initial: int = 0):
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="blk" if "block" in desc else "net", disable=not show,
+                dynamic_ncols=True, leave=True)
+
+
+def open_table(space: SearchSpace, backend: Backend, *, batch: int, resolutions: Sequence[int] | None,
+               out: str | Path | None, protocol: Protocol) -> LatencyTable:
+    """The table at ``out`` (default path from the backend's description) to resume, or a new one."""
+    info = backend.describe()
+    res = sorted(resolutions or space.resolutions)
+    target = "gpu" if backend.on_gpu else "cpu"
+    fresh = LatencyTable.new(space, device=info["device"], backend=backend.name, version=info["version"],
+                             precision=backend.precision, batch=batch, threads=backend.threads, resolutions=res,
+                             protocol=asdict(protocol), target=target, library=info["backend"])
+    path = Path(out) if out else default_table_path(
+        space.name, info["device"], backend.name, backend.precision, batch, None if backend.on_gpu else backend.threads)
+    if path.is_file():
+        table = LatencyTable.load(path)
+        table.check_resume(fresh.meta)
+        table.bind(space)
+        table.meta["resolutions"] = sorted(set(table.meta.get("resolutions", [])) | set(res))
+        return table
+    fresh.path = path
+    return fresh
+
+
+def profile_blocks(table: LatencyTable, backend: Backend, *, protocol: Protocol, progress: bool = True,
+                   save_every_s: float = 5.0, limit: int | None = None) -> int:
+    """Time every block of the table's space and resolutions that the table lacks; returns
+    how many were timed. ``limit`` stops after that many (for tests of resumption)."""
+    space = table.space
+    blocks = blocks_for(space, table.meta["resolutions"])
+    todo = table.missing(blocks)
+    if limit is not None:
+        todo = todo[:limit]
+    batch = table.meta["batch"]
+    done = 0
+    last = t_start = time.monotonic()
+    spent = float(table.meta.get("profile_s", 0.0))
+    bar = _bar(len(blocks), "blocks", progress, initial=len(blocks) - len(table.missing(blocks)))
+    try:
+        for b in todo:
+            table.set(b, backend.measure(block_workload(b, batch), protocol))
+            done += 1
+            bar.update(1)
+            if time.monotonic() - last >= save_every_s:
+                table.meta["profile_s"] = round(spent + time.monotonic() - t_start, 1)
+                table.save()
+                last = time.monotonic()
+    finally:
+        bar.close()
+        table.meta["profile_s"] = round(spent + time.monotonic() - t_start, 1)
+        table.save()
+    return done
+
+
+def measure_archs(table: LatencyTable, backend: Backend, archs: Sequence[Arch], runs: list[dict[str, Any]], *,
+                  protocol: Protocol, desc: str, progress: bool = True, passes: int = 3, chunk: int = 8,
+                  on_update: Callable[[], None] | None = None) -> None:
+    """Measure ``archs`` end to end (skipping ones already in ``runs``), appending records.
+
+    Each arch is measured in ``passes`` separate passes, interleaved over a chunk of archs so
+    that the passes lie seconds apart; its latency is the smallest pass median (interference
+    only ever slows a run down) and ``spread_pct`` the range of the pass medians, which is the
+    measurement noise any predictor is bounded by.
+    """
+    space = table.space
+    have = {r["arch"] for r in runs}
+    todo = [a for a in archs if a.key not in have]
+    batch = table.meta["batch"]
+    bar = _bar(len(archs), desc, progress, initial=len(archs) - len(todo))
+    try:
+        for i in range(0, len(todo), chunk):
+            group = todo[i : i + chunk]
+            loads = [subnet_workload(space, a, batch) for a in group]
+            medians: list[list[Any]] = [[] for _ in group]
+            for _ in range(passes):
+                for j, w in enumerate(loads):
+                    medians[j].append(backend.measure(w, protocol))
+            for a, ms in zip(group, medians):
+                best = min(ms, key=lambda m: m.median_ms)
+                meds = [m.median_ms for m in ms]
+                s, n, mp = table._parts(a)
+                runs.append({"arch": a.key, "measured_ms": best.median_ms, "p10_ms": best.p10_ms, "p90_ms": best.p90_ms,
+                             "pass_medians_ms": meds, "spread_pct": 100 * (max(meds) - min(meds)) / min(meds),
+                             "sum_ms": s, "n_blocks": n, "mparams": mp, "flops": space.flops(a)})
+                bar.update(1)
+            del loads
+            if on_update:
+                on_update()
+    finally:
+        bar.close()
+
+
+def calibrate(table: LatencyTable, backend: Backend, n: int = 8, *, protocol: Protocol, progress: bool = True) -> dict:
+    """Fit the model-level overhead on ``n`` random subnets measured end to end."""
+    archs = sample_archs(table.space, n, CALIBRATION_SEED, table.meta["resolutions"])
+    runs: list[dict[str, Any]] = list(table.calibration.get("runs", []))
+    keys = {a.key for a in archs}
+    runs = [r for r in runs if r["arch"] in keys]
+
+    def keep():
+        table.calibration = {**table.calibration, "runs": runs}
+        table.save()
+
+    measure_archs(table, backend, archs, runs, protocol=protocol, desc="calibration", progress=progress, on_update=keep)
+    table.fit_calibration(runs)
+    table.save()
+    return table.calibration
+
+
+def validate(table: LatencyTable, backend: Backend, n: int, *, protocol: Protocol, progress: bool = True,
+             plot: bool = True) -> dict:
+    """Measure ``n`` held-out random subnets (none used for calibration) end to end and store
+    the table's error and the FLOPs-only model's beside it in ``table.validation``."""
+    exclude = {r["arch"] for r in table.calibration.get("runs", [])}
+    archs = sample_archs(table.space, n, VALIDATION_SEED, table.meta["resolutions"], exclude)
+    runs: list[dict[str, Any]] = [r for r in table.validation.get("runs", []) if r["arch"] in {a.key for a in archs}]
+
+    def keep():
+        table.validation = {"runs": runs}
+        table.save()
+
+    measure_archs(table, backend, archs, runs, protocol=protocol, desc="validation", progress=progress, on_update=keep)
+    by_key = {a.key: a for a in archs}
+    for r in runs:
+        r["predicted_ms"] = table.predict(by_key[r["arch"]])
+    result: dict[str, Any] = {**summarize(runs), "runs": runs}
+    if plot and table.path is not None:
+        png = table.path.with_suffix(".validation.png")
+        scatter_plot(runs, png, title=f"{table.meta['space']}: {table.meta['backend']} on {table.meta['device']}")
+        result["plot"] = png.name
+    table.validation = result
+    table.save()
+    return result
+
+
+def profile(space: SearchSpace | str = "fmnist", backend: Backend | None = None, *, batch: int = 1,
+            resolutions: Sequence[int] | None = None, out: str | Path | None = None, protocol: Protocol | None = None,
+            calibration_runs: int = 20, validate_runs: int = 0, progress: bool = True) -> LatencyTable:
+    """Build (or resume) the latency table of ``space`` on ``backend`` (default ORT CPU, 1 thread):
+    time every block, calibrate on ``calibration_runs`` subnets, validate on ``validate_runs``."""
+    from nastools.latency.backends import make_backend
+
+    sp = load_space(space)
+    be = backend or make_backend("cpu", "ort")
+    if batch < 1:
+        from nastools.errors import NastoolsError
+
+        raise NastoolsError(f"--batch: got {batch}, expected a positive batch size")
+    proto = protocol or Protocol()
+    try:
+        table = open_table(sp, be, batch=batch, resolutions=resolutions, out=out, protocol=proto)
+        profile_blocks(table, be, protocol=proto, progress=progress)
+        if calibration_runs:
+            calibrate(table, be, calibration_runs, protocol=proto, progress=progress)
+        if validate_runs:
+            validate(table, be, validate_runs, protocol=proto, progress=progress)
+    finally:
+        be.close()
+    return table

@@ -1,0 +1,279 @@
+"""The latency lookup table: per-block latencies of one device, its calibration and its
+self-measured error, in one human-readable JSON file (``nastools.latency-table/1``).
+
+Entries are keyed by :attr:`nastools.space.Block.key`. A prediction is the sum of an arch's
+block entries plus a model-level overhead fitted on a few end-to-end runs::
+
+    predict(arch) = sum(entries) + overhead(arch)
+                  = scale * sum(entries) + per_block_ms * n_blocks + per_mparam_ms * mparams + offset_ms
+
+``per_block_ms`` is (minus) the per-call cost every block paid when timed alone (session
+entry, input/output handling) that an end-to-end run pays once; ``per_mparam_ms`` the cost of
+weights that stay cache-resident while one block is timed over and over but are streamed from
+further away in a whole model; ``offset_ms`` what the whole model pays once; ``scale`` what
+stays proportional.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from nastools.errors import NastoolsError
+from nastools.io import atomic_write_json
+from nastools.space import Arch, Block, SearchSpace, load_space
+
+TABLE_FORMAT = "nastools.latency-table/1"
+TABLES_DIR = Path("latency_tables")
+# what must agree between a table on disk and a run that resumes it
+IDENTITY = ("space", "space_fingerprint", "device", "target", "backend", "precision", "batch", "threads")
+
+
+def slug(text: str) -> str:
+    """'AMD EPYC 7B13 64-Core Processor' -> 'amd-epyc-7b13-64-core-processor'."""
+    out = "".join(c.lower() if c.isalnum() else "-" for c in text)
+    return "-".join(p for p in out.split("-") if p) or "unknown"
+
+
+def default_table_path(space: str, device: str, backend: str, precision: str, batch: int, threads: int | None = None) -> Path:
+    """``latency_tables/<space>/<device>__<backend>__<precision>__b<batch>.json``; CPU tables
+    name their thread count in the device part (``-t1``), since it changes every latency."""
+    dev = slug(device) + (f"-t{threads}" if threads else "")
+    return TABLES_DIR / space / f"{dev}__{slug(backend)}__{precision}__b{batch}.json"
+
+
+@dataclass
+class LatencyTable:
+    """Per-block latencies of one (device, backend, precision, batch, threads) for one space."""
+
+    meta: dict[str, Any]
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    validation: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+    _space: SearchSpace | None = field(default=None, repr=False)
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def new(cls, space: SearchSpace, *, device: str, backend: str, version: str, precision: str, batch: int,
+            threads: int, resolutions: Sequence[int] | None = None, protocol: Mapping | None = None,
+            target: str = "cpu", library: str = "") -> "LatencyTable":
+        from nastools import __version__
+
+        meta = {
+            "space": space.name,
+            "space_fingerprint": space.fingerprint,
+            "resolutions": sorted(resolutions or space.resolutions),
+            "device": device,
+            "target": target,
+            "backend": backend,
+            "backend_library": library or backend,
+            "backend_version": version,
+            "precision": precision,
+            "batch": batch,
+            "threads": threads,
+            "nastools_version": __version__,
+            "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "protocol": dict(protocol or {}),
+        }
+        return cls(meta=meta, _space=space)
+
+    @classmethod
+    def load(cls, path: str | Path, space: SearchSpace | str | None = None) -> "LatencyTable":
+        """Read a table; with ``space``, check that it was profiled for that space."""
+        path = Path(path)
+        if not path.is_file():
+            raise NastoolsError(f"latency table {str(path)!r} not found: expected a file written by 'nastools profile' (run it first)")
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise NastoolsError(f"cannot read latency table {str(path)!r}: {exc}") from None
+        table = cls.from_dict(data, source=str(path))
+        table.path = path
+        if space is not None:
+            table.bind(space)
+        return table
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "latency table") -> "LatencyTable":
+        if not isinstance(data, Mapping) or data.get("format") != TABLE_FORMAT:
+            got = data.get("format") if isinstance(data, Mapping) else type(data).__name__
+            raise NastoolsError(f"{source}: format {got!r}, expected {TABLE_FORMAT!r}")
+        meta, entries = data.get("meta"), data.get("entries")
+        if not isinstance(meta, Mapping) or not isinstance(entries, Mapping):
+            raise NastoolsError(f"{source}: expected 'meta' and 'entries' objects")
+        missing = [k for k in IDENTITY if k not in meta]
+        if missing:
+            raise NastoolsError(f"{source}: meta.{missing[0]} missing, expected fields {', '.join(IDENTITY)}")
+        for key, e in entries.items():
+            if not isinstance(e, Mapping) or not isinstance(e.get("median_ms"), (int, float)):
+                raise NastoolsError(f"{source}: entry {key!r} has no numeric median_ms")
+        return cls(dict(meta), {k: dict(v) for k, v in entries.items()}, dict(data.get("calibration") or {}),
+                   dict(data.get("validation") or {}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": TABLE_FORMAT,
+            "meta": self.meta,
+            "calibration": self.calibration,
+            "validation": self.validation,
+            "entries": self.entries,
+        }
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write the table atomically (to ``path`` or where it was loaded from)."""
+        path = Path(path or self.path or "")
+        if not str(path):
+            raise ValueError("LatencyTable.save needs a path")
+        self.path = atomic_write_json(path, self.to_dict(), indent=1)
+        return self.path
+
+    # ------------------------------------------------------------------ identity
+
+    @property
+    def space(self) -> SearchSpace:
+        if self._space is None:
+            self.bind(self.meta["space"])
+        return self._space  # type: ignore[return-value]
+
+    def bind(self, space: SearchSpace | str) -> "LatencyTable":
+        """Attach the space predictions are made for; a different space is a user error."""
+        sp = load_space(space)
+        if sp.fingerprint != self.meta["space_fingerprint"]:
+            where = f" {str(self.path)!r}" if self.path else ""
+            raise NastoolsError(
+                f"latency table{where} was profiled for space {self.meta['space']!r} (fingerprint "
+                f"{self.meta['space_fingerprint']}), not for space {sp.name!r} (fingerprint {sp.fingerprint}); "
+                f"profile this space with: nastools profile --space {sp.name}"
+            )
+        self._space = sp
+        self._cache.clear()
+        return self
+
+    def check_resume(self, other_meta: Mapping[str, Any]) -> None:
+        """Raise unless a run with ``other_meta`` may add to this table."""
+        for k in IDENTITY:
+            if self.meta.get(k) != other_meta.get(k):
+                raise NastoolsError(
+                    f"cannot resume latency table {str(self.path)!r}: its {k} is {self.meta.get(k)!r}, this run's is "
+                    f"{other_meta.get(k)!r}; pass another --out, or delete the file to start over"
+                )
+
+    # ------------------------------------------------------------------ entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __contains__(self, key: object) -> bool:
+        return (key.key if isinstance(key, Block) else key) in self.entries
+
+    def set(self, block: Block | str, measurement: Any) -> None:
+        key = block.key if isinstance(block, Block) else block
+        self.entries[key] = measurement.to_dict() if hasattr(measurement, "to_dict") else dict(measurement)
+        self._cache.clear()
+
+    def block_ms(self, block: Block) -> float:
+        """The median latency of one block; a missing entry is a user error naming it."""
+        e = self.entries.get(block.key)
+        if e is None:
+            raise NastoolsError(
+                f"latency table {str(self.path or '')!r} has no entry for block {block.key} (resolutions profiled: "
+                f"{self.meta.get('resolutions')}); profile it with: nastools profile --space {self.meta['space']} "
+                f"--resolutions {block.size if block.kind == 'stem' else '<the arch resolution>'} --out <this table>"
+            )
+        return float(e["median_ms"])
+
+    def missing(self, blocks: Iterable[Block]) -> list[Block]:
+        return [b for b in blocks if b.key not in self.entries]
+
+    # ------------------------------------------------------------------ prediction
+
+    def _parts(self, arch: Arch) -> tuple[float, int, float]:
+        """(sum of block medians, number of blocks, millions of weights), memoised per stage
+        like ``SearchSpace.cost``: a prediction is a few dict lookups."""
+        cache, sp = self._cache, self.space
+        key = ("stem", arch.resolution, arch.stem)
+        hit = cache.get(key)
+        if hit is None:
+            b = Block("stem", arch.resolution, sp.input_channels, arch.stem, sp.stem_kernel, sp.stem_stride, act=sp.act)
+            hit = cache[key] = (self.block_ms(b), b.cost()[1] / 1e6, b.out_size)
+        total, params, size = hit
+        n = 2
+        chs = arch.stem
+        for i, st in enumerate(arch.stages):
+            key = (i, chs, size, st)
+            hit = cache.get(key)
+            if hit is None:
+                blocks = sp.stage_blocks(i, chs, size, st)
+                hit = cache[key] = (sum(self.block_ms(b) for b in blocks), sum(b.cost()[1] for b in blocks) / 1e6,
+                                    blocks[-1].out_size)
+            total += hit[0]
+            params += hit[1]
+            size = hit[2]
+            chs = st.width
+            n += st.depth
+        key = ("head", chs, size, arch.head)
+        hit = cache.get(key)
+        if hit is None:
+            b = sp.head_block(chs, size, arch.head)
+            hit = cache[key] = (self.block_ms(b), b.cost()[1] / 1e6)
+        return total + hit[0], n, params + hit[1]
+
+    def block_sum(self, arch: Arch) -> float:
+        """The sum of ``arch``'s block latencies (ms), without the model-level overhead."""
+        return self._parts(arch)[0]
+
+    def overhead(self, arch: Arch) -> float:
+        """The calibrated model-level overhead (ms) added to the block sum (0 uncalibrated)."""
+        s, n, p = self._parts(arch)
+        return self._model(s, n, p) - s
+
+    def _model(self, s: float, n: int, p: float) -> float:
+        c = self.calibration
+        if not c:
+            return s
+        return c["scale"] * s + c["per_block_ms"] * n + c["per_mparam_ms"] * p + c["offset_ms"]
+
+    def predict(self, arch: Arch) -> float:
+        """Predicted end-to-end latency of ``arch`` in ms: block sum plus overhead."""
+        s, n, p = self._parts(arch)
+        c = self.calibration
+        if not c:
+            return s
+        return c["scale"] * s + c["per_block_ms"] * n + c["per_mparam_ms"] * p + c["offset_ms"]
+
+    def fit_calibration(self, runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Fit the overhead on end-to-end runs ``[{"arch", "measured_ms", "sum_ms", "n_blocks",
+        "mparams"}]`` by least squares on relative error (small and large models count alike)."""
+        import numpy as np
+
+        if len(runs) < 6:
+            raise NastoolsError(f"calibration: got {len(runs)} end-to-end runs, expected at least 6 (--calibrate 6 or more)")
+        y = np.array([r["measured_ms"] for r in runs])
+        s = np.array([r["sum_ms"] for r in runs])
+        n = np.array([r["n_blocks"] for r in runs], dtype=float)
+        p = np.array([r["mparams"] for r in runs], dtype=float)
+        X = np.stack([s, n, p, np.ones_like(s)], 1) / y[:, None]
+        coef, *_ = np.linalg.lstsq(X, np.ones_like(y), rcond=None)
+        scale, per_block, per_mparam, offset = (float(v) for v in coef)
+        self.calibration = {
+            "model": "scale * sum_ms + per_block_ms * n_blocks + per_mparam_ms * mparams + offset_ms",
+            "scale": scale,
+            "per_block_ms": per_block,
+            "per_mparam_ms": per_mparam,
+            "offset_ms": offset,
+            "runs": [dict(r) for r in runs],
+        }
+        return self.calibration
+
+    def describe(self) -> str:
+        m = self.meta
+        return (
+            f"{m['space']} on {m['device']} ({m['backend']} {m.get('backend_version', '')}, {m['precision']}, "
+            f"batch {m['batch']}, {m['threads']} thread(s)): {len(self.entries)} blocks"
+        )

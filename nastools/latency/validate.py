@@ -1,0 +1,92 @@
+"""How good a latency table is: error metrics of predicted against measured end-to-end
+latencies, beside a FLOPs-only linear model fitted on the same data, and a scatter plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+
+def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
+    """Kendall's tau-b between two sequences (ties counted as neither concordant nor discordant)."""
+    a, b = np.asarray(x, float), np.asarray(y, float)
+    if len(a) < 2:
+        return float("nan")
+    dx = np.sign(a[:, None] - a[None, :])
+    dy = np.sign(b[:, None] - b[None, :])
+    iu = np.triu_indices(len(a), 1)
+    dx, dy = dx[iu], dy[iu]
+    denom = np.sqrt(np.count_nonzero(dx) * np.count_nonzero(dy))
+    return float(np.sum(dx * dy) / denom) if denom else float("nan")
+
+
+def error_metrics(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
+    """MAPE (%), RMSE (ms), share within ±5% and ±10% (%), Kendall tau."""
+    p, m = np.asarray(predicted, float), np.asarray(measured, float)
+    rel = np.abs(p - m) / m
+    return {
+        "mape_pct": float(100 * rel.mean()),
+        "rmse_ms": float(np.sqrt(np.mean((p - m) ** 2))),
+        "within_5_pct": float(100 * np.mean(rel <= 0.05)),
+        "within_10_pct": float(100 * np.mean(rel <= 0.10)),
+        "kendall_tau": kendall_tau(p, m),
+        "n": int(len(m)),
+    }
+
+
+def flops_fit(flops: Sequence[float], measured: Sequence[float]) -> tuple[float, float]:
+    """Least-squares ``measured ≈ a * flops + b`` (the FLOPs-only baseline)."""
+    f, m = np.asarray(flops, float), np.asarray(measured, float)
+    a, b = np.polyfit(f, m, 1)
+    return float(a), float(b)
+
+
+def summarize(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Metrics of ``runs`` (each with predicted_ms, measured_ms, flops) for the table and
+    for the FLOPs-only linear model fitted on the same runs."""
+    pred = [r["predicted_ms"] for r in runs]
+    meas = [r["measured_ms"] for r in runs]
+    flops = [r["flops"] for r in runs]
+    a, b = flops_fit(flops, meas)
+    base = [a * f + b for f in flops]
+    spreads = [r["spread_pct"] for r in runs if "spread_pct" in r]
+    noise = {"median_spread_pct": float(np.median(spreads)), "p90_spread_pct": float(np.percentile(spreads, 90))} if spreads else {}
+    return {
+        "noise": noise,
+        "table": error_metrics(pred, meas),
+        "flops_linear": {**error_metrics(base, meas), "ms_per_mflop": a * 1e6, "offset_ms": b},
+    }
+
+
+def scatter_plot(runs: Sequence[Mapping[str, Any]], path: str | Path, title: str = "") -> Path:
+    """Predicted-vs-measured scatter (table and FLOPs model) with the ±10% band, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nastools.io import atomic_write
+
+    meas = np.array([r["measured_ms"] for r in runs])
+    pred = np.array([r["predicted_ms"] for r in runs])
+    flops = np.array([r["flops"] for r in runs], float)
+    a, b = flops_fit(flops, meas)
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=110)
+    lo, hi = 0.9 * min(meas.min(), pred.min()), 1.1 * max(meas.max(), pred.max())
+    xs = np.linspace(lo, hi, 2)
+    ax.fill_between(xs, 0.9 * xs, 1.1 * xs, color="0.9", label="±10%")
+    ax.plot(xs, xs, color="0.5", lw=1)
+    ax.scatter(meas, a * flops + b, s=10, marker="x", color="tab:orange", label="FLOPs linear")
+    ax.scatter(meas, pred, s=12, color="tab:blue", label="latency table")
+    ax.set_xlabel("measured (ms)")
+    ax.set_ylabel("predicted (ms)")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(lo, hi)
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    out = atomic_write(path, lambda f: fig.savefig(f, format="png"), mode="wb")
+    plt.close(fig)
+    return out

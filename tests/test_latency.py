@@ -1,0 +1,236 @@
+"""Latency tables: block enumeration, the table file (round trip, resume, mismatched space,
+missing entries), ORT CPU profiling of a tiny space end to end, prediction."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from nastools.errors import NastoolsError
+from nastools.latency import (
+    LatencyTable,
+    Measurement,
+    OrtCpuBackend,
+    Protocol,
+    blocks_for,
+    calibrate,
+    error_metrics,
+    kendall_tau,
+    make_backend,
+    profile,
+    profile_blocks,
+    sample_archs,
+    validate,
+)
+from nastools.latency.profiler import open_table
+from nastools.space import space_from_dict
+
+TINY = {
+    "name": "tiny",
+    "input_channels": 1,
+    "num_classes": 4,
+    "resolutions": [12, 16],
+    "act": "swish",
+    "se": {"ratio": 0.25, "gate": "hsigmoid", "divisor": 8},
+    "stem": {"widths": [8], "kernel": 3, "stride": 2},
+    "stages": [
+        {"name": "a", "widths": [8], "depths": [1, 2], "kernels": [3], "expands": [1], "stride": 1, "se": False},
+        {"name": "b", "widths": [16], "depths": [1, 2], "kernels": [3], "expands": [2, 4], "stride": 2, "se": True},
+    ],
+    "head": {"widths": [32], "expand": 2},
+}
+
+QUICK = Protocol.quick()
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return space_from_dict(TINY, source="tiny")
+
+
+@pytest.fixture(scope="module")
+def profiled(tiny, tmp_path_factory):
+    """The tiny space profiled through ORT CPU, calibrated and validated, once per module."""
+    out = tmp_path_factory.mktemp("lt") / "tiny.json"
+    table = profile(tiny, OrtCpuBackend(threads=1), out=out, protocol=QUICK, calibration_runs=6, validate_runs=5,
+                    progress=False)
+    return table
+
+
+# ---------------------------------------------------------------- enumeration
+
+
+@pytest.mark.parametrize("space_name", ["fmnist", "attentivenas"])
+def test_enumeration_covers_every_block_of_random_subnets(space_name, request):
+    sp = request.getfixturevalue(space_name)
+    keys = {b.key for b in blocks_for(sp)}
+    rng = random.Random(0)
+    for _ in range(300):
+        for b in sp.blocks(sp.sample(rng)):
+            assert b.key in keys, b.key
+
+
+def test_enumeration_by_resolution_is_exactly_what_those_subnets_use(attentivenas):
+    at224 = blocks_for(attentivenas, [224])
+    keys = {b.key for b in at224}
+    assert len(keys) == len(at224) < len(blocks_for(attentivenas))
+    rng = random.Random(1)
+    used = set()
+    for _ in range(2000):
+        used |= {b.key for b in attentivenas.blocks(attentivenas.sample(rng).replace(resolution=224))}
+    assert used <= keys
+    assert all(b.size <= 224 for b in at224)
+    with pytest.raises(NastoolsError, match="--resolutions: got 100"):
+        blocks_for(attentivenas, [100])
+
+
+# ---------------------------------------------------------------- the table file
+
+
+def test_profiled_table_round_trips_and_predicts_sum_plus_overhead(profiled, tiny):
+    assert profiled.path.is_file()
+    data = json.loads(profiled.path.read_text())
+    assert data["format"] == "nastools.latency-table/1"
+    assert data["meta"]["space_fingerprint"] == tiny.fingerprint
+    assert data["meta"]["backend"] == "ort" and data["meta"]["threads"] == 1 and data["meta"]["batch"] == 1
+    assert set(data["entries"]) == {b.key for b in blocks_for(tiny)}
+    for e in data["entries"].values():
+        assert 0 < e["p10_ms"] <= e["median_ms"] <= e["p90_ms"] and e["n"] >= QUICK.min_runs
+    again = LatencyTable.load(profiled.path, tiny)
+    assert again.to_dict() == profiled.to_dict()
+    c = again.calibration
+    assert {"scale", "per_block_ms", "per_mparam_ms", "offset_ms"} <= set(c) and len(c["runs"]) == 6
+    for arch in sample_archs(tiny, 10, 7, tiny.resolutions):
+        blocks = tiny.blocks(arch)
+        total = sum(again.entries[b.key]["median_ms"] for b in blocks)
+        assert again.block_sum(arch) == pytest.approx(total)
+        mparams = sum(b.cost()[1] for b in blocks) / 1e6
+        assert mparams == pytest.approx(tiny.params(arch) / 1e6)
+        expected = c["scale"] * total + c["per_block_ms"] * len(blocks) + c["per_mparam_ms"] * mparams + c["offset_ms"]
+        assert again.predict(arch) == pytest.approx(expected)
+        assert again.predict(arch) == pytest.approx(total + again.overhead(arch))
+
+
+def test_uncalibrated_prediction_is_the_block_sum(profiled, tiny):
+    bare = LatencyTable.from_dict({**profiled.to_dict(), "calibration": {}})
+    bare.bind(tiny)
+    arch = tiny.max_arch()
+    assert bare.predict(arch) == pytest.approx(sum(profiled.entries[b.key]["median_ms"] for b in tiny.blocks(arch)))
+
+
+def test_validation_is_stored_with_flops_baseline_and_plot(profiled, tiny):
+    v = profiled.validation
+    calib = {r["arch"] for r in profiled.calibration["runs"]}
+    assert len(v["runs"]) == 5 and not calib & {r["arch"] for r in v["runs"]}
+    for key in ("table", "flops_linear"):
+        assert {"mape_pct", "rmse_ms", "within_5_pct", "within_10_pct", "kendall_tau"} <= set(v[key])
+    for r in v["runs"]:
+        assert r["measured_ms"] > 0 and len(r["pass_medians_ms"]) == 3 and r["measured_ms"] == min(r["pass_medians_ms"])
+    png = profiled.path.with_name(v["plot"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_table_for_another_space_is_a_clear_error(profiled, fmnist):
+    with pytest.raises(NastoolsError, match="profiled for space 'tiny'.*nastools profile --space fmnist"):
+        LatencyTable.load(profiled.path, fmnist)
+
+
+def test_missing_entry_names_the_block(profiled, tiny):
+    t = LatencyTable.load(profiled.path, tiny)
+    arch = tiny.max_arch()
+    head = tiny.blocks(arch)[-1]
+    del t.entries[head.key]
+    t._cache.clear()
+    with pytest.raises(NastoolsError, match=f"no entry for block {head.key}"):
+        t.predict(arch)
+
+
+def test_bad_files_are_user_errors(tmp_path):
+    p = tmp_path / "t.json"
+    with pytest.raises(NastoolsError, match="not found"):
+        LatencyTable.load(p)
+    p.write_text("{not json")
+    with pytest.raises(NastoolsError, match="cannot read latency table"):
+        LatencyTable.load(p)
+    p.write_text(json.dumps({"format": "other/1"}))
+    with pytest.raises(NastoolsError, match="expected 'nastools.latency-table/1'"):
+        LatencyTable.load(p)
+
+
+def test_resume_after_interruption_keeps_finished_blocks(tiny, tmp_path):
+    out = tmp_path / "t.json"
+    be = OrtCpuBackend(threads=1)
+    table = open_table(tiny, be, batch=1, resolutions=None, out=out, protocol=QUICK)
+    assert profile_blocks(table, be, protocol=QUICK, progress=False, limit=3) == 3
+
+    class Stopping(OrtCpuBackend):  # the real backend, interrupted (Ctrl-C) after two more blocks
+        calls = 0
+
+        def load(self, workload):
+            Stopping.calls += 1
+            if Stopping.calls > 2:
+                raise KeyboardInterrupt
+            super().load(workload)
+
+    table = open_table(tiny, be, batch=1, resolutions=None, out=out, protocol=QUICK)
+    with pytest.raises(KeyboardInterrupt):
+        profile_blocks(table, Stopping(threads=1), protocol=QUICK, progress=False)
+    on_disk = LatencyTable.load(out, tiny)
+    assert len(on_disk) == 5  # nothing finished was lost
+    first = dict(on_disk.entries)
+    resumed = open_table(tiny, be, batch=1, resolutions=None, out=out, protocol=QUICK)
+    total = len(blocks_for(tiny))
+    assert profile_blocks(resumed, be, protocol=QUICK, progress=False) == total - 5
+    final = LatencyTable.load(out, tiny)
+    assert len(final) == total
+    assert all(final.entries[k] == v for k, v in first.items())  # resumed, not redone
+
+
+def test_resume_with_other_settings_is_refused(profiled, tiny):
+    with pytest.raises(NastoolsError, match="cannot resume latency table.*threads is 1.*2"):
+        open_table(tiny, OrtCpuBackend(threads=2), batch=1, resolutions=None, out=profiled.path, protocol=QUICK)
+
+
+# ---------------------------------------------------------------- backends & metrics
+
+
+def test_backend_choice_errors():
+    with pytest.raises(NastoolsError, match="TensorRT runs on NVIDIA GPUs only"):
+        make_backend("cpu", "trt")
+    with pytest.raises(NastoolsError, match="--precision fp16: backend ort on cpu times fp32 only"):
+        make_backend("cpu", "ort", "fp16")
+
+
+def test_torch_cpu_backend_measures_a_block(tiny):
+    from nastools.latency import block_workload
+
+    m = make_backend("cpu", "torch").measure(block_workload(blocks_for(tiny)[0]), QUICK)
+    assert isinstance(m, Measurement) and 0 < m.p10_ms <= m.median_ms <= m.p90_ms and m.n >= QUICK.min_runs
+
+
+def test_metrics():
+    assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    m = error_metrics([1.0, 2.18, 2.76], [1.0, 2.0, 3.0])
+    assert m["mape_pct"] == pytest.approx(100 * (0 + 0.09 + 0.08) / 3)
+    assert m["within_5_pct"] == pytest.approx(100 / 3) and m["within_10_pct"] == pytest.approx(100.0)
+
+
+@pytest.mark.gpu
+def test_tensorrt_backend_times_a_block(tiny):
+    pytest.importorskip("tensorrt")
+    from nastools.latency import block_workload
+
+    be = make_backend("gpu", "trt", "fp16")
+    m = be.measure(block_workload(blocks_for(tiny)[1]), QUICK)
+    assert m.median_ms > 0 and be.describe()["backend"] == "tensorrt"
+
+
+@pytest.mark.gpu
+def test_torch_cuda_backend_times_a_block(tiny):
+    from nastools.latency import block_workload
+
+    m = make_backend("gpu", "torch").measure(block_workload(blocks_for(tiny)[1]), QUICK)
+    assert m.median_ms > 0
