@@ -86,3 +86,4 @@ def demo(space: str, seed: int) -> None:
     click.echo(f"done in {sum(times.values()):.1f} s")
 from nastools.cli import search as _search  # noqa: E402,F401
 from nastools.cli import train as _train  # noqa: E402,F401
+from nastools.cli import profile as _profile  # noqa: E402,F401
