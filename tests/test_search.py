@@ -204,3 +204,49 @@ def test_search_cli_bad_budgets(tiny_run, args, message):
 def test_search_missing_checkpoint(tmp_path):
     result = CliRunner().invoke(main, ["search", "--run", str(tmp_path / "nope"), "--flops", "10M"])
     assert result.exit_code == 1 and "nastools train" in result.output
+
+
+@pytest.fixture(scope="module")
+def tiny_tables(tiny_run, tmp_path_factory):
+    """Real latency tables of the tiny space: ORT CPU and torch eager (two 'devices')."""
+    from nastools.latency import OrtCpuBackend, Protocol, TorchBackend, profile
+
+    _, space = tiny_run
+    out = tmp_path_factory.mktemp("tables")
+    quick = Protocol.quick()
+    ort = profile(space, OrtCpuBackend(threads=1), out=out / "ort.json", protocol=quick, calibration_runs=6, progress=False)
+    eager = profile(space, TorchBackend(threads=1), out=out / "torch.json", protocol=quick, calibration_runs=6, progress=False)
+    return ort, eager
+
+
+def test_search_cli_latency_on_two_devices(tiny_run, tiny_tables):
+    run, space = tiny_run
+    ort, eager = tiny_tables
+    lim_a = (ort.predict(space.min_arch()) + ort.predict(space.max_arch())) / 2
+    lim_b = (eager.predict(space.min_arch()) + eager.predict(space.max_arch())) / 2
+    result = _search(
+        run, "--latency", f"cpu={lim_a:.4f}ms", "--latency", f"eager={lim_b:.4f}ms",
+        "--table", f"cpu={ort.path}", "--table", f"eager={eager.path}", "--no-measure", "--fresh", "--json",
+    )
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output[result.output.index("{"):])
+    (pick,) = out["picks"]  # two devices constrain one pick jointly
+    arch = space.arch_from_dict(pick["arch"])
+    assert ort.predict(arch) <= lim_a and eager.predict(arch) <= lim_b
+    assert pick["costs"]["latency:cpu"] == pytest.approx(ort.predict(arch))
+    pareto = json.loads((run / "search" / "pareto.json").read_text())
+    feasible = [e for e in pareto["evaluated"] if e["costs"]["latency:cpu"] <= lim_a and e["costs"]["latency:eager"] <= lim_b]
+    assert pick["top1"] == max(e["top1"] for e in feasible)
+
+
+def test_search_measures_latency_picks_end_to_end(tiny_run, tiny_tables):
+    run, space = tiny_run
+    ort, _ = tiny_tables
+    hi = ort.predict(space.max_arch())
+    result = _search(run, "--latency", f"{hi:.4f}ms", "--table", f"default={ort.path}", "--fresh", "--json")
+    assert result.exit_code == 0, result.output
+    (pick,) = json.loads(result.output[result.output.index("{"):])["picks"]
+    # the table was profiled on this machine, so the pick was timed end to end through ORT
+    assert pick["costs"]["measured:latency:default"] > 0
+    for r in pick["replaced"]:  # anything replaced really measured over its budget
+        assert r["measured_ms"] > r["limit_ms"]
