@@ -1,69 +1,243 @@
-"""The whole job on the built-in default, stage by stage (``nastools demo``).
+"""The whole job on the built-in default, in one call (``nastools demo``).
 
-Each stage prints what it did and how long it took. Stages that later parts of nastools
-provide (training, profiling, search, export) are added here as they land.
+1. train the fmnist supernet on Fashion-MNIST with attentive sampling for a short budget;
+2. profile this CPU through ONNX Runtime, or reuse a shipped table made on this CPU model;
+3. search under a latency budget from the middle of the table's range and a FLOPs budget;
+4. export the chosen subnet to ONNX (fp32 and int8) and bench both;
+5. print a summary: arch, test top-1, FLOPs, predicted vs measured latency, files written.
+
+Each stage prints its time. Finished stages are recorded in ``runs/<run>/demo.json`` and
+reused by the next call unless ``fresh``; an interrupted training stage resumes.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
 import time
-from typing import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
 
-import click
-
+from nastools.checkpoint import checkpoint_path, run_dir
+from nastools.io import atomic_write_json
 from nastools.space import format_count, load_space
 
-
-def _stage(name: str, fn: Callable[[], None]) -> float:
-    click.echo(f"== {name}")
-    t0 = time.perf_counter()
-    fn()
-    dt = time.perf_counter() - t0
-    click.echo(f"   ({dt:.1f} s)")
-    return dt
+STATE_NAME = "demo.json"
 
 
-def run_demo(space: str = "fmnist", seed: int = 0) -> dict[str, float]:
-    """Run the demo pipeline on ``space``; returns the seconds each stage took."""
-    import random
+@dataclass
+class DemoSettings:
+    """Budgets of each stage. The defaults fit in about 10 minutes on 2 CPU cores."""
 
-    sp = load_space(space)
-    rng = random.Random(seed)
-    times: dict[str, float] = {}
-    archs = []
+    space: str = "fmnist"
+    run: str = "demo"
+    train_time: str = "4m"
+    train_steps: int | None = None
+    batch_size: int = 128
+    profile_max_s: float = 0.12  # per block: the demo's quick protocol
+    calibration_runs: int = 8
+    population: int = 8
+    generations: int = 3
+    calib_images: int = 500
+    eval_images: int = 1000
+    export_calib_images: int = 500
+    export_eval_images: int = 2000
+    bench_duration: str = "2s"
+    seed: int = 0
 
-    def show_space():
-        lo, hi = sp.flops(sp.min_arch()), sp.flops(sp.max_arch())
-        click.echo(f"   space {sp.name}: {sp.num_archs:,} subnets, {format_count(lo)}-{format_count(hi)} FLOPs (MACs)")
-        for target in (lo * 2, (lo + hi) / 2, hi * 0.8):
-            arch = sp.sample_near_flops(target, rng)
-            archs.append(arch)
-            click.echo(f"   sampled {arch.id} near {format_count(target)}: {format_count(sp.flops(arch))} FLOPs, {format_count(sp.params(arch))} params")
+    @classmethod
+    def quick(cls, space: str = "fmnist", run: str = "demo") -> "DemoSettings":
+        """Tiny budgets: a smoke run of every stage (what CI runs)."""
+        return cls(space=space, run=run, train_time="10m", train_steps=4, batch_size=32, profile_max_s=0.02,
+                   calibration_runs=6, population=4, generations=1, calib_images=64, eval_images=128,
+                   export_calib_images=64, export_eval_images=256, bench_duration="0.3s")
 
-    def supernet():
-        import torch
-        from torch.utils.flop_counter import FlopCounterMode
 
-        from nastools.supernet import Supernet
+def _matching_table(space, cpu: str):
+    """A shipped latency table of ``space`` made on this CPU model with ORT, 1 thread, batch 1."""
+    from nastools.errors import NastoolsError
+    from nastools.latency.table import TABLES_DIR, LatencyTable
 
-        torch.manual_seed(seed)
-        net = Supernet(sp).eval()
-        click.echo(f"   supernet: {sum(p.numel() for p in net.parameters()):,} shared parameters")
-        for arch in archs:
-            net.set_active(arch)
-            x = torch.randn(4, sp.input_channels, arch.resolution, arch.resolution)
-            with torch.no_grad():
-                want = net(x)
-                sub = net.extract()
-                with FlopCounterMode(display=False) as counter:
-                    got = sub(x[:1])
-            diff = (want[:1] - got).abs().max().item()
-            counted = counter.get_total_flops() // 2
-            click.echo(
-                f"   extracted {arch.id}: max |supernet - static| = {diff:.1e}, "
-                f"torch counts {format_count(counted)} FLOPs (analytic {format_count(sp.flops(arch))})"
-            )
+    folder = TABLES_DIR / space.name
+    for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            t = LatencyTable.load(p, space)
+        except NastoolsError:
+            continue
+        m = t.meta
+        if m.get("device") == cpu and m.get("backend") == "ort" and m.get("batch") == 1 and m.get("threads") == 1 and m.get("precision") == "fp32" and t.calibration:
+            return t
+    return None
 
-    times["space"] = _stage("search space", show_space)
-    times["supernet"] = _stage("supernet and subnet extraction", supernet)
-    return times
+
+def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the demo pipeline; returns the summary (also written to ``runs/<run>/demo.json``)."""
+    s = settings or DemoSettings()
+    space = load_space(s.space)
+    rdir = run_dir(s.run)
+    if fresh and rdir.exists():
+        shutil.rmtree(rdir)
+    rdir.mkdir(parents=True, exist_ok=True)
+    state_path = rdir / STATE_NAME
+    state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.is_file() else {"stages": {}}
+    stages: dict[str, Any] = state["stages"]
+
+    def stage(name: str, title: str, fn: Callable[[], dict]) -> dict:
+        if name in stages:
+            log(f"== {title}: done earlier, reusing ({stages[name]['seconds']:.0f} s then; --fresh to redo)")
+            return stages[name]
+        log(f"== {title}")
+        t0 = time.perf_counter()
+        out = fn()
+        out["seconds"] = time.perf_counter() - t0
+        stages[name] = out
+        atomic_write_json(state_path, state)
+        log(f"   ({out['seconds']:.0f} s)")
+        return out
+
+    # 1. train --------------------------------------------------------------------------
+    def do_train() -> dict:
+        from nastools.train.trainer import TrainConfig, train
+
+        ckpt = checkpoint_path(rdir)
+        cfg = TrainConfig(space=s.space, sampler="attentive-best", epochs=1, batch_size=s.batch_size, seed=s.seed,
+                          eval_images=s.eval_images, calib_images=s.calib_images)
+        resume = ckpt.is_file()
+        if resume:
+            log("   resuming the interrupted training run")
+        summary = train(None if resume else cfg, rdir, resume=resume, max_steps=s.train_steps, time_budget=s.train_time)
+        log(f"   {_train_line(summary)}")
+        return {"checkpoint": str(ckpt), "summary": _jsonable(summary)}
+
+    trained = stage("train", f"train the {space.name} supernet (attentive-best, {s.train_time} budget)", do_train)
+
+    # 2. profile -------------------------------------------------------------------------
+    def do_profile() -> dict:
+        from nastools.latency import OrtCpuBackend, Protocol, profile
+        from nastools.machine import cpu_name
+
+        cpu = cpu_name()
+        table = _matching_table(space, cpu)
+        if table is not None:
+            log(f"   reusing the shipped table {table.path} (profiled on this CPU model, {cpu})")
+            return {"table": str(table.path), "reused": True}
+        log(f"   no shipped table for {cpu!r}: profiling this CPU through ONNX Runtime (1 thread, quick protocol)")
+        proto = Protocol(warmup_s=0.01, min_warmup=3, min_runs=10, round_s=0.02, max_s=s.profile_max_s)
+        out = rdir / "latency" / f"{space.name}.json"
+        table = profile(space, OrtCpuBackend(threads=1), out=out, protocol=proto, calibration_runs=s.calibration_runs)
+        return {"table": str(table.path), "reused": False, "blocks": len(table)}
+
+    profiled = stage("profile", "profile this CPU", do_profile)
+
+    # 3. search --------------------------------------------------------------------------
+    def do_search() -> dict:
+        from nastools.latency.table import LatencyTable
+        from nastools.search.budget import Budget
+        from nastools.search.runner import SearchOptions, run_search
+
+        table = LatencyTable.load(profiled["table"], space)
+        lo, hi = table.predict(space.min_arch()), table.predict(space.max_arch())
+        lat = (lo + hi) / 2
+        flo = (space.flops(space.min_arch()) + space.flops(space.max_arch())) / 2
+        log(f"   budgets: latency <= {lat:.3f} ms (middle of {lo:.3f}-{hi:.3f} ms) and FLOPs <= {format_count(flo)}")
+        opts = SearchOptions(population=s.population, generations=s.generations, seed=s.seed, calib_images=s.calib_images,
+                             eval_images=s.eval_images)
+        rep = run_search(rdir, [Budget("latency", lat, "default"), Budget("flops", flo)], tables={"default": str(table.path)},
+                         options=opts, log=lambda m: log(f"   {m}"))
+        pick = rep.picks[0]
+        if pick.candidate is None:
+            from nastools.errors import NastoolsError
+
+            raise NastoolsError("the demo search found no subnet within its budgets; rerun with --fresh")
+        c = pick.candidate
+        log(f"   chose {c.arch.id}: validation top-1 {c.top1:.2f}%, {format_count(c.costs['flops'])} FLOPs, "
+            f"predicted {c.costs['latency:default']:.3f} ms"
+            + (f", measured {pick.measured_ms:.3f} ms" if pick.measured_ms else ""))
+        for r in pick.replaced:
+            log(f"   replaced {r['id']}: measured {r['measured_ms']:.3f} ms over the {r['limit_ms']:.3f} ms budget")
+        return {"best": str(rep.out_dir / "best.json"), "pareto": str(rep.out_dir / "pareto.json"),
+                "plot": str(rep.out_dir / "pareto.png"), "id": c.arch.id, "val_top1": c.top1, "flops": c.costs["flops"],
+                "params": c.costs["params"], "predicted_ms": c.costs["latency:default"], "search_measured_ms": pick.measured_ms,
+                "latency_budget_ms": lat, "flops_budget": flo, "evaluations": rep.timing["evaluations"]}
+
+    searched = stage("search", "search under a latency and a FLOPs budget", do_search)
+
+    # 4. export and bench -----------------------------------------------------------------
+    def do_export() -> dict:
+        from nastools.export.api import export_subnet
+        from nastools.export.bench import bench_model
+
+        out = {}
+        for precision in ("fp32", "int8"):
+            res = export_subnet(rdir, searched["best"], format="onnx", precision=precision, calib_images=s.export_calib_images,
+                                eval_images=s.export_eval_images, progress=False)
+            b = bench_model(res.path, backend="ort", batch=1, threads=1, duration=s.bench_duration)
+            acc = res.sidecar.get("accuracy", {})
+            par = res.sidecar.get("parity", {})
+            out[precision] = {"model": str(res.path), "sidecar": str(res.sidecar_path), "test_top1": acc.get("model_top1"),
+                              "parity": {k: par.get(k) for k in ("max_abs_diff", "top1_agreement", "passed") if k in par},
+                              "bench": {k: b.to_dict()[k] for k in ("median_ms", "p90_ms", "p99_ms", "throughput_ips")}}
+            log(f"   {precision}: {res.path.name}, test top-1 {_pct(acc.get('model_top1'))}, "
+                f"ORT CPU median {b.median_ms:.3f} ms (p90 {b.p90_ms:.3f}), parity {out[precision]['parity']}")
+        return out
+
+    exported = stage("export", "export to ONNX (fp32, int8) and bench", do_export)
+
+    summary = {
+        "arch": searched["id"],
+        "space": space.name,
+        "test_top1_fp32": exported["fp32"]["test_top1"],
+        "test_top1_int8": exported["int8"]["test_top1"],
+        "val_top1": searched["val_top1"],
+        "flops": searched["flops"],
+        "params": searched["params"],
+        "latency_budget_ms": searched["latency_budget_ms"],
+        "predicted_ms": searched["predicted_ms"],
+        "measured_ms_fp32": exported["fp32"]["bench"]["median_ms"],
+        "measured_ms_int8": exported["int8"]["bench"]["median_ms"],
+        "table": profiled["table"],
+        "table_reused": profiled["reused"],
+        "files": [trained["checkpoint"], profiled["table"], searched["best"], searched["pareto"], searched["plot"],
+                  exported["fp32"]["model"], exported["int8"]["model"], exported["fp32"]["sidecar"], exported["int8"]["sidecar"]],
+        "stage_seconds": {k: round(v["seconds"], 1) for k, v in stages.items()},
+    }
+    state["summary"] = summary
+    atomic_write_json(state_path, state)
+    log("== summary")
+    log(f"   arch {summary['arch']} ({space.name}): {format_count(summary['flops'])} FLOPs, {format_count(summary['params'])} params")
+    log(f"   test top-1: fp32 {_pct(summary['test_top1_fp32'])}, int8 {_pct(summary['test_top1_int8'])} "
+        f"(validation top-1 in search {summary['val_top1']:.2f}%)")
+    log(f"   latency (ORT CPU, 1 thread, batch 1): budget {summary['latency_budget_ms']:.3f} ms, predicted "
+        f"{summary['predicted_ms']:.3f} ms, measured {summary['measured_ms_fp32']:.3f} ms fp32 / {summary['measured_ms_int8']:.3f} ms int8")
+    log("   stage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in summary["stage_seconds"].items()))
+    log("   files:")
+    for f in summary["files"]:
+        log(f"     {f}")
+    return summary
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.2f}%" if v <= 1 else f"{v:.2f}%"
+
+
+def _train_line(summary: Any) -> str:
+    if not isinstance(summary, dict):
+        return str(summary)
+    keys = [k for k in ("steps", "epoch", "min_top1", "max_top1", "stopped") if k in summary]
+    return ", ".join(f"{k} {summary[k]}" for k in keys) or json.dumps(_jsonable(summary))[:200]
+
+
+def _jsonable(x: Any) -> Any:
+    try:
+        json.dumps(x)
+        return x
+    except TypeError:
+        if isinstance(x, dict):
+            return {str(k): _jsonable(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [_jsonable(v) for v in x]
+        return str(x)
+
+
+__all__ = ["DemoSettings", "run_demo"]
