@@ -133,7 +133,55 @@ def recalibrate_and_evaluate(
     return evaluate_top1(model, eval_set, batch_size=batch_size, max_images=max_images)
 
 
+def evaluate_subnet(
+    arch,
+    run="default",
+    *,
+    dataset: str = "fashion-mnist",
+    data=None,
+    split: str = "test",
+    calib_images: int = RECALIBRATION_IMAGES,
+    max_images: int | None = None,
+    device: str = "cpu",
+    splits=None,
+) -> dict:
+    """Top-1 of one subnet of a run's supernet: BN recalibration on training images, then
+    ``split`` (the test set by default). ``arch``: an Arch, a dict or an Arch JSON path.
+    Returns the arch's JSON fields with ``id``, ``flops``, ``top1`` and what was measured."""
+    from nastools.checkpoint import checkpoint_space, load_checkpoint
+    from nastools.data import load_splits
+    from nastools.errors import NastoolsError
+    from nastools.space import Arch, load_arch
+    from nastools.supernet import Supernet
+
+    ckpt = load_checkpoint(run, map_location="cpu")
+    space = checkpoint_space(ckpt)
+    if isinstance(arch, Arch):
+        arch = space.validate(arch)
+    else:
+        arch = load_arch(arch, space)  # an arch of another space is a one-line error
+    net = Supernet(space)
+    net.load_state_dict(ckpt["model"])
+    net = net.to(device)
+    net.set_active(arch)
+    splits = splits if splits is not None else load_splits(dataset, data)
+    if splits.channels != space.input_channels or splits.num_classes != space.num_classes:
+        raise NastoolsError(
+            f"dataset {splits.name!r} ({splits.channels} channels, {splits.num_classes} classes) does not fit space "
+            f"{space.name!r} ({space.input_channels} channels, {space.num_classes} classes)"
+        )
+    target = splits.test if split == "test" else splits.val
+    recalibrate_bn(net, calibration_batches(splits.train, 250, calib_images))
+    top1 = evaluate_top1(net, target, max_images=max_images)
+    n = len(target) if max_images is None else min(max_images, len(target))
+    return {
+        **arch.to_dict(), "id": arch.id, "flops": space.flops(arch), "params": space.params(arch), "top1": top1,
+        "meta": {"run": str(run), "dataset": splits.name, "split": split, "images": n, "calib_images": calib_images},
+    }
+
+
 __all__ = [
+    "evaluate_subnet",
     "RECALIBRATION_IMAGES",
     "calibration_batches",
     "evaluate_top1",

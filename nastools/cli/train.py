@@ -1,0 +1,105 @@
+"""``nastools train`` and ``nastools eval``: supernet training and subnet evaluation."""
+
+from __future__ import annotations
+
+import click
+
+from nastools.cli import echo_json, json_option, main
+from nastools.data import DATASETS
+
+#: config fields a resumed run may change (the rest would break the exact continuation)
+RESUME_OVERRIDES = ("epochs", "device", "workers", "log_every", "eval_images", "calib_images", "data")
+
+
+@main.command("train")
+@click.option("--space", default=None, help="Space name or YAML path.  [default: fmnist]")
+@click.option("--dataset", type=click.Choice(DATASETS), default=None, help="[default: fashion-mnist]")
+@click.option("--data", default=None, help="Dataset folder (default: Debian's Fashion-MNIST files).")
+@click.option("--run", "run", default="default", show_default=True, help="Run name (runs/NAME) or folder.")
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None, help="[default: 5]")
+@click.option("--batch-size", type=click.IntRange(1), default=None, help="Global batch size.  [default: 128]")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Peak learning rate.  [default: 0.1]")
+@click.option("--sampler", type=click.Choice(["attentive-best", "attentive-worst", "uniform"]), default=None,
+              help="How the middle subnets are picked.  [default: attentive-best]")
+@click.option("--candidates", type=click.IntRange(1), default=None, help="Archs scored per attentive pick (K).  [default: 3]")
+@click.option("--num-archs", type=click.IntRange(2), default=None, help="Subnets per step: max + middles + min.  [default: 4]")
+@click.option("--rank-by", type=click.Choice(["loss", "predictor"]), default=None, help="Score candidates by minibatch loss or an accuracy predictor.  [default: loss]")
+@click.option("--predictor", default=None, help="Arch JSON lines with top1 to fit the predictor on (--rank-by predictor).")
+@click.option("--seed", type=int, default=None, help="[default: 0]")
+@click.option("--resume", is_flag=True, help="Continue the run's checkpoint exactly (optionally with more --epochs).")
+@click.option("--device", default=None, help="cpu or cuda.  [default: cpu]")
+@click.option("--workers", type=click.IntRange(0), default=None, help="Data loader processes (image folders).  [default: 0]")
+@click.option("--steps", type=click.IntRange(1), default=None, help="Stop once the run has done N steps in all (checkpointed).")
+@click.option("--time-budget", default=None, help="Stop after this long, e.g. 10m, 90s, 1.5h (checkpointed).")
+@click.option("--eval-images", type=click.IntRange(1), default=None, help="Validation images for the per-epoch top-1.  [default: 2000]")
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@json_option
+def train_cmd(run, resume, steps, time_budget, no_progress, as_json, **opts) -> None:
+    """Train a weight-sharing supernet with attentive sampling into runs/NAME.
+
+    Each step trains the max subnet (label smoothing, dropout), K-candidate attentive (or
+    uniform) middle subnets and the min subnet, distilling from the max subnet. Every epoch
+    and at the stop, the min and max subnets' validation top-1 (after BN recalibration) is
+    printed and logged to runs/NAME/train.jsonl; a checkpoint runs/NAME/supernet.pt is written
+    every epoch and on Ctrl-C / SIGTERM.
+
+    \b
+    Examples: nastools train                                # fmnist on Fashion-MNIST into runs/default
+              nastools train --run a --time-budget 10m      # stop (and checkpoint) after 10 minutes
+              nastools train --run a --resume --epochs 10   # continue, extended to 10 epochs
+              torchrun --nproc-per-node 2 -m nastools train --run ddp
+    """
+    from nastools.train.trainer import TrainConfig, parse_duration, train
+
+    parse_duration(time_budget)
+    given = {k: v for k, v in opts.items() if v is not None}
+    if resume:
+        ignored = sorted(k for k in given if k not in RESUME_OVERRIDES and k != "space")
+        if ignored:
+            flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
+            raise click.UsageError(f"--resume continues the run as it was configured; {flags} cannot change (only --epochs, --device, --workers, --eval-images, --data)")
+        summary = train(None, run, resume=True, overrides=given, max_steps=steps, time_budget=time_budget, progress=not no_progress)
+    else:
+        summary = train(TrainConfig(**given), run, max_steps=steps, time_budget=time_budget, progress=not no_progress)
+    if summary.get("rank", 0) != 0:
+        return
+    if as_json:
+        return echo_json(summary)
+    top1 = summary["top1"]
+    acc = f", val top-1 min {100 * top1['top1_min']:.2f}% max {100 * top1['top1_max']:.2f}%" if top1 else ""
+    click.echo(
+        f"{summary['stopped']}: step {summary['step']}/{summary['total_steps']} (epoch {summary['epoch']:g}) "
+        f"in {summary['seconds']:.0f} s, {summary['images_per_s']:.0f} img/s{acc}; checkpoint {summary['checkpoint']}"
+    )
+
+
+@main.command("eval")
+@click.option("--arch", "arch_file", required=True, metavar="ARCH.json", help="The subnet to evaluate (Arch JSON).")
+@click.option("--run", "run", default="default", show_default=True, help="Run whose supernet to use.")
+@click.option("--dataset", type=click.Choice(DATASETS), default="fashion-mnist", show_default=True)
+@click.option("--data", default=None, help="Dataset folder.")
+@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True)
+@click.option("--calib-images", type=click.IntRange(1), default=2000, show_default=True, help="Training images for BN recalibration.")
+@click.option("--max-images", type=click.IntRange(1), default=None, help="Evaluate on the first N images only.")
+@click.option("--device", default="cpu", show_default=True)
+@json_option
+def eval_cmd(arch_file, run, dataset, data, split, calib_images, max_images, device, as_json) -> None:
+    """Top-1 of one subnet of a trained supernet: BN recalibration, then the test set.
+
+    \b
+    Example: nastools eval --arch arch.json --run default
+    """
+    from nastools.train.evaluate import evaluate_subnet
+
+    res = evaluate_subnet(arch_file, run, dataset=dataset, data=data, split=split, calib_images=calib_images,
+                          max_images=max_images, device=device)
+    if as_json:
+        return echo_json(res)
+    m = res["meta"]
+    click.echo(
+        f"arch {res['id']} ({res['flops'] / 1e6:.1f}M FLOPs): top-1 {100 * res['top1']:.2f}% on {m['images']} "
+        f"{m['split']} images of {m['dataset']} (BN recalibrated on {m['calib_images']} training images)"
+    )
+
+
+__all__ = ["eval_cmd", "train_cmd"]

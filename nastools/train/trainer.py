@@ -1,0 +1,509 @@
+"""The supernet training loop (AttentiveNAS stage 1).
+
+One step on a minibatch, one optimizer step:
+
+1. the max subnet, with the space's dropout / drop-connect, on label-smoothed CE (0.1);
+   its detached logits are the soft labels of the others (inplace distillation);
+2. ``num_archs - 2`` middle subnets from the sampler (attentive: candidates scored by their
+   KD loss on a slice of the batch, without gradients), each on the KD loss;
+3. the min subnet on the KD loss;
+
+gradients are summed over the subnets, clipped by value, then SGD (Nesterov) steps with
+warm-up + cosine learning rate and no weight decay on BN and biases.
+
+Every epoch and when training stops (``max_steps``, ``time_budget``, SIGINT/SIGTERM) the
+min and max subnets are evaluated on the validation split after BN recalibration, and a
+checkpoint is written atomically. A checkpoint holds everything a resume needs to continue
+exactly: weights and BN buffers, optimizer, step, sampler RNG, torch RNG; the data order of
+an epoch is a permutation seeded by (seed, epoch), so a resume skips the batches it did.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from nastools.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from nastools.data import iter_batches, load_splits
+from nastools.errors import NastoolsError
+from nastools.space import Arch, load_space
+from nastools.supernet import Supernet
+from nastools.train import distributed as D
+from nastools.train.evaluate import calibration_batches, evaluate_top1, recalibrate_bn
+from nastools.train.losses import kd_loss, smoothed_ce
+from nastools.train.samplers import AttentiveSampler, FlopsDistribution, make_sampler
+
+LOG_NAME = "train.jsonl"
+RANK_BY = ("loss", "predictor")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored in its checkpoint)."""
+
+    space: str = "fmnist"
+    dataset: str = "fashion-mnist"
+    data: str | None = None
+    epochs: float = 5
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-5
+    warmup_epochs: float = 0.5
+    grad_clip: float = 1.0
+    label_smoothing: float = 0.1
+    sampler: str = "attentive-best"
+    candidates: int = 3
+    rank_by: str = "loss"
+    predictor: str | None = None
+    num_archs: int = 4
+    score_images: int = 16
+    seed: int = 0
+    val_size: int = 5000
+    eval_images: int = 2000
+    calib_images: int = 1000
+    log_every: int = 10
+    device: str = "cpu"
+    workers: int = 0
+    channels_last: bool = True
+
+    def check(self) -> "TrainConfig":
+        def need(ok: bool, what: str) -> None:
+            if not ok:
+                raise NastoolsError(what)
+
+        need(self.epochs > 0, f"--epochs {self.epochs}: expected a positive number")
+        need(self.batch_size >= 1, f"--batch-size {self.batch_size}: expected at least 1")
+        need(self.lr > 0, f"--lr {self.lr}: expected a positive learning rate")
+        need(self.num_archs >= 2, f"--num-archs {self.num_archs}: expected at least 2 (the max and the min subnet)")
+        need(self.candidates >= 1, f"--candidates {self.candidates}: expected at least 1")
+        need(self.rank_by in RANK_BY, f"--rank-by {self.rank_by!r}: expected one of {', '.join(RANK_BY)}")
+        need(
+            self.rank_by != "predictor" or bool(self.predictor),
+            "--rank-by predictor needs --predictor FILE (Arch JSON lines with a top1 field, e.g. from nastools search)",
+        )
+        need(self.device == "cpu" or self.device.startswith("cuda"), f"--device {self.device!r}: expected cpu or cuda")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise NastoolsError("--device cuda: no CUDA device is available here (this torch build or machine has none); use --device cpu")
+        return self
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def lr_at(step: int, total: int, warmup: int, base: float) -> float:
+    """Linear warm-up over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    if warmup > 0 and step < warmup:
+        return base * (step + 1) / warmup
+    t = (step - warmup) / max(1, total - warmup)
+    return 0.5 * base * (1.0 + math.cos(math.pi * min(1.0, t)))
+
+
+def parse_duration(text: str | float | None) -> float | None:
+    """'10m' -> 600.0, '90s', '1.5h', '300' (seconds)."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, (int, float)):
+        return float(text)
+    s = str(text).strip().lower()
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    factor = 1.0
+    if s and s[-1] in units:
+        factor, s = units[s[-1]], s[:-1]
+    try:
+        v = float(s) * factor
+    except ValueError:
+        raise NastoolsError(f"duration {text!r}: expected a number with s/m/h, e.g. 10m or 90s") from None
+    if not v > 0:
+        raise NastoolsError(f"duration {text!r}: expected a positive duration")
+    return v
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weight decay on convolution and linear weights only, not on BN or biases."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class _BNSnapshot:
+    """Save and restore BatchNorm buffers, so an evaluation does not change training state."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def __enter__(self):
+        self.saved = [
+            (m, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
+            for m in self.model.modules()
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None
+        ]
+        return self
+
+    def __exit__(self, *exc):
+        with torch.no_grad():
+            for m, mean, var, n in self.saved:
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+                m.num_batches_tracked.copy_(n)
+        return False
+
+
+@dataclass
+class StepResult:
+    loss: float
+    losses: list[float]
+    archs: list[Arch]
+    scores: list[list[float]] = field(default_factory=list)
+
+
+class Trainer:
+    """Trains a supernet per :class:`TrainConfig` into ``run_dir``.
+
+    >>> t = Trainer(TrainConfig(epochs=1), "runs/demo")
+    >>> t.fit(max_steps=100)                 # or time_budget=600
+    >>> Trainer.resume("runs/demo").fit()    # continues exactly where it stopped
+    """
+
+    def __init__(self, config: TrainConfig, run_dir: str | Path, *, splits=None, state: dict | None = None) -> None:
+        self.config = config.check()
+        self.run_dir = Path(run_dir)
+        self.env = D.init_distributed(config.device)
+        dev = config.device
+        if dev.startswith("cuda") and self.env.enabled:
+            dev = f"cuda:{self.env.local_rank}"
+        self.device = torch.device(dev)
+        self.space = load_space(config.space)
+        self.splits = splits if splits is not None else load_splits(config.dataset, config.data, val_size=config.val_size, seed=config.seed)
+        self._check_data()
+        torch.manual_seed(config.seed)
+        self.model = Supernet(self.space).to(self.device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.params = list(self.model.parameters())
+        self.optimizer = torch.optim.SGD(
+            param_groups(self.model, config.weight_decay), lr=config.lr, momentum=config.momentum, nesterov=config.momentum > 0
+        )
+        flops_dist = FlopsDistribution.from_dict(state["flops_dist"]) if state and state.get("flops_dist") else None
+        self.sampler = make_sampler(config.sampler, self.space, candidates=config.candidates, flops_dist=flops_dist)
+        self.predictor = None
+        if config.rank_by == "predictor":
+            from nastools.train.predictor import AccuracyPredictor
+
+            self.predictor = AccuracyPredictor.fit_file(config.predictor, self.space)
+        self.rng = random.Random(config.seed)
+        self.steps_per_epoch = len(self.splits.train) // config.batch_size
+        if self.steps_per_epoch < 1:
+            raise NastoolsError(
+                f"--batch-size {config.batch_size}: larger than the training split ({len(self.splits.train)} images)"
+            )
+        self.total_steps = max(1, round(config.epochs * self.steps_per_epoch))
+        self.warmup_steps = min(round(config.warmup_epochs * self.steps_per_epoch), self.total_steps // 5)
+        self.step = 0
+        self._arch_hash = 0
+        self.history: list[dict] = []
+        if state is not None:
+            self._load_state(state)
+        D.broadcast_module(self.model, self.env)
+        self._stop_signal: str | None = None
+        self._progress = True
+
+    # ------------------------------------------------------------------ state
+
+    def _check_data(self) -> None:
+        sp, s = self.space, self.splits
+        if s.channels != sp.input_channels or s.num_classes != sp.num_classes:
+            raise NastoolsError(
+                f"dataset {s.name!r} has {s.channels}-channel images and {s.num_classes} classes, but space "
+                f"{sp.name!r} expects {sp.input_channels} channels and {sp.num_classes} classes; pick a matching --space"
+            )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resume needs beside the weights (stored in the checkpoint's ``train``)."""
+        flops_dist = self.sampler.flops_dist.to_dict() if isinstance(self.sampler, AttentiveSampler) else None
+        return {
+            "config": asdict(self.config),
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "sampler_rng": self.rng.getstate(),
+            "torch_rng": torch.get_rng_state(),
+            "flops_dist": flops_dist,
+            "history": self.history,
+            "arch_hash": self._arch_hash,
+        }
+
+    def _load_state(self, state: dict) -> None:
+        self.step = int(state["step"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        st = state["sampler_rng"]
+        self.rng.setstate((st[0], tuple(st[1]), st[2]))
+        torch.set_rng_state(state["torch_rng"])
+        self.history = list(state.get("history", []))
+        self._arch_hash = int(state.get("arch_hash", 0))
+
+    def replica_digest(self) -> list[float]:
+        """A fingerprint of this replica: a weight checksum and a hash of the archs trained."""
+        with torch.no_grad():
+            w = sum(float(p.double().abs().sum()) for p in self.model.parameters())
+        return [w, float(self._arch_hash)]
+
+    def save(self) -> Path:
+        """Write the checkpoint atomically (rank 0 only). Under DDP, first check that every
+        rank trained the same archs and holds the same weights (logged as a ``sync`` record)."""
+        path = checkpoint_path(self.run_dir)
+        if self.env.enabled:
+            same = D.ranks_agree(self.replica_digest(), self.env, self.device)
+            self._log({"type": "sync", "step": self.step, "world_size": self.env.world_size, "ranks_agree": same})
+            if not same:
+                raise RuntimeError(f"DDP replicas diverged by step {self.step}: ranks trained different archs or hold different weights")
+        if self.env.is_main:
+            save_checkpoint(path, self.model, train=self.state_dict())
+        return path
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, *, space: str | None = None, splits=None, **overrides: Any) -> "Trainer":
+        """Continue the run in ``run_dir`` from its checkpoint. ``overrides`` may extend it
+        (``epochs``) or change how it is run (``device``, ``workers``, ``log_every``)."""
+        data = load_checkpoint(run_dir, space)
+        state = data.get("train")
+        if not isinstance(state, dict) or "config" not in state:
+            raise NastoolsError(f"checkpoint {str(checkpoint_path(run_dir))!r} holds no training state, so it cannot be resumed")
+        config = TrainConfig.from_dict({**state["config"], **{k: v for k, v in overrides.items() if v is not None}})
+        trainer = cls(config, run_dir, splits=splits, state=state)
+        trainer.model.load_state_dict(data["model"])
+        D.broadcast_module(trainer.model, trainer.env)
+        return trainer
+
+    # ------------------------------------------------------------------ data
+
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """The image order of an epoch: a permutation seeded by (seed, epoch)."""
+        g = torch.Generator().manual_seed(self.config.seed * 100003 + epoch)
+        return torch.randperm(len(self.splits.train), generator=g)
+
+    def batches(self, epoch: int, skip: int):
+        """This rank's shard of each global batch of ``epoch``, from batch ``skip`` on."""
+        bs = self.config.batch_size
+        order = self.epoch_order(epoch)[: self.steps_per_epoch * bs]
+        order = order[skip * bs :].view(-1, bs)[:, self.env.rank :: self.env.world_size].reshape(-1)
+        shard = len(range(self.env.rank, bs, self.env.world_size))
+        return iter_batches(self.splits.train, shard, order=order, workers=self.config.workers)
+
+    def _to_device(self, images: torch.Tensor, labels: torch.Tensor):
+        x = images.to(self.device, non_blocking=True)
+        if self.config.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, labels.to(self.device, non_blocking=True)
+
+    # ------------------------------------------------------------------ one step
+
+    def score_fn(self, x: torch.Tensor, soft: torch.Tensor):
+        """The candidate scorer: KD loss on a slice of the batch without gradients (or, with
+        ``rank_by='predictor'``, the predictor's predicted error)."""
+        if self.predictor is not None:
+            return lambda cands: [-self.predictor.predict(a) for a in cands]
+        n = min(self.config.score_images, len(x))
+        xs, ts = x[:n], soft[:n]
+
+        def score(cands):
+            out = []
+            with torch.inference_mode():
+                for a in cands:
+                    self.model.set_active(a)
+                    out.append(float(kd_loss(self.model(xs), ts)))
+            return D.all_mean(out, self.env, self.device)
+
+        return score
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> StepResult:
+        """One sandwich step (max, middles, min) and one optimizer step on a batch."""
+        cfg, model = self.config, self.model
+        x, y = self._to_device(images, labels)
+        model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        lr = lr_at(self.step, self.total_steps, self.warmup_steps, cfg.lr)
+        for g in self.optimizer.param_groups:
+            g["lr"] = lr
+        # max subnet: label smoothing, dropout, drop-connect; its logits teach the rest
+        model.set_active(self.sampler.max_arch, dropout=self.space.dropout, drop_connect=self.space.drop_connect)
+        logits = model(x)
+        loss = smoothed_ce(logits, y, cfg.label_smoothing)
+        loss.backward()
+        soft = logits.detach()
+        losses, archs, scores = [loss.item()], [self.sampler.max_arch], []
+        score = self.score_fn(x, soft) if isinstance(self.sampler, AttentiveSampler) else None
+        for i in range(cfg.num_archs - 2):
+            arch = self.sampler.middle(self.rng, score)
+            if isinstance(self.sampler, AttentiveSampler):
+                scores.append(list(self.sampler.last_scores))
+            archs.append(arch)
+        archs.append(self.sampler.min_arch)
+        for a in archs:
+            self._arch_hash = (self._arch_hash * 1000003 + int(a.id, 16)) % (1 << 52)
+        for arch in archs[1:]:
+            model.set_active(arch)
+            loss = kd_loss(model(x), soft)
+            loss.backward()
+            losses.append(loss.item())
+        D.average_gradients(self.params, self.env)
+        if cfg.grad_clip > 0:
+            nn.utils.clip_grad_value_(self.params, cfg.grad_clip)
+        self.optimizer.step()
+        self.step += 1
+        return StepResult(sum(losses), losses, archs, scores)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self, archs: dict[str, Arch] | None = None) -> dict[str, float]:
+        """Top-1 on the validation split after BN recalibration (training state untouched)."""
+        cfg = self.config
+        archs = archs or {"min": self.sampler.min_arch, "max": self.sampler.max_arch}
+        out = {}
+        with _BNSnapshot(self.model):
+            for name, arch in archs.items():
+                self.model.set_active(arch)
+                recalibrate_bn(self.model, calibration_batches(self.splits.train, 250, cfg.calib_images, seed=cfg.seed))
+                out[name] = evaluate_top1(self.model, self.splits.val, batch_size=500, max_images=cfg.eval_images)
+        self.model.train()
+        return out
+
+    # ------------------------------------------------------------------ loop
+
+    def _log(self, record: dict) -> None:
+        if self.env.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.run_dir / LOG_NAME, "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def _trim_log(self) -> None:
+        """Drop log records past the checkpoint's step (left by a run that died after it)."""
+        path = self.run_dir / LOG_NAME
+        if not self.env.is_main or not path.is_file():
+            return
+        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= self.step]
+        from nastools.io import atomic_write_text
+
+        atomic_write_text(path, "".join(ln + "\n" for ln in keep))
+
+    def _on_signal(self, signum, frame) -> None:
+        self._stop_signal = signal.Signals(signum).name
+
+    def fit(self, max_steps: int | None = None, time_budget: float | str | None = None, *, progress: bool = True, evaluate: bool = True) -> dict:
+        """Train until the schedule ends, ``max_steps`` (total steps of the run) are done,
+        ``time_budget`` (seconds or '10m') has passed, or SIGINT/SIGTERM arrives; evaluate
+        and checkpoint at each epoch end and at the stop. Returns a summary."""
+        from tqdm import tqdm
+
+        cfg = self.config
+        self._progress = progress
+        budget = parse_duration(time_budget)
+        end = self.total_steps if max_steps is None else min(self.total_steps, max_steps)
+        self._trim_log()
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                handlers[sig] = signal.signal(sig, self._on_signal)
+        t0 = time.perf_counter()
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (progress and self.env.is_main), unit="step", dynamic_ncols=True)
+        stopped, last_eval_step, images_seen = None, None, 0
+        try:
+            while self.step < end and stopped is None:
+                epoch, skip = divmod(self.step, self.steps_per_epoch)
+                for images, labels in self.batches(epoch, skip):
+                    ts = time.perf_counter()
+                    res = self.train_step(images, labels)
+                    dt = time.perf_counter() - ts
+                    images_seen += cfg.batch_size
+                    ips = cfg.batch_size / dt
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    bar.update(1)
+                    bar.set_postfix_str(f"ep {epoch + 1}/{math.ceil(cfg.epochs)} loss {res.loss:.3f} lr {lr:.4f} {ips:.0f} img/s")
+                    if self.step % cfg.log_every == 0 or self.step == end:
+                        self._log(
+                            {"type": "step", "epoch": epoch, "step": self.step, "loss": round(res.loss, 5),
+                             "losses": [round(v, 5) for v in res.losses], "lr": lr, "images_per_s": round(ips, 1),
+                             "archs": [a.id for a in res.archs], "time": round(time.perf_counter() - t0, 2)}
+                        )
+                    stop = self._stop_signal is not None or (budget is not None and time.perf_counter() - t0 >= budget)
+                    if D.any_rank(stop, self.env, self.device):
+                        stopped = f"signal {self._stop_signal}" if self._stop_signal else "time budget"
+                        break
+                    if self.step >= end:
+                        break
+                if self.step % self.steps_per_epoch == 0:  # an epoch ended: evaluate and checkpoint
+                    if evaluate:
+                        self._epoch_record(self.step // self.steps_per_epoch, t0)
+                        last_eval_step = self.step
+                    self.save()
+        finally:
+            bar.close()
+            for sig, h in handlers.items():
+                signal.signal(sig, h)
+        if evaluate and last_eval_step != self.step:
+            self._epoch_record(self.step / self.steps_per_epoch, t0, partial=True)
+        path = self.save()
+        summary = {
+            "rank": self.env.rank,
+            "world_size": self.env.world_size,
+            "run": str(self.run_dir),
+            "checkpoint": str(path),
+            "step": self.step,
+            "total_steps": self.total_steps,
+            "epoch": round(self.step / self.steps_per_epoch, 3),
+            "stopped": stopped or ("steps" if self.step < self.total_steps else "done"),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "images_per_s": round(images_seen / max(1e-9, time.perf_counter() - t0), 1),
+            "top1": self.history[-1] if self.history else None,
+        }
+        return summary
+
+    def _epoch_record(self, epoch: float, t0: float, partial: bool = False) -> None:
+        top1 = self.evaluate()
+        rec = {"type": "epoch", "epoch": round(epoch, 3), "step": self.step, "top1_min": top1["min"], "top1_max": top1["max"],
+               "partial": partial, "time": round(time.perf_counter() - t0, 2)}
+        self.history.append(rec)
+        self._log(rec)
+        if self.env.is_main:
+            import sys
+
+            from tqdm import tqdm
+
+            tqdm.write(file=sys.stderr, s=f"epoch {epoch:g} (step {self.step}): val top-1 min {100 * top1['min']:.2f}%  max {100 * top1['max']:.2f}%")
+
+
+def train(config: TrainConfig | None, run: str | Path, *, resume: bool = False, overrides: dict | None = None,
+          max_steps: int | None = None, time_budget: float | str | None = None, progress: bool = True) -> dict:
+    """Train a new run ``run`` with ``config``, or with ``resume`` continue it from its
+    checkpoint (``overrides``: config fields to change, e.g. ``{"epochs": 10}``)."""
+    from nastools.checkpoint import run_dir
+
+    rd = run_dir(run)
+    ckpt = checkpoint_path(rd)
+    if resume:
+        trainer = Trainer.resume(rd, space=(overrides or {}).get("space"), **{k: v for k, v in (overrides or {}).items() if k != "space"})
+    else:
+        if ckpt.exists():
+            raise NastoolsError(
+                f"run {str(rd)!r} already has a checkpoint ({ckpt}); pass --resume to continue it, or another --run NAME"
+            )
+        trainer = Trainer(config or TrainConfig(), rd)
+    try:
+        return trainer.fit(max_steps=max_steps, time_budget=time_budget, progress=progress)
+    finally:
+        D.shutdown(trainer.env)
+
+
+__all__ = ["TrainConfig", "Trainer", "lr_at", "param_groups", "parse_duration", "train"]

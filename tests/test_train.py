@@ -1,0 +1,382 @@
+"""Supernet training: samplers, KD loss, the sandwich step, exact resume, bad input.
+
+A tiny search space (2 stages, 16-20 px) keeps each step well under a second on real
+Fashion-MNIST images.
+"""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+
+from nastools.cli import main
+from nastools.data import load_splits
+from nastools.errors import NastoolsError
+from nastools.space import load_space
+from nastools.supernet import Supernet
+from nastools.train.evaluate import calibration_batches, evaluate_subnet, evaluate_top1, prepare_input, recalibrate_bn
+from nastools.train.losses import kd_loss, smoothed_ce
+from nastools.train.samplers import AttentiveSampler, FlopsDistribution, UniformSampler, make_sampler
+from nastools.train.trainer import TrainConfig, Trainer, lr_at, parse_duration
+
+torch.set_num_threads(1)  # tiny nets: one thread is faster than two competing ones
+
+TINY = """
+name: tiny
+input_channels: 1
+num_classes: 10
+resolutions: [16, 20]
+act: swish
+se: {ratio: 0.25, gate: hsigmoid, divisor: 8}
+stem: {widths: [8, 16], kernel: 3, stride: 2}
+stages:
+  - {name: mb1, widths: [8, 16], depths: [1, 2], kernels: [3, 5], expands: [1], stride: 1, se: false}
+  - {name: mb2, widths: [16, 24], depths: [1, 2], kernels: [3, 5], expands: [2, 4], stride: 2, se: true}
+head: {widths: [32, 64], expand: 2}
+dropout: 0.1
+drop_connect: 0.1
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tmp_path_factory):
+    p = tmp_path_factory.mktemp("space") / "tiny.yaml"
+    p.write_text(TINY)
+    return str(p)
+
+
+@pytest.fixture(scope="module")
+def splits():
+    s = load_splits("fashion-mnist")
+    # a small training split: 5 steps of 32 per epoch, so runs cross epoch boundaries
+    s.train = s.train.subset(torch.arange(160))
+    return s
+
+
+def tiny_config(space, **kw):
+    base = dict(space=space, batch_size=32, epochs=2, eval_images=50, calib_images=50, log_every=1, warmup_epochs=0.2)
+    return TrainConfig(**{**base, **kw})
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def test_kd_loss_is_soft_cross_entropy_with_the_kl_gradient():
+    torch.manual_seed(0)
+    s = torch.randn(6, 10, requires_grad=True)
+    t = torch.randn(6, 10, requires_grad=True)
+    loss = kd_loss(s, t)
+    p = F.softmax(t, 1)
+    expected = -(p * F.log_softmax(s, 1)).sum(1).mean()
+    torch.testing.assert_close(loss, expected)
+    # = KL(p || q) + H(p)
+    kl = F.kl_div(F.log_softmax(s, 1), p, reduction="batchmean")
+    entropy = -(p * p.log()).sum(1).mean()
+    torch.testing.assert_close(loss, kl + entropy)
+    loss.backward()
+    torch.testing.assert_close(s.grad, (F.softmax(s, 1) - p).detach() / 6)
+    assert t.grad is None  # the teacher is detached
+    # a student equal to its teacher gets no gradient
+    s2 = t.detach().clone().requires_grad_(True)
+    kd_loss(s2, t).backward()
+    assert s2.grad.abs().max() < 1e-7
+
+
+def test_smoothed_ce_spreads_0_1_over_the_classes():
+    logits = torch.zeros(1, 10)
+    logits[0, 3] = 5.0
+    y = torch.tensor([3])
+    logp = F.log_softmax(logits, 1)[0]
+    expected = -(0.9 * logp[3] + 0.1 * logp.mean())
+    torch.testing.assert_close(smoothed_ce(logits, y, 0.1), expected)
+
+
+# --------------------------------------------------------------------------- samplers
+
+
+def test_flops_targets_follow_the_space_distribution(fmnist):
+    dist = FlopsDistribution.estimate(fmnist, samples=4000, bins=10, seed=1)
+    assert abs(sum(dist.probs) - 1) < 1e-9 and len(dist.edges) == 11
+    # the histogram is what uniform sampling gives (an independent sample agrees)
+    rng = random.Random(2)
+    counts = [0] * 10
+    for _ in range(4000):
+        counts[dist.bin_of(fmnist.flops(fmnist.sample(rng)))] += 1
+    assert max(abs(c / 4000 - p) for c, p in zip(counts, dist.probs)) < 0.03
+    # the drawn targets follow the histogram, not a uniform spread over the FLOPs range
+    rng = random.Random(3)
+    drawn = [0] * 10
+    for _ in range(20000):
+        drawn[dist.bin_of(dist.sample(rng))] += 1
+    assert max(abs(d / 20000 - p) for d, p in zip(drawn, dist.probs)) < 0.01
+    assert max(dist.probs) > 2 * min(dist.probs)  # a real (non-uniform) distribution
+
+
+def test_attentive_picks_the_best_or_worst_scoring_candidate(fmnist):
+    dist = FlopsDistribution.estimate(fmnist, samples=2000)
+    score = lambda cands: [fmnist.flops(a) for a in cands]  # noqa: E731
+    for worst in (False, True):
+        s = AttentiveSampler(fmnist, worst=worst, candidates=3, flops_dist=dist)
+        for seed in range(5):
+            rng = random.Random(seed)
+            cands = s.propose(random.Random(seed))
+            picked = s.middle(rng, score)
+            flops = [fmnist.flops(a) for a in cands]
+            assert fmnist.flops(picked) == (max(flops) if worst else min(flops))
+
+
+def test_uniform_sandwich_is_max_middles_min_and_seeded(fmnist):
+    s = UniformSampler(fmnist)
+    a = s.step_archs(5, random.Random(7))
+    b = s.step_archs(5, random.Random(7))
+    assert a == b and len(a) == 5
+    assert a[0] == fmnist.max_arch() and a[-1] == fmnist.min_arch()
+    assert len({x.key for x in a[1:-1]}) == 3
+    with pytest.raises(NastoolsError, match="unknown sampler 'best'.*uniform, attentive-best, attentive-worst"):
+        make_sampler("best", fmnist)
+
+
+@pytest.mark.parametrize("worst", [False, True])
+def test_attentive_step_trains_the_candidate_with_the_lowest_loss(tiny_path, splits, worst):
+    """Recompute each candidate's KD loss on a copy of the pre-step weights: the trained middle
+    is the argmin (BestUp) or argmax (WorstUp) of those losses."""
+    cfg = tiny_config(tiny_path, sampler="attentive-worst" if worst else "attentive-best", score_images=16)
+    t = Trainer(cfg, "/nonexistent-run", splits=splits)
+    x, y = next(t.batches(0, 0))
+    before = {k: v.clone() for k, v in t.model.state_dict().items()}
+    rng_state = torch.get_rng_state()
+    proposals = []
+    propose = t.sampler.propose
+    t.sampler.propose = lambda rng: proposals.append(propose(rng)) or proposals[-1]
+    res = t.train_step(x, y)
+    assert len(proposals) == 2 and len(res.archs) == 4
+    ref = Supernet(t.space).to(memory_format=torch.channels_last)
+    ref.load_state_dict(before)
+    ref.train()
+    xx = x.contiguous(memory_format=torch.channels_last)
+    torch.set_rng_state(rng_state)  # the same dropout masks for the teacher
+    ref.set_active(t.space.max_arch(), dropout=t.space.dropout, drop_connect=t.space.drop_connect)
+    with torch.no_grad():
+        soft = ref(xx)
+        for cands, chosen, scores in zip(proposals, res.archs[1:3], res.scores):
+            losses = []
+            for a in cands:
+                ref.set_active(a)
+                losses.append(float(kd_loss(ref(xx[:16]), soft[:16])))
+            assert losses == pytest.approx(scores, rel=1e-4)
+            pick = max if worst else min
+            assert chosen == cands[losses.index(pick(losses))]
+            assert len(set(round(v, 6) for v in losses)) > 1  # the choice was not a tie
+    # the step changed the weights
+    assert any(not torch.equal(before[k], v) for k, v in t.model.state_dict().items())
+
+
+def test_rank_by_predictor_picks_the_highest_predicted_accuracy(tiny_path, splits, tmp_path):
+    space = load_space(tiny_path)
+    rng = random.Random(0)
+    lines = []
+    for _ in range(30):  # accuracy that grows with FLOPs
+        a = space.sample(rng)
+        lines.append(json.dumps({**a.to_dict(), "top1": space.flops(a) / 1e6}))
+    pred = tmp_path / "measured.jsonl"
+    pred.write_text("\n".join(lines) + "\n")
+    t = Trainer(tiny_config(tiny_path, rank_by="predictor", predictor=str(pred)), tmp_path / "r", splits=splits)
+    x, y = next(t.batches(0, 0))
+    proposals = []
+    propose = t.sampler.propose
+    t.sampler.propose = lambda rng: proposals.append(propose(rng)) or proposals[-1]
+    res = t.train_step(x, y)
+    for cands, chosen in zip(proposals, res.archs[1:3]):
+        preds = [t.predictor.predict(a) for a in cands]
+        assert chosen == cands[preds.index(max(preds))]
+    with pytest.raises(NastoolsError, match="--rank-by predictor needs --predictor"):
+        tiny_config(tiny_path, rank_by="predictor").check()
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def test_lr_warms_up_then_follows_a_cosine():
+    lrs = [lr_at(s, 100, 10, 0.1) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.01) and lrs[9] == pytest.approx(0.1)
+    assert lrs[10] == pytest.approx(0.1) and lrs[55] == pytest.approx(0.05)
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[-1] < 0.001
+    assert parse_duration("10m") == 600 and parse_duration("1.5h") == 5400 and parse_duration("90s") == 90
+    with pytest.raises(NastoolsError, match="duration 'ten'"):
+        parse_duration("ten")
+
+
+def test_no_weight_decay_on_bn_and_biases(tiny_path, splits):
+    t = Trainer(tiny_config(tiny_path), "/nonexistent-run", splits=splits)
+    decay, no_decay = t.optimizer.param_groups
+    assert decay["weight_decay"] > 0 and no_decay["weight_decay"] == 0
+    bn = t.model.stem.bn
+    ids = {id(p) for p in no_decay["params"]}
+    assert id(bn.weight) in ids and id(bn.bias) in ids and id(t.model.head.classifier.bias) in ids
+    assert id(t.model.stem.conv.weight) not in ids and id(t.model.head.classifier.weight) not in ids
+    assert decay["nesterov"] is True
+
+
+# --------------------------------------------------------------------------- resume
+
+
+def _weights(run_dir):
+    data = torch.load(Path(run_dir) / "supernet.pt", weights_only=True)
+    return data["model"], data["train"]
+
+
+@pytest.mark.parametrize("sampler", ["attentive-best", "uniform"])
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(tiny_path, splits, tmp_path, sampler):
+    cfg = tiny_config(tiny_path, sampler=sampler)  # 5 steps per epoch, 10 in all
+    a = Trainer(cfg, tmp_path / "a", splits=splits)
+    sa = a.fit(max_steps=8, progress=False)
+    assert sa["step"] == 8 and sa["stopped"] == "steps"
+    b = Trainer(cfg, tmp_path / "b", splits=splits)
+    b.fit(max_steps=3, progress=False)  # stops mid-epoch (evaluates, checkpoints)
+    del b
+    torch.manual_seed(1234)  # the global RNG state must come from the checkpoint
+    b2 = Trainer.resume(tmp_path / "b", splits=splits)
+    assert b2.step == 3
+    b2.fit(max_steps=8, progress=False)  # crosses the epoch boundary at step 5
+    wa, ta = _weights(tmp_path / "a")
+    wb, tb = _weights(tmp_path / "b")
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    assert ta["step"] == tb["step"] == 8 and ta["arch_hash"] == tb["arch_hash"]
+    sa_opt, sb_opt = ta["optimizer"]["state"], tb["optimizer"]["state"]
+    assert all(torch.equal(sa_opt[i]["momentum_buffer"], sb_opt[i]["momentum_buffer"]) for i in sa_opt)
+    # the log has one record per step (the resumed run continued it) and the epoch records
+    log = [json.loads(ln) for ln in (tmp_path / "b" / "train.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if r["type"] == "step"] == list(range(1, 9))
+    epochs = [r for r in log if r["type"] == "epoch"]
+    assert [r["step"] for r in epochs] == [3, 5, 8] and all(0 <= r["top1_max"] <= 1 for r in epochs)
+
+
+def test_training_learns(tiny_path, splits):
+    """A few dozen steps lift the max subnet well above chance (10%)."""
+    s = load_splits("fashion-mnist")
+    s.train = s.train.subset(torch.arange(2560))
+    t = Trainer(tiny_config(tiny_path, batch_size=64, epochs=1, lr=0.2, sampler="uniform", num_archs=3), "/nonexistent-run", splits=s)
+    t.fit(max_steps=40, progress=False, evaluate=False)
+    top1 = t.evaluate()
+    assert top1["max"] > 0.45 and top1["min"] > 0.3, top1
+
+
+# --------------------------------------------------------------------------- CLI and bad input
+
+
+def _cli(*args, cwd=None):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_cli_train_stops_on_steps_and_resumes(tiny_path, tmp_path):
+    run = str(tmp_path / "cli")
+    r = _cli("train", "--space", tiny_path, "--run", run, "--batch-size", "64", "--epochs", "0.02", "--steps", "2",
+             "--eval-images", "100", "--no-progress", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert out["step"] == 2 and out["stopped"] == "steps" and Path(out["checkpoint"]).is_file()
+    # the same run again without --resume: refused, nothing overwritten
+    before = (tmp_path / "cli" / "supernet.pt").read_bytes()
+    r = _cli("train", "--space", tiny_path, "--run", run, "--steps", "3")
+    assert r.exit_code == 1 and "already has a checkpoint" in r.output and "--resume" in r.output
+    # --resume may not change the configuration
+    r = _cli("train", "--run", run, "--resume", "--batch-size", "8")
+    assert r.exit_code == 2 and "--batch-size cannot change" in r.output
+    assert (tmp_path / "cli" / "supernet.pt").read_bytes() == before
+    r = _cli("train", "--run", run, "--resume", "--steps", "3", "--no-progress", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["step"] == 3
+
+
+def test_checkpoint_of_another_space_or_corrupted_is_a_clear_error(tiny_path, tmp_path):
+    run = tmp_path / "bad"
+    r = _cli("train", "--space", tiny_path, "--run", str(run), "--batch-size", "64", "--epochs", "0.01", "--steps", "1",
+             "--eval-images", "50", "--no-progress")
+    assert r.exit_code == 0, r.output
+    ckpt = run / "supernet.pt"
+    good = ckpt.read_bytes()
+    r = _cli("train", "--run", str(run), "--resume", "--space", "fmnist")
+    assert r.exit_code == 1 and "was trained on space 'tiny'" in r.output and "not on 'fmnist'" in r.output
+    assert ckpt.read_bytes() == good
+    corrupted = good[: len(good) // 2]
+    ckpt.write_bytes(corrupted)
+    r = _cli("train", "--run", str(run), "--resume")
+    assert r.exit_code == 1 and "corrupted or not a nastools checkpoint" in r.output
+    assert "Traceback" not in r.output and r.output.count("\n") == 1
+    assert ckpt.read_bytes() == corrupted  # nothing overwritten
+    arch = tmp_path / "a.json"
+    load_space("fmnist").min_arch().save(arch)
+    r = _cli("eval", "--arch", str(arch), "--run", str(run))
+    assert r.exit_code == 1 and "corrupted" in r.output
+
+
+def test_missing_dataset_says_how_to_install_it(tiny_path, tmp_path, monkeypatch):
+    import nastools.data
+
+    monkeypatch.setattr(nastools.data, "FMNIST_DIR", tmp_path / "not-installed")
+    r = _cli("train", "--space", tiny_path, "--run", str(tmp_path / "x"))
+    assert r.exit_code == 1 and "apt-get install dataset-fashion-mnist" in r.output
+    r = _cli("train", "--space", tiny_path, "--run", str(tmp_path / "x"), "--data", str(tmp_path / "nowhere"))
+    assert r.exit_code == 1 and "Fashion-MNIST not found" in r.output and "--data DIR" in r.output
+    r = _cli("train", "--run", str(tmp_path / "x"), "--dataset", "cifar10")
+    assert r.exit_code == 1 and "needs --data DIR" in r.output
+    r = _cli("train", "--space", tiny_path, "--run", str(tmp_path / "y"), "--resume")
+    assert r.exit_code == 1 and "no checkpoint at" in r.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_sigterm_checkpoints_and_the_run_resumes(tiny_path, tmp_path):
+    run = tmp_path / "sig"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "nastools", "train", "--space", tiny_path, "--run", str(run), "--batch-size", "64",
+           "--epochs", "1", "--eval-images", "50", "--no-progress", "--json"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    log = run / "train.jsonl"
+    deadline = time.time() + 60
+    while time.time() < deadline and not (log.is_file() and log.read_text().count('"step"') >= 3):
+        time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["stopped"] == "signal SIGTERM" and 3 <= summary["step"] < summary["total_steps"]
+    _, state = _weights(run)
+    assert state["step"] == summary["step"]
+
+
+def test_eval_cli_matches_the_extracted_subnet(tiny_path, tmp_path):
+    run = tmp_path / "ev"
+    r = _cli("train", "--space", tiny_path, "--run", str(run), "--batch-size", "64", "--epochs", "0.01", "--steps", "2",
+             "--eval-images", "50", "--no-progress")
+    assert r.exit_code == 0, r.output
+    space = load_space(tiny_path)
+    arch = space.sample(5)
+    arch.save(tmp_path / "arch.json")
+    s = load_splits("fashion-mnist")
+    res = evaluate_subnet(tmp_path / "arch.json", run, calib_images=300, max_images=400, splits=s)
+    # the same by hand, on the extracted static subnet
+    net = Supernet(space)
+    net.load_state_dict(torch.load(run / "supernet.pt", weights_only=True)["model"])
+    sub = net.extract(arch)
+    recalibrate_bn(sub, calibration_batches(s.train, 250, 300))
+    assert res["top1"] == evaluate_top1(sub, s.test, max_images=400)
+    assert res["id"] == arch.id and res["meta"]["images"] == 400
+    r = _cli("eval", "--arch", str(tmp_path / "arch.json"), "--run", str(run), "--max-images", "200", "--calib-images", "100", "--json")
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.stdout)
+    assert 0 <= out["top1"] <= 1 and out["meta"]["split"] == "test" and out["meta"]["images"] == 200
+    other = tmp_path / "other.json"
+    load_space("fmnist").min_arch().save(other)
+    r = _cli("eval", "--arch", str(other), "--run", str(run))
+    assert r.exit_code == 1 and "arch.space: got 'fmnist', expected 'tiny'" in r.output
