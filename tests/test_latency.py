@@ -104,7 +104,8 @@ def test_profiled_table_round_trips_and_predicts_sum_plus_overhead(profiled, tin
     assert {"scale", "per_block_ms", "per_mparam_ms", "offset_ms"} <= set(c) and len(c["runs"]) == 6
     for arch in sample_archs(tiny, 10, 7, tiny.resolutions):
         blocks = tiny.blocks(arch)
-        total = sum(again.entries[b.key]["median_ms"] for b in blocks)
+        assert again.statistic == "p10_ms"
+        total = sum(again.entries[b.key]["p10_ms"] for b in blocks)
         assert again.block_sum(arch) == pytest.approx(total)
         mparams = sum(b.cost()[1] for b in blocks) / 1e6
         assert mparams == pytest.approx(tiny.params(arch) / 1e6)
@@ -117,6 +118,9 @@ def test_uncalibrated_prediction_is_the_block_sum(profiled, tiny):
     bare = LatencyTable.from_dict({**profiled.to_dict(), "calibration": {}})
     bare.bind(tiny)
     arch = tiny.max_arch()
+    assert bare.predict(arch) == pytest.approx(sum(profiled.entries[b.key]["p10_ms"] for b in tiny.blocks(arch)))
+    bare.meta["statistic"] = "median_ms"
+    bare._cache.clear()
     assert bare.predict(arch) == pytest.approx(sum(profiled.entries[b.key]["median_ms"] for b in tiny.blocks(arch)))
 
 
@@ -127,7 +131,8 @@ def test_validation_is_stored_with_flops_baseline_and_plot(profiled, tiny):
     for key in ("table", "flops_linear"):
         assert {"mape_pct", "rmse_ms", "within_5_pct", "within_10_pct", "kendall_tau"} <= set(v[key])
     for r in v["runs"]:
-        assert r["measured_ms"] > 0 and len(r["pass_medians_ms"]) == 3 and r["measured_ms"] == min(r["pass_medians_ms"])
+        assert r["measured_ms"] > 0 and len(r["pass_ms"]) == 3 and r["measured_ms"] == min(r["pass_ms"])
+        assert r["measured_ms"] == r[profiled.statistic]
     png = profiled.path.with_name(v["plot"])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -180,12 +185,18 @@ def test_resume_after_interruption_keeps_finished_blocks(tiny, tmp_path):
     on_disk = LatencyTable.load(out, tiny)
     assert len(on_disk) == 5  # nothing finished was lost
     first = dict(on_disk.entries)
+    assert all(e["passes"] == 1 for e in first.values())
     resumed = open_table(tiny, be, batch=1, resolutions=None, out=out, protocol=QUICK)
     total = len(blocks_for(tiny))
-    assert profile_blocks(resumed, be, protocol=QUICK, progress=False) == total - 5
+    # the rest of the first sweep and the whole second sweep, nothing finished redone
+    assert profile_blocks(resumed, be, protocol=QUICK, progress=False) == 2 * total - 5
     final = LatencyTable.load(out, tiny)
     assert len(final) == total
-    assert all(final.entries[k] == v for k, v in first.items())  # resumed, not redone
+    for key, e in final.entries.items():
+        assert e["passes"] == 2 and e["p10_ms"] <= e["worst_ms"]
+        assert e["spread_pct"] == pytest.approx(100 * (e["worst_ms"] - e["p10_ms"]) / e["p10_ms"], abs=0.01)
+    for key, e in first.items():  # the better of the two passes is kept
+        assert final.entries[key]["p10_ms"] <= e["p10_ms"]
 
 
 def test_resume_with_other_settings_is_refused(profiled, tiny):
@@ -234,3 +245,37 @@ def test_torch_cuda_backend_times_a_block(tiny):
 
     m = make_backend("gpu", "torch").measure(block_workload(blocks_for(tiny)[1]), QUICK)
     assert m.median_ms > 0
+
+
+# ---------------------------------------------------------------- CLI
+
+
+def test_cli_profile_tiny_space_json(tmp_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from nastools.cli import main
+
+    space_file = tmp_path / "tiny.yaml"
+    space_file.write_text(yaml.safe_dump(TINY))
+    out = tmp_path / "tiny_table.json"
+    args = ["profile", "--space", str(space_file), "--resolutions", "12", "--out", str(out), "--calibrate", "6",
+            "--max-time", "0.02", "--json"]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output[res.output.index("{"):])
+    assert data["blocks"] == len(blocks_for(space_from_dict(TINY), [12])) == len(LatencyTable.load(out))
+    assert data["meta"]["resolutions"] == [12] and data["calibration"]["scale"] > 0
+
+
+def test_cli_profile_user_errors():
+    import torch
+    from click.testing import CliRunner
+
+    from nastools.cli import main
+
+    res = CliRunner().invoke(main, ["profile", "--resolutions", "30"])
+    assert res.exit_code == 1 and "Error: --resolutions: got 30, expected values of space 'fmnist': 28, 32" in res.output
+    if not torch.cuda.is_available():
+        res = CliRunner().invoke(main, ["profile", "--device", "gpu"])
+        assert res.exit_code == 1 and res.output.count("\n") == 1 and "Error: --device gpu: no CUDA GPU" in res.output

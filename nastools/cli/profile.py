@@ -74,7 +74,7 @@ def profile_cmd(space, device, backend, precision, batch, threads, resolutions, 
             rows.append((name, f"{m['mape_pct']:.1f}%", f"{m['rmse_ms']:.3f}", f"{m['within_5_pct']:.0f}%",
                          f"{m['within_10_pct']:.0f}%", f"{m['kendall_tau']:.3f}"))
         click.echo(f"validation on {v['table']['n']} held-out subnets "
-                   f"(noise: median spread of repeated medians {v['noise'].get('median_spread_pct', float('nan')):.1f}%):")
+                   f"(noise: median spread of repeated measurements {v['noise'].get('median_spread_pct', float('nan')):.1f}%):")
         click.echo(format_table(rows, ["predictor", "MAPE", "RMSE ms", "±5%", "±10%", "Kendall tau"]))
         if v.get("plot"):
             click.echo(f"scatter plot: {table.path.with_name(v['plot'])}")

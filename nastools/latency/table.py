@@ -28,6 +28,7 @@ from nastools.space import Arch, Block, SearchSpace, load_space
 
 TABLE_FORMAT = "nastools.latency-table/1"
 TABLES_DIR = Path("latency_tables")
+STATISTICS = ("p10_ms", "median_ms")
 # what must agree between a table on disk and a run that resumes it
 IDENTITY = ("space", "space_fingerprint", "device", "target", "backend", "precision", "batch", "threads")
 
@@ -62,7 +63,7 @@ class LatencyTable:
     @classmethod
     def new(cls, space: SearchSpace, *, device: str, backend: str, version: str, precision: str, batch: int,
             threads: int, resolutions: Sequence[int] | None = None, protocol: Mapping | None = None,
-            target: str = "cpu", library: str = "") -> "LatencyTable":
+            target: str = "cpu", library: str = "", statistic: str = "p10_ms") -> "LatencyTable":
         from nastools import __version__
 
         meta = {
@@ -77,6 +78,7 @@ class LatencyTable:
             "precision": precision,
             "batch": batch,
             "threads": threads,
+            "statistic": statistic,
             "nastools_version": __version__,
             "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "protocol": dict(protocol or {}),
@@ -136,6 +138,13 @@ class LatencyTable:
     # ------------------------------------------------------------------ identity
 
     @property
+    def statistic(self) -> str:
+        """Which recorded statistic predictions add up: ``p10_ms`` (default for new tables: the
+        latency undisturbed by other processes, reproducible on a shared machine, and within a
+        few % of the median on a quiet one) or ``median_ms``."""
+        return self.meta.get("statistic", "median_ms")
+
+    @property
     def space(self) -> SearchSpace:
         if self._space is None:
             self.bind(self.meta["space"])
@@ -178,7 +187,7 @@ class LatencyTable:
         self._cache.clear()
 
     def block_ms(self, block: Block) -> float:
-        """The median latency of one block; a missing entry is a user error naming it."""
+        """The latency of one block (:attr:`statistic`); a missing entry is a user error naming it."""
         e = self.entries.get(block.key)
         if e is None:
             raise NastoolsError(
@@ -186,7 +195,7 @@ class LatencyTable:
                 f"{self.meta.get('resolutions')}); profile it with: nastools profile --space {self.meta['space']} "
                 f"--resolutions {block.size if block.kind == 'stem' else '<the arch resolution>'} --out <this table>"
             )
-        return float(e["median_ms"])
+        return float(e[self.statistic])
 
     def missing(self, blocks: Iterable[Block]) -> list[Block]:
         return [b for b in blocks if b.key not in self.entries]
