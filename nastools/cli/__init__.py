@@ -87,3 +87,4 @@ def demo(space: str, seed: int) -> None:
 from nastools.cli import search as _search  # noqa: E402,F401
 from nastools.cli import train as _train  # noqa: E402,F401
 from nastools.cli import profile as _profile  # noqa: E402,F401
+from nastools.cli import export as _export  # noqa: E402,F401

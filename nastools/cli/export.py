@@ -1,0 +1,142 @@
+"""``nastools export`` and ``nastools bench``: deployable models and their latency."""
+
+from __future__ import annotations
+
+import click
+
+from nastools.cli import echo_json, json_option, main
+from nastools.errors import NastoolsError
+
+FORMATS = ("onnx", "trt", "torchscript")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def _batch(value: str) -> int | None:
+    if str(value).lower() == "dynamic":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise NastoolsError(f"--batch {value!r}: expected a positive integer or 'dynamic'") from None
+    if n < 1:
+        raise NastoolsError(f"--batch {value!r}: expected a positive integer or 'dynamic'")
+    return n
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}%"
+
+
+@main.command("export")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="onnx", show_default=True, help="Model format.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True, help="fp16/int8: ONNX graph or TensorRT engine in that precision.")
+@click.option("--arch", "arch", default=None, help="Arch JSON file  [default: the run's search/best.json]")
+@click.option("--run", default="default", show_default=True, help="Run name (runs/NAME) or folder holding supernet.pt.")
+@click.option("--batch", default="dynamic", show_default=True, help="Batch size, or 'dynamic' for a dynamic batch axis.")
+@click.option("--max-batch", default=256, show_default=True, type=int, help="TensorRT: largest batch of the dynamic profile.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Output file  [default: runs/NAME/export/<arch-id>[-precision].<ext>]")
+@click.option("--dataset", default=None, help="Dataset for BN recalibration, calibration and parity  [default: the run's, else fashion-mnist]")
+@click.option("--data", type=click.Path(), default=None, help="Dataset folder (see nastools.data).")
+@click.option("--calib-images", default=2000, show_default=True, type=int, help="Training images for BN recalibration (and int8 calibration, at most 1000).")
+@click.option("--parity-images", default=1000, show_default=True, type=int, help="Test images for the parity check.")
+@click.option("--eval-images", default=None, type=int, help="Test images for top-1  [default: all]")
+@click.option("--workspace", default=1024, show_default=True, type=int, help="TensorRT workspace limit in MiB.")
+@click.option("--timing-cache", type=click.Path(dir_okay=False), default=None, help="TensorRT timing cache file  [default: timing.cache beside the engine]")
+@json_option
+def export_cmd(fmt, precision, arch, run, batch, max_batch, out, dataset, data, calib_images, parity_images, eval_images, workspace, timing_cache, as_json) -> None:
+    """Export a subnet of a run as a verified ONNX model, TensorRT engine or TorchScript.
+
+    Writes the model and a JSON sidecar (<model>.json) with the arch, FLOPs, precision,
+    versions, top-1 accuracy and the parity of the written model with PyTorch on real test
+    images. Exits 1 if the parity check fails.
+
+    \b
+    Examples:
+      nastools export --run fmnist --arch arch.json
+      nastools export --run fmnist --precision int8
+      nastools export --run fmnist --format trt --precision fp16 --max-batch 64
+    """
+    from nastools.export import export_subnet
+
+    for name, value in (("--calib-images", calib_images), ("--parity-images", parity_images), ("--eval-images", eval_images)):
+        if value is not None and value < 1:
+            raise NastoolsError(f"{name} {value}: expected a number of images >= 1")
+    result = export_subnet(
+        run,
+        arch,
+        format=fmt,
+        precision=precision,
+        batch=_batch(batch),
+        out=out,
+        dataset=dataset,
+        data=data,
+        calib_images=calib_images,
+        parity_images=parity_images,
+        eval_images=eval_images,
+        max_batch=max_batch,
+        workspace=workspace << 20,
+        timing_cache=timing_cache,
+        progress=not as_json,
+    )
+    s = result.sidecar
+    if as_json:
+        echo_json({"path": str(result.path), "sidecar": str(result.sidecar_path), **s})
+    else:
+        p, acc = s["parity"], s["accuracy"]
+        click.echo(f"wrote {result.path} and {result.sidecar_path.name}")
+        click.echo(
+            f"arch {s['arch_id']} ({s['space']['name']}, {s['flops'] / 1e6:.2f}M FLOPs, {s['params'] / 1e6:.2f}M params), "
+            f"{s['precision']}, batch {s['batch']}, input {'x'.join(map(str, s['input']['shape']))}"
+        )
+        if "onnx" in s:
+            ops = ", ".join(f"{k} {v}" for k, v in s["onnx"]["ops"].items())
+            click.echo(f"onnx opset {s['onnx']['opset']}, checker passed, no BatchNormalization/slicing: {ops}")
+        if "tensorrt" in s:
+            t = s["tensorrt"]
+            click.echo(f"TensorRT {t['tensorrt']} on {t['gpu']}, profile {t['profile']['min']}/{t['profile']['opt']}/{t['profile']['max']}")
+        click.echo(
+            f"parity vs PyTorch on {p['images']} test images ({p['runtime']}): max |diff| {p['max_abs_diff']:.3g}, "
+            f"top-1 agreement {_pct(p['top1_agreement'])} ({'passed' if p['passed'] else 'FAILED'})"
+        )
+        line = f"top-1 on {acc['images']} test images: PyTorch {_pct(acc['torch_top1'])}, exported {_pct(acc['model_top1'])}"
+        if "fp32_top1" in acc:
+            line += f" (fp32 ONNX {_pct(acc['fp32_top1'])}, int8 drop {acc['drop_points']:+.2f} points)"
+        click.echo(line)
+    if not result.passed:
+        p = s["parity"]
+        raise NastoolsError(
+            f"parity check failed for {result.path}: max |diff| {p['max_abs_diff']:.3g}, top-1 agreement "
+            f"{_pct(p['top1_agreement'])}, expected {p['tolerance']}; see {result.sidecar_path}"
+        )
+
+
+@main.command("bench")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.option("--backend", type=click.Choice(("ort", "trt", "torch")), default=None, help="Runtime  [default: from the extension: .onnx ort, .engine trt, .pt torch]")
+@click.option("--batch", default=1, show_default=True, type=int, help="Batch size of each inference.")
+@click.option("--threads", default=None, type=int, help="CPU threads (ort intra-op, torch)  [default: the runtime's]")
+@click.option("--warmup", default="200ms", show_default=True, help="Warm-up time before timing (e.g. 200ms, 1s).")
+@click.option("--duration", default="3s", show_default=True, help="Timed duration (at least 10 inferences).")
+@json_option
+def bench_cmd(model, backend, batch, threads, warmup, duration, as_json) -> None:
+    """Time MODEL like trtexec: min, mean, median, p90, p95, p99 latency and throughput.
+
+    \b
+    Examples:
+      nastools bench runs/fmnist/export/1a2b3c4d5e.onnx --threads 1
+      nastools bench model.engine --batch 32 --duration 10s --json
+    """
+    from nastools.export.bench import bench_model
+
+    if threads is not None and threads < 1:
+        raise NastoolsError(f"--threads {threads}: expected >= 1")
+    r = bench_model(model, backend=backend, batch=batch, threads=threads, warmup=warmup, duration=duration)
+    if as_json:
+        return echo_json(r.to_dict())
+    click.echo(f"model       {r.model} ({r.backend}, input {'x'.join(map(str, r.input_shape))}, threads {r.threads or 'default'})")
+    click.echo(f"iterations  {r.iterations} in {r.duration_s:.2f} s after {r.warmup_s * 1e3:.0f} ms warm-up")
+    click.echo(
+        f"latency     min {r.min_ms:.3f} ms, mean {r.mean_ms:.3f} ms, median {r.median_ms:.3f} ms, "
+        f"p90 {r.p90_ms:.3f} ms, p95 {r.p95_ms:.3f} ms, p99 {r.p99_ms:.3f} ms, max {r.max_ms:.3f} ms"
+    )
+    click.echo(f"throughput  {r.throughput_qps:.1f} qps ({r.throughput_ips:.1f} images/s)")

@@ -1,0 +1,298 @@
+"""``export_subnet``: a run's supernet + an arch -> a deployable, verified model + sidecar.
+
+Steps: load the checkpoint, decode the arch (default: the run's ``search/best.json``),
+extract the static subnet, recalibrate its BatchNorm on training images, measure its
+PyTorch top-1 on the test set, write the model (ONNX with BN folded, int8 QDQ or fp16
+ONNX, a TensorRT engine, or TorchScript), run the written file on real test images and
+record parity and accuracy in a JSON sidecar beside it (``<model>.json``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nastools.checkpoint import checkpoint_path, checkpoint_space, load_checkpoint, run_dir
+from nastools.errors import NastoolsError
+from nastools.io import atomic_write, atomic_write_json
+from nastools.space import Arch, load_arch
+
+SIDECAR_FORMAT = "nastools.export/1"
+FORMATS = ("onnx", "trt", "torchscript")
+PRECISIONS = ("fp32", "fp16", "int8")
+SUFFIX = {"onnx": ".onnx", "trt": ".engine", "torchscript": ".pt"}
+DEFAULT_RUN = "default"
+
+
+@dataclass
+class ExportResult:
+    """What :func:`export_subnet` wrote: the model, its sidecar, and the sidecar's content."""
+
+    path: Path
+    sidecar_path: Path
+    sidecar: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.sidecar.get("parity", {}).get("passed", False))
+
+
+def default_arch_path(run: str | Path) -> Path:
+    """Where ``nastools search`` leaves the chosen arch of a run."""
+    return run_dir(run) / "search" / "best.json"
+
+
+def sidecar_path(model_path: str | Path) -> Path:
+    """The JSON sidecar of a model file: ``<model>.json`` beside it."""
+    p = Path(model_path)
+    return p.with_name(p.name + ".json")
+
+
+def default_output(run: str | Path, arch: Arch, fmt: str, precision: str) -> Path:
+    tag = "" if precision == "fp32" else f"-{precision}"
+    return run_dir(run) / "export" / f"{arch.id}{tag}{SUFFIX[fmt]}"
+
+
+def resolve_arch(run: str | Path, arch: Arch | str | Path | None, space) -> tuple[Arch, dict[str, Any]]:
+    """The arch to export, validated against the run's space (one-line errors otherwise),
+    and the extra fields its file carried (``top1`` of a search result, ...)."""
+    if isinstance(arch, Arch):
+        return space.validate(arch), {}
+    if arch is None:
+        path = default_arch_path(run)
+        if not path.is_file():
+            raise NastoolsError(
+                f"no --arch given and the run has no search result at {str(path)!r}: "
+                f"run nastools search first or pass --arch ARCH.json"
+            )
+        arch = path
+    source: Any = arch
+    path = Path(str(arch))
+    if not str(arch).lstrip().startswith("{") and path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise NastoolsError(f"arch file {str(path)!r} is not valid JSON: {exc}") from None
+        # a search result may wrap the arch: {"arch": {...}, "accuracy": ...}
+        source = data["arch"] if isinstance(data, dict) and isinstance(data.get("arch"), dict) else data
+    info = {k: v for k, v in source.items() if k in ("top1", "id")} if isinstance(source, dict) else {}
+    return load_arch(source, space), info
+
+
+def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise NastoolsError(f"{what} {value!r}: expected one of {', '.join(choices)}")
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+    import torch
+
+    from nastools import __version__
+
+    return {"nastools": __version__, "torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+
+
+def _prepared(subnet, dataset, max_images: int | None, batch_size: int = 500):
+    """(inputs as float32 numpy at the subnet's resolution, labels) batches of ``dataset``."""
+    from nastools.data import iter_batches
+    from nastools.train.evaluate import prepare_input
+
+    for images, labels in iter_batches(dataset, batch_size, max_images=max_images):
+        yield prepare_input(subnet, images, None).cpu().numpy().astype(np.float32), labels.numpy()
+
+
+def _calibration_arrays(subnet, dataset, images: int, seed: int = 1, batch_size: int = 100):
+    """Training images for int8 calibration, prepared like the model's inputs."""
+    from nastools.train.evaluate import calibration_batches, prepare_input
+
+    for batch in calibration_batches(dataset, batch_size, images, seed):
+        yield prepare_input(subnet, batch[0], None).cpu().numpy().astype(np.float32)
+
+
+def export_subnet(
+    run: str | Path = DEFAULT_RUN,
+    arch: Arch | str | Path | None = None,
+    *,
+    format: str = "onnx",
+    precision: str = "fp32",
+    batch: int | None = None,
+    out: str | Path | None = None,
+    dataset: str | None = None,
+    data: str | Path | None = None,
+    calib_images: int = 2000,
+    parity_images: int = 1000,
+    eval_images: int | None = None,
+    opset: int = 17,
+    max_batch: int = 256,
+    workspace: int | None = None,
+    timing_cache: str | Path | None = None,
+    progress: bool = True,
+) -> ExportResult:
+    """Export ``arch`` of ``run``'s supernet as ``format`` at ``precision``; verify it.
+
+    ``batch=None`` exports a dynamic batch axis (TensorRT: profile 1..``max_batch``).
+    ``calib_images`` training images recalibrate BN (and calibrate int8);
+    ``parity_images`` test images check parity; ``eval_images`` test images (all by default)
+    give top-1 accuracy. Returns the written paths and the sidecar.
+    """
+    from tqdm import tqdm
+
+    from nastools.data import load_splits
+    from nastools.export.tensorrt import import_tensorrt
+
+    _check_choice("--format", format, FORMATS)
+    _check_choice("--precision", precision, PRECISIONS)
+    if format == "torchscript" and precision != "fp32":
+        raise NastoolsError(f"--format torchscript --precision {precision}: TorchScript export is fp32 only; use --format onnx or trt for {precision}")
+    if batch is not None and batch < 1:
+        raise NastoolsError(f"--batch {batch}: expected a batch size >= 1 or 'dynamic'")
+    trt = import_tensorrt() if format == "trt" else None  # fail fast, before any work
+
+    ckpt = load_checkpoint(run)
+    space = checkpoint_space(ckpt)
+    arch, arch_info = resolve_arch(run, arch, space)
+    trained_on = (ckpt.get("train") or {}).get("config") or {}
+    ds_name = dataset or trained_on.get("dataset") or "fashion-mnist"
+    splits = load_splits(ds_name, data or (trained_on.get("data") if not dataset else None))
+    if splits.channels != space.input_channels:
+        raise NastoolsError(
+            f"dataset {ds_name!r} has {splits.channels}-channel images but space {space.name!r} expects "
+            f"{space.input_channels}: pass the dataset the run was trained on (--dataset, --data)"
+        )
+    steps = tqdm(total=6, desc="export", unit="step", disable=not progress, leave=False)
+    try:
+        return _export(
+            steps, run=run, arch=arch, arch_info=arch_info, format=format, precision=precision, batch=batch, out=out,
+            splits=splits, space=space, ckpt=ckpt, ds_name=ds_name, calib_images=calib_images, parity_images=parity_images,
+            eval_images=eval_images, opset=opset, max_batch=max_batch, workspace=workspace, timing_cache=timing_cache, trt=trt,
+        )  # fmt: skip
+    finally:
+        steps.close()
+
+
+def _export(steps, *, run, arch, arch_info, format, precision, batch, out, splits, space, ckpt, ds_name, calib_images, parity_images, eval_images, opset, max_batch, workspace, timing_cache, trt) -> ExportResult:  # fmt: skip
+    """The work of :func:`export_subnet` once its inputs are checked."""
+    import torch
+
+    from nastools.export.bench import TORCHSCRIPT_META, make_runner
+    from nastools.export.fold import fold_batchnorm
+    from nastools.export.parity import parity, run_batched, top1
+    from nastools.export.precision import convert_fp16, quantize_int8
+    from nastools.export.tensorrt import DEFAULT_WORKSPACE, BatchProfile, build_engine, strongly_typed
+    from nastools.export.to_onnx import check_onnx, export_onnx
+    from nastools.supernet import Supernet
+    from nastools.train.evaluate import calibration_batches, evaluate_top1, recalibrate_bn
+
+    net = Supernet(space)
+    net.load_state_dict(ckpt["model"])
+    subnet = net.extract(arch).eval()
+    del net
+    steps.update()
+
+    seen = recalibrate_bn(subnet, calibration_batches(splits.train, 250, calib_images))
+    subnet.eval()
+    torch_top1 = evaluate_top1(subnet, splits.test, max_images=eval_images)
+    steps.update()
+
+    out = Path(out) if out else default_output(run, arch, format, precision)
+    if out.suffix.lower() != SUFFIX[format]:
+        out = out.with_name(out.name + SUFFIX[format]) if not out.suffix else out
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    parity_x = np.concatenate([x for x, _ in _prepared(subnet, splits.test, parity_images)])
+    with torch.no_grad():
+        reference = subnet(torch.from_numpy(parity_x)).numpy()
+
+    sidecar: dict[str, Any] = {
+        "format": SIDECAR_FORMAT,
+        "model": out.name,
+        "model_format": format,
+        "precision": precision,
+        "arch_id": arch.id,
+        "arch": arch.to_dict(),
+        "space": {"name": space.name, "fingerprint": space.fingerprint},
+        "flops": space.flops(arch),
+        "params": space.params(arch),
+        "input": {
+            "shape": ["batch" if batch is None else batch, *subnet.input_shape],
+            "preprocessing": f"{ds_name} images scaled to [0,1], normalised with the dataset mean/std, bilinear resize to {arch.resolution}",
+        },
+        "batch": "dynamic" if batch is None else batch,
+        "source": {"run": str(run), "checkpoint": str(checkpoint_path(run))},
+        "batchnorm": {"folded": True, "recalibrated": True, "recalibration_images": seen, "recalibration_split": f"{ds_name} train"},
+        "accuracy": {"dataset": ds_name, "split": "test", "torch_top1": torch_top1, **({"search_top1": arch_info["top1"]} if "top1" in arch_info else {})},
+        "versions": _versions(),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export.") as tmp:
+        tmp = Path(tmp)
+        eval_batches = lambda: _prepared(subnet, splits.test, eval_images)  # noqa: E731
+        if format in ("onnx", "trt"):
+            onnx_out = out if format == "onnx" else out.with_suffix(".onnx")
+            fp32_path = tmp / "fp32.onnx"
+            export_onnx(subnet, fp32_path, batch=batch, opset=opset)
+            steps.update()
+            if precision == "int8":
+                with make_runner(fp32_path, "ort") as r:
+                    fp32_top1, _ = top1(r, eval_batches())
+                quantize_int8(fp32_path, onnx_out, _calibration_arrays(subnet, splits.train, min(calib_images, 1000)), target="trt" if format == "trt" else "ort")
+                sidecar["quantization"] = {
+                    "method": "onnxruntime.quantization static QDQ, MinMax calibration, int8 symmetric per-channel weights, "
+                    + ("symmetric int8 activations (TensorRT)" if format == "trt" else "asymmetric uint8 activations (x86 U8S8 kernels)"),
+                    "calibration_images": min(calib_images, 1000),
+                    "calibration_split": f"{ds_name} train",
+                }
+                sidecar["accuracy"]["fp32_top1"] = fp32_top1
+            elif precision == "fp16" and (format == "onnx" or strongly_typed(trt)):
+                convert_fp16(fp32_path, onnx_out)
+            else:
+                atomic_write(onnx_out, lambda f: f.write(fp32_path.read_bytes()), mode="wb")
+            info = check_onnx(onnx_out)
+            sidecar["onnx"] = {"file": onnx_out.name, "opset": info["opset"], "ops": info["ops"], "checker": "passed", "exporter": "torch.onnx (TorchScript, dynamo=False)"}
+            steps.update()
+        if format == "trt":
+            profile = BatchProfile.for_batch(batch, max_batch=max_batch)
+            cache = Path(timing_cache) if timing_cache else out.parent / "timing.cache"
+            sidecar["tensorrt"] = build_engine(
+                onnx_out, out, precision=precision, profile=profile, workspace=workspace or DEFAULT_WORKSPACE, timing_cache=cache
+            )
+            sidecar["versions"]["tensorrt"] = sidecar["tensorrt"]["tensorrt"]
+            sidecar["gpu"] = sidecar["tensorrt"]["gpu"]
+        if format == "torchscript":
+            folded = fold_batchnorm(subnet).cpu()
+            meta = json.dumps({"input_chw": list(subnet.input_shape), "arch": arch.to_dict()})
+            ts_tmp = tmp / "model.pt"
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still the portable format
+                traced = torch.jit.trace(folded, torch.from_numpy(parity_x[:2]))
+                torch.jit.save(traced, str(ts_tmp), _extra_files={TORCHSCRIPT_META: meta})
+            atomic_write(out, lambda f: f.write(ts_tmp.read_bytes()), mode="wb")
+            steps.update(2)
+    steps.update()
+
+    with make_runner(out) as runner:
+        chunk = min(500, max_batch) if format == "trt" else 500
+        logits = run_batched(runner, parity_x, chunk)
+        model_top1, n_eval = top1(runner, _prepared(subnet, splits.test, eval_images), chunk)
+    runtime = {"onnx": f"onnxruntime {sidecar['versions']['onnxruntime']} CPU", "trt": "TensorRT", "torchscript": f"torch {torch.__version__} TorchScript CPU"}[format]
+    sidecar["parity"] = {"reference": "PyTorch fp32 subnet (BN not folded), eval mode", "runtime": runtime, **parity(reference, logits, precision)}
+    sidecar["accuracy"].update({"model_top1": model_top1, "images": n_eval})
+    if precision == "int8":
+        sidecar["accuracy"]["int8_top1"] = model_top1
+        sidecar["accuracy"]["drop_points"] = 100.0 * (sidecar["accuracy"]["fp32_top1"] - model_top1)
+    steps.update()
+    side = atomic_write_json(sidecar_path(out), sidecar)
+    return ExportResult(out, side, sidecar)
+
+
+__all__ = ["DEFAULT_RUN", "ExportResult", "FORMATS", "PRECISIONS", "default_arch_path", "export_subnet", "resolve_arch", "sidecar_path"]

@@ -1,0 +1,385 @@
+"""trtexec-like latency measurement of an exported model.
+
+One base class owns the life cycle (load, warm up by time, time for a duration, release)
+and the statistics; a backend implements only ``load``, ``infer`` and ``release``:
+
+- ``ort``: ONNX Runtime CPU session (``.onnx``), ``threads`` intra-op threads;
+- ``trt``: a TensorRT engine (``.engine``/``.plan``) on the GPU, buffers from torch.cuda;
+- ``torch``: a TorchScript module (``.pt``), ``threads`` torch threads.
+
+Latency is host wall time of one synchronous inference of one batch (for TensorRT:
+enqueue + stream synchronize). Statistics use nearest-rank percentiles, as trtexec does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from nastools.errors import NastoolsError
+
+BACKENDS = ("ort", "trt", "torch")
+#: the JSON record saved inside an exported TorchScript file (input shape, arch)
+TORCHSCRIPT_META = "nastools.json"
+_SUFFIX_BACKEND = {".onnx": "ort", ".engine": "trt", ".plan": "trt", ".trt": "trt", ".pt": "torch", ".ts": "torch"}
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0}
+
+
+def parse_duration(text: str | float, what: str = "duration") -> float:
+    """``'200ms'``, ``'3s'``, ``'500us'``, ``'1min'`` or a bare number of seconds -> seconds."""
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[-+]?\d+)?)\s*(us|ms|s|min)?\s*", str(text), re.I)
+        if not m:
+            raise NastoolsError(f"{what} {text!r}: expected a number with a unit, e.g. 200ms, 3s, 500us")
+        value = float(m.group(1)) * _UNITS[(m.group(2) or "s").lower()]
+    if not math.isfinite(value) or value < 0:
+        raise NastoolsError(f"{what} {text!r}: expected a duration >= 0")
+    return value
+
+
+def backend_for(path: str | Path) -> str:
+    """The default backend of a model file, from its extension."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in _SUFFIX_BACKEND:
+        raise NastoolsError(
+            f"model {str(path)!r}: unknown extension {suffix or '(none)'!r}, expected one of "
+            f"{', '.join(_SUFFIX_BACKEND)} (or pass --backend)"
+        )
+    return _SUFFIX_BACKEND[suffix]
+
+
+@dataclass
+class BenchResult:
+    """One measurement: latencies in milliseconds, throughput per second."""
+
+    model: str
+    backend: str
+    batch: int
+    threads: int | None
+    warmup_s: float
+    duration_s: float
+    iterations: int
+    min_ms: float
+    max_ms: float
+    mean_ms: float
+    median_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    std_ms: float
+    throughput_qps: float  # inferences (batches) per second
+    throughput_ips: float  # images per second
+    input_shape: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        return d
+
+
+def percentile(sorted_ms: np.ndarray, p: float) -> float:
+    """Nearest-rank percentile of an ascending array."""
+    n = len(sorted_ms)
+    k = min(n - 1, max(0, math.ceil(p / 100.0 * n) - 1))
+    return float(sorted_ms[k])
+
+
+def latency_stats(latencies_ms: np.ndarray) -> dict[str, float]:
+    """min, max, mean, median, p90, p95, p99, std of per-inference latencies (ms)."""
+    a = np.sort(np.asarray(latencies_ms, dtype=np.float64))
+    if len(a) == 0:
+        raise ValueError("no latencies")
+    return {
+        "min_ms": float(a[0]),
+        "max_ms": float(a[-1]),
+        "mean_ms": float(a.mean()),
+        "median_ms": float(np.median(a)),
+        "p90_ms": percentile(a, 90),
+        "p95_ms": percentile(a, 95),
+        "p99_ms": percentile(a, 99),
+        "std_ms": float(a.std()),
+    }
+
+
+class Runner:
+    """Load a model, run it on one input batch, release it. Subclasses: the backends."""
+
+    backend = "base"
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        self.path = Path(path)
+        self.threads = threads
+        if not self.path.is_file():
+            raise NastoolsError(f"model file {str(self.path)!r} not found: expected an exported model (nastools export)")
+
+    def load(self) -> None:
+        raise NotImplementedError
+
+    def input_shape(self, batch: int) -> tuple[int, ...]:
+        """The input shape for ``batch`` (checks a static batch)."""
+        raise NotImplementedError
+
+    def static_batch(self) -> int | None:
+        """The model's fixed batch size, or None when the batch axis is dynamic."""
+        first = self._shape[0] if getattr(self, "_shape", ()) else None
+        return int(first) if isinstance(first, (int, np.integer)) and first > 0 else None
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        """Run one batch synchronously; return the output as numpy (float32)."""
+        raise NotImplementedError
+
+    def prepare(self, x: np.ndarray) -> Callable[[], Any]:
+        """A no-argument callable that runs one inference on ``x`` (what gets timed)."""
+        return lambda: self.infer(x)
+
+    def release(self) -> None:
+        pass
+
+    def __enter__(self) -> "Runner":
+        self.load()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _static_batch(shape, batch: int, path: Path) -> tuple[int, ...]:
+    first = shape[0]
+    if isinstance(first, int) and first > 0 and first != batch:
+        raise NastoolsError(f"model {str(path)!r} has a static batch of {first}, got --batch {batch}: pass --batch {first} or export with --batch dynamic")
+    return (batch, *[int(d) for d in shape[1:]])
+
+
+class OrtRunner(Runner):
+    """ONNX Runtime on the CPU."""
+
+    backend = "ort"
+
+    def load(self) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if self.threads:
+            opts.intra_op_num_threads = int(self.threads)
+            opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise NastoolsError(f"ONNX Runtime cannot load {str(self.path)!r}: {first}") from None
+        inp = self.session.get_inputs()[0]
+        self.input_name, self._shape = inp.name, inp.shape
+
+    def input_shape(self, batch: int) -> tuple[int, ...]:
+        return _static_batch(self._shape, batch, self.path)
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: x})[0].astype(np.float32, copy=False)
+
+    def release(self) -> None:
+        self.session = None
+
+
+class TorchRunner(Runner):
+    """A TorchScript module in eager CPU (or CUDA when the file was saved there)."""
+
+    backend = "torch"
+
+    def load(self) -> None:
+        import torch
+
+        if self.threads:
+            torch.set_num_threads(int(self.threads))
+        extra = {TORCHSCRIPT_META: ""}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                self.module = torch.jit.load(str(self.path), map_location="cpu", _extra_files=extra).eval()
+        except RuntimeError as exc:
+            raise NastoolsError(f"cannot load TorchScript module {str(self.path)!r}: {str(exc).splitlines()[0][:200]}") from None
+        self._torch = torch
+        meta = json.loads(extra[TORCHSCRIPT_META] or "{}")
+        self._shape = tuple(meta.get("input_chw", ()))
+
+    def input_shape(self, batch: int) -> tuple[int, ...]:
+        if not self._shape:
+            raise NastoolsError(f"TorchScript module {str(self.path)!r} does not record its input shape: export it with nastools export --format torchscript")
+        return (batch, *self._shape)
+
+    def prepare(self, x: np.ndarray):
+        t = self._torch.from_numpy(x)
+
+        def run():
+            with self._torch.inference_mode():
+                return self.module(t)
+
+        return run
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        return self.prepare(x)().numpy().astype(np.float32, copy=False)
+
+
+class TrtRunner(Runner):
+    """A serialized TensorRT engine; device buffers are torch CUDA tensors."""
+
+    backend = "trt"
+
+    def load(self) -> None:
+        from nastools.export.tensorrt import import_tensorrt
+
+        trt = import_tensorrt()
+        import torch
+
+        if not torch.cuda.is_available():
+            raise NastoolsError("the trt backend needs a CUDA GPU, and torch sees none here")
+        self._torch, self._trt = torch, trt
+        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.runtime = trt.Runtime(self.logger)
+        self.engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
+        if self.engine is None:
+            raise NastoolsError(f"TensorRT cannot deserialize {str(self.path)!r}: built by another TensorRT version or GPU? rebuild it with nastools export --format trt")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        self._shape = tuple(self.engine.get_tensor_shape(self.inputs[0]))
+        self.stream = torch.cuda.Stream()
+
+    def input_shape(self, batch: int) -> tuple[int, ...]:
+        shape = self._shape
+        first = shape[0]
+        if first > 0 and first != batch:
+            raise NastoolsError(f"engine {str(self.path)!r} has a static batch of {first}, got --batch {batch}")
+        if first < 0:
+            lo, _, hi = self.engine.get_tensor_profile_shape(self.inputs[0], 0)
+            if not lo[0] <= batch <= hi[0]:
+                raise NastoolsError(f"--batch {batch} is outside the engine's optimization profile ({lo[0]}..{hi[0]}): rebuild with --max-batch")
+        return (batch, *[int(d) for d in shape[1:]])
+
+    def _dtype(self, name: str):
+        torch, trt = self._torch, self._trt
+        return {trt.float32: torch.float32, trt.float16: torch.float16, trt.int8: torch.int8, trt.int32: torch.int32}[self.engine.get_tensor_dtype(name)]
+
+    def prepare(self, x: np.ndarray):
+        torch = self._torch
+        name = self.inputs[0]
+        self.d_in = torch.from_numpy(x).to("cuda").to(self._dtype(name)).contiguous()
+        self.context.set_input_shape(name, tuple(x.shape))
+        self.context.set_tensor_address(name, self.d_in.data_ptr())
+        self.d_out = {}
+        for out in self.outputs:
+            shape = tuple(self.context.get_tensor_shape(out))
+            self.d_out[out] = torch.empty(shape, dtype=self._dtype(out), device="cuda")
+            self.context.set_tensor_address(out, self.d_out[out].data_ptr())
+        handle = self.stream.cuda_stream
+
+        def run():
+            self.context.execute_async_v3(handle)
+            self.stream.synchronize()
+
+        return run
+
+    def infer(self, x: np.ndarray) -> np.ndarray:
+        self.prepare(x)()
+        return self.d_out[self.outputs[0]].float().cpu().numpy()
+
+    def release(self) -> None:
+        self.context = self.engine = self.runtime = None
+
+
+RUNNERS: dict[str, type[Runner]] = {"ort": OrtRunner, "trt": TrtRunner, "torch": TorchRunner}
+
+
+def make_runner(path: str | Path, backend: str | None = None, threads: int | None = None) -> Runner:
+    """The runner for ``backend`` (default: from the file's extension)."""
+    backend = backend or backend_for(path)
+    if backend not in RUNNERS:
+        raise NastoolsError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    expected = _SUFFIX_BACKEND.get(Path(path).suffix.lower())
+    if expected and expected != backend:
+        raise NastoolsError(f"model {str(path)!r} is a {expected} model, got --backend {backend}: pass --backend {expected}")
+    return RUNNERS[backend](path, threads)
+
+
+def time_callable(run: Callable[[], Any], warmup_s: float, duration_s: float, min_iterations: int = 10) -> tuple[np.ndarray, float]:
+    """Warm ``run`` up for ``warmup_s``, then time it for ``duration_s`` (and at least
+    ``min_iterations`` calls). Returns per-call latencies (ms) and the timed wall span (s)."""
+    clock = time.perf_counter
+    end = clock() + warmup_s
+    run()
+    while clock() < end:
+        run()
+    lat: list[float] = []
+    start = clock()
+    stop = start + duration_s
+    while True:
+        t0 = clock()
+        run()
+        t1 = clock()
+        lat.append((t1 - t0) * 1e3)
+        if t1 >= stop and len(lat) >= min_iterations:
+            break
+    return np.asarray(lat), clock() - start
+
+
+def bench_model(
+    path: str | Path,
+    *,
+    backend: str | None = None,
+    batch: int = 1,
+    threads: int | None = None,
+    warmup: str | float = "200ms",
+    duration: str | float = "3s",
+    min_iterations: int = 10,
+    seed: int = 0,
+) -> BenchResult:
+    """Measure ``path`` like trtexec: warm-up by time, then latency statistics over a duration."""
+    if batch < 1:
+        raise NastoolsError(f"--batch {batch}: expected a batch size >= 1")
+    warmup_s, duration_s = parse_duration(warmup, "--warmup"), parse_duration(duration, "--duration")
+    runner = make_runner(path, backend, threads)
+    with runner:
+        shape = runner.input_shape(batch)
+        x = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+        lat, span = time_callable(runner.prepare(x), warmup_s, duration_s, min_iterations)
+    stats = latency_stats(lat)
+    n = len(lat)
+    return BenchResult(
+        model=str(path),
+        backend=runner.backend,
+        batch=batch,
+        threads=threads,
+        warmup_s=warmup_s,
+        duration_s=span,
+        iterations=n,
+        throughput_qps=n / span,
+        throughput_ips=n * batch / span,
+        input_shape=tuple(shape),
+        **stats,
+    )
+
+
+__all__ = [
+    "BACKENDS",
+    "BenchResult",
+    "Runner",
+    "backend_for",
+    "bench_model",
+    "latency_stats",
+    "make_runner",
+    "parse_duration",
+    "percentile",
+    "time_callable",
+]
