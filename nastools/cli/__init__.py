@@ -69,22 +69,8 @@ def _is_num(text: str) -> bool:
 
 # command groups register themselves on import
 from nastools.cli import space as _space  # noqa: E402,F401
-
-
-@main.command("demo")
-@click.option("--space", default="fmnist", show_default=True, help="Space name or YAML path.")
-@click.option("--seed", default=0, show_default=True, type=int)
-def demo(space: str, seed: int) -> None:
-    """Run the whole job on the built-in default, printing each stage and its time.
-
-    \b
-    Example: nastools demo
-    """
-    from nastools.demo import run_demo
-
-    times = run_demo(space, seed)
-    click.echo(f"done in {sum(times.values()):.1f} s")
 from nastools.cli import search as _search  # noqa: E402,F401
 from nastools.cli import train as _train  # noqa: E402,F401
-from nastools.cli import profile as _profile  # noqa: E402,F401
 from nastools.cli import export as _export  # noqa: E402,F401
+from nastools.cli import profile as _profile  # noqa: E402,F401
+from nastools.cli import demo as _demo  # noqa: E402,F401
