@@ -25,6 +25,7 @@ RESUME_OVERRIDES = ("epochs", "device", "workers", "log_every", "eval_images", "
 @click.option("--num-archs", type=click.IntRange(2), default=None, help="Subnets per step: max + middles + min.  [default: 4]")
 @click.option("--rank-by", type=click.Choice(["loss", "predictor"]), default=None, help="Score candidates by minibatch loss or an accuracy predictor.  [default: loss]")
 @click.option("--predictor", default=None, help="Arch JSON lines with top1 to fit the predictor on (--rank-by predictor).")
+@click.option("--score-images", type=click.IntRange(1), default=None, help="Minibatch slice that scores attentive candidates.  [default: 16]")
 @click.option("--seed", type=int, default=None, help="[default: 0]")
 @click.option("--resume", is_flag=True, help="Continue the run's checkpoint exactly (optionally with more --epochs).")
 @click.option("--device", default=None, help="cpu or cuda.  [default: cpu]")

@@ -418,7 +418,7 @@ class Trainer:
                 handlers[sig] = signal.signal(sig, self._on_signal)
         t0 = time.perf_counter()
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not (progress and self.env.is_main), unit="step", dynamic_ncols=True)
-        stopped, last_eval_step, images_seen = None, None, 0
+        stopped, last_eval_step, images_seen, train_s = None, None, 0, 0.0
         try:
             while self.step < end and stopped is None:
                 epoch, skip = divmod(self.step, self.steps_per_epoch)
@@ -427,6 +427,7 @@ class Trainer:
                     res = self.train_step(images, labels)
                     dt = time.perf_counter() - ts
                     images_seen += cfg.batch_size
+                    train_s += dt
                     ips = cfg.batch_size / dt
                     lr = self.optimizer.param_groups[0]["lr"]
                     bar.update(1)
@@ -465,7 +466,7 @@ class Trainer:
             "epoch": round(self.step / self.steps_per_epoch, 3),
             "stopped": stopped or ("steps" if self.step < self.total_steps else "done"),
             "seconds": round(time.perf_counter() - t0, 1),
-            "images_per_s": round(images_seen / max(1e-9, time.perf_counter() - t0), 1),
+            "images_per_s": round(images_seen / max(1e-9, train_s), 1),  # training steps only
             "top1": self.history[-1] if self.history else None,
         }
         return summary
@@ -481,7 +482,7 @@ class Trainer:
 
             from tqdm import tqdm
 
-            tqdm.write(file=sys.stderr, s=f"epoch {epoch:g} (step {self.step}): val top-1 min {100 * top1['min']:.2f}%  max {100 * top1['max']:.2f}%")
+            tqdm.write(file=sys.stderr, s=f"epoch {epoch:.3g} (step {self.step}): val top-1 min {100 * top1['min']:.2f}%  max {100 * top1['max']:.2f}%")
 
 
 def train(config: TrainConfig | None, run: str | Path, *, resume: bool = False, overrides: dict | None = None,
