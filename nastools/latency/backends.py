@@ -166,7 +166,7 @@ class TorchBackend(Backend):
         if self.device == "cuda":
             self._torch.cuda.synchronize()
 
-    def timed_run(self) -> float:
+    def timed_run(self) -> tuple[float, bool]:
         if self.device != "cuda":
             return super().timed_run()
         torch = self._torch
@@ -176,7 +176,7 @@ class TorchBackend(Backend):
             self._model(self._x)
             end.record()
         end.synchronize()
-        return start.elapsed_time(end)
+        return start.elapsed_time(end), False
 
     def release(self) -> None:
         if self._model is not None:

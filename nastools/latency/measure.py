@@ -8,7 +8,8 @@ Why this protocol: on a shared machine another process steals the core now and t
 scheduler time slice is milliseconds, longer than a whole small model), which shows up as a
 long tail of runs slower by a slice, not as a shift of the typical run. Host-timed runs during
 which the OS preempted the measuring thread (its involuntary context-switch count moved) are
-discarded, and the median of the rest ignores what tail is left; stopping once that median has
+discarded (unless that is most runs: a run longer than a time slice is nearly always
+preempted on a busy core), and the median of the rest ignores what tail is left; stopping once that median has
 stopped moving (or at a time cap) spends time where a workload is noisy, little where it is
 not. ``dropped`` in the record counts the discarded runs.
 """
@@ -99,16 +100,14 @@ class Backend:
     def release(self) -> None:
         """Free what :meth:`load` allocated."""
 
-    def timed_run(self) -> float | None:
-        """One inference, returning its duration in ms by the host clock, or None when the OS
-        preempted this thread during it (GPU backends override this with device events)."""
+    def timed_run(self) -> tuple[float, bool]:
+        """One inference: (its duration in ms by the host clock, whether the OS preempted this
+        thread during it). GPU backends override this with device events (never preempted)."""
         switches = resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
         t0 = time.perf_counter_ns()
         self.run()
         t1 = time.perf_counter_ns()
-        if resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw != switches:
-            return None
-        return (t1 - t0) / 1e6
+        return (t1 - t0) / 1e6, resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw != switches
 
     def describe(self) -> dict[str, Any]:
         """``{"device": ..., "backend": ..., "version": ...}`` for table metadata."""
@@ -135,24 +134,26 @@ class Backend:
             self.run()
             n += 1
         start = clock()
-        times: list[float] = []
-        dropped = 0
+        clean: list[float] = []
+        every: list[float] = []
         prev = None
         stable = 0
         per_round = max(1, p.min_runs // 3)
+
+        def kept() -> list[float]:
+            # runs longer than a scheduler slice are nearly all preempted on a busy core:
+            # then keep them all rather than a biased few
+            return clean if len(clean) >= max(p.min_runs // 2, len(every) // 2) else every
+
         while True:
             t_round = clock()
             for _ in range(per_round):
-                t = self.timed_run()
-                if t is None:
-                    dropped += 1
-                else:
-                    times.append(t)
+                t, preempted = self.timed_run()
+                every.append(t)
+                if not preempted:
+                    clean.append(t)
             elapsed = clock() - t_round
-            if not times:
-                if clock() - start >= p.max_s:
-                    raise RuntimeError("every timed run was preempted by the OS; the core is saturated")
-                continue
+            times = kept()
             median = float(np.median(times))
             if prev is not None and abs(median - prev) <= p.rtol * median:
                 stable += 1
@@ -167,6 +168,8 @@ class Backend:
             # size the next round to take about round_s
             per_run = elapsed / per_round
             per_round = int(min(max(1, p.round_s / max(per_run, 1e-7)), p.max_runs - len(times)))
+        times = kept()
+        dropped = len(every) - len(times)
         arr = np.asarray(times)
         p10, p50, p90 = np.percentile(arr, [10, 50, 90])
         return Measurement(float(p50), float(p10), float(p90), len(times), dropped)

@@ -108,14 +108,14 @@ class TensorRTBackend(Backend):
             raise RuntimeError("TensorRT execute_async_v3 failed")
         self.stream.synchronize()
 
-    def timed_run(self) -> float:
+    def timed_run(self) -> tuple[float, bool]:
         torch = self._torch
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record(self.stream)
         self._context.execute_async_v3(self.stream.cuda_stream)
         end.record(self.stream)
         end.synchronize()
-        return start.elapsed_time(end)
+        return start.elapsed_time(end), False
 
     def release(self) -> None:
         self._context = self._engine = None
