@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 from nastools.latency.measure import Backend, Protocol
 from nastools.latency.table import LatencyTable, default_table_path
 from nastools.latency.validate import scatter_plot, summarize
-from nastools.latency.workload import block_workload, blocks_for, subnet_workload
+from nastools.latency.workload import Workload, block_workload, blocks_for, subnet_workload
 from nastools.space import Arch, SearchSpace, as_rng, load_space
 
 CALIBRATION_SEED = 1000
@@ -110,42 +110,65 @@ def profile_blocks(table: LatencyTable, backend: Backend, *, protocol: Protocol,
     return done
 
 
+def _e2e_workload(space: SearchSpace, arch: Arch, batch: int, backend: Backend, cache: Path) -> Workload:
+    """The subnet workload, its ONNX export kept on disk between passes (a module of a large
+    subnet per arch would not fit in memory for a hundred archs)."""
+    if backend.name == "torch":
+        return subnet_workload(space, arch, batch)
+    files = sorted(cache.glob(f"{arch.id}.*.onnx"))
+    if not files:
+        return subnet_workload(space, arch, batch)
+    onnx = {f.name.split(".")[1]: f.read_bytes() for f in files}
+    return Workload(arch.key, None, (batch, space.input_channels, arch.resolution, arch.resolution), onnx)
+
+
 def measure_archs(table: LatencyTable, backend: Backend, archs: Sequence[Arch], runs: list[dict[str, Any]], *,
-                  protocol: Protocol, desc: str, progress: bool = True, passes: int = 3, chunk: int = 8,
+                  protocol: Protocol, desc: str, progress: bool = True, passes: int = 3, chunk: int = 50,
                   on_update: Callable[[], None] | None = None) -> None:
     """Measure ``archs`` end to end (skipping ones already in ``runs``), appending records.
 
-    Each arch is measured in ``passes`` separate passes, interleaved over a chunk of archs so
-    that the passes lie seconds apart; its latency (the table's statistic, p10 or median) is the
-    smallest over the passes (interference only ever slows a run down) and ``spread_pct`` the
-    range of the passes, which is the measurement noise any predictor is bounded by.
+    Each arch is measured in ``passes`` separate passes, each pass a sweep over a chunk of up
+    to ``chunk`` archs, so that an arch's passes lie minutes apart and one burst of
+    interference rarely hits them all; its latency (the table's statistic, p10 or median) is
+    the smallest over the passes (interference only ever slows a run down) and
+    ``spread_pct`` the range of the passes, the measurement noise any predictor is bounded
+    by. Records are appended (and ``on_update`` called) after each chunk.
     """
+    import tempfile
+
     space = table.space
     stat = table.statistic
     have = {r["arch"] for r in runs}
     todo = [a for a in archs if a.key not in have]
     batch = table.meta["batch"]
-    bar = _bar(len(archs), desc, progress, initial=len(archs) - len(todo))
+    bar = _bar(len(archs) * passes, desc, progress, initial=(len(archs) - len(todo)) * passes)
     try:
-        for i in range(0, len(todo), chunk):
-            group = todo[i : i + chunk]
-            loads = [subnet_workload(space, a, batch) for a in group]
-            medians: list[list[Any]] = [[] for _ in group]
-            for _ in range(passes):
-                for j, w in enumerate(loads):
-                    medians[j].append(backend.measure(w, protocol))
-            for a, ms in zip(group, medians):
-                best = min(ms, key=lambda m: getattr(m, stat))
-                vals = [getattr(m, stat) for m in ms]
-                s, n, mp = table._parts(a)
-                runs.append({"arch": a.key, "measured_ms": getattr(best, stat), "median_ms": best.median_ms,
-                             "p10_ms": best.p10_ms, "p90_ms": best.p90_ms,
-                             "pass_ms": vals, "spread_pct": 100 * (max(vals) - min(vals)) / min(vals),
-                             "sum_ms": s, "n_blocks": n, "mparams": mp, "flops": space.flops(a)})
-                bar.update(1)
-            del loads
-            if on_update:
-                on_update()
+        with tempfile.TemporaryDirectory(prefix="nastools-e2e-") as tmp:
+            cache = Path(tmp)
+            for i in range(0, len(todo), chunk):
+                group = todo[i : i + chunk]
+                measured: list[list[Any]] = [[] for _ in group]
+                for _ in range(passes):
+                    for j, a in enumerate(group):
+                        w = _e2e_workload(space, a, batch, backend, cache)
+                        measured[j].append(backend.measure(w, protocol))
+                        for prec, data in w._onnx.items():
+                            f = cache / f"{a.id}.{prec}.onnx"
+                            if not f.exists():
+                                f.write_bytes(data)
+                        bar.update(1)
+                for a, ms in zip(group, measured):
+                    best = min(ms, key=lambda m: getattr(m, stat))
+                    vals = [getattr(m, stat) for m in ms]
+                    s, n, mp = table._parts(a)
+                    runs.append({"arch": a.key, "measured_ms": getattr(best, stat), "median_ms": best.median_ms,
+                                 "p10_ms": best.p10_ms, "p90_ms": best.p90_ms,
+                                 "pass_ms": vals, "spread_pct": 100 * (max(vals) - min(vals)) / min(vals),
+                                 "sum_ms": s, "n_blocks": n, "mparams": mp, "flops": space.flops(a)})
+                for f in cache.iterdir():
+                    f.unlink()
+                if on_update:
+                    on_update()
     finally:
         bar.close()
 

@@ -27,7 +27,7 @@ class Workload:
     arch key). :meth:`onnx` exports it once per precision and caches the bytes."""
 
     name: str
-    module: nn.Module
+    module: nn.Module | None  # None: only the cached ONNX exports are left
     input_shape: tuple[int, ...]
     _onnx: dict = field(default_factory=dict, repr=False)
 
@@ -38,6 +38,8 @@ class Workload:
         """The workload as an ONNX model (bytes); ``fp16`` exports a half-precision graph
         (half inputs and weights), which is how TensorRT 11 and ORT CUDA take fp16."""
         if precision not in self._onnx:
+            if self.module is None:
+                raise ValueError(f"workload {self.name}: no module left to export at {precision}")
             self._onnx[precision] = export_onnx(self.module, self.input_shape, half=precision == "fp16")
         return self._onnx[precision]
 
