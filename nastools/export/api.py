@@ -248,7 +248,7 @@ def _export(steps, *, run, arch, arch_info, format, precision, batch, out, split
                 quantize_int8(fp32_path, onnx_out, _calibration_arrays(subnet, splits.train, min(calib_images, 1000)), target="trt" if format == "trt" else "ort")
                 sidecar["quantization"] = {
                     "method": "onnxruntime.quantization static QDQ, MinMax calibration, int8 symmetric per-channel weights, "
-                    + ("symmetric int8 activations (TensorRT)" if format == "trt" else "asymmetric uint8 activations (x86 U8S8 kernels)"),
+                    + ("symmetric int8 activations (TensorRT)" if format == "trt" else "7-bit weight range (reduce_range), asymmetric uint8 activations (x86 U8S8 kernels)"),
                     "calibration_images": min(calib_images, 1000),
                     "calibration_split": f"{ds_name} train",
                 }
@@ -284,7 +284,11 @@ def _export(steps, *, run, arch, arch_info, format, precision, batch, out, split
         chunk = min(500, max_batch) if format == "trt" else 500
         logits = run_batched(runner, parity_x, chunk)
         model_top1, n_eval = top1(runner, _prepared(subnet, splits.test, eval_images), chunk)
-    runtime = {"onnx": f"onnxruntime {sidecar['versions']['onnxruntime']} CPU", "trt": "TensorRT", "torchscript": f"torch {torch.__version__} TorchScript CPU"}[format]
+    runtime = {
+        "onnx": f"onnxruntime {sidecar['versions']['onnxruntime']} CPU",
+        "trt": f"TensorRT {sidecar.get('tensorrt', {}).get('tensorrt')} on {sidecar.get('gpu')}",
+        "torchscript": f"torch {torch.__version__} TorchScript CPU",
+    }[format]
     sidecar["parity"] = {"reference": "PyTorch fp32 subnet (BN not folded), eval mode", "runtime": runtime, **parity(reference, logits, precision)}
     sidecar["accuracy"].update({"model_top1": model_top1, "images": n_eval})
     if precision == "int8":

@@ -1,0 +1,243 @@
+"""Export benchmark: ORT CPU vs PyTorch eager latency of the same subnets, int8 vs fp32
+(latency and Fashion-MNIST top-1), and ONNX parity statistics over 20 random archs.
+
+Two phases, so training does not hold the timing core:
+
+    taskset -c 0 python benchmarks/bench_export.py train        # ~2-4 min, once
+    flock /tmp/nastools-core1.lock taskset -c 1 python benchmarks/bench_export.py measure
+
+``train`` fits one subnet of the fmnist supernet (plain SGD + cosine, inside the supernet so
+the export path is the real one) and saves it as the run ``runs/bench-export``. ``measure``
+uses one thread everywhere and writes ``benchmarks/results/bench_export.json``.
+Targets (issue 7): int8 <= 0.7 x fp32 latency with <= 1 point top-1 loss.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from _common import table, write_result  # noqa: E402
+
+RUN = Path("runs/bench-export")
+TRAIN_FLOPS = 8e6
+STEPS, BATCH, LR = 700, 128, 0.1
+
+
+def train() -> None:
+    from nastools.checkpoint import save_checkpoint
+    from nastools.data import iter_batches, load_splits
+    from nastools.supernet import Supernet
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    splits = load_splits()
+    net = Supernet("fmnist")
+    arch = net.space.sample_near_flops(TRAIN_FLOPS, rng=0)
+    net.set_active(arch)
+    net.train()
+    opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=0.9, weight_decay=4e-5, nesterov=True)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / STEPS)))
+    g = torch.Generator().manual_seed(0)
+    step, t0 = 0, time.time()
+    while step < STEPS:
+        order = torch.randperm(len(splits.train), generator=g)
+        for x, y in iter_batches(splits.train, BATCH, order=order, drop_last=True):
+            loss = F.cross_entropy(net(x), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            step += 1
+            if step % 100 == 0:
+                print(f"step {step}/{STEPS} loss {loss.item():.3f} ({time.time() - t0:.0f} s)", flush=True)
+            if step >= STEPS:
+                break
+    save_checkpoint(RUN / "supernet.pt", net, recipe={"arch": arch.to_dict(), "steps": STEPS, "batch": BATCH, "lr": LR, "optimizer": "SGD nesterov 0.9, cosine, wd 4e-5"})
+    arch.save(RUN / "arch.json", id=arch.id)
+    print(f"trained {arch.id} ({arch}) in {time.time() - t0:.0f} s")
+
+
+def _median_ms(run, warmup_s: float, duration_s: float) -> float:
+    from nastools.export.bench import latency_stats, time_callable
+
+    lat, _ = time_callable(run, warmup_s, duration_s)
+    return latency_stats(lat)["median_ms"]
+
+
+def ort_vs_torch(archs, batches=(1, 32), duration=1.0) -> list[dict]:
+    """Median latency of the same subnet in PyTorch eager (BN unfolded, as trained) and ORT."""
+    from nastools.checkpoint import load_supernet
+    from nastools.export import export_onnx, make_runner
+
+    net = load_supernet(RUN)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, arch in archs:
+            sub = net.extract(arch).eval()
+            path = export_onnx(sub, Path(tmp) / f"{arch.id}.onnx")
+            with make_runner(path, "ort", threads=1) as r:
+                for b in batches:
+                    x = np.random.default_rng(0).standard_normal((b, *sub.input_shape), dtype=np.float32)
+                    xt = torch.from_numpy(x)
+
+                    def eager():
+                        with torch.inference_mode():
+                            sub(xt)
+
+                    ort_run = r.prepare(x)
+                    # alternate twice to spread drift over both sides
+                    t_eager = [_median_ms(eager, 0.2, duration / 2) for _ in range(2)]
+                    t_ort = [_median_ms(ort_run, 0.2, duration / 2) for _ in range(2)]
+                    te, to = float(np.mean(t_eager)), float(np.mean(t_ort))
+                    rows.append({"arch": name, "id": arch.id, "flops": net.space.flops(arch), "batch": b, "torch_ms": te, "ort_ms": to, "speedup": te / to})
+                    print(f"  {name} b{b}: torch {te:.3f} ms, ort {to:.3f} ms, x{te / to:.2f}", flush=True)
+    return rows
+
+
+def _fmnist_arrays(resolution: int, calib: int = 1000):
+    """Calibration (training) and test images of Fashion-MNIST at ``resolution``, as numpy."""
+    from nastools.data import load_splits
+
+    splits = load_splits()
+
+    def prep(ds, idx):
+        x = ds.normalise(ds.images[idx])
+        return F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False).numpy() if resolution != x.shape[-1] else x.numpy()
+
+    order = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(1))[:calib]
+    return prep(splits.train, order), prep(splits.test, slice(None)), splits.test.labels.numpy()
+
+
+def int8_vs_fp32(batches=(1, 32), duration=2.0) -> dict:
+    from nastools.export import bench_model, export_subnet, make_runner, quantize_int8
+    from nastools.export.parity import run_batched
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        res = {p: export_subnet(RUN, RUN / "arch.json", precision=p, out=Path(tmp) / f"{p}.onnx", progress=False) for p in ("fp32", "int8")}
+        acc = res["int8"].sidecar["accuracy"]
+        out["top1"] = {"torch": acc["torch_top1"], "fp32_onnx": acc["fp32_top1"], "int8_onnx": acc["int8_top1"], "drop_points": acc["drop_points"], "images": acc["images"]}
+        out["parity_int8"] = {k: res["int8"].sidecar["parity"][k] for k in ("max_abs_diff", "top1_agreement", "images")}
+        # a variant: only Conv/Gemm quantized (SiLU, SE gates and adds stay float)
+        variant = Path(tmp) / "int8-conv.onnx"
+        x_cal, x_test, y_test = _fmnist_arrays(res["fp32"].sidecar["arch"]["resolution"])
+        quantize_int8(res["fp32"].path, variant, (x_cal[i : i + 100] for i in range(0, len(x_cal), 100)), op_types=["Conv", "Gemm"])
+        with make_runner(variant, threads=1) as r:
+            out["top1"]["int8_conv_only_onnx"] = float((run_batched(r, x_test, 500).argmax(1) == y_test).mean())
+        paths = {"fp32": res["fp32"].path, "int8": res["int8"].path, "int8_conv_only": variant}
+        out["latency"] = []
+        for b in batches:
+            t = {p: [] for p in paths}
+            for _ in range(2):
+                for p, path in paths.items():
+                    t[p].append(bench_model(path, batch=b, threads=1, warmup="200ms", duration=duration / 2).median_ms)
+            m = {p: float(np.mean(v)) for p, v in t.items()}
+            out["latency"].append({"batch": b, "fp32_ms": m["fp32"], "int8_ms": m["int8"], "ratio": m["int8"] / m["fp32"], "int8_conv_only_ms": m["int8_conv_only"], "ratio_conv_only": m["int8_conv_only"] / m["fp32"]})
+            print(f"  int8 b{b}: fp32 {m['fp32']:.3f} ms, int8 {m['int8']:.3f} ms (x{m['int8'] / m['fp32']:.2f}), conv-only {m['int8_conv_only']:.3f} ms", flush=True)
+    return out
+
+
+def parity_stats(n: int = 20, images: int = 1000) -> dict:
+    """Export n random archs of the run's supernet (BN recalibrated) and check them through ORT."""
+    from nastools.checkpoint import load_supernet
+    from nastools.data import load_splits
+    from nastools.export import export_onnx, make_runner
+    from nastools.export.parity import parity, run_batched
+    from nastools.train.evaluate import calibration_batches, prepare_input, recalibrate_bn
+
+    net = load_supernet(RUN)
+    splits = load_splits()
+    raw = splits.test.normalise(splits.test.images[:images])
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(n):
+            arch = net.space.sample(seed)
+            sub = net.extract(arch).eval()
+            recalibrate_bn(sub, calibration_batches(splits.train, 250, 500))
+            sub.eval()
+            x = prepare_input(sub, raw, torch.device("cpu"))
+            with torch.no_grad():
+                ref = sub(x).numpy()
+            path = export_onnx(sub, Path(tmp) / "m.onnx")
+            with make_runner(path, threads=1) as r:
+                got = run_batched(r, x.numpy(), 500)
+            p = parity(ref, got)
+            rows.append({"id": arch.id, "flops": net.space.flops(arch), "max_abs_diff": p["max_abs_diff"], "top1_agreement": p["top1_agreement"], "logit_absmax": float(np.abs(ref).max())})
+    diffs = np.array([r["max_abs_diff"] for r in rows])
+    agree = np.array([r["top1_agreement"] for r in rows])
+    return {
+        "archs": n,
+        "images": images,
+        "max_abs_diff": {"max": float(diffs.max()), "median": float(np.median(diffs)), "mean": float(diffs.mean())},
+        "top1_agreement": {"min": float(agree.min()), "mean": float(agree.mean())},
+        "rows": rows,
+    }
+
+
+def measure() -> None:
+    from nastools.space import load_arch, load_space
+
+    torch.set_num_threads(1)
+    logging.disable(logging.WARNING)
+    sp = load_space("fmnist")
+    trained = load_arch(RUN / "arch.json")
+    archs = [("trained", trained), ("min", sp.min_arch()), ("near 20M", sp.sample_near_flops(20e6, rng=1)), ("max", sp.max_arch())]
+    t0 = time.time()
+    print("ORT CPU vs PyTorch eager (1 thread, median latency):", flush=True)
+    speed = ort_vs_torch(archs)
+    print("int8 vs fp32 (trained subnet):", flush=True)
+    q = int8_vs_fp32()
+    print("parity over 20 random archs:", flush=True)
+    par = parity_stats()
+
+    print()
+    print(table([(r["arch"], f"{r['flops'] / 1e6:.1f}M", r["batch"], f"{r['torch_ms']:.3f}", f"{r['ort_ms']:.3f}", f"{r['speedup']:.2f}x") for r in speed], ["arch", "FLOPs", "batch", "torch ms", "ort ms", "torch/ort"]))
+    print()
+    print(
+        table(
+            [(r["batch"], f"{r['fp32_ms']:.3f}", f"{r['int8_ms']:.3f}", f"{r['ratio']:.2f}", f"{r['int8_conv_only_ms']:.3f}", f"{r['ratio_conv_only']:.2f}") for r in q["latency"]],
+            ["batch", "fp32 ms", "int8 ms", "int8/fp32 (target <= 0.7)", "int8 conv-only ms", "ratio"],
+        )
+    )
+    t = q["top1"]
+    print(
+        f"top-1 on {t['images']} test images: torch {100 * t['torch']:.2f}%, fp32 ONNX {100 * t['fp32_onnx']:.2f}%, int8 ONNX {100 * t['int8_onnx']:.2f}% "
+        f"(drop {t['drop_points']:+.2f} points, target <= 1), int8 conv-only {100 * t['int8_conv_only_onnx']:.2f}%"
+    )
+    print(
+        f"parity over {par['archs']} random archs x {par['images']} test images: max |diff| max {par['max_abs_diff']['max']:.2e}, "
+        f"median {par['max_abs_diff']['median']:.2e}; top-1 agreement min {100 * par['top1_agreement']['min']:.2f}%"
+    )
+    write_result(
+        "bench_export",
+        {
+            "trained_subnet": {"arch": trained.to_dict(), "id": trained.id, "recipe": f"{STEPS} SGD steps, batch {BATCH}, lr {LR} cosine, inside the fmnist supernet (only this arch active)"},
+            "threads": 1,
+            "ort_vs_torch": speed,
+            "int8_vs_fp32": q,
+            "parity": par,
+            "seconds": time.time() - t0,
+        },
+    )
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("phase", choices=("train", "measure", "all"), nargs="?", default="all")
+    args = ap.parse_args()
+    if args.phase in ("train", "all") and (args.phase == "train" or not (RUN / "supernet.pt").is_file()):
+        train()
+    if args.phase in ("measure", "all"):
+        measure()
