@@ -185,13 +185,13 @@ def bench_quality(args) -> dict:
 def bench_ddp(args) -> dict:
     out = {}
     space = Path(args.workdir) / "ddp"
-    for n in (1, 2):
-        run = space / f"np{n}"
+    for n, threads in ((1, 1), (1, 2), (2, 1)):
+        run = space / f"np{n}t{threads}"
         subprocess.run(["rm", "-rf", str(run)], check=True)
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", "-m", "nastools", "train",
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", "-m", "nastools", "--", "train",
                "--run", str(run), "--batch-size", str(args.batch_size), "--steps", str(args.ddp_steps), "--sampler", "uniform",
-               "--no-progress", "--json", "--eval-images", "100"]
-        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, 2 // n))}
+               "--no-progress", "--json", "--eval-images", "100", "--log-every", "1"]
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         t0 = time.perf_counter()
         p = subprocess.run(cmd, capture_output=True, text=True, env=env)
         wall = time.perf_counter() - t0
@@ -199,14 +199,15 @@ def bench_ddp(args) -> dict:
             raise SystemExit(f"ddp run with {n} processes failed:\n{p.stderr[-3000:]}")
         log = [json.loads(ln) for ln in (run / "train.jsonl").read_text().splitlines()]
         steps = [r for r in log if r["type"] == "step"]
-        # steady state: images/s from the step records' timestamps, first 2 logged steps dropped
-        t_first, t_last = steps[1]["time"], steps[-1]["time"]
-        ips = (steps[-1]["step"] - steps[1]["step"]) * args.batch_size / (t_last - t_first)
-        out[f"np{n}"] = {"images_per_s": round(ips, 1), "wall_s": round(wall, 1), "threads_per_process": max(1, 2 // n)}
-    out["speedup"] = out["np2"]["images_per_s"] / out["np1"]["images_per_s"]
-    print(table([(k, v["threads_per_process"], v["images_per_s"]) for k, v in out.items() if k != "speedup"],
+        # one training step of each process per record: steady state after 2 warm-up steps
+        steps = steps[2:]
+        ips = (steps[-1]["step"] - steps[0]["step"]) * args.batch_size / (steps[-1]["time"] - steps[0]["time"])
+        out[f"np{n}t{threads}"] = {"processes": n, "threads_per_process": threads, "images_per_s": round(ips, 1), "wall_s": round(wall, 1)}
+    out["speedup_vs_1proc_2threads"] = out["np2t1"]["images_per_s"] / out["np1t2"]["images_per_s"]
+    out["speedup_vs_1proc_1thread"] = out["np2t1"]["images_per_s"] / out["np1t1"]["images_per_s"]
+    print(table([(v["processes"], v["threads_per_process"], v["images_per_s"]) for k, v in out.items() if k.startswith("np")],
                 ["processes", "threads each", "images/s"]))
-    print(f"2 processes vs 1: {out['speedup']:.2f}x")
+    print(f"2 processes vs 1 (2 threads): {out['speedup_vs_1proc_2threads']:.2f}x; vs 1 (1 thread): {out['speedup_vs_1proc_1thread']:.2f}x")
     return out
 
 

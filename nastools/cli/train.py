@@ -33,6 +33,7 @@ RESUME_OVERRIDES = ("epochs", "device", "workers", "log_every", "eval_images", "
 @click.option("--steps", type=click.IntRange(1), default=None, help="Stop once the run has done N steps in all (checkpointed).")
 @click.option("--time-budget", default=None, help="Stop after this long, e.g. 10m, 90s, 1.5h (checkpointed).")
 @click.option("--eval-images", type=click.IntRange(1), default=None, help="Validation images for the per-epoch top-1.  [default: 2000]")
+@click.option("--log-every", type=click.IntRange(1), default=None, help="Write a step record to train.jsonl every N steps.  [default: 10]")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @json_option
 def train_cmd(run, resume, steps, time_budget, no_progress, as_json, **opts) -> None:
