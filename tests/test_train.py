@@ -380,3 +380,9 @@ def test_eval_cli_matches_the_extracted_subnet(tiny_path, tmp_path):
     load_space("fmnist").min_arch().save(other)
     r = _cli("eval", "--arch", str(other), "--run", str(run))
     assert r.exit_code == 1 and "arch.space: got 'fmnist', expected 'tiny'" in r.output
+
+
+@pytest.mark.parametrize("cmd", ["train", "eval"])
+def test_help(cmd):
+    r = CliRunner().invoke(main, [cmd, "--help"])
+    assert r.exit_code == 0 and "Example" in r.output and "--json" in r.output
