@@ -240,6 +240,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "sampler_rng": self.rng.getstate(),
             "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "flops_dist": flops_dist,
             "history": self.history,
             "arch_hash": self._arch_hash,
@@ -251,6 +252,8 @@ class Trainer:
         st = state["sampler_rng"]
         self.rng.setstate((st[0], tuple(st[1]), st[2]))
         torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.history = list(state.get("history", []))
         self._arch_hash = int(state.get("arch_hash", 0))
 
