@@ -283,6 +283,7 @@ class TrtRunner(Runner):
             shape = tuple(self.context.get_tensor_shape(out))
             self.d_out[out] = torch.empty(shape, dtype=self._dtype(out), device="cuda")
             self.context.set_tensor_address(out, self.d_out[out].data_ptr())
+        torch.cuda.synchronize()  # the copies above ran on the default stream; inference runs on ours
         handle = self.stream.cuda_stream
 
         def run():
