@@ -57,7 +57,7 @@ def run_space(spec: str, n: int, fresh: bool) -> dict:
     proto = Protocol()
     t = open_table(sp, be, batch=1, resolutions=resolutions, out=None, protocol=proto)
     profile_blocks(t, be, protocol=proto)
-    if fresh or len(t.calibration.get("runs", [])) < 20:
+    if len(t.calibration.get("runs", [])) < 20:
         calibrate(t, be, 20, protocol=proto)
     if fresh:
         t.validation = {}
@@ -99,7 +99,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spaces", nargs="+", default=["fmnist", "attentivenas@224"])
     ap.add_argument("-n", type=int, default=100, help="held-out subnets per space")
-    ap.add_argument("--fresh", action="store_true", help="redo calibration and validation runs")
+    ap.add_argument("--fresh", action="store_true",
+                    help="redo the validation runs (calibration runs are kept: delete the table to redo everything)")
     args = ap.parse_args()
     results = [run_space(s, args.n, args.fresh) for s in args.spaces]
     rows = []
