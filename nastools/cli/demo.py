@@ -10,7 +10,7 @@ from nastools.cli import echo_json, json_option, main
 @main.command("demo")
 @click.option("--run", default="demo", show_default=True, help="Run name (runs/NAME) for everything the demo writes.")
 @click.option("--space", default="fmnist", show_default=True, help="Space name or YAML path.")
-@click.option("--train-time", default="4m", show_default=True, help="Training budget, e.g. 4m or 90s.")
+@click.option("--train-time", default="6m", show_default=True, help="Cap on training time, e.g. 6m or 90s.")
 @click.option("--quick", is_flag=True, help="Tiny budgets in every stage: a smoke run (what CI runs).")
 @click.option("--fresh", is_flag=True, help="Start over instead of reusing finished stages.")
 @click.option("--seed", default=0, show_default=True, type=int)
