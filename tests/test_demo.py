@@ -4,23 +4,12 @@ import json
 
 import yaml
 from click.testing import CliRunner
+from conftest import TINY_SPACE
 
 from nastools.cli import main
 from nastools.space import space_from_dict
 
-TINY = {
-    "name": "tinydemo",
-    "input_channels": 1,
-    "num_classes": 10,
-    "resolutions": [28],
-    "act": "swish",
-    "stem": {"widths": [8, 16], "kernel": 3, "stride": 2},
-    "stages": [
-        {"name": "mb1", "widths": [8, 16], "depths": [1, 2], "kernels": [3], "expands": [1], "stride": 1, "se": False},
-        {"name": "mb2", "widths": [16, 24], "depths": [1, 2], "kernels": [3, 5], "expands": [2, 4], "stride": 2, "se": True},
-    ],
-    "head": {"widths": [64, 128], "expand": 2},
-}
+TINY = {**TINY_SPACE, "name": "tinydemo"}
 
 
 def test_demo_quick_runs_every_stage_and_resumes(tmp_path):

@@ -5,6 +5,7 @@ import random
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import TINY_SPACE
 
 from nastools.checkpoint import save_checkpoint
 from nastools.cli import main
@@ -12,19 +13,7 @@ from nastools.errors import NastoolsError
 from nastools.search import EvolutionSearch, SearchConfig, best_under, parse_budgets, parse_latency, random_search
 from nastools.space import load_space, space_from_dict
 
-TINY = {
-    "name": "tiny",
-    "input_channels": 1,
-    "num_classes": 10,
-    "resolutions": [28],
-    "act": "swish",
-    "stem": {"widths": [8, 16], "kernel": 3, "stride": 2},
-    "stages": [
-        {"name": "mb1", "widths": [8, 16], "depths": [1, 2], "kernels": [3], "expands": [1], "stride": 1, "se": False},
-        {"name": "mb2", "widths": [16, 24], "depths": [1, 2], "kernels": [3, 5], "expands": [2, 4], "stride": 2, "se": True},
-    ],
-    "head": {"widths": [64, 128], "expand": 2},
-}
+TINY = TINY_SPACE
 
 
 def synthetic_accuracy(space):
