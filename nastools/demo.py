@@ -16,7 +16,6 @@ import json
 import shutil
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 from nastools.checkpoint import checkpoint_path, run_dir

@@ -20,7 +20,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 from nastools.errors import NastoolsError
 
@@ -29,8 +29,6 @@ SPACES_DIR = Path(__file__).with_name("spaces")
 ACTIVATIONS = ("swish", "relu", "hswish")
 GATES = ("hsigmoid", "sigmoid")
 _GATE_ABBR = {"hsigmoid": "hsig", "sigmoid": "sig"}
-
-RngLike = "random.Random | int | None"
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -887,9 +885,3 @@ def parse_count(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise NastoolsError(f"count {text!r}: expected a positive number")
     return value
-
-
-def iter_archs(space: SearchSpace, n: int, rng: "random.Random | int | None" = None) -> Iterable[Arch]:
-    """``n`` uniformly sampled archs."""
-    r = as_rng(rng)
-    return (space.sample(r) for _ in range(n))

@@ -4,7 +4,6 @@ every few seconds and on interruption, and a rerun skips whatever it already hol
 
 from __future__ import annotations
 
-import random
 import time
 from dataclasses import asdict
 from pathlib import Path

@@ -17,7 +17,7 @@ from nastools.checkpoint import checkpoint_path, load_supernet, run_dir
 from nastools.errors import NastoolsError
 from nastools.io import atomic_write_json
 from nastools.search.budget import Budget, format_latency
-from nastools.search.evolution import Candidate, EvolutionSearch, SearchConfig, best_under, pareto_front
+from nastools.search.evolution import Candidate, EvolutionSearch, SearchConfig, best_under
 from nastools.space import Arch, SearchSpace, format_count
 
 PARETO_FORMAT = "nastools.pareto/1"

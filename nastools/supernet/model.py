@@ -15,7 +15,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nastools.errors import NastoolsError
 from nastools.space import Arch, Block, SearchSpace, load_space
 from nastools.supernet.dynamic import DynamicBatchNorm2d, DynamicConv2d, DynamicLinear, DynamicSE, copy_bn
 from nastools.supernet.static import MBConv, StaticSubnet, Head, Stem, drop_path, make_act, make_gate
@@ -244,9 +243,3 @@ class Supernet(nn.Module):
         )
         device = self.head.classifier.weight.device
         return net.to(device).train(self.training)
-
-    def check_arch(self, arch: Arch) -> Arch:
-        """Validate ``arch`` against this supernet's space (one-line error otherwise)."""
-        if not isinstance(arch, Arch):
-            raise NastoolsError(f"expected an Arch, got {type(arch).__name__}")
-        return self.space.validate(arch)

@@ -7,7 +7,6 @@ these same modules one block at a time, and the exporter writes them to ONNX.
 
 from __future__ import annotations
 
-import json
 from typing import Sequence
 
 import torch
@@ -201,6 +200,3 @@ class StaticSubnet(nn.Module):
 
     def extra_repr(self) -> str:
         return f"arch={self.arch.id}"
-
-    def arch_json(self) -> str:
-        return json.dumps(self.arch.to_dict())
