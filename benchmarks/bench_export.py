@@ -8,7 +8,10 @@ Two phases, so training does not hold the timing core:
 
 ``train`` fits one subnet of the fmnist supernet (plain SGD + cosine, inside the supernet so
 the export path is the real one) and saves it as the run ``runs/bench-export``. ``measure``
-uses one thread everywhere and writes ``benchmarks/results/bench_export.json``.
+uses one thread everywhere and writes ``benchmarks/results/bench_export.json``. ``ops``
+splits the fp32 and int8 run time of the trained subnet by kind of operator (ONNX Runtime's
+profiler, after its graph optimizations) into ``benchmarks/results/bench_export_ops.json``:
+where int8 gains and where it loses on this CPU.
 Targets (issue 7): int8 <= 0.7 x fp32 latency with <= 1 point top-1 loss.
 """
 
@@ -186,6 +189,70 @@ def parity_stats(n: int = 20, images: int = 1000) -> dict:
     }
 
 
+def _op_times(path: Path, batch: int, runs: int) -> dict[str, float]:
+    """Mean ms per run of each operator kind of ``path`` (ORT CPU, 1 thread, all graph
+    optimizations), convolutions split into 1x1, depthwise and other kernels."""
+    import json
+    from collections import Counter
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory() as tmp:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 1
+        so.enable_profiling = True
+        so.profile_file_prefix = str(Path(tmp) / "prof")
+        so.optimized_model_filepath = str(Path(tmp) / "opt.onnx")
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        kinds = {}
+        for n in onnx.load(so.optimized_model_filepath).graph.node:
+            if n.op_type.endswith("Conv"):
+                a = {x.name: onnx.helper.get_attribute_value(x) for x in n.attribute}
+                k = "depthwise" if a.get("group", 1) > 1 else ("1x1" if list(a.get("kernel_shape", [0]))[0] == 1 else "kxk")
+                kinds[n.name] = f"{n.op_type} {k}"
+        feed = {sess.get_inputs()[0].name: np.random.default_rng(0).standard_normal((batch, 1, 28, 28), dtype=np.float32)}
+        for _ in range(10):
+            sess.run(None, feed)
+        for _ in range(runs):
+            sess.run(None, feed)
+        events = json.loads(Path(sess.end_profiling()).read_text())
+    total = Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time"):
+            node = e["name"][: -len("_kernel_time")]
+            total[kinds.get(node, e["args"]["op_name"])] += e["dur"]
+    n = runs + 10  # the profiler also saw the warm-up runs
+    return {k: v / n / 1000 for k, v in total.most_common()}
+
+
+def op_breakdown(batches=(1, 32), runs: int = 100) -> dict:
+    """Per-operator-kind time of the trained subnet in fp32 and int8 (ORT CPU, 1 thread)."""
+    from nastools.export import export_subnet
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = {p: export_subnet(RUN, RUN / "arch.json", precision=p, out=Path(tmp) / f"{p}.onnx", progress=False).path for p in ("fp32", "int8")}
+        for b in batches:
+            out[str(b)] = {p: _op_times(path, b, runs) for p, path in paths.items()}
+    return out
+
+
+def ops() -> None:
+    torch.set_num_threads(1)
+    logging.disable(logging.WARNING)
+    res = op_breakdown()
+    for b, r in res.items():
+        print(f"\nbatch {b}: ms per run by operator kind (ONNX Runtime profiler, 1 thread)")
+        rows = [(k, f"{v:.3f}") for k, v in r["fp32"].items()]
+        print(table(rows, ["fp32 operator", "ms"]))
+        print(f"fp32 total {sum(r['fp32'].values()):.3f} ms")
+        rows = [(k, f"{v:.3f}") for k, v in r["int8"].items()]
+        print(table(rows, ["int8 operator", "ms"]))
+        print(f"int8 total {sum(r['int8'].values()):.3f} ms, int8/fp32 {sum(r['int8'].values()) / sum(r['fp32'].values()):.2f}")
+    write_result("bench_export_ops", {"threads": 1, "by_batch": res})
+
+
 def measure() -> None:
     from nastools.space import load_arch, load_space
 
@@ -235,9 +302,11 @@ def measure() -> None:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("phase", choices=("train", "measure", "all"), nargs="?", default="all")
+    ap.add_argument("phase", choices=("train", "measure", "ops", "all"), nargs="?", default="all")
     args = ap.parse_args()
     if args.phase in ("train", "all") and (args.phase == "train" or not (RUN / "supernet.pt").is_file()):
         train()
     if args.phase in ("measure", "all"):
         measure()
+    if args.phase in ("ops", "all"):
+        ops()
