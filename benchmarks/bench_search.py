@@ -3,7 +3,9 @@
 1. Evolution vs random search with the same number of accuracy evaluations, at 5 budgets
    x N seeds (target: evolution's best validation top-1 >= random's at >= 4 of 5 budgets,
    comparing the mean over seeds). Both strategies (per-budget elites "archive" and
-   "nsga2") are measured; the default is the one that wins more budgets.
+   "nsga2") are measured, and the archive search with predictor screening (--predictor:
+   4x the offspring bred, the ones a ridge predictor fitted on the evaluated archs ranks
+   best are evaluated); the default is the strategy that wins more budgets.
 2. Every arch returned under a latency budget is measured end to end through the table's
    backend: measured / budget (target <= 1.05).
 3. Time per evaluated arch, split into BN recalibration and evaluation; and the speed-up
@@ -39,6 +41,17 @@ def top1_under(cands, limits) -> float:
     """Best top-1 within ``limits``; 0 when a search found nothing that fits."""
     best = best_under(cands, limits)
     return best.top1 if best else 0.0
+
+
+def ridge_screen(space):
+    """What ``nastools search --predictor`` screens offspring with: a ridge predictor fitted
+    on the archs evaluated so far."""
+    from nastools.predictor import RidgePredictor
+
+    def screen(cands, pool):
+        return list(RidgePredictor(space).fit([c.arch for c in cands], [c.top1 for c in cands]).predict(pool))
+
+    return screen
 
 
 def main() -> None:
@@ -78,34 +91,29 @@ def main() -> None:
     limits = {primary: max(budgets)}
 
     def run_evo(seed, strategy, predictor=False):
-        screen = None
-        if predictor:
-            from nastools.predictor import RidgePredictor
-
-            def screen(cands, pool):
-                return list(RidgePredictor(space).fit([c.arch for c in cands], [c.top1 for c in cands]).predict(pool))
-
+        screen = ridge_screen(space) if predictor else None
         cfg = SearchConfig(population=args.population, generations=args.generations, strategy=strategy, seed=seed,
                            predictor_factor=4 if predictor else 0)
         return EvolutionSearch(space, ev, costs, limits, primary, cfg, targets=budgets, predictor=screen).run()
 
     t0 = time.perf_counter()
-    per = {"archive": [], "nsga2": [], "random": []}
+    per = {"archive": [], "nsga2": [], "archive+predictor": [], "random": []}
     for seed in range(args.seeds):
-        for strategy in ("archive", "nsga2"):
-            res = run_evo(seed, strategy)
-            per[strategy].append([top1_under(res.candidates, {primary: b}) for b in budgets])
+        for name in ("archive", "nsga2", "archive+predictor"):
+            res = run_evo(seed, name.split("+")[0], predictor=name.endswith("predictor"))
+            per[name].append([top1_under(res.candidates, {primary: b}) for b in budgets])
             n_evals = res.evaluations
         rnd = random_search(space, ev, costs, limits, primary, n_evals, seed)
         per["random"].append([top1_under(rnd, {primary: b}) for b in budgets])
         print(f"seed {seed}: {n_evals} evaluations per search, {ev.calls} distinct archs evaluated so far, {time.perf_counter() - t0:.0f} s")
     mean = {k: [statistics.mean(r[i] for r in v) for i in range(len(budgets))] for k, v in per.items()}
-    wins = {k: sum(mean[k][i] >= mean["random"][i] for i in range(len(budgets))) for k in ("archive", "nsga2")}
+    evos = ("archive", "nsga2", "archive+predictor")
+    wins = {k: sum(mean[k][i] >= mean["random"][i] for i in range(len(budgets))) for k in evos}
     unit = (lambda v: f"{v:.3f}ms") if primary.startswith("latency") else (lambda v: f"{v / 1e6:.1f}M")
     print(f"\nbest validation top-1 (%) under each {primary} budget, mean of {args.seeds} seeds, {n_evals} evaluations each")
-    print(table([(unit(b), f"{mean['archive'][i]:.2f}", f"{mean['nsga2'][i]:.2f}", f"{mean['random'][i]:.2f}") for i, b in enumerate(budgets)],
-                ["budget", "evolution (archive)", "evolution (nsga2)", "random"]))
-    print(f"budgets where evolution >= random: archive {wins['archive']}/5, nsga2 {wins['nsga2']}/5 (target >= 4)")
+    print(table([(unit(b), *(f"{mean[k][i]:.2f}" for k in (*evos, "random"))) for i, b in enumerate(budgets)],
+                ["budget", "evolution (archive)", "evolution (nsga2)", "archive + predictor", "random"]))
+    print("budgets where evolution >= random: " + ", ".join(f"{k} {wins[k]}/5" for k in evos) + " (target >= 4)")
 
     checks = []
     if measure is not None:

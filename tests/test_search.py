@@ -73,6 +73,28 @@ def test_evolution_beats_random_on_a_known_objective(fmnist, strategy):
     assert wins >= 4
 
 
+def test_bands_spend_evaluations_near_each_budget(fmnist):
+    # several budgets: with cost bands, each budget's offspring cost more than the middle of
+    # the next lower budget's band, so more evaluations land just under the looser budgets
+    # (where their best archs lie) than when offspring may be as cheap as they like
+    lo, hi = fmnist.flops(fmnist.min_arch()), fmnist.flops(fmnist.max_arch())
+    targets = [lo + (hi - lo) * q for q in (0.1, 0.25, 0.4, 0.55, 0.7)]
+    limits = {"flops": targets[-1]}
+    upper = {}
+    for band in (True, False):
+        n = 0
+        for seed in range(3):
+            res = _engine(fmnist, limits, SearchConfig(population=10, generations=3, seed=seed, band=band), targets=targets).run()
+            assert all(c.costs["flops"] <= targets[-1] for c in res.candidates)
+            n += sum(c.costs["flops"] > targets[2] for c in res.candidates)
+        upper[band] = n
+    assert upper[True] > 1.5 * upper[False]
+    engine = _engine(fmnist, limits, SearchConfig(band=True), targets=targets)
+    assert engine._floor(0) is None
+    assert engine._floor(1) == pytest.approx((lo + targets[0]) / 2)
+    assert engine._floor(4) == pytest.approx((targets[2] + targets[3]) / 2)
+
+
 def test_resume_continues_without_re_evaluating(fmnist, tmp_path):
     calls = []
     base = synthetic_accuracy(fmnist)

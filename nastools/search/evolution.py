@@ -58,6 +58,7 @@ class SearchConfig:
     strategy: str = "archive"
     seed: int = 0
     predictor_factor: int = 0  # >1: screen this many times more offspring with a predictor
+    band: bool = True  # archive: each budget's offspring cost more than the next lower budget
 
 
 @dataclass
@@ -189,14 +190,23 @@ class EvolutionSearch:
 
     # ------------------------------------------------------------------ sampling
 
-    def _sample_feasible(self, limits: Mapping[str, float] | None = None, tries: int = 2000) -> Arch:
-        """A random arch within ``limits`` (default: the search's): uniform samples, then a
-        random walk up from the cheapest arch when the limits are tight."""
+    def _above(self, arch: Arch, floor: float | None) -> bool:
+        return floor is None or self.arch_costs(arch)[self.primary] > floor
+
+    def _sample_feasible(self, limits: Mapping[str, float] | None = None, tries: int = 2000, floor: float | None = None) -> Arch:
+        """A random arch within ``limits`` (default: the search's), costing more than
+        ``floor`` in the primary cost when it can: uniform samples, then a random walk up
+        from the cheapest arch when the limits are tight."""
         limits = self.limits if limits is None else limits
+        fallback = None
         for _ in range(tries // 2):
             arch = self.space.sample(self.rng)
             if self._within(arch, limits):
-                return arch
+                if self._above(arch, floor):
+                    return arch
+                fallback = fallback or arch
+        if fallback is not None:
+            return fallback
         arch = self.space.min_arch()
         for _ in range(tries // 2):
             cand = self.space.mutate(arch, 0.15, self.rng)
@@ -206,49 +216,66 @@ class EvolutionSearch:
                     return arch
         return arch
 
-    def _offspring(self, parents: Sequence[Candidate], n: int, limits: Mapping[str, float] | None = None) -> list[Arch]:
+    def _offspring(self, parents: Sequence[Candidate], n: int, limits: Mapping[str, float] | None = None,
+                   floor: float | None = None) -> list[Arch]:
+        """``n`` new archs bred from ``parents`` within ``limits``; while the neighbourhood
+        allows, only ones costing more than ``floor`` (the next lower budget)."""
         limits = self.limits if limits is None else limits
         out: list[Arch] = []
         seen = set(self.evaluated)
         tries = 0
         while len(out) < n and tries < 200 * n:
             tries += 1
+            if tries == 100 * n:
+                floor = None  # the band is too narrow for these parents: any cost will do
             if len(parents) >= 2 and self.rng.random() < self.cfg.crossover_share:
                 a, b = self._pick_parent(parents), self._pick_parent(parents)
                 child = self.space.crossover(a.arch, b.arch, self.rng)
                 child = self.space.mutate(child, self.cfg.mutate_prob / 2, self.rng)
             else:
                 child = self.space.mutate(self._pick_parent(parents).arch, self.cfg.mutate_prob, self.rng)
-            if child.id in seen or not self._within(child, limits):
+            if child.id in seen or not self._within(child, limits) or not self._above(child, floor):
                 continue
             seen.add(child.id)
             out.append(child)
         while len(out) < n:  # the neighbourhood is exhausted: explore
-            child = self._sample_feasible(limits)
+            child = self._sample_feasible(limits, floor=floor)
             if child.id not in seen:
                 seen.add(child.id)
                 out.append(child)
         return out
 
+    def _floor(self, j: int) -> float | None:
+        """With ``band``: the lower end of target ``j``'s cost band, half-way down the next
+        lower target's band (the bands overlap by half, so the budgets in the middle keep
+        getting offspring from above), None for the lowest target."""
+        if not self.cfg.band or j == 0:
+            return None
+        below = self.targets[j - 2] if j > 1 else self.arch_costs(self.space.min_arch())[self.primary]
+        return (self.targets[j - 1] + below) / 2
+
     def _broods(self, parents: Sequence[Candidate], n: int):
-        """(parents, limits, count) groups of offspring to make this generation.
+        """(parents, limits, floor, count) groups of offspring to make this generation.
 
         ``archive``: the offspring are shared out over the target budgets of the primary
-        cost; each group descends from the most accurate archs within its own budget, so
-        every budget's neighbourhood is searched. ``nsga2``: one group from the population.
+        cost (the remainder going round the budgets from one generation to the next); each
+        group descends from the most accurate archs within its own budget, so every budget's
+        neighbourhood is searched, and (``band``) costs more than ``_floor``, so that the
+        evaluations go where each budget's best arch lies rather than all to cheap archs.
+        ``nsga2``: one group from the population.
         """
         if self.cfg.strategy != "archive":
-            return [(parents, self.limits, n)]
+            return [(parents, self.limits, None, n)]
         targets = self.targets
         groups = []
         for j, t in enumerate(targets):
-            k = n // len(targets) + (1 if j < n % len(targets) else 0)
+            k = n // len(targets) + (1 if (j - self.generation) % len(targets) < n % len(targets) else 0)
             if k == 0:
                 continue
             lim = {**self.limits, self.primary: t}
             ok = sorted((c for c in self.evaluated.values() if self._within(c.arch, lim)), key=lambda c: -c.top1)
             top = ok[: max(2, self.cfg.population // 2)] or list(parents)
-            groups.append((top, lim, k))
+            groups.append((top, lim, self._floor(j), k))
         return groups
 
     def _pick_parent(self, parents: Sequence[Candidate]) -> Candidate:
@@ -365,8 +392,9 @@ class EvolutionSearch:
             seen = set()
             while len(init) < self.cfg.population:
                 # spread the initial population over the target budgets
-                lim = {**self.limits, self.primary: self.targets[len(init) % len(self.targets)]}
-                arch = self._sample_feasible(lim)
+                j = len(init) % len(self.targets)
+                lim = {**self.limits, self.primary: self.targets[j]}
+                arch = self._sample_feasible(lim, floor=self._floor(j) if self.cfg.strategy == "archive" else None)
                 if arch.id not in seen or len(seen) >= self.space.num_archs:
                     seen.add(arch.id)
                     init.append(arch)
@@ -386,8 +414,8 @@ class EvolutionSearch:
             n = self.cfg.population
             factor = self.cfg.predictor_factor if self.predictor is not None and len(self.evaluated) >= 8 else 1
             kids = []
-            for parents, limits, k in self._broods(parents, n):
-                pool = self._offspring(parents, k * max(1, factor), limits)
+            for parents, limits, floor, k in self._broods(parents, n):
+                pool = self._offspring(parents, k * max(1, factor), limits, floor)
                 if factor > 1:
                     scores = self.predictor(list(self.evaluated.values()), pool)
                     ranked = sorted(zip(scores, range(len(pool))), key=lambda t: -t[0])
