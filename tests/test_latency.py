@@ -128,8 +128,10 @@ def test_validation_is_stored_with_flops_baseline_and_plot(profiled, tiny):
     v = profiled.validation
     calib = {r["arch"] for r in profiled.calibration["runs"]}
     assert len(v["runs"]) == 5 and not calib & {r["arch"] for r in v["runs"]}
-    for key in ("table", "flops_linear"):
+    for key in ("table", "flops_linear", "flops_linear_calibration"):
         assert {"mape_pct", "rmse_ms", "within_5_pct", "within_10_pct", "kendall_tau"} <= set(v[key])
+    # the in-sample FLOPs fit is the least-squares optimum on these runs: no line beats its RMSE
+    assert v["flops_linear"]["rmse_ms"] <= v["flops_linear_calibration"]["rmse_ms"] + 1e-12
     for r in v["runs"]:
         assert r["measured_ms"] > 0 and len(r["pass_ms"]) == 3 and r["measured_ms"] == min(r["pass_ms"])
         assert r["measured_ms"] == r[profiled.statistic]
@@ -279,3 +281,20 @@ def test_cli_profile_user_errors():
     if not torch.cuda.is_available():
         res = CliRunner().invoke(main, ["profile", "--device", "gpu"])
         assert res.exit_code == 1 and res.output.count("\n") == 1 and "Error: --device gpu: no CUDA GPU" in res.output
+
+
+def test_summarize_fits_the_flops_baseline_in_sample_and_on_the_calibration_runs():
+    from nastools.latency.validate import summarize
+
+    def run(mflops, ms, predicted=None):
+        return {"flops": mflops * 1e6, "measured_ms": ms, "predicted_ms": predicted or ms, "spread_pct": 1.0}
+
+    runs = [run(f, 0.02 * f + 0.1) for f in (5, 10, 20, 40)]
+    same = summarize(runs, [run(f, 0.02 * f + 0.1) for f in (7, 30)])
+    assert same["flops_linear"]["mape_pct"] == pytest.approx(0, abs=1e-9)
+    assert same["flops_linear_calibration"]["mape_pct"] == pytest.approx(0, abs=1e-9)
+    assert same["flops_linear_calibration"]["ms_per_mflop"] == pytest.approx(0.02)
+    # calibration runs twice as slow per FLOP: the held-out line is off, the in-sample one is not
+    other = summarize(runs, [run(f, 0.04 * f + 0.1) for f in (7, 30)])
+    assert other["flops_linear_calibration"]["mape_pct"] > 50 and other["flops_linear"]["mape_pct"] == pytest.approx(0, abs=1e-9)
+    assert "flops_linear_calibration" not in summarize(runs)

@@ -69,8 +69,11 @@ def profile_cmd(space, device, backend, precision, batch, threads, resolutions, 
     v = table.validation
     if v.get("table"):
         rows = []
-        for name, key in (("latency table", "table"), ("FLOPs linear", "flops_linear")):
-            m = v[key]
+        for name, key in (("latency table", "table"), ("FLOPs linear, fitted on these runs", "flops_linear"),
+                          ("FLOPs linear, fitted on the calibration runs", "flops_linear_calibration")):
+            m = v.get(key)
+            if m is None:
+                continue
             rows.append((name, f"{m['mape_pct']:.1f}%", f"{m['rmse_ms']:.3f}", f"{m['within_5_pct']:.0f}%",
                          f"{m['within_10_pct']:.0f}%", f"{m['kendall_tau']:.3f}"))
         click.echo(f"validation on {v['table']['n']} held-out subnets "

@@ -205,7 +205,7 @@ def validate(table: LatencyTable, backend: Backend, n: int, *, protocol: Protoco
     by_key = {a.key: a for a in archs}
     for r in runs:
         r["predicted_ms"] = table.predict(by_key[r["arch"]])
-    result: dict[str, Any] = {**summarize(runs), "runs": runs}
+    result: dict[str, Any] = {**summarize(runs, table.calibration.get("runs", [])), "runs": runs}
     if plot and table.path is not None:
         png = table.path.with_suffix(".validation.png")
         scatter_plot(runs, png, title=f"{table.meta['space']}: {table.meta['backend']} on {table.meta['device']}")

@@ -43,9 +43,11 @@ def flops_fit(flops: Sequence[float], measured: Sequence[float]) -> tuple[float,
     return float(a), float(b)
 
 
-def summarize(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Metrics of ``runs`` (each with predicted_ms, measured_ms, flops) for the table and
-    for the FLOPs-only linear model fitted on the same runs."""
+def summarize(runs: Sequence[Mapping[str, Any]], calibration: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
+    """Metrics of ``runs`` (each with predicted_ms, measured_ms, flops) for the table and for
+    FLOPs-only linear models: ``flops_linear`` fitted on these very runs (in-sample, the
+    strongest form of the baseline) and, given the ``calibration`` runs the table's overhead
+    was fitted on, ``flops_linear_calibration`` fitted on those (held out, like the table)."""
     pred = [r["predicted_ms"] for r in runs]
     meas = [r["measured_ms"] for r in runs]
     flops = [r["flops"] for r in runs]
@@ -53,11 +55,15 @@ def summarize(runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     base = [a * f + b for f in flops]
     spreads = [r["spread_pct"] for r in runs if "spread_pct" in r]
     noise = {"median_spread_pct": float(np.median(spreads)), "p90_spread_pct": float(np.percentile(spreads, 90))} if spreads else {}
-    return {
+    out = {
         "noise": noise,
         "table": error_metrics(pred, meas),
         "flops_linear": {**error_metrics(base, meas), "ms_per_mflop": a * 1e6, "offset_ms": b},
     }
+    if len(calibration) >= 2:
+        ca, cb = flops_fit([r["flops"] for r in calibration], [r["measured_ms"] for r in calibration])
+        out["flops_linear_calibration"] = {**error_metrics([ca * f + cb for f in flops], meas), "ms_per_mflop": ca * 1e6, "offset_ms": cb}
+    return out
 
 
 def scatter_plot(runs: Sequence[Mapping[str, Any]], path: str | Path, title: str = "") -> Path:
