@@ -53,6 +53,47 @@ class Pick:
     replaced: list[dict] = field(default_factory=list)  # archs rejected after measurement
 
 
+def pick_measured(cands: Sequence[Candidate], sweep: str, limits: Mapping[str, float],
+                  measurers: Mapping[str, Callable[[Arch], float] | None], retries: int = 5) -> Pick:
+    """The most accurate of ``cands`` within ``limits`` whose latencies, measured end to end
+    by ``measurers`` (cost name -> arch -> ms; None where the device is not this machine),
+    are within their limits too. An arch measured over a limit is measured once more
+    (interference only ever slows a run down) and, if still over, replaced by the next best
+    that fits the limit at the measured slowdown (measured / predicted of the rejected arch:
+    near a budget, the next best arch by accuracy usually costs the same), up to ``retries``
+    times; the rejected ones are listed in ``Pick.replaced``."""
+    pick = Pick(budget={"cost": sweep, "limit": limits[sweep], "also": {k: v for k, v in limits.items() if k != sweep}},
+                candidate=None)
+    excluded: set[str] = set()
+    slow: dict[str, float] = {}  # measured / predicted of the archs found over their limit
+    for _ in range(retries + 1):
+        # the next candidate must fit the limits at the slowdown the measurements showed
+        cand = best_under(cands, {k: v / max(1.0, slow.get(k, 1.0)) for k, v in limits.items()}, excluded)
+        pick.candidate = cand
+        if cand is None:
+            break
+        over = None
+        for k in limits:
+            fn = measurers.get(k) if k.startswith("latency") else None
+            if fn is None:
+                continue
+            ms = fn(cand.arch)
+            if ms > limits[k]:
+                ms = min(ms, fn(cand.arch))
+            cand.costs[f"measured:{k}"] = ms
+            if k == sweep:
+                pick.measured_ms = ms
+            if ms > limits[k]:
+                over = (k, ms)
+                slow[k] = max(slow.get(k, 1.0), ms / cand.costs[k])
+        if over is None:
+            break
+        pick.replaced.append({"id": cand.arch.id, "cost": over[0], "measured_ms": over[1], "limit_ms": limits[over[0]]})
+        excluded.add(cand.arch.id)
+        pick.candidate, pick.measured_ms = None, None
+    return pick
+
+
 @dataclass
 class SearchReport:
     picks: list[Pick]
@@ -239,31 +280,7 @@ def run_search(
     picks = []
     sweep_values = sorted({b.limit for b in budgets if b.cost_name == sweep})
     for value in sweep_values:
-        lim = {**fixed, sweep: value}
-        pick = Pick(budget={"cost": sweep, "limit": value, "also": fixed}, candidate=None)
-        excluded: set[str] = set()
-        for _ in range(opts.measure_retries + 1):
-            cand = best_under(result.candidates, lim, excluded)
-            pick.candidate = cand
-            if cand is None:
-                break
-            checks = [(k, measurers.get(k)) for k in lim if k.startswith("latency") and measurers.get(k)]
-            over = None
-            for k, fn in checks:
-                ms = fn(cand.arch)
-                if ms > lim[k]:  # interference only ever slows a run down: measure once more
-                    ms = min(ms, fn(cand.arch))
-                cand.costs[f"measured:{k}"] = ms
-                if k == sweep:
-                    pick.measured_ms = ms
-                if ms > lim[k]:
-                    over = (k, ms)
-            if over is None:
-                break
-            pick.replaced.append({"id": cand.arch.id, "cost": over[0], "measured_ms": over[1], "limit_ms": lim[over[0]]})
-            excluded.add(cand.arch.id)
-            pick.candidate, pick.measured_ms = None, None
-        picks.append(pick)
+        picks.append(pick_measured(result.candidates, sweep, {**fixed, sweep: value}, measurers, opts.measure_retries))
 
     report = SearchReport(picks, result.archive, result.candidates, out,
                           {**evaluator.timing(), "search_s": elapsed, "evaluations": result.evaluations},
