@@ -15,14 +15,12 @@ from nastools.latency import (
     OrtCpuBackend,
     Protocol,
     blocks_for,
-    calibrate,
     error_metrics,
     kendall_tau,
     make_backend,
     profile,
     profile_blocks,
     sample_archs,
-    validate,
 )
 from nastools.latency.profiler import open_table
 from nastools.space import space_from_dict

@@ -11,7 +11,7 @@ from nastools.checkpoint import save_checkpoint
 from nastools.cli import main
 from nastools.errors import NastoolsError
 from nastools.search import EvolutionSearch, SearchConfig, best_under, parse_budgets, parse_latency, random_search
-from nastools.space import load_space, space_from_dict
+from nastools.space import space_from_dict
 
 TINY = TINY_SPACE
 

@@ -23,7 +23,7 @@ from nastools.data import load_splits
 from nastools.errors import NastoolsError
 from nastools.space import load_space
 from nastools.supernet import Supernet
-from nastools.train.evaluate import calibration_batches, evaluate_subnet, evaluate_top1, prepare_input, recalibrate_bn
+from nastools.train.evaluate import calibration_batches, evaluate_subnet, evaluate_top1, recalibrate_bn
 from nastools.train.losses import kd_loss, smoothed_ce
 from nastools.train.samplers import AttentiveSampler, FlopsDistribution, UniformSampler, make_sampler
 from nastools.train.trainer import TrainConfig, Trainer, lr_at, parse_duration
