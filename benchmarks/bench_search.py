@@ -44,17 +44,6 @@ def top1_under(cands, limits) -> float:
     return best.top1 if best else 0.0
 
 
-def ridge_screen(space):
-    """What ``nastools search --predictor`` screens offspring with: a ridge predictor fitted
-    on the archs evaluated so far."""
-    from nastools.predictor import RidgePredictor
-
-    def screen(cands, pool):
-        return list(RidgePredictor(space).fit([c.arch for c in cands], [c.top1 for c in cands]).predict(pool))
-
-    return screen
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--run", required=True, help="run folder or name with supernet.pt")
@@ -96,6 +85,8 @@ def main() -> None:
     limits = {primary: max(budgets)}
 
     def run_evo(seed, strategy, predictor=False):
+        from nastools.search.runner import ridge_screen
+
         screen = ridge_screen(space) if predictor else None
         cfg = SearchConfig(population=args.population, generations=args.generations, strategy=strategy, seed=seed,
                            predictor_factor=4 if predictor else 0)

@@ -53,6 +53,19 @@ class Pick:
     replaced: list[dict] = field(default_factory=list)  # archs rejected after measurement
 
 
+def ridge_screen(space: SearchSpace) -> Callable[[list[Candidate], list[Arch]], list[float]]:
+    """What ``--predictor`` screens offspring with: a ridge accuracy predictor fitted on the
+    archs evaluated so far, scoring the pool of offspring."""
+
+    from nastools.predictor import RidgePredictor
+
+    def screen(cands: list[Candidate], pool: list[Arch]) -> list[float]:
+        model = RidgePredictor(space).fit([c.arch for c in cands], [c.top1 for c in cands])
+        return list(model.predict(pool))
+
+    return screen
+
+
 def pick_measured(cands: Sequence[Candidate], sweep: str, limits: Mapping[str, float],
                   measurers: Mapping[str, Callable[[Arch], float] | None], retries: int = 5) -> Pick:
     """The most accurate of ``cands`` within ``limits`` whose latencies, measured end to end
@@ -214,7 +227,6 @@ def run_search(
     import time
 
     from nastools.data import load_splits
-    from nastools.predictor import RidgePredictor
     from nastools.search.evaluator import SubnetEvaluator
 
     opts = options or SearchOptions()
@@ -247,9 +259,7 @@ def run_search(
         seed=opts.seed, cache_path=cache_path, tag=f"{ckpt.resolve()}:{ckpt.stat().st_mtime_ns}",
     )
 
-    def screen(cands: list[Candidate], pool: list[Arch]) -> list[float]:
-        model = RidgePredictor(space).fit([c.arch for c in cands], [c.top1 for c in cands])
-        return list(model.predict(pool))
+    screen = ridge_screen(space)
 
     bar = None
     if progress:
