@@ -296,3 +296,23 @@ def test_summarize_fits_the_flops_baseline_in_sample_and_on_the_calibration_runs
     other = summarize(runs, [run(f, 0.04 * f + 0.1) for f in (7, 30)])
     assert other["flops_linear_calibration"]["mape_pct"] > 50 and other["flops_linear"]["mape_pct"] == pytest.approx(0, abs=1e-9)
     assert "flops_linear_calibration" not in summarize(runs)
+
+
+def test_calibration_on_few_or_noisy_runs_keeps_predictions_increasing(tiny):
+    t = LatencyTable.new(tiny, device="cpu", backend="ort", version="0", precision="fp32", batch=1, threads=1)
+
+    def runs(measured):
+        return [{"arch": f"a{i}", "measured_ms": m, "sum_ms": 0.1 * (i + 1), "n_blocks": 4 + i % 3, "mparams": 0.3 * ((7 * i) % 5)}
+                for i, m in enumerate(measured)]
+
+    # six runs: scale and offset only
+    c = t.fit_calibration(runs([0.05 + 0.2 * (i + 1) for i in range(6)]))
+    assert c["per_block_ms"] == 0 and c["per_mparam_ms"] == 0
+    assert c["scale"] == pytest.approx(2.0) and c["offset_ms"] == pytest.approx(0.05)
+    # twelve runs measured backwards (pure noise): never a negative scale
+    c = t.fit_calibration(runs([1.2 - 0.05 * i for i in range(12)]))
+    assert c["scale"] > 0
+    # twelve clean runs of the full model: all four coefficients recovered
+    m = [1.1 * 0.1 * (i + 1) - 0.01 * (4 + i % 3) + 0.05 * 0.3 * ((7 * i) % 5) + 0.2 for i in range(12)]
+    c = t.fit_calibration(runs(m))
+    assert (c["scale"], c["per_block_ms"], c["per_mparam_ms"], c["offset_ms"]) == pytest.approx((1.1, -0.01, 0.05, 0.2), abs=1e-6)

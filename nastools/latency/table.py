@@ -258,7 +258,9 @@ class LatencyTable:
 
     def fit_calibration(self, runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Fit the overhead on end-to-end runs ``[{"arch", "measured_ms", "sum_ms", "n_blocks",
-        "mparams"}]`` by least squares on relative error (small and large models count alike)."""
+        "mparams"}]`` by least squares on relative error (small and large models count alike).
+        With fewer than 12 runs, or when the full fit's scale is not positive, only a scale
+        and an offset are fitted (per_block_ms = per_mparam_ms = 0)."""
         import numpy as np
 
         if len(runs) < 6:
@@ -267,8 +269,15 @@ class LatencyTable:
         s = np.array([r["sum_ms"] for r in runs])
         n = np.array([r["n_blocks"] for r in runs], dtype=float)
         p = np.array([r["mparams"] for r in runs], dtype=float)
-        X = np.stack([s, n, p, np.ones_like(s)], 1) / y[:, None]
-        coef, *_ = np.linalg.lstsq(X, np.ones_like(y), rcond=None)
+        ones = np.ones_like(y)
+        coef = None
+        if len(runs) >= 3 * 4:  # the full model only with >= 3 runs per coefficient
+            coef, *_ = np.linalg.lstsq(np.stack([s, n, p, ones], 1) / y[:, None], ones, rcond=None)
+        if coef is None or coef[0] <= 0:
+            # few (or noisy) runs: scale and offset only, so that a costlier model never
+            # predicts faster because four coefficients were fitted to noise
+            two, *_ = np.linalg.lstsq(np.stack([s, ones], 1) / y[:, None], ones, rcond=None)
+            coef = [two[0], 0.0, 0.0, two[1]] if two[0] > 0 else [1.0, 0.0, 0.0, float(np.mean(y - s))]
         scale, per_block, per_mparam, offset = (float(v) for v in coef)
         self.calibration = {
             "model": "scale * sum_ms + per_block_ms * n_blocks + per_mparam_ms * mparams + offset_ms",
