@@ -316,3 +316,41 @@ def test_calibration_on_few_or_noisy_runs_keeps_predictions_increasing(tiny):
     m = [1.1 * 0.1 * (i + 1) - 0.01 * (4 + i % 3) + 0.05 * 0.3 * ((7 * i) % 5) + 0.2 for i in range(12)]
     c = t.fit_calibration(runs(m))
     assert (c["scale"], c["per_block_ms"], c["per_mparam_ms"], c["offset_ms"]) == pytest.approx((1.1, -0.01, 0.05, 0.2), abs=1e-6)
+
+
+def test_spread_merges_two_lists_evenly_in_order():
+    from nastools.latency.profiler import spread
+
+    cal, val = [f"c{i}" for i in range(4)], [f"v{i}" for i in range(16)]
+    out = spread(cal, val)
+    assert sorted(out) == sorted(cal + val)
+    assert [x for x in out if x in cal] == cal and [x for x in out if x in val] == val
+    where = [i for i, x in enumerate(out) if x in cal]
+    assert where[0] <= 3 and all(4 <= b - a <= 6 for a, b in zip(where, where[1:]))  # one in every five
+    assert spread([], val) == val and spread(cal, []) == cal
+
+
+def test_calibration_and_validation_subnets_are_measured_in_the_same_passes(tiny, tmp_path):
+    from nastools.latency.profiler import CALIBRATION_SEED, VALIDATION_SEED
+
+    measured: list[str] = []
+
+    class Recording(OrtCpuBackend):  # the real backend, noting what it times end to end
+        def load(self, workload):
+            if ":" in workload.name:  # arch keys name whole subnets; block keys have no ':'
+                measured.append(workload.name)
+            super().load(workload)
+
+    # the tiny space has 16 subnets: 6 to calibrate on, 8 others to validate on
+    table = profile(tiny, Recording(threads=1), out=tmp_path / "t.json", protocol=QUICK, calibration_runs=6,
+                    validate_runs=8, progress=False)
+    cal = {a.key for a in sample_archs(tiny, 6, CALIBRATION_SEED, tiny.resolutions)}
+    val = [a.key for a in sample_archs(tiny, 8, VALIDATION_SEED, tiny.resolutions, cal)]
+    assert len(cal) == 6 and len(val) == 8
+    assert {r["arch"] for r in table.calibration["runs"]} == cal
+    assert [r["arch"] for r in table.validation["runs"]] == val  # the subnets validate() alone would take
+    first_pass = measured[:14]
+    assert len(measured) == 3 * 14 and set(first_pass) == cal | set(val)
+    where = [i for i, k in enumerate(first_pass) if k in cal]
+    assert where[0] <= 2 and where[-1] >= 10  # calibration subnets across the whole pass, not first
+    assert table.calibration["scale"] > 0 and table.validation["table"]["n"] == 8

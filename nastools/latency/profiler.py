@@ -189,19 +189,17 @@ def calibrate(table: LatencyTable, backend: Backend, n: int = 8, *, protocol: Pr
     return table.calibration
 
 
-def validate(table: LatencyTable, backend: Backend, n: int, *, protocol: Protocol, progress: bool = True,
-             plot: bool = True) -> dict:
-    """Measure ``n`` held-out random subnets (none used for calibration) end to end and store
-    the table's error and the FLOPs-only model's beside it in ``table.validation``."""
-    exclude = {r["arch"] for r in table.calibration.get("runs", [])}
-    archs = sample_archs(table.space, n, VALIDATION_SEED, table.meta["resolutions"], exclude)
-    runs: list[dict[str, Any]] = [r for r in table.validation.get("runs", []) if r["arch"] in {a.key for a in archs}]
+def spread(a: Sequence[Arch], b: Sequence[Arch]) -> list[Arch]:
+    """``a`` and ``b`` merged with each list spread evenly over the result (stable), so that
+    both sets are measured across the same stretch of time."""
+    if not a or not b:
+        return [*a, *b]
+    keyed = [((i + 0.5) / len(a), 0, x) for i, x in enumerate(a)] + [((j + 0.5) / len(b), 1, x) for j, x in enumerate(b)]
+    return [x for *_, x in sorted(keyed, key=lambda t: t[:2])]
 
-    def keep():
-        table.validation = {"runs": runs}
-        table.save()
 
-    measure_archs(table, backend, archs, runs, protocol=protocol, desc="validation", progress=progress, on_update=keep)
+def _score_validation(table: LatencyTable, runs: list[dict[str, Any]], archs: Sequence[Arch], plot: bool) -> dict:
+    """Predict every validation run, store the metrics (table and FLOPs baselines) and the plot."""
     by_key = {a.key: a for a in archs}
     for r in runs:
         r["predicted_ms"] = table.predict(by_key[r["arch"]])
@@ -215,11 +213,54 @@ def validate(table: LatencyTable, backend: Backend, n: int, *, protocol: Protoco
     return result
 
 
+def validate(table: LatencyTable, backend: Backend, n: int, *, protocol: Protocol, progress: bool = True,
+             plot: bool = True) -> dict:
+    """Measure ``n`` held-out random subnets (none used for calibration) end to end and store
+    the table's error and the FLOPs-only model's beside it in ``table.validation``."""
+    exclude = {r["arch"] for r in table.calibration.get("runs", [])}
+    archs = sample_archs(table.space, n, VALIDATION_SEED, table.meta["resolutions"], exclude)
+    runs: list[dict[str, Any]] = [r for r in table.validation.get("runs", []) if r["arch"] in {a.key for a in archs}]
+
+    def keep():
+        table.validation = {"runs": runs}
+        table.save()
+
+    measure_archs(table, backend, archs, runs, protocol=protocol, desc="validation", progress=progress, on_update=keep)
+    return _score_validation(table, runs, archs, plot)
+
+
+def calibrate_and_validate(table: LatencyTable, backend: Backend, calibration_runs: int, validate_runs: int, *,
+                           protocol: Protocol, progress: bool = True, plot: bool = True) -> dict:
+    """:func:`calibrate` and :func:`validate` with both sets of subnets measured in the same
+    passes, spread evenly through them: the host's speed drifts over minutes on a shared
+    machine, and measured one after the other the two sets would differ by that drift, which
+    would show as a bias of the table rather than an error of its model. Resumable like both."""
+    res = table.meta["resolutions"]
+    cal = sample_archs(table.space, calibration_runs, CALIBRATION_SEED, res)
+    cal_keys = {a.key for a in cal}
+    # the same held-out subnets validate() would take once these calibration runs are in
+    val = sample_archs(table.space, validate_runs, VALIDATION_SEED, res, cal_keys)
+    val_keys = {a.key for a in val}
+    runs = [r for r in table.calibration.get("runs", []) if r["arch"] in cal_keys]
+    runs += [r for r in table.validation.get("runs", []) if r["arch"] in val_keys]
+
+    def keep():
+        table.calibration = {**table.calibration, "runs": [r for r in runs if r["arch"] in cal_keys]}
+        table.validation = {"runs": [r for r in runs if r["arch"] in val_keys]}
+        table.save()
+
+    measure_archs(table, backend, spread(cal, val), runs, protocol=protocol, desc="calibration + validation",
+                  progress=progress, on_update=keep)
+    table.fit_calibration([r for r in runs if r["arch"] in cal_keys])
+    return _score_validation(table, [r for r in runs if r["arch"] in val_keys], val, plot)
+
+
 def profile(space: SearchSpace | str = "fmnist", backend: Backend | None = None, *, batch: int = 1,
             resolutions: Sequence[int] | None = None, out: str | Path | None = None, protocol: Protocol | None = None,
             calibration_runs: int = 20, validate_runs: int = 0, progress: bool = True) -> LatencyTable:
     """Build (or resume) the latency table of ``space`` on ``backend`` (default ORT CPU, 1 thread):
-    time every block, calibrate on ``calibration_runs`` subnets, validate on ``validate_runs``."""
+    time every block, calibrate on ``calibration_runs`` subnets, validate on ``validate_runs``
+    (both measured in the same passes when neither is done yet: :func:`calibrate_and_validate`)."""
     from nastools.latency.backends import make_backend
 
     sp = load_space(space)
@@ -232,10 +273,14 @@ def profile(space: SearchSpace | str = "fmnist", backend: Backend | None = None,
     try:
         table = open_table(sp, be, batch=batch, resolutions=resolutions, out=out, protocol=proto)
         profile_blocks(table, be, protocol=proto, progress=progress)
-        if calibration_runs:
-            calibrate(table, be, calibration_runs, protocol=proto, progress=progress)
-        if validate_runs:
-            validate(table, be, validate_runs, protocol=proto, progress=progress)
+        calibrated = len(table.calibration.get("runs", [])) >= calibration_runs and "scale" in table.calibration
+        if calibration_runs and validate_runs and not calibrated:
+            calibrate_and_validate(table, be, calibration_runs, validate_runs, protocol=proto, progress=progress)
+        else:
+            if calibration_runs:
+                calibrate(table, be, calibration_runs, protocol=proto, progress=progress)
+            if validate_runs:
+                validate(table, be, validate_runs, protocol=proto, progress=progress)
     finally:
         be.close()
     return table
