@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import table, write_result  # noqa: E402
 
-from nastools.latency import LatencyTable, Protocol, make_backend, profile_blocks, validate  # noqa: E402
+from nastools.latency import LatencyTable, Protocol, make_backend, profile_blocks  # noqa: E402
 from nastools.latency.profiler import calibrate_and_validate, open_table  # noqa: E402
 from nastools.space import load_space  # noqa: E402
 
@@ -82,10 +82,7 @@ def run_space(spec: str, n: int, fresh: bool, stored: bool = False) -> dict:
         profile_blocks(t, be, protocol=proto)
         if fresh:
             t.calibration, t.validation = {}, {}
-        if len(t.calibration.get("runs", [])) < 20 or "scale" not in t.calibration:
-            v = calibrate_and_validate(t, be, 20, n, protocol=proto)
-        else:
-            v = validate(t, be, n, protocol=proto)
+        v = calibrate_and_validate(t, be, 20, n, protocol=proto)
     tab, base = v["table"], v["flops_linear"]
 
     clean = [r for r in v["runs"] if r["spread_pct"] < 5]

@@ -244,15 +244,21 @@ def calibrate_and_validate(table: LatencyTable, backend: Backend, calibration_ru
     runs = [r for r in table.calibration.get("runs", []) if r["arch"] in cal_keys]
     runs += [r for r in table.validation.get("runs", []) if r["arch"] in val_keys]
 
+    def split() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        return [r for r in runs if r["arch"] in cal_keys], [r for r in runs if r["arch"] in val_keys]
+
     def keep():
-        table.calibration = {**table.calibration, "runs": [r for r in runs if r["arch"] in cal_keys]}
-        table.validation = {"runs": [r for r in runs if r["arch"] in val_keys]}
+        cal_runs, val_runs = split()
+        table.calibration = {**table.calibration, "runs": cal_runs}
+        table.validation = {"runs": val_runs}
         table.save()
 
+    # runs already held (a resumed or calibrated table) are skipped: only the rest is timed
     measure_archs(table, backend, spread(cal, val), runs, protocol=protocol, desc="calibration + validation",
                   progress=progress, on_update=keep)
-    table.fit_calibration([r for r in runs if r["arch"] in cal_keys])
-    return _score_validation(table, [r for r in runs if r["arch"] in val_keys], val, plot)
+    cal_runs, val_runs = split()
+    table.fit_calibration(cal_runs)
+    return _score_validation(table, val_runs, val, plot)
 
 
 def profile(space: SearchSpace | str = "fmnist", backend: Backend | None = None, *, batch: int = 1,
@@ -260,7 +266,7 @@ def profile(space: SearchSpace | str = "fmnist", backend: Backend | None = None,
             calibration_runs: int = 20, validate_runs: int = 0, progress: bool = True) -> LatencyTable:
     """Build (or resume) the latency table of ``space`` on ``backend`` (default ORT CPU, 1 thread):
     time every block, calibrate on ``calibration_runs`` subnets, validate on ``validate_runs``
-    (both measured in the same passes when neither is done yet: :func:`calibrate_and_validate`)."""
+    (both measured in the same passes: :func:`calibrate_and_validate`)."""
     from nastools.latency.backends import make_backend
 
     sp = load_space(space)
@@ -273,14 +279,12 @@ def profile(space: SearchSpace | str = "fmnist", backend: Backend | None = None,
     try:
         table = open_table(sp, be, batch=batch, resolutions=resolutions, out=out, protocol=proto)
         profile_blocks(table, be, protocol=proto, progress=progress)
-        calibrated = len(table.calibration.get("runs", [])) >= calibration_runs and "scale" in table.calibration
-        if calibration_runs and validate_runs and not calibrated:
+        if calibration_runs and validate_runs:
             calibrate_and_validate(table, be, calibration_runs, validate_runs, protocol=proto, progress=progress)
-        else:
-            if calibration_runs:
-                calibrate(table, be, calibration_runs, protocol=proto, progress=progress)
-            if validate_runs:
-                validate(table, be, validate_runs, protocol=proto, progress=progress)
+        elif calibration_runs:
+            calibrate(table, be, calibration_runs, protocol=proto, progress=progress)
+        elif validate_runs:
+            validate(table, be, validate_runs, protocol=proto, progress=progress)
     finally:
         be.close()
     return table
