@@ -273,16 +273,50 @@ def test_pick_measured_replaces_over_budget_archs_at_the_measured_slowdown(fmnis
     cands = [Candidate(fmnist.sample(rng), 70.0 + i, {"latency:cpu": 0.5 + 0.1 * i}) for i in range(12)]
     calls = []
 
-    def measure(arch):
-        calls.append(arch.id)
-        return 1.3 * next(c.costs["latency:cpu"] for c in cands if c.arch.id == arch.id)
+    def measure(archs):
+        calls.append([a.id for a in archs])
+        return [1.3 * next(c.costs["latency:cpu"] for c in cands if c.arch.id == a.id) for a in archs]
 
-    pick = pick_measured(cands, "latency:cpu", {"latency:cpu": 1.55}, {"latency:cpu": measure}, retries=2)
+    (pick,) = pick_measured(cands, "latency:cpu", [{"latency:cpu": 1.55}], {"latency:cpu": measure}, retries=2)
     # the best under 1.55 predicts 1.5 and measures 1.95 (twice: interference is ruled out);
     # the replacement must fit 1.55 / 1.3 = 1.19 ms predicted: the 1.1 ms arch, which measures 1.43
     assert [r["id"] for r in pick.replaced] == [cands[10].arch.id]
     assert pick.candidate is cands[6] and pick.measured_ms == pytest.approx(1.43)
-    assert calls == [cands[10].arch.id, cands[10].arch.id, cands[6].arch.id]
+    assert calls == [[cands[10].arch.id], [cands[10].arch.id], [cands[6].arch.id]]
     # nothing measured: the plain best under the budget
-    plain = pick_measured(cands, "latency:cpu", {"latency:cpu": 1.55}, {})
+    (plain,) = pick_measured(cands, "latency:cpu", [{"latency:cpu": 1.55}], {})
     assert plain.candidate is cands[10] and plain.measured_ms is None and not plain.replaced
+
+
+def test_pick_measured_measures_the_picks_of_all_budgets_together(fmnist):
+    from nastools.search.evolution import Candidate
+    from nastools.search.runner import pick_measured
+
+    rng = random.Random(1)
+    cands = [Candidate(fmnist.sample(rng), 70.0 + i, {"latency:cpu": 0.5 + 0.1 * i}) for i in range(12)]
+    pred = {c.arch.id: c.costs["latency:cpu"] for c in cands}
+    # the two costliest archs measure 1.5x their prediction the first time, then 1.02x
+    # (a burst of interference); every other arch measures as predicted
+    seen: dict[str, int] = {}
+    calls = []
+
+    def measure(archs):
+        calls.append(sorted(a.id for a in archs))
+        out = []
+        for a in archs:
+            seen[a.id] = seen.get(a.id, 0) + 1
+            burst = pred[a.id] >= 1.5 and seen[a.id] == 1
+            out.append(pred[a.id] * (1.5 if burst else 1.02))
+        return out
+
+    budgets = [{"latency:cpu": v} for v in (0.75, 1.25, 1.65)]
+    picks = pick_measured(cands, "latency:cpu", budgets, {"latency:cpu": measure})
+    # one call measures the three picks; only the one over its budget is measured again,
+    # keeps its smaller figure, and fits: nothing is replaced
+    assert calls[0] == sorted(c.arch.id for c in (cands[2], cands[7], cands[11]))
+    assert calls[1:] == [[cands[11].arch.id]]
+    assert [p.candidate for p in picks] == [cands[2], cands[7], cands[11]]
+    assert picks[2].measured_ms == pytest.approx(1.6 * 1.02) and not any(p.replaced for p in picks)
+    # the 0.75 ms budget's pick measures 0.714 and keeps it; a budget of 0.7 would replace it
+    (tight,) = pick_measured(cands, "latency:cpu", [{"latency:cpu": 0.71}], {"latency:cpu": measure})
+    assert tight.replaced and tight.replaced[0]["id"] == cands[2].arch.id and tight.candidate is cands[1]

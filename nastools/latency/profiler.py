@@ -172,6 +172,32 @@ def measure_archs(table: LatencyTable, backend: Backend, archs: Sequence[Arch], 
         bar.close()
 
 
+def measure_end_to_end(table: LatencyTable, archs: Sequence[Arch], *, backend: Backend | None = None,
+                       passes: int = 3, progress: bool = False) -> list[float]:
+    """End-to-end latency (ms) of each of ``archs`` on this machine, measured the way the
+    table's calibration and validation runs were (:func:`measure_archs`: the table's protocol
+    and statistic, ``passes`` interleaved passes over all of ``archs``, the smallest kept), so
+    that it compares like with like with ``table.predict``. ``backend`` defaults to the
+    table's own (CPU tables only: a GPU table needs its backend passed)."""
+    from nastools.latency.backends import make_backend
+
+    meta = table.meta
+    own = backend is None
+    if own:
+        backend = make_backend("cpu", str(meta["backend"]), str(meta.get("precision", "fp32")), int(meta.get("threads") or 1))
+    fields = set(Protocol.__dataclass_fields__)
+    proto = Protocol(**{k: v for k, v in dict(meta.get("protocol") or {}).items() if k in fields})
+    unique = list({a.key: a for a in archs}.values())
+    runs: list[dict[str, Any]] = []
+    try:
+        measure_archs(table, backend, unique, runs, protocol=proto, desc="end to end", progress=progress, passes=passes)
+    finally:
+        if own:
+            backend.close()
+    ms = {r["arch"]: float(r["measured_ms"]) for r in runs}
+    return [ms[a.key] for a in archs]
+
+
 def calibrate(table: LatencyTable, backend: Backend, n: int = 8, *, protocol: Protocol, progress: bool = True) -> dict:
     """Fit the model-level overhead on ``n`` random subnets measured end to end."""
     archs = sample_archs(table.space, n, CALIBRATION_SEED, table.meta["resolutions"])

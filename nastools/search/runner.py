@@ -66,45 +66,72 @@ def ridge_screen(space: SearchSpace) -> Callable[[list[Candidate], list[Arch]], 
     return screen
 
 
-def pick_measured(cands: Sequence[Candidate], sweep: str, limits: Mapping[str, float],
-                  measurers: Mapping[str, Callable[[Arch], float] | None], retries: int = 5) -> Pick:
-    """The most accurate of ``cands`` within ``limits`` whose latencies, measured end to end
-    by ``measurers`` (cost name -> arch -> ms; None where the device is not this machine),
-    are within their limits too. An arch measured over a limit is measured once more
-    (interference only ever slows a run down) and, if still over, replaced by the next best
+Measurer = Callable[[Sequence[Arch]], list[float]]
+
+
+def pick_measured(cands: Sequence[Candidate], sweep: str, budgets: Sequence[Mapping[str, float]],
+                  measurers: Mapping[str, Measurer | None], retries: int = 5) -> list[Pick]:
+    """For each of ``budgets`` (cost name -> limit), the most accurate of ``cands`` within it
+    whose latencies, measured end to end by ``measurers`` (cost name -> archs -> ms; None
+    where the device is not this machine), are within their limits too.
+
+    The picks of all budgets are measured together (one call per cost, so a measurer can
+    interleave its passes over them and a burst of interference rarely hits one arch's every
+    pass). An arch measured over a limit is measured once more and keeps the smaller figure
+    (interference only ever slows a run down); if still over, it is replaced by the next best
     that fits the limit at the measured slowdown (measured / predicted of the rejected arch:
     near a budget, the next best arch by accuracy usually costs the same), up to ``retries``
-    times; the rejected ones are listed in ``Pick.replaced``."""
-    pick = Pick(budget={"cost": sweep, "limit": limits[sweep], "also": {k: v for k, v in limits.items() if k != sweep}},
-                candidate=None)
-    excluded: set[str] = set()
-    slow: dict[str, float] = {}  # measured / predicted of the archs found over their limit
+    times per budget; the rejected ones are listed in ``Pick.replaced``."""
+    picks = [Pick(budget={"cost": sweep, "limit": lim[sweep], "also": {k: v for k, v in lim.items() if k != sweep}},
+                  candidate=None) for lim in budgets]
+    excluded: list[set[str]] = [set() for _ in budgets]
+    slow: list[dict[str, float]] = [{} for _ in budgets]  # measured / predicted of the archs found over a limit
+    measured: dict[tuple[str, str], float] = {}  # (cost, arch id) -> smallest measurement so far
+    checked: set[tuple[str, str]] = set()  # measured a second time already
+
+    def measurable(k: str) -> bool:
+        return k.startswith("latency") and measurers.get(k) is not None
+
+    def measure(pairs: list[tuple[str, Candidate]]) -> None:
+        for k in dict.fromkeys(k for k, _ in pairs):
+            archs = list({c.arch.id: c.arch for kk, c in pairs if kk == k}.values())
+            for a, ms in zip(archs, measurers[k](archs)):
+                measured[k, a.id] = min(ms, measured.get((k, a.id), float("inf")))
+
+    active = list(range(len(budgets)))
     for _ in range(retries + 1):
-        # the next candidate must fit the limits at the slowdown the measurements showed
-        cand = best_under(cands, {k: v / max(1.0, slow.get(k, 1.0)) for k, v in limits.items()}, excluded)
-        pick.candidate = cand
-        if cand is None:
+        for i in active:  # the next candidate must fit the limits at the slowdown the measurements showed
+            lim = {k: v / max(1.0, slow[i].get(k, 1.0)) for k, v in budgets[i].items()}
+            picks[i].candidate = best_under(cands, lim, excluded[i])
+        active = [i for i in active if picks[i].candidate is not None]
+        todo = [(i, k, picks[i].candidate) for i in active for k in budgets[i] if measurable(k)]
+        measure([(k, c) for _, k, c in todo if (k, c.arch.id) not in measured])
+        again = [(k, c) for i, k, c in todo if measured[k, c.arch.id] > budgets[i][k] and (k, c.arch.id) not in checked]
+        measure(again)
+        checked.update((k, c.arch.id) for k, c in again)
+        still = []
+        for i in active:
+            cand, over = picks[i].candidate, None
+            for k in budgets[i]:
+                if not measurable(k):
+                    continue
+                ms = measured[k, cand.arch.id]
+                cand.costs[f"measured:{k}"] = ms
+                if k == sweep:
+                    picks[i].measured_ms = ms
+                if ms > budgets[i][k]:
+                    over = (k, ms)
+                    slow[i][k] = max(slow[i].get(k, 1.0), ms / cand.costs[k])
+            if over is not None:
+                picks[i].replaced.append({"id": cand.arch.id, "cost": over[0], "measured_ms": over[1],
+                                          "limit_ms": budgets[i][over[0]]})
+                excluded[i].add(cand.arch.id)
+                picks[i].candidate, picks[i].measured_ms = None, None
+                still.append(i)
+        active = still
+        if not active:
             break
-        over = None
-        for k in limits:
-            fn = measurers.get(k) if k.startswith("latency") else None
-            if fn is None:
-                continue
-            ms = fn(cand.arch)
-            if ms > limits[k]:
-                ms = min(ms, fn(cand.arch))
-            cand.costs[f"measured:{k}"] = ms
-            if k == sweep:
-                pick.measured_ms = ms
-            if ms > limits[k]:
-                over = (k, ms)
-                slow[k] = max(slow.get(k, 1.0), ms / cand.costs[k])
-        if over is None:
-            break
-        pick.replaced.append({"id": cand.arch.id, "cost": over[0], "measured_ms": over[1], "limit_ms": limits[over[0]]})
-        excluded.add(cand.arch.id)
-        pick.candidate, pick.measured_ms = None, None
-    return pick
+    return picks
 
 
 @dataclass
@@ -162,25 +189,19 @@ def resolve_table(space: SearchSpace, device: str, tables: Mapping[str, str]):
     return max(found, key=lambda t: t[0])[2]
 
 
-def _measure_fn(table) -> Callable[[Arch], float] | None:
-    """End-to-end measurement through the table's backend, when the table was made here."""
+def _measure_fn(table) -> Measurer | None:
+    """End-to-end measurement through the table's backend, when the table was made here: the
+    calibration runs' protocol and statistic (:func:`nastools.latency.measure_end_to_end`),
+    so that measured and predicted latency compare like with like."""
     from nastools.machine import cpu_name
 
     meta = table.meta
     if str(meta.get("device")) != cpu_name() or str(meta.get("backend")) not in ("ort", "torch"):
         return None
-    from nastools.latency.backends import make_backend
-    from nastools.latency.workload import subnet_workload
+    from nastools.latency import measure_end_to_end
 
-    def measure(arch: Arch) -> float:
-        # the statistic the table predicts (p10 on tables made on a shared machine), so that
-        # measured and predicted latency compare like with like
-        backend = make_backend("cpu", str(meta["backend"]), str(meta.get("precision", "fp32")), int(meta.get("threads") or 1))
-        try:
-            m = backend.measure(subnet_workload(table.space, arch, int(meta.get("batch", 1))))
-        finally:
-            backend.close()
-        return float(getattr(m, table.statistic))
+    def measure(archs: Sequence[Arch]) -> list[float]:
+        return measure_end_to_end(table, archs)
 
     return measure
 
@@ -235,7 +256,7 @@ def run_search(
     net = load_supernet(ckpt)
     space = net.space
     costs: dict[str, Callable[[Arch], float]] = {"flops": space.flops, "params": space.params}
-    measurers: dict[str, Callable[[Arch], float] | None] = {}
+    measurers: dict[str, Measurer | None] = {}
     for b in budgets:
         if b.metric == "latency" and b.cost_name not in costs:
             table = resolve_table(space, b.device or "default", tables)
@@ -287,10 +308,9 @@ def run_search(
         bar.close()
     elapsed = time.perf_counter() - t0
 
-    picks = []
     sweep_values = sorted({b.limit for b in budgets if b.cost_name == sweep})
-    for value in sweep_values:
-        picks.append(pick_measured(result.candidates, sweep, {**fixed, sweep: value}, measurers, opts.measure_retries))
+    picks = pick_measured(result.candidates, sweep, [{**fixed, sweep: v} for v in sweep_values], measurers,
+                          opts.measure_retries)
 
     report = SearchReport(picks, result.archive, result.candidates, out,
                           {**evaluator.timing(), "search_s": elapsed, "evaluations": result.evaluations},
