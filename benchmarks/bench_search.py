@@ -54,6 +54,7 @@ def main() -> None:
     ap.add_argument("--calib-images", type=int, default=500)
     ap.add_argument("--eval-images", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--no-drift", action="store_true", help="use the table as profiled (nastools search --no-drift)")
     ap.add_argument("--reuse-cache", action="store_true",
                     help="keep the accuracy cache of the previous run (same supernet and sizes): the searches replay "
                          "exactly, only the latency checks are measured anew, and the timing comes from that run")
@@ -68,7 +69,7 @@ def main() -> None:
         cache.unlink(missing_ok=True)  # time every evaluation afresh
     ev = SubnetEvaluator(net, splits, calib_images=args.calib_images, eval_images=args.eval_images, cache_path=cache, tag="bench")
     costs = {"flops": space.flops, "params": space.params}
-    measure = None
+    measure, drift = None, None
     if args.metric == "latency":
         from nastools.search.runner import _measure_fn, resolve_table
 
@@ -77,6 +78,13 @@ def main() -> None:
         measure = _measure_fn(tab)
         primary = "latency:cpu"
         print(f"latency table: {tab.path}")
+        if measure is not None and not args.no_drift:  # what `nastools search` does with a table made here
+            from nastools.latency import check_drift
+            from nastools.search.runner import _drift_message, _drifted
+
+            drift = check_drift(tab)
+            costs["latency:cpu"] = _drifted(tab.predict, drift["factor"])
+            print(_drift_message("cpu", drift["factor"]) + f" (ratios {drift['ratios']})")
     else:
         primary = "flops"
     lo = costs[primary](space.min_arch())
@@ -167,7 +175,7 @@ def main() -> None:
           f"evaluation {timing['evaluation_s']:.2f} s ({args.eval_images} images), {timing['archs']} archs")
     write_result("bench_search", {
         "run": args.run, "metric": primary, "budgets": budgets, "seeds": args.seeds, "evaluations_per_search": n_evals,
-        "mean_top1": mean, "per_seed": per, "wins_vs_random": wins, "latency_checks": checks,
+        "mean_top1": mean, "per_seed": per, "wins_vs_random": wins, "latency_checks": checks, "latency_drift": drift,
         "max_measured_over_budget": max((r["ratio"] for r in checks if r["id"]), default=None),
         "max_remeasured_over_budget": max((r["remeasured_ratio"] for r in checks if r["id"]), default=None),
         "predictor": speed, "timing": timing, "threads": args.threads,

@@ -138,12 +138,20 @@ def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: 
         from nastools.search.runner import SearchOptions, run_search
 
         table = LatencyTable.load(profiled["table"], space)
-        lo, hi = table.predict(space.min_arch()), table.predict(space.max_arch())
+        factor = 1.0
+        if profiled["reused"]:  # a shipped table: at this machine's speed now (the search scales it the same way)
+            from nastools.latency import check_drift
+            from nastools.search.runner import DRIFT_TOLERANCE
+
+            d = check_drift(table)
+            factor = d["factor"] if d and abs(d["factor"] - 1) > DRIFT_TOLERANCE else 1.0
+        lo, hi = factor * table.predict(space.min_arch()), factor * table.predict(space.max_arch())
         lat = (lo + hi) / 2
         flo = (space.flops(space.min_arch()) + space.flops(space.max_arch())) / 2
         log(f"   budgets: latency <= {lat:.3f} ms (middle of {lo:.3f}-{hi:.3f} ms) and FLOPs <= {format_count(flo)}")
+        # a table profiled a minute ago describes this machine as it is
         opts = SearchOptions(population=s.population, generations=s.generations, seed=s.seed, calib_images=s.calib_images,
-                             eval_images=s.eval_images)
+                             eval_images=s.eval_images, drift=profiled["reused"], drift_factors={"latency:default": factor})
         rep = run_search(rdir, [Budget("latency", lat, "default"), Budget("flops", flo)], tables={"default": str(table.path)},
                          options=opts, log=lambda m: log(f"   {m}"))
         pick = rep.picks[0]

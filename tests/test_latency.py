@@ -373,3 +373,24 @@ def test_measure_end_to_end_takes_the_best_of_interleaved_passes_of_the_tables_s
     assert [k for k, _ in timed] == [a.key, b.key] * 3
     best = {k: min(v for kk, v in timed if kk == k) for k in (a.key, b.key)}
     assert got == [best[a.key], best[b.key], best[a.key]]
+
+
+def test_check_drift_compares_the_calibration_subnets_now_with_their_records(profiled, tiny, monkeypatch):
+    import nastools.latency.profiler as prof
+    from nastools.latency import check_drift
+
+    stored = {r["arch"]: r["measured_ms"] for r in profiled.calibration["runs"]}
+    seen = []
+
+    def twice_as_slow(table, archs, **kw):  # this machine now takes 2x (then 3x for one subnet) as long
+        seen.extend(a.key for a in archs)
+        return [stored[a.key] * (3.0 if i == 0 else 2.0) for i, a in enumerate(archs)]
+
+    monkeypatch.setattr(prof, "measure_end_to_end", twice_as_slow)
+    d = check_drift(profiled, n=5)
+    assert len(seen) == 5 and set(seen) <= set(stored)  # subnets the table recorded
+    assert d["factor"] == pytest.approx(2.0) and sorted(d["ratios"]) == [2.0, 2.0, 2.0, 2.0, 3.0]
+    uncalibrated = LatencyTable.load(profiled.path)
+    uncalibrated.bind(tiny)
+    uncalibrated.calibration = {}
+    assert check_drift(uncalibrated) is None

@@ -1,6 +1,7 @@
 import json
 import math
 import random
+import statistics
 
 import pytest
 import torch
@@ -253,7 +254,8 @@ def test_search_cli_latency_on_two_devices(tiny_run, tiny_tables):
 def test_search_measures_latency_picks_end_to_end(tiny_run, tiny_tables):
     run, space = tiny_run
     ort, _ = tiny_tables
-    hi = ort.predict(space.max_arch())
+    # a budget every subnet fits whatever this machine's speed now (quick-protocol tables drift a lot)
+    hi = 3 * ort.predict(space.max_arch())
     result = _search(run, "--latency", f"{hi:.4f}ms", "--table", f"default={ort.path}", "--fresh", "--json")
     assert result.exit_code == 0, result.output
     (pick,) = json.loads(result.output[result.output.index("{"):])["picks"]
@@ -261,6 +263,41 @@ def test_search_measures_latency_picks_end_to_end(tiny_run, tiny_tables):
     assert pick["costs"]["measured:latency:default"] > 0
     for r in pick["replaced"]:  # anything replaced really measured over its budget
         assert r["measured_ms"] > r["limit_ms"]
+    # and the machine's speed now was compared with the table's calibration runs first:
+    # predictions are the table's scaled by that factor (unless it is within 3% of 1)
+    from nastools.search.runner import DRIFT_TOLERANCE
+
+    drift = json.loads((run / "search" / "pareto.json").read_text())["latency_drift"]["latency:default"]
+    assert drift["factor"] == pytest.approx(statistics.median(drift["ratios"]), rel=1e-3)
+    assert json.loads((run / "search" / "drift.json").read_text())["latency:default"]["factor"] == drift["factor"]
+    arch = space.arch_from_dict(pick["arch"])
+    scale = drift["factor"] if abs(drift["factor"] - 1) > DRIFT_TOLERANCE else 1.0
+    assert pick["costs"]["latency:default"] == pytest.approx(scale * ort.predict(arch))
+
+
+def test_search_resume_keeps_its_drift_and_no_drift_uses_the_table_as_profiled(tiny_run, tiny_tables, monkeypatch):
+    import nastools.latency
+
+    run, space = tiny_run
+    ort, _ = tiny_tables
+    hi = 3 * ort.predict(space.max_arch())
+    args = ("--latency", f"{hi:.4f}ms", "--table", f"default={ort.path}", "--json")
+    first = _search(run, *args, "--fresh")
+    assert first.exit_code == 0, first.output
+    factor = json.loads((run / "search" / "drift.json").read_text())["latency:default"]["factor"]
+
+    def no_measuring(*a, **k):
+        raise AssertionError("a resumed search must not measure the drift again")
+
+    monkeypatch.setattr(nastools.latency, "check_drift", no_measuring)
+    again = _search(run, *args)  # resumes: the candidates' costs were scaled by the held factor
+    assert again.exit_code == 0, again.output
+    assert json.loads((run / "search" / "pareto.json").read_text())["latency_drift"]["latency:default"]["factor"] == factor
+    plain = _search(run, *args, "--fresh", "--no-drift")
+    assert plain.exit_code == 0, plain.output
+    (pick,) = json.loads(plain.output[plain.output.index("{"):])["picks"]
+    assert pick["costs"]["latency:default"] == pytest.approx(ort.predict(space.arch_from_dict(pick["arch"])))
+    assert json.loads((run / "search" / "pareto.json").read_text())["latency_drift"] == {}
 
 
 def test_pick_measured_replaces_over_budget_archs_at_the_measured_slowdown(fmnist):

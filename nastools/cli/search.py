@@ -21,13 +21,15 @@ from nastools.cli import echo_json, format_table, json_option, main
 @click.option("--eval-images", default=2000, show_default=True, type=click.IntRange(1), help="Validation images evaluated per arch.")
 @click.option("--predictor", is_flag=True, help="Screen offspring with an accuracy predictor fitted on the archs evaluated so far.")
 @click.option("--no-measure", is_flag=True, help="Do not measure the chosen archs end to end.")
+@click.option("--no-drift", is_flag=True,
+              help="Use a latency table made here as profiled, without rescaling it to this machine's speed now.")
 @click.option("--fresh", is_flag=True, help="Ignore a saved search state and accuracy cache.")
 @click.option("--out", "out_dir", default=None, help="Output folder (default: <run>/search).")
 @click.option("--dataset", default="fashion-mnist", show_default=True)
 @click.option("--data", default=None, help="Dataset folder (default: the built-in Fashion-MNIST).")
 @json_option
 def search(run, latency, flops, params, tables, population, generations, strategy, seed, calib_images, eval_images,
-           predictor, no_measure, fresh, out_dir, dataset, data, as_json) -> None:
+           predictor, no_measure, no_drift, fresh, out_dir, dataset, data, as_json) -> None:
     """Search the supernet of a run for the most accurate subnets under budgets.
 
     Writes <run>/search/pareto.json, pareto.png and best.json (the pick for the first budget).
@@ -50,7 +52,7 @@ def search(run, latency, flops, params, tables, population, generations, strateg
     budgets = parse_budgets(latency, flops, params)
     opts = SearchOptions(
         population=population, generations=generations, strategy=strategy, seed=seed, calib_images=calib_images,
-        eval_images=eval_images, predictor=predictor, dataset=dataset, data=data, measure=not no_measure,
+        eval_images=eval_images, predictor=predictor, dataset=dataset, data=data, measure=not no_measure, drift=not no_drift,
     )
     log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     rep = run_search(run, budgets, tables=table_map, options=opts, fresh=fresh, out_dir=out_dir, progress=True, log=log)

@@ -4,6 +4,7 @@ every few seconds and on interruption, and a rerun skips whatever it already hol
 
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -196,6 +197,24 @@ def measure_end_to_end(table: LatencyTable, archs: Sequence[Arch], *, backend: B
             backend.close()
     ms = {r["arch"]: float(r["measured_ms"]) for r in runs}
     return [ms[a.key] for a in archs]
+
+
+def check_drift(table: LatencyTable, n: int = 6, *, backend: Backend | None = None, passes: int = 3) -> dict | None:
+    """How fast this machine runs the table's calibration subnets now, against the end-to-end
+    times the table recorded for them: ``{"factor": median of now / then, "ratios", "archs"}``
+    for up to ``n`` of them (measured by :func:`measure_end_to_end`, like the records), or None
+    when the table holds no calibration runs to compare with. A shared or cloud machine's
+    speed drifts by tens of percent over hours; the search scales a table's predictions by
+    ``factor`` so that they describe the machine as it is now."""
+    runs = {r["arch"]: r for r in table.calibration.get("runs", [])}
+    if not runs:
+        return None
+    archs = [a for a in sample_archs(table.space, len(runs), CALIBRATION_SEED, table.meta["resolutions"]) if a.key in runs][:n]
+    if not archs:
+        return None
+    now = measure_end_to_end(table, archs, backend=backend, passes=passes)
+    ratios = [m / float(runs[a.key]["measured_ms"]) for a, m in zip(archs, now)]
+    return {"factor": statistics.median(ratios), "ratios": [round(r, 4) for r in ratios], "archs": [a.id for a in archs]}
 
 
 def calibrate(table: LatencyTable, backend: Backend, n: int = 8, *, protocol: Protocol, progress: bool = True) -> dict:

@@ -9,6 +9,7 @@ end to end on this machine when the table was made here, and writes
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -41,6 +42,8 @@ class SearchOptions:
     data: str | None = None
     measure: bool = True
     measure_retries: int = 5
+    drift: bool = True  # rescale a table made here to this machine's speed now (check_drift)
+    drift_factors: dict[str, float] | None = None  # cost name -> a factor already measured (no check)
 
 
 @dataclass
@@ -142,6 +145,7 @@ class SearchReport:
     out_dir: Path
     timing: dict
     resumed_generations: int = 0
+    drift: dict = field(default_factory=dict)  # cost name -> check_drift() result, where measured
 
 
 def format_cost(name: str, value: float) -> str:
@@ -233,6 +237,23 @@ def check_budgets(space: SearchSpace, budgets: Sequence[Budget], costs: Mapping[
     return sweep, fixed
 
 
+DRIFT_TOLERANCE = 0.03  # a machine this close to its table's speed is taken as is
+
+
+def _drifted(predict: Callable[[Arch], float], factor: float) -> Callable[[Arch], float]:
+    """``predict`` scaled to the machine's speed now (unchanged within DRIFT_TOLERANCE)."""
+    if abs(factor - 1.0) <= DRIFT_TOLERANCE:
+        return predict
+    return lambda arch: factor * predict(arch)
+
+
+def _drift_message(device: str | None, factor: float) -> str:
+    if abs(factor - 1.0) <= DRIFT_TOLERANCE:
+        return f"latency on {device}: this machine runs the table's calibration subnets at {factor:.2f}x their recorded time: table used as profiled"
+    return (f"latency on {device}: this machine runs the table's calibration subnets at {factor:.2f}x their recorded time now "
+            f"(its speed drifted since profiling): predictions scaled by {factor:.2f} (--no-drift to keep them as profiled)")
+
+
 def run_search(
     run: str | Path = "default",
     budgets: Sequence[Budget] = (),
@@ -255,24 +276,41 @@ def run_search(
     ckpt = checkpoint_path(run)
     net = load_supernet(ckpt)
     space = net.space
+    out = Path(out_dir) if out_dir else run_dir(run) if ckpt.name == "supernet.pt" and not str(run).endswith(".pt") else ckpt.parent
+    out = out / "search" if out_dir is None else out
+    state_path, cache_path, drift_path = out / "state.json", out / "accuracy_cache.json", out / "drift.json"
+    if fresh:
+        for p in (state_path, cache_path, drift_path):
+            p.unlink(missing_ok=True)
+    # a resumed search keeps the speed it measured when it started (its candidates' costs)
+    held = json.loads(drift_path.read_text()) if drift_path.is_file() and state_path.is_file() else {}
+
     costs: dict[str, Callable[[Arch], float]] = {"flops": space.flops, "params": space.params}
     measurers: dict[str, Measurer | None] = {}
+    drift: dict[str, dict] = {}
     for b in budgets:
         if b.metric == "latency" and b.cost_name not in costs:
             table = resolve_table(space, b.device or "default", tables)
-            costs[b.cost_name] = table.predict
             measurers[b.cost_name] = _measure_fn(table) if opts.measure else None
             log(f"latency on {b.device}: table {table.path} ({table.meta.get('device')}, {table.meta.get('backend')})")
+            costs[b.cost_name] = table.predict
+            if opts.drift and measurers[b.cost_name] is not None:
+                d = held.get(b.cost_name) if held.get(b.cost_name, {}).get("table") == str(table.path) else None
+                if d is None and b.cost_name in (opts.drift_factors or {}):
+                    d = {"factor": float(opts.drift_factors[b.cost_name]), "given": True}
+                if d is None:
+                    from nastools.latency import check_drift
+
+                    d = check_drift(table)
+                if d is not None:
+                    drift[b.cost_name] = {**d, "table": str(table.path)}
+                    costs[b.cost_name] = _drifted(table.predict, d["factor"])
+                    log(_drift_message(b.device, d["factor"]))
     sweep, fixed = check_budgets(space, budgets, costs)
     limits = {**fixed, sweep: max(b.limit for b in budgets if b.cost_name == sweep)}
-
-    out = Path(out_dir) if out_dir else run_dir(run) if ckpt.name == "supernet.pt" and not str(run).endswith(".pt") else ckpt.parent
-    out = out / "search" if out_dir is None else out
     out.mkdir(parents=True, exist_ok=True)
-    state_path, cache_path = out / "state.json", out / "accuracy_cache.json"
-    if fresh:
-        for p in (state_path, cache_path):
-            p.unlink(missing_ok=True)
+    if drift:
+        atomic_write_json(drift_path, drift)
 
     splits = load_splits(opts.dataset, opts.data)
     evaluator = SubnetEvaluator(
@@ -314,7 +352,7 @@ def run_search(
 
     report = SearchReport(picks, result.archive, result.candidates, out,
                           {**evaluator.timing(), "search_s": elapsed, "evaluations": result.evaluations},
-                          resumed_generations=int(resumed or 0))
+                          resumed_generations=int(resumed or 0), drift=drift)
     write_outputs(report, space, sweep, budgets)
     return report
 
@@ -346,6 +384,7 @@ def write_outputs(report: SearchReport, space: SearchSpace, sweep: str, budgets:
             "front": [c.to_dict() for c in report.front],
             "evaluated": [c.to_dict() for c in report.candidates],
             "timing": report.timing,
+            "latency_drift": report.drift,
         },
     )
     chosen = [p for p in report.picks if p.candidate]
