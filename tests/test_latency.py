@@ -394,3 +394,25 @@ def test_check_drift_compares_the_calibration_subnets_now_with_their_records(pro
     uncalibrated.bind(tiny)
     uncalibrated.calibration = {}
     assert check_drift(uncalibrated) is None
+
+
+def test_profile_keeps_a_table_of_another_cpu_generation_apart(tiny, tmp_path, monkeypatch):
+    import nastools.latency.table as tb
+    from nastools.machine import cpu_isa
+
+    if not cpu_isa():
+        pytest.skip("/proc/cpuinfo names no vector extension here")
+    monkeypatch.setattr(tb, "TABLES_DIR", tmp_path)
+    be = OrtCpuBackend(threads=1)
+    t = open_table(tiny, be, batch=1, resolutions=None, out=None, protocol=QUICK)
+    assert t.meta["cpu_isa"] == cpu_isa()
+    t.set(blocks_for(tiny, tiny.resolutions)[0], Measurement(1.0, 0.9, 1.1, 10))
+    t.meta["cpu_isa"] = "sse4_2"  # as if profiled on another generation of this CPU model
+    t.save()
+    # the default path is taken by that table: this machine gets one of its own, not its blocks
+    mine = open_table(tiny, be, batch=1, resolutions=None, out=None, protocol=QUICK)
+    assert mine.path != t.path and mine.path.parent == t.path.parent and len(mine) == 0
+    assert cpu_isa().replace("_", "-") in mine.path.name
+    # named explicitly, it is refused with the reason
+    with pytest.raises(NastoolsError, match="cpu_isa"):
+        open_table(tiny, be, batch=1, resolutions=None, out=t.path, protocol=QUICK)

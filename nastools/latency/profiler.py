@@ -53,8 +53,15 @@ def open_table(space: SearchSpace, backend: Backend, *, batch: int, resolutions:
     fresh = LatencyTable.new(space, device=info["device"], backend=backend.name, version=info["version"],
                              precision=backend.precision, batch=batch, threads=backend.threads, resolutions=res,
                              protocol=asdict(protocol), target=target, library=info["backend"])
+    if not backend.on_gpu:
+        from nastools.machine import cpu_isa
+
+        fresh.meta["cpu_isa"] = cpu_isa()  # one model name ('AMD EPYC') can cover several CPU generations
     path = Path(out) if out else default_table_path(
         space.name, info["device"], backend.name, backend.precision, batch, None if backend.on_gpu else backend.threads)
+    if not out and path.is_file() and _other_isa(path, fresh.meta.get("cpu_isa")):
+        # the default file was made on another generation of this CPU model: a table of its own
+        path = path.with_name(path.name.replace("__", f"-{fresh.meta['cpu_isa'].replace('_', '-')}__", 1))
     if path.is_file():
         table = LatencyTable.load(path)
         table.check_resume(fresh.meta)
@@ -63,6 +70,17 @@ def open_table(space: SearchSpace, backend: Backend, *, batch: int, resolutions:
         return table
     fresh.path = path
     return fresh
+
+
+def _other_isa(path: Path, isa: str | None) -> bool:
+    """Whether the table at ``path`` names a CPU vector extension other than ``isa``."""
+    import json
+
+    try:
+        theirs = json.loads(path.read_text()).get("meta", {}).get("cpu_isa")
+    except (OSError, ValueError):
+        return False
+    return bool(isa and theirs and theirs != isa)
 
 
 def profile_blocks(table: LatencyTable, backend: Backend, *, protocol: Protocol, passes: int = 2, progress: bool = True,

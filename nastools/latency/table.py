@@ -166,7 +166,9 @@ class LatencyTable:
 
     def check_resume(self, other_meta: Mapping[str, Any]) -> None:
         """Raise unless a run with ``other_meta`` may add to this table."""
-        for k in IDENTITY:
+        # cpu_isa only where both record it (tables made before it was recorded may resume)
+        both = ("cpu_isa",) if self.meta.get("cpu_isa") and other_meta.get("cpu_isa") else ()
+        for k in IDENTITY + both:
             if self.meta.get(k) != other_meta.get(k):
                 raise NastoolsError(
                     f"cannot resume latency table {str(self.path)!r}: its {k} is {self.meta.get(k)!r}, this run's is "

@@ -251,7 +251,7 @@ def _drift_message(device: str | None, factor: float) -> str:
     if abs(factor - 1.0) <= DRIFT_TOLERANCE:
         return f"latency on {device}: this machine runs the table's calibration subnets at {factor:.2f}x their recorded time: table used as profiled"
     return (f"latency on {device}: this machine runs the table's calibration subnets at {factor:.2f}x their recorded time now "
-            f"(its speed drifted since profiling): predictions scaled by {factor:.2f} (--no-drift to keep them as profiled)")
+            f"(the machine or its speed changed since profiling): predictions scaled by {factor:.2f} (--no-drift to keep them as profiled)")
 
 
 def run_search(
@@ -293,6 +293,13 @@ def run_search(
             table = resolve_table(space, b.device or "default", tables)
             measurers[b.cost_name] = _measure_fn(table) if opts.measure else None
             log(f"latency on {b.device}: table {table.path} ({table.meta.get('device')}, {table.meta.get('backend')})")
+            if measurers[b.cost_name] is not None:
+                from nastools.machine import cpu_isa
+
+                theirs, mine = table.meta.get("cpu_isa"), cpu_isa()
+                if theirs and mine and theirs != mine:
+                    log(f"latency on {b.device}: note: the table was profiled on a {theirs} CPU and this one has {mine}, "
+                        f"so its blocks may rank differently here: 'nastools profile --space {space.name}' makes a table of this machine")
             costs[b.cost_name] = table.predict
             if opts.drift and measurers[b.cost_name] is not None:
                 d = held.get(b.cost_name) if held.get(b.cost_name, {}).get("table") == str(table.path) else None
