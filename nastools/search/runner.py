@@ -298,7 +298,7 @@ def run_search(
 
                 theirs, mine = table.meta.get("cpu_isa"), cpu_isa()
                 if theirs and mine and theirs != mine:
-                    log(f"latency on {b.device}: note: the table was profiled on a {theirs} CPU and this one has {mine}, "
+                    log(f"latency on {b.device}: note: the table was profiled on a CPU with {theirs} and this one has {mine}, "
                         f"so its blocks may rank differently here: 'nastools profile --space {space.name}' makes a table of this machine")
             costs[b.cost_name] = table.predict
             if opts.drift and measurers[b.cost_name] is not None:
