@@ -138,14 +138,16 @@ def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: 
         from nastools.search.runner import SearchOptions, run_search
 
         table = LatencyTable.load(profiled["table"], space)
+        from nastools.search.runner import _drifted
+
         factor = 1.0
         if profiled["reused"]:  # a shipped table: at this machine's speed now (the search scales it the same way)
             from nastools.latency import check_drift
-            from nastools.search.runner import DRIFT_TOLERANCE
 
             d = check_drift(table)
-            factor = d["factor"] if d and abs(d["factor"] - 1) > DRIFT_TOLERANCE else 1.0
-        lo, hi = factor * table.predict(space.min_arch()), factor * table.predict(space.max_arch())
+            factor = d["factor"] if d else 1.0
+        predict = _drifted(table.predict, factor)
+        lo, hi = predict(space.min_arch()), predict(space.max_arch())
         lat = (lo + hi) / 2
         flo = (space.flops(space.min_arch()) + space.flops(space.max_arch())) / 2
         log(f"   budgets: latency <= {lat:.3f} ms (middle of {lo:.3f}-{hi:.3f} ms) and FLOPs <= {format_count(flo)}")
