@@ -18,7 +18,7 @@ kept), fit the overhead on the 20 and compare on the 100:
 
 Run it on the measuring core, with the lock (another process may train on core 0):
     flock /tmp/nastools-core1.lock taskset -c 1 .venv/bin/python benchmarks/bench_latency.py
-Usage: python benchmarks/bench_latency.py [--spaces fmnist attentivenas@224] [-n 100] [--fresh | --rescore]
+Usage: python benchmarks/bench_latency.py [--spaces fmnist attentivenas@224] [-n 100] [--fresh | --rescore] [--result NAME]
 """
 
 from __future__ import annotations
@@ -128,6 +128,8 @@ def main() -> None:
                     help="redo the calibration and validation runs (the blocks are kept: delete the table to redo everything)")
     ap.add_argument("--rescore", action="store_true",
                     help="time nothing: recompute the figures from the measurements stored in the shipped tables")
+    ap.add_argument("--result", default="bench_latency",
+                    help="name of the result file in benchmarks/results/ (another CPU's tables: another name)")
     args = ap.parse_args()
     results = [run_space(s, args.n, args.fresh, args.rescore) for s in args.spaces]
     rows = []
@@ -143,7 +145,7 @@ def main() -> None:
           "(target >= 2); held-out FLOPs = the FLOPs line fitted on the calibration runs; targets: ±10% >= 95%, tau >= 0.9, pred/s >= 100K")
     for r in results:
         print(f"{r['space']}: noise p90 {r['noise']['p90_spread_pct']:.0f}%; " + ", ".join(f"{k} {'PASS' if ok else 'FAIL'}" for k, ok in r["targets"].items()))
-    write_result("bench_latency", {"backend": "onnxruntime-cpu", "threads": 1, "batch": 1, "n": args.n, "results": results,
+    write_result(args.result, {"backend": "onnxruntime-cpu", "threads": 1, "batch": 1, "n": args.n, "results": results,
                                    "rescored_from_stored_measurements": args.rescore})
 
 

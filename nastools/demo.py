@@ -56,20 +56,24 @@ class DemoSettings:
 
 
 def _matching_table(space, cpu: str):
-    """A shipped latency table of ``space`` made on this CPU model with ORT, 1 thread, batch 1."""
+    """A shipped latency table of ``space`` made on this CPU model with ORT, 1 thread, batch 1
+    (one of this very CPU generation first)."""
     from nastools.errors import NastoolsError
     from nastools.latency.table import TABLES_DIR, LatencyTable
+    from nastools.machine import cpu_match
 
     folder = TABLES_DIR / space.name
-    for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+    paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
+    matches = []
+    for p in paths:
         try:
             t = LatencyTable.load(p, space)
         except NastoolsError:
             continue
         m = t.meta
         if m.get("device") == cpu and m.get("backend") == "ort" and m.get("batch") == 1 and m.get("threads") == 1 and m.get("precision") == "fp32" and t.calibration:
-            return t
-    return None
+            matches.append((cpu_match(m), -len(matches), t))
+    return max(matches, key=lambda x: x[:2])[2] if matches else None
 
 
 def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -121,7 +125,10 @@ def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: 
         cpu = cpu_name()
         table = _matching_table(space, cpu)
         if table is not None:
-            log(f"   reusing the shipped table {table.path} (profiled on this CPU model, {cpu})")
+            from nastools.machine import generation_mismatch
+
+            same = ", another generation of it" if generation_mismatch(table.meta) else ""
+            log(f"   reusing the shipped table {table.path} (profiled on this CPU model, {cpu}{same})")
             return {"table": str(table.path), "reused": True}
         log(f"   no shipped table for {cpu!r}: profiling this CPU through ONNX Runtime (1 thread, quick protocol)")
         proto = Protocol(warmup_s=0.01, min_warmup=3, min_runs=10, round_s=0.02, max_s=s.profile_max_s)

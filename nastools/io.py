@@ -12,16 +12,29 @@ from pathlib import Path
 from typing import Any, Callable
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "w") -> Path:
-    """Call ``write(fileobj)`` on a temp file beside ``path``, then rename it over ``path``."""
+    """Call ``write(fileobj)`` on a temp file beside ``path``, then rename it over ``path``.
+    The file gets the permissions of the file it replaces, or those a plain ``open`` would
+    give it (``0o666`` less the umask; the temp file itself is private until then)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        bits = path.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        bits = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, bits)
         os.replace(tmp, path)
     except BaseException:
         try:

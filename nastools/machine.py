@@ -36,11 +36,60 @@ def cpu_isa() -> str:
     return ""
 
 
+def cpu_id() -> str:
+    """The CPU's vendor, family and model numbers, e.g. 'AuthenticAMD family 26 model 2' ('' where
+    /proc/cpuinfo gives none): two generations can share both a model name and a vector
+    extension (Zen 4 and Zen 5 VMs both report 'AMD EPYC' with avx512_vnni)."""
+    fields: dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor's record is enough
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
+    except OSError:
+        return ""
+    if not {"vendor_id", "cpu family", "model"} <= fields.keys():
+        return ""
+    return f"{fields['vendor_id']} family {fields['cpu family']} model {fields['model']}"
+
+
+def cpu_tag() -> str:
+    """A short file-name tag of this CPU's generation, e.g. 'avx512-vnni-f26m2'."""
+    isa = cpu_isa().replace("_", "-")
+    m = re.search(r"family (\d+) model (\d+)", cpu_id())
+    return "-".join(x for x in (isa, f"f{m[1]}m{m[2]}" if m else "") if x)
+
+
+GENERATION_KEYS = ("cpu_isa", "cpu_id")
+
+
+def generation_mismatch(meta: dict[str, Any]) -> list[str]:
+    """The generation fields (``cpu_isa``, ``cpu_id``) a record and this CPU both hold and
+    that differ: a table of the same model name made on another CPU generation."""
+    mine = {"cpu_isa": cpu_isa(), "cpu_id": cpu_id()}
+    return [k for k in GENERATION_KEYS if meta.get(k) and mine[k] and meta[k] != mine[k]]
+
+
+def cpu_match(meta: dict[str, Any]) -> int:
+    """How closely a record's CPU (``device`` or ``cpu``, ``cpu_isa``, ``cpu_id``) matches
+    this machine, for choosing among tables: 0 for another CPU model name; for this model name
+    1, plus 1 for each generation field (vector extension, family and model) both record
+    alike, so 3 for this very generation and 2 for another generation with the same vector
+    extension (Zen 4 beside Zen 5)."""
+    if meta.get("device", meta.get("cpu")) != cpu_name():
+        return 0
+    mine = {"cpu_isa": cpu_isa(), "cpu_id": cpu_id()}
+    return 1 + sum(bool(meta.get(k)) and meta.get(k) == mine[k] for k in GENERATION_KEYS)
+
+
 def machine_info() -> dict[str, Any]:
     """A record of the machine and software a measurement was taken on."""
     info: dict[str, Any] = {
         "cpu": cpu_name(),
         "cpu_isa": cpu_isa(),
+        "cpu_id": cpu_id(),
         "cores": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(terse=True),

@@ -38,3 +38,29 @@ def test_demo_quick_runs_every_stage_and_resumes(tmp_path):
     assert second.exit_code == 0, second.output
     assert second.output.count("done earlier, reusing") == 4
     assert json.loads(second.output[second.output.index("{\n"):])["arch"] == summary["arch"]
+
+
+def test_demo_reuses_the_shipped_table_of_this_cpu_generation(tmp_path, monkeypatch):
+    import shutil
+
+    import nastools.latency.table as tb
+    import nastools.machine as m
+    from nastools.demo import _matching_table
+    from nastools.io import atomic_write_json
+    from nastools.space import load_space
+
+    shipped = tb.TABLES_DIR / "fmnist" / "amd-epyc-t1__ort__fp32__b1.json"
+    (tmp_path / "fmnist").mkdir()
+    shutil.copy(shipped, tmp_path / "fmnist" / shipped.name)  # made on an AVX2 host
+    zen5 = json.loads(shipped.read_text())
+    zen5["meta"].update(cpu_isa="avx512_vnni", cpu_id="AuthenticAMD family 26 model 2")
+    atomic_write_json(tmp_path / "fmnist" / "zen5.json", zen5)
+    monkeypatch.setattr(tb, "TABLES_DIR", tmp_path)
+    monkeypatch.setattr(m, "cpu_name", lambda: "AMD EPYC")
+    space = load_space("fmnist")
+    for isa, cpu_id, want in [("avx512_vnni", "AuthenticAMD family 26 model 2", "zen5.json"),
+                              ("avx2", "AuthenticAMD family 23 model 49", shipped.name)]:
+        monkeypatch.setattr(m, "cpu_isa", lambda isa=isa: isa)
+        monkeypatch.setattr(m, "cpu_id", lambda cpu_id=cpu_id: cpu_id)
+        assert _matching_table(space, "AMD EPYC").path.name == want
+    assert _matching_table(space, "Intel Xeon") is None

@@ -396,23 +396,53 @@ def test_check_drift_compares_the_calibration_subnets_now_with_their_records(pro
     assert check_drift(uncalibrated) is None
 
 
-def test_profile_keeps_a_table_of_another_cpu_generation_apart(tiny, tmp_path, monkeypatch):
+@pytest.mark.parametrize("theirs", [{"cpu_isa": "sse4_2"}, {"cpu_id": "AuthenticAMD family 25 model 17"}],
+                         ids=["other-isa", "same-isa-other-family"])
+def test_profile_keeps_a_table_of_another_cpu_generation_apart(tiny, tmp_path, monkeypatch, theirs):
     import nastools.latency.table as tb
     import nastools.machine
 
-    monkeypatch.setattr(nastools.machine, "cpu_isa", lambda: "avx2")  # this machine, whatever CPU runs the test
-    cpu_isa = nastools.machine.cpu_isa
+    # this machine, whatever CPU runs the test
+    monkeypatch.setattr(nastools.machine, "cpu_isa", lambda: "avx512_vnni")
+    monkeypatch.setattr(nastools.machine, "cpu_id", lambda: "AuthenticAMD family 26 model 2")
     monkeypatch.setattr(tb, "TABLES_DIR", tmp_path)
     be = OrtCpuBackend(threads=1)
     t = open_table(tiny, be, batch=1, resolutions=None, out=None, protocol=QUICK)
-    assert t.meta["cpu_isa"] == cpu_isa()
+    assert (t.meta["cpu_isa"], t.meta["cpu_id"]) == ("avx512_vnni", "AuthenticAMD family 26 model 2")
     t.set(blocks_for(tiny, tiny.resolutions)[0], Measurement(1.0, 0.9, 1.1, 10))
-    t.meta["cpu_isa"] = "sse4_2"  # as if profiled on another generation of this CPU model
+    t.meta.update(theirs)  # as if profiled on another generation of this CPU model
     t.save()
     # the default path is taken by that table: this machine gets one of its own, not its blocks
     mine = open_table(tiny, be, batch=1, resolutions=None, out=None, protocol=QUICK)
     assert mine.path != t.path and mine.path.parent == t.path.parent and len(mine) == 0
-    assert cpu_isa().replace("_", "-") in mine.path.name
+    assert "-avx512-vnni-f26m2__" in mine.path.name
     # named explicitly, it is refused with the reason
-    with pytest.raises(NastoolsError, match="cpu_isa"):
+    with pytest.raises(NastoolsError, match=next(iter(theirs))):
         open_table(tiny, be, batch=1, resolutions=None, out=t.path, protocol=QUICK)
+    # this machine's own table resumes (a table that records no generation resumes too)
+    mine.set(blocks_for(tiny, tiny.resolutions)[1], Measurement(1.0, 0.9, 1.1, 10))
+    mine.save()
+    again = open_table(tiny, be, batch=1, resolutions=None, out=None, protocol=QUICK)
+    assert again.path == mine.path and len(again) == 1
+    for k in ("cpu_isa", "cpu_id"):
+        t.meta.pop(k, None)
+    t.save()
+    assert len(open_table(tiny, be, batch=1, resolutions=None, out=t.path, protocol=QUICK)) == 1
+
+
+def test_cpu_match_ranks_this_generation_above_the_model_name(monkeypatch):
+    import nastools.machine as m
+
+    monkeypatch.setattr(m, "cpu_name", lambda: "AMD EPYC")
+    monkeypatch.setattr(m, "cpu_isa", lambda: "avx512_vnni")
+    monkeypatch.setattr(m, "cpu_id", lambda: "AuthenticAMD family 26 model 2")
+    here = {"device": "AMD EPYC", "cpu_isa": "avx512_vnni", "cpu_id": "AuthenticAMD family 26 model 2"}
+    assert m.cpu_match(here) == 3 and m.generation_mismatch(here) == []
+    assert m.cpu_match({**here, "device": "Intel Xeon"}) == 0
+    zen4 = {**here, "cpu_id": "AuthenticAMD family 25 model 17"}  # Zen 4 beside Zen 5: same extension
+    assert m.cpu_match(zen4) == 2 and m.generation_mismatch(zen4) == ["cpu_id"]
+    avx2 = {"device": "AMD EPYC", "cpu_isa": "avx2"}
+    assert m.cpu_match(avx2) == 1 and m.generation_mismatch(avx2) == ["cpu_isa"]
+    assert m.cpu_match({"device": "AMD EPYC"}) == 1 and m.generation_mismatch({"device": "AMD EPYC"}) == []
+    assert m.cpu_match({"cpu": "AMD EPYC", "cpu_isa": "avx512_vnni"}) == 2  # a result file's machine record
+    assert m.cpu_tag() == "avx512-vnni-f26m2"

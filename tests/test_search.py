@@ -357,3 +357,40 @@ def test_pick_measured_measures_the_picks_of_all_budgets_together(fmnist):
     # the 0.75 ms budget's pick measures 0.714 and keeps it; a budget of 0.7 would replace it
     (tight,) = pick_measured(cands, "latency:cpu", [{"latency:cpu": 0.71}], {"latency:cpu": measure})
     assert tight.replaced and tight.replaced[0]["id"] == cands[2].arch.id and tight.candidate is cands[1]
+
+
+def test_default_table_is_this_cpu_generations_before_a_newer_one_of_another(tiny_run, tiny_tables, tmp_path, monkeypatch):
+    import os
+
+    import nastools.latency.table as tb
+    import nastools.machine as m
+    from nastools.latency import LatencyTable
+    from nastools.search.runner import resolve_table
+
+    _, space = tiny_run
+    ort, _ = tiny_tables
+    monkeypatch.setattr(tb, "TABLES_DIR", tmp_path)
+    monkeypatch.setattr(m, "cpu_name", lambda: "AMD EPYC")
+    monkeypatch.setattr(m, "cpu_isa", lambda: "avx512_vnni")
+    monkeypatch.setattr(m, "cpu_id", lambda: "AuthenticAMD family 26 model 2")
+    (tmp_path / space.name).mkdir()
+
+    def put(name, mtime, **meta):
+        t = LatencyTable.load(ort.path, space)
+        for k in ("cpu_isa", "cpu_id"):  # as profiled on the CPU the test says, not this one
+            t.meta.pop(k, None)
+        t.meta.update({"device": "AMD EPYC", **meta})
+        t.path = tmp_path / space.name / name
+        t.save()
+        os.utime(t.path, (mtime, mtime))
+        return t.path
+
+    mine = put("mine.json", 1000, cpu_isa="avx512_vnni", cpu_id="AuthenticAMD family 26 model 2")
+    zen4 = put("zen4.json", 2000, cpu_isa="avx512_vnni", cpu_id="AuthenticAMD family 25 model 17")  # newer
+    avx2 = put("avx2.json", 2500, cpu_isa="avx2")  # newer still, and another vector extension
+    put("other-cpu.json", 3000, device="Intel Xeon")
+    assert resolve_table(space, "default", {}).path == mine
+    mine.unlink()
+    assert resolve_table(space, "default", {}).path == zen4  # the same vector extension before another
+    zen4.unlink()
+    assert resolve_table(space, "default", {}).path == avx2  # the same model name before none

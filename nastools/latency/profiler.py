@@ -54,14 +54,17 @@ def open_table(space: SearchSpace, backend: Backend, *, batch: int, resolutions:
                              precision=backend.precision, batch=batch, threads=backend.threads, resolutions=res,
                              protocol=asdict(protocol), target=target, library=info["backend"])
     if not backend.on_gpu:
-        from nastools.machine import cpu_isa
+        from nastools.machine import cpu_id, cpu_isa
 
-        fresh.meta["cpu_isa"] = cpu_isa()  # one model name ('AMD EPYC') can cover several CPU generations
+        # one model name ('AMD EPYC') can cover several CPU generations
+        fresh.meta["cpu_isa"], fresh.meta["cpu_id"] = cpu_isa(), cpu_id()
     path = Path(out) if out else default_table_path(
         space.name, info["device"], backend.name, backend.precision, batch, None if backend.on_gpu else backend.threads)
-    if not out and path.is_file() and _other_isa(path, fresh.meta.get("cpu_isa")):
+    if not out and path.is_file() and _other_generation(path, fresh.meta):
         # the default file was made on another generation of this CPU model: a table of its own
-        path = path.with_name(path.name.replace("__", f"-{fresh.meta['cpu_isa'].replace('_', '-')}__", 1))
+        from nastools.machine import cpu_tag
+
+        path = path.with_name(path.name.replace("__", f"-{cpu_tag()}__", 1))
     if path.is_file():
         table = LatencyTable.load(path)
         table.check_resume(fresh.meta)
@@ -72,15 +75,18 @@ def open_table(space: SearchSpace, backend: Backend, *, batch: int, resolutions:
     return fresh
 
 
-def _other_isa(path: Path, isa: str | None) -> bool:
-    """Whether the table at ``path`` names a CPU vector extension other than ``isa``."""
+def _other_generation(path: Path, meta: dict) -> bool:
+    """Whether the table at ``path`` records a CPU generation (vector extension or family and
+    model) other than ``meta``'s."""
     import json
 
+    from nastools.machine import GENERATION_KEYS
+
     try:
-        theirs = json.loads(path.read_text()).get("meta", {}).get("cpu_isa")
+        theirs = json.loads(path.read_text()).get("meta", {})
     except (OSError, ValueError):
         return False
-    return bool(isa and theirs and theirs != isa)
+    return any(meta.get(k) and theirs.get(k) and meta[k] != theirs[k] for k in GENERATION_KEYS)
 
 
 def profile_blocks(table: LatencyTable, backend: Backend, *, protocol: Protocol, passes: int = 2, progress: bool = True,

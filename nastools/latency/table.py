@@ -166,8 +166,8 @@ class LatencyTable:
 
     def check_resume(self, other_meta: Mapping[str, Any]) -> None:
         """Raise unless a run with ``other_meta`` may add to this table."""
-        # cpu_isa only where both record it (tables made before it was recorded may resume)
-        both = ("cpu_isa",) if self.meta.get("cpu_isa") and other_meta.get("cpu_isa") else ()
+        # the CPU generation only where both record it (tables made before it was recorded may resume)
+        both = tuple(k for k in ("cpu_isa", "cpu_id") if self.meta.get(k) and other_meta.get(k))
         for k in IDENTITY + both:
             if self.meta.get(k) != other_meta.get(k):
                 raise NastoolsError(

@@ -157,7 +157,8 @@ def format_cost(name: str, value: float) -> str:
 
 def resolve_table(space: SearchSpace, device: str, tables: Mapping[str, str]):
     """The latency table for a budget's device: ``tables[device]`` (a path) when given, else
-    the newest table in ``latency_tables/<space>/`` made on this machine (``default``/``cpu``)
+    the newest table in ``latency_tables/<space>/`` made on this machine (``default``/``cpu``;
+    one of this very CPU generation before one of another generation of the same model name)
     or on a GPU (``gpu``)."""
     from nastools.latency.table import LatencyTable, TABLES_DIR
 
@@ -168,7 +169,7 @@ def resolve_table(space: SearchSpace, device: str, tables: Mapping[str, str]):
         if not Path(path).is_file():
             raise NastoolsError(f"latency table {path!r} not found: build one with nastools profile --space {space.name} --out {path}")
         return LatencyTable.load(path, space)
-    from nastools.machine import cpu_name
+    from nastools.machine import cpu_match, cpu_name
 
     folder = TABLES_DIR / space.name
     want_gpu = device == "gpu"
@@ -181,7 +182,7 @@ def resolve_table(space: SearchSpace, device: str, tables: Mapping[str, str]):
         dev = str(t.meta.get("device", ""))
         on_gpu = str(t.meta.get("target", "")).lower() == "gpu" or "nvidia" in dev.lower()
         if want_gpu and on_gpu or (not want_gpu and not on_gpu and (device != "default" or dev == cpu_name())):
-            found.append((p.stat().st_mtime, p, t))
+            found.append((0 if on_gpu else cpu_match(t.meta), p.stat().st_mtime, p, t))
     if not found and device == "default":
         return resolve_table(space, "cpu", tables)
     if not found:
@@ -190,14 +191,14 @@ def resolve_table(space: SearchSpace, device: str, tables: Mapping[str, str]):
             f"no latency table for space {space.name!r} on {device!r} in {str(folder)!r}: "
             f"run 'nastools profile --space {space.name} {flag}' first, or name one with --table {device}=PATH"
         )
-    return max(found, key=lambda t: t[0])[2]
+    return max(found, key=lambda t: t[:2])[3]
 
 
 def _measure_fn(table) -> Measurer | None:
     """End-to-end measurement through the table's backend, when the table was made here: the
     calibration runs' protocol and statistic (:func:`nastools.latency.measure_end_to_end`),
     so that measured and predicted latency compare like with like."""
-    from nastools.machine import cpu_name
+    from nastools.machine import cpu_match, cpu_name
 
     meta = table.meta
     if str(meta.get("device")) != cpu_name() or str(meta.get("backend")) not in ("ort", "torch"):
@@ -294,12 +295,13 @@ def run_search(
             measurers[b.cost_name] = _measure_fn(table) if opts.measure else None
             log(f"latency on {b.device}: table {table.path} ({table.meta.get('device')}, {table.meta.get('backend')})")
             if measurers[b.cost_name] is not None:
-                from nastools.machine import cpu_isa
+                from nastools.machine import cpu_id, cpu_isa, generation_mismatch
 
-                theirs, mine = table.meta.get("cpu_isa"), cpu_isa()
-                if theirs and mine and theirs != mine:
-                    log(f"latency on {b.device}: note: the table was profiled on a CPU with {theirs} and this one has {mine}, "
-                        f"so its blocks may rank differently here: 'nastools profile --space {space.name}' makes a table of this machine")
+                if generation_mismatch(table.meta):
+                    theirs = ", ".join(str(table.meta[k]) for k in ("cpu_isa", "cpu_id") if table.meta.get(k))
+                    log(f"latency on {b.device}: note: the table was profiled on another generation of this CPU model "
+                        f"({theirs}; this one: {cpu_isa()}, {cpu_id()}), so its blocks may rank differently here: "
+                        f"'nastools profile --space {space.name}' makes a table of this machine")
             costs[b.cost_name] = table.predict
             if opts.drift and measurers[b.cost_name] is not None:
                 d = held.get(b.cost_name) if held.get(b.cost_name, {}).get("table") == str(table.path) else None

@@ -1,0 +1,39 @@
+import os
+import stat
+
+import pytest
+
+from nastools.io import atomic_write_json, atomic_write_text
+
+
+def _mode(path):
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_atomic_write_gives_a_new_file_the_umask_permissions_and_keeps_an_existing_files(tmp_path):
+    old = os.umask(0o022)
+    try:
+        new = atomic_write_json(tmp_path / "table.json", {"a": 1})
+        assert _mode(new) == 0o644  # not the temp file's private 0o600
+        os.chmod(new, 0o640)
+        atomic_write_text(new, "{}\n")
+        assert _mode(new) == 0o640 and new.read_text() == "{}\n"
+        os.umask(0o077)
+        assert _mode(atomic_write_text(tmp_path / "private.txt", "x")) == 0o600
+    finally:
+        os.umask(old)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["private.txt", "table.json"]  # no temp file left
+
+
+def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
+    path = atomic_write_text(tmp_path / "f.txt", "old")
+
+    def boom(f):
+        f.write("half")
+        raise KeyboardInterrupt
+
+    from nastools.io import atomic_write
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, boom)
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
