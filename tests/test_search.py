@@ -195,6 +195,22 @@ def test_search_cli_resumes_and_caches(tiny_run):
     assert a["picks"][0]["costs"]["params"] <= 1e6
 
 
+def test_search_cli_screens_offspring_with_the_predictor_unless_told_not_to(tiny_run, tmp_path):
+    run, space = tiny_run
+    budget = f"{space.flops(space.max_arch()):.0f}"
+    evaluated = {}
+    for flag in ("", "--no-predictor"):
+        out = tmp_path / (flag or "default")
+        result = _search(run, "--flops", budget, "--generations", "3", "--out", str(out), *([flag] if flag else []))
+        assert result.exit_code == 0, result.output
+        state = json.loads((out / "state.json").read_text())
+        assert state["config"]["predictor_factor"] == (0 if flag else 4)
+        evaluated[flag] = [e["arch"] for e in state["evaluated"]]
+    # the same seed and initial population; offspring differ once the predictor ranks a 4x pool
+    assert evaluated[""][:4] == evaluated["--no-predictor"][:4]
+    assert evaluated[""] != evaluated["--no-predictor"]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

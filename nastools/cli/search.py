@@ -19,7 +19,8 @@ from nastools.cli import echo_json, format_table, json_option, main
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--calib-images", default=1000, show_default=True, type=click.IntRange(1), help="Training images for BN recalibration per arch.")
 @click.option("--eval-images", default=2000, show_default=True, type=click.IntRange(1), help="Validation images evaluated per arch.")
-@click.option("--predictor", is_flag=True, help="Screen offspring with an accuracy predictor fitted on the archs evaluated so far.")
+@click.option("--predictor/--no-predictor", default=True, show_default=True,
+              help="Screen offspring with an accuracy predictor fitted on the archs evaluated so far (4x bred, the best-ranked evaluated).")
 @click.option("--no-measure", is_flag=True, help="Do not measure the chosen archs end to end.")
 @click.option("--no-drift", is_flag=True,
               help="Use a latency table made here as profiled, without rescaling it to this machine's speed now.")
