@@ -29,13 +29,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, table, write_result  # noqa: E402
+from _common import table, write_result  # noqa: E402
 
 from nastools.data import load_splits  # noqa: E402
 from nastools.space import load_space  # noqa: E402
 from nastools.train.evaluate import calibration_batches, evaluate_top1, recalibrate_bn  # noqa: E402
 from nastools.train.losses import kd_loss, smoothed_ce  # noqa: E402
-from nastools.train.samplers import AttentiveSampler  # noqa: E402
 from nastools.train.trainer import TrainConfig, Trainer  # noqa: E402
 
 SAMPLERS = ("uniform", "attentive-best", "attentive-worst")

@@ -316,6 +316,25 @@ def test_search_resume_keeps_its_drift_and_no_drift_uses_the_table_as_profiled(t
     assert json.loads((run / "search" / "pareto.json").read_text())["latency_drift"] == {}
 
 
+def test_search_notes_a_table_of_another_cpu_generation(tiny_run, tiny_tables, tmp_path):
+    from nastools.latency import LatencyTable
+
+    run, space = tiny_run
+    ort, _ = tiny_tables
+    hi = 3 * ort.predict(space.max_arch())
+    other = LatencyTable.load(ort.path, space)
+    other.meta["cpu_id"] = "GenuineIntel family 6 model 85"  # same model name, another generation
+    other.path = tmp_path / "other-generation.json"
+    other.save()
+    notes = []
+    for table in (ort.path, other.path):
+        result = _search(run, "--latency", f"{hi:.4f}ms", "--table", f"default={table}", "--fresh", "--no-drift")
+        assert result.exit_code == 0, result.output
+        notes.append("profiled on another generation of this CPU model" in result.output
+                     and "GenuineIntel family 6 model 85; this one:" in result.output)
+    assert notes == [False, True]
+
+
 def test_pick_measured_replaces_over_budget_archs_at_the_measured_slowdown(fmnist):
     from nastools.search.evolution import Candidate
     from nastools.search.runner import pick_measured

@@ -200,7 +200,7 @@ def _measure_fn(table) -> Measurer | None:
     """End-to-end measurement through the table's backend, when the table was made here: the
     calibration runs' protocol and statistic (:func:`nastools.latency.measure_end_to_end`),
     so that measured and predicted latency compare like with like."""
-    from nastools.machine import cpu_match, cpu_name
+    from nastools.machine import cpu_name
 
     meta = table.meta
     if str(meta.get("device")) != cpu_name() or str(meta.get("backend")) not in ("ort", "torch"):
