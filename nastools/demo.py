@@ -63,17 +63,16 @@ def _matching_table(space, cpu: str):
     from nastools.machine import cpu_match
 
     folder = TABLES_DIR / space.name
-    paths = sorted(folder.glob("*.json")) if folder.is_dir() else []
     matches = []
-    for p in paths:
+    for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
             t = LatencyTable.load(p, space)
         except NastoolsError:
             continue
         m = t.meta
         if m.get("device") == cpu and m.get("backend") == "ort" and m.get("batch") == 1 and m.get("threads") == 1 and m.get("precision") == "fp32" and t.calibration:
-            matches.append((cpu_match(m), -len(matches), t))
-    return max(matches, key=lambda x: x[:2])[2] if matches else None
+            matches.append((cpu_match(m), t))
+    return max(matches, key=lambda x: x[0])[1] if matches else None  # the first of the closest
 
 
 def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:

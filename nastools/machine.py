@@ -6,7 +6,7 @@ import datetime as _dt
 import os
 import platform
 import re
-from typing import Any
+from typing import Any, Mapping
 
 
 def cpu_name() -> str:
@@ -65,14 +65,24 @@ def cpu_tag() -> str:
 GENERATION_KEYS = ("cpu_isa", "cpu_id")
 
 
-def generation_mismatch(meta: dict[str, Any]) -> list[str]:
-    """The generation fields (``cpu_isa``, ``cpu_id``) a record and this CPU both hold and
-    that differ: a table of the same model name made on another CPU generation."""
-    mine = {"cpu_isa": cpu_isa(), "cpu_id": cpu_id()}
-    return [k for k in GENERATION_KEYS if meta.get(k) and mine[k] and meta[k] != mine[k]]
+def this_generation() -> dict[str, str]:
+    """This CPU's generation fields: ``cpu_isa`` and ``cpu_id``."""
+    return {"cpu_isa": cpu_isa(), "cpu_id": cpu_id()}
 
 
-def cpu_match(meta: dict[str, Any]) -> int:
+def generation_diff(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[str]:
+    """The generation fields (``cpu_isa``, ``cpu_id``) two records both hold and that differ
+    (records made before a field was kept compare on the others)."""
+    return [k for k in GENERATION_KEYS if a.get(k) and b.get(k) and a[k] != b[k]]
+
+
+def generation_mismatch(meta: Mapping[str, Any]) -> list[str]:
+    """:func:`generation_diff` of a record and this CPU: a table of the same model name made
+    on another CPU generation."""
+    return generation_diff(meta, this_generation())
+
+
+def cpu_match(meta: Mapping[str, Any]) -> int:
     """How closely a record's CPU (``device`` or ``cpu``, ``cpu_isa``, ``cpu_id``) matches
     this machine, for choosing among tables: 0 for another CPU model name; for this model name
     1, plus 1 for each generation field (vector extension, family and model) both record
@@ -80,7 +90,7 @@ def cpu_match(meta: dict[str, Any]) -> int:
     extension (Zen 4 beside Zen 5)."""
     if meta.get("device", meta.get("cpu")) != cpu_name():
         return 0
-    mine = {"cpu_isa": cpu_isa(), "cpu_id": cpu_id()}
+    mine = this_generation()
     return 1 + sum(bool(meta.get(k)) and meta.get(k) == mine[k] for k in GENERATION_KEYS)
 
 

@@ -54,10 +54,9 @@ def open_table(space: SearchSpace, backend: Backend, *, batch: int, resolutions:
                              precision=backend.precision, batch=batch, threads=backend.threads, resolutions=res,
                              protocol=asdict(protocol), target=target, library=info["backend"])
     if not backend.on_gpu:
-        from nastools.machine import cpu_id, cpu_isa
+        from nastools.machine import this_generation
 
-        # one model name ('AMD EPYC') can cover several CPU generations
-        fresh.meta["cpu_isa"], fresh.meta["cpu_id"] = cpu_isa(), cpu_id()
+        fresh.meta.update(this_generation())  # one model name ('AMD EPYC') can cover several CPU generations
     path = Path(out) if out else default_table_path(
         space.name, info["device"], backend.name, backend.precision, batch, None if backend.on_gpu else backend.threads)
     if not out and path.is_file() and _other_generation(path, fresh.meta):
@@ -80,13 +79,13 @@ def _other_generation(path: Path, meta: dict) -> bool:
     model) other than ``meta``'s."""
     import json
 
-    from nastools.machine import GENERATION_KEYS
+    from nastools.machine import generation_diff
 
     try:
         theirs = json.loads(path.read_text()).get("meta", {})
     except (OSError, ValueError):
         return False
-    return any(meta.get(k) and theirs.get(k) and meta[k] != theirs[k] for k in GENERATION_KEYS)
+    return bool(generation_diff(meta, theirs))
 
 
 def profile_blocks(table: LatencyTable, backend: Backend, *, protocol: Protocol, passes: int = 2, progress: bool = True,

@@ -166,9 +166,10 @@ class LatencyTable:
 
     def check_resume(self, other_meta: Mapping[str, Any]) -> None:
         """Raise unless a run with ``other_meta`` may add to this table."""
+        from nastools.machine import generation_diff
+
         # the CPU generation only where both record it (tables made before it was recorded may resume)
-        both = tuple(k for k in ("cpu_isa", "cpu_id") if self.meta.get(k) and other_meta.get(k))
-        for k in IDENTITY + both:
+        for k in IDENTITY + tuple(generation_diff(self.meta, other_meta)):
             if self.meta.get(k) != other_meta.get(k):
                 raise NastoolsError(
                     f"cannot resume latency table {str(self.path)!r}: its {k} is {self.meta.get(k)!r}, this run's is "

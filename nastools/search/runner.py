@@ -297,12 +297,12 @@ def run_search(
             measurers[b.cost_name] = _measure_fn(table) if opts.measure else None
             log(f"latency on {b.device}: table {table.path} ({table.meta.get('device')}, {table.meta.get('backend')})")
             if measurers[b.cost_name] is not None:
-                from nastools.machine import cpu_id, cpu_isa, generation_mismatch
+                from nastools.machine import GENERATION_KEYS, generation_mismatch, this_generation
 
                 if generation_mismatch(table.meta):
-                    theirs = ", ".join(str(table.meta[k]) for k in ("cpu_isa", "cpu_id") if table.meta.get(k))
+                    theirs = ", ".join(str(table.meta[k]) for k in GENERATION_KEYS if table.meta.get(k))
                     log(f"latency on {b.device}: note: the table was profiled on another generation of this CPU model "
-                        f"({theirs}; this one: {cpu_isa()}, {cpu_id()}), so its blocks may rank differently here: "
+                        f"({theirs}; this one: {', '.join(this_generation().values())}), so its blocks may rank differently here: "
                         f"'nastools profile --space {space.name}' makes a table of this machine")
             costs[b.cost_name] = table.predict
             if opts.drift and measurers[b.cost_name] is not None:
