@@ -2,14 +2,14 @@
 
 For each space (default ``fmnist`` at all resolutions and ``attentivenas`` at 224): profile
 every block into the shipped table in ``latency_tables/`` (resuming what is there), then
-measure 20 calibration subnets and 100 held-out random subnets end to end in the same passes
+measure 40 calibration subnets and 100 held-out random subnets end to end in the same passes
 (3 passes each, the calibration subnets spread evenly among the others, the smallest pass
-kept), fit the overhead on the 20 and compare on the 100:
+kept), fit the overhead on the 40 and compare on the 100:
 
 * the table's prediction against measured: share within ±10% (target >= 95%), Kendall tau
   (target >= 0.9), MAPE;
 * the baseline, a FLOPs-only linear model fitted on the very same 100 measurements
-  (target: table MAPE <= half of its MAPE), and the same model fitted on the 20 calibration
+  (target: table MAPE <= half of its MAPE), and the same model fitted on the 40 calibration
   runs instead (the data the table's overhead is fitted on, so held out like the table);
 * the measurement noise: the spread (max-min)/min of the 3 pass medians of each subnet,
   which bounds what any predictor can reach;
@@ -18,7 +18,8 @@ kept), fit the overhead on the 20 and compare on the 100:
 
 Run it on the measuring core, with the lock (another process may train on core 0):
     flock /tmp/nastools-core1.lock taskset -c 1 .venv/bin/python benchmarks/bench_latency.py
-Usage: python benchmarks/bench_latency.py [--spaces fmnist attentivenas@224] [-n 100] [--fresh | --rescore] [--result NAME]
+Usage: python benchmarks/bench_latency.py [--spaces fmnist attentivenas@224] [-n 100] [--calibrate 40]
+       [--fresh | --rescore [--tables FILE ...]] [--result NAME]
 """
 
 from __future__ import annotations
@@ -52,11 +53,14 @@ def predict_rate(t: LatencyTable, n: int = 200_000) -> float:
 
 
 def rescore(t: LatencyTable) -> dict:
-    """The validation figures recomputed from the measurements stored in the table, and
-    stored back (nothing is timed): for a changed baseline or predictor on the same runs."""
-    from nastools.latency.profiler import VALIDATION_SEED, sample_archs
+    """The calibration refitted (current model) on the calibration runs stored in the table
+    and the validation figures recomputed, both stored back (nothing is timed): for a changed
+    baseline or predictor on the same runs."""
+    from nastools.latency.profiler import CALIBRATION_SEED, VALIDATION_SEED, sample_archs, with_features
     from nastools.latency.validate import summarize
 
+    cal = t.calibration["runs"]
+    t.fit_calibration(with_features(t, cal, sample_archs(t.space, len(cal), CALIBRATION_SEED, t.meta["resolutions"])))
     runs = t.validation["runs"]
     exclude = {r["arch"] for r in t.calibration.get("runs", [])}
     archs = {a.key: a for a in sample_archs(t.space, len(runs), VALIDATION_SEED, t.meta["resolutions"], exclude)}
@@ -67,9 +71,7 @@ def rescore(t: LatencyTable) -> dict:
     return t.validation
 
 
-def run_space(spec: str, n: int, fresh: bool, stored: bool = False) -> dict:
-    from nastools.latency.validate import summarize
-
+def run_space(spec: str, n: int, fresh: bool, stored: bool = False, calibrate: int = 40) -> dict:
     name, _, res = spec.partition("@")
     sp = load_space(name)
     resolutions = [int(r) for r in res.split(",")] if res else None
@@ -82,7 +84,23 @@ def run_space(spec: str, n: int, fresh: bool, stored: bool = False) -> dict:
         profile_blocks(t, be, protocol=proto)
         if fresh:
             t.calibration, t.validation = {}, {}
-        v = calibrate_and_validate(t, be, 20, n, protocol=proto)
+        v = calibrate_and_validate(t, be, calibrate, n, protocol=proto)
+    return summary(spec, t, v)
+
+
+def rescore_file(path: Path) -> dict:
+    """:func:`rescore` of one table file (another CPU's, say), under the name space@resolutions."""
+    import json
+
+    meta = json.loads(path.read_text())["meta"]
+    t = LatencyTable.load(path, load_space(meta["space"]))
+    spec = meta["space"] + ("@" + ",".join(map(str, meta["resolutions"])) if meta["space"] != "fmnist" else "")
+    return {**summary(spec, t, rescore(t)), "device": meta["device"], "cpu_id": meta.get("cpu_id")}
+
+
+def summary(spec: str, t: LatencyTable, v: dict) -> dict:
+    from nastools.latency.validate import summarize
+
     tab, base = v["table"], v["flops_linear"]
 
     clean = [r for r in v["runs"] if r["spread_pct"] < 5]
@@ -124,14 +142,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spaces", nargs="+", default=["fmnist", "attentivenas@224"])
     ap.add_argument("-n", type=int, default=100, help="held-out subnets per space")
+    ap.add_argument("--calibrate", type=int, default=40, help="calibration subnets per space")
     ap.add_argument("--fresh", action="store_true",
                     help="redo the calibration and validation runs (the blocks are kept: delete the table to redo everything)")
     ap.add_argument("--rescore", action="store_true",
                     help="time nothing: recompute the figures from the measurements stored in the shipped tables")
+    ap.add_argument("--tables", nargs="+", type=Path, default=None,
+                    help="with --rescore: these table files (of any CPU) instead of this machine's tables of --spaces")
     ap.add_argument("--result", default="bench_latency",
                     help="name of the result file in benchmarks/results/ (another CPU's tables: another name)")
     args = ap.parse_args()
-    results = [run_space(s, args.n, args.fresh, args.rescore) for s in args.spaces]
+    if args.tables and not args.rescore:
+        ap.error("--tables needs --rescore")
+    if args.tables:
+        results = [rescore_file(p) for p in args.tables]
+    else:
+        results = [run_space(s, args.n, args.fresh, args.rescore, args.calibrate) for s in args.spaces]
     rows = []
     for r in results:
         t, b = r["table_error"], r["flops_linear_error"]

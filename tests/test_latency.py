@@ -107,9 +107,20 @@ def test_profiled_table_round_trips_and_predicts_sum_plus_overhead(profiled, tin
         assert again.block_sum(arch) == pytest.approx(total)
         mparams = sum(b.cost()[1] for b in blocks) / 1e6
         assert mparams == pytest.approx(tiny.params(arch) / 1e6)
-        expected = c["scale"] * total + c["per_block_ms"] * len(blocks) + c["per_mparam_ms"] * mparams + c["offset_ms"]
+        melems = sum(b.size * b.size * b.in_chs for b in blocks) / 1e6
+        mexpanded = sum(b.size * b.size * b.mid_chs for b in blocks if b.kind == "mbconv") / 1e6
+        assert again.features(arch) == pytest.approx({"sum_ms": total, "n_blocks": len(blocks), "mparams": mparams,
+                                                      "melems": melems, "mexpanded": mexpanded})
+        expected = (c["scale"] * total + c["per_block_ms"] * len(blocks) + c["per_mparam_ms"] * mparams
+                    + c["per_melem_ms"] * melems + c["per_mexpanded_ms"] * mexpanded + c["offset_ms"])
         assert again.predict(arch) == pytest.approx(expected)
         assert again.predict(arch) == pytest.approx(total + again.overhead(arch))
+        # any coefficient moves the prediction by its feature: none is left out of predict()
+        for coef, feat in (("per_block_ms", len(blocks)), ("per_mparam_ms", mparams), ("per_melem_ms", melems),
+                           ("per_mexpanded_ms", mexpanded)):
+            moved = LatencyTable.from_dict({**again.to_dict(), "calibration": {**c, coef: c[coef] + 1.0}})
+            moved.bind(tiny)
+            assert moved.predict(arch) == pytest.approx(expected + feat)
 
 
 def test_uncalibrated_prediction_is_the_block_sum(profiled, tiny):
@@ -229,6 +240,14 @@ def test_metrics():
     assert m["within_5_pct"] == pytest.approx(100 / 3) and m["within_10_pct"] == pytest.approx(100.0)
 
 
+def test_table_file_names_drop_trademark_marks():
+    from nastools.latency.table import default_table_path
+
+    assert default_table_path("fmnist", "Intel(R) Xeon(R) Processor", "ort", "fp32", 1, 1).name == "intel-xeon-processor-t1__ort__fp32__b1.json"
+    assert default_table_path("fmnist", "AMD EPYC 7B13 64-Core Processor", "ort", "fp32", 1).name == "amd-epyc-7b13-64-core-processor__ort__fp32__b1.json"
+    assert default_table_path("fmnist", "NVIDIA H200 (TM)", "trt", "fp16", 8).name == "nvidia-h200__trt__fp16__b8.json"
+
+
 @pytest.mark.gpu
 def test_tensorrt_backend_times_a_block(tiny):
     pytest.importorskip("tensorrt")
@@ -266,6 +285,12 @@ def test_cli_profile_tiny_space_json(tmp_path):
     data = json.loads(res.output[res.output.index("{"):])
     assert data["blocks"] == len(blocks_for(space_from_dict(TINY), [12])) == len(LatencyTable.load(out))
     assert data["meta"]["resolutions"] == [12] and data["calibration"]["scale"] > 0
+    # rerun in text mode: the table is complete, so it only reports, naming every fitted term
+    res = CliRunner().invoke(main, args[:-1])
+    assert res.exit_code == 0, res.output
+    line = next(x for x in res.output.splitlines() if x.startswith("calibration on 6 subnets"))
+    assert f"{data['calibration']['scale']:.3f} x block sum" in line
+    assert "us/block" in line and "us/M weights" in line and "us/M block input elements" in line and "us/M expanded elements" in line
 
 
 def test_cli_profile_user_errors():
@@ -301,21 +326,53 @@ def test_summarize_fits_the_flops_baseline_in_sample_and_on_the_calibration_runs
 def test_calibration_on_few_or_noisy_runs_keeps_predictions_increasing(tiny):
     t = LatencyTable.new(tiny, device="cpu", backend="ort", version="0", precision="fp32", batch=1, threads=1)
 
+    def feats(i):
+        return {"sum_ms": 0.1 * (i + 1), "n_blocks": 4 + i % 3, "mparams": 0.3 * ((7 * i) % 5),
+                "melems": 0.02 * ((3 * i) % 7), "mexpanded": 0.05 * ((5 * i) % 11)}
+
     def runs(measured):
-        return [{"arch": f"a{i}", "measured_ms": m, "sum_ms": 0.1 * (i + 1), "n_blocks": 4 + i % 3, "mparams": 0.3 * ((7 * i) % 5)}
-                for i, m in enumerate(measured)]
+        return [{"arch": f"a{i}", "measured_ms": m, **feats(i)} for i, m in enumerate(measured)]
 
     # six runs: scale and offset only
     c = t.fit_calibration(runs([0.05 + 0.2 * (i + 1) for i in range(6)]))
-    assert c["per_block_ms"] == 0 and c["per_mparam_ms"] == 0
+    assert c["per_block_ms"] == c["per_mparam_ms"] == c["per_melem_ms"] == c["per_mexpanded_ms"] == 0
     assert c["scale"] == pytest.approx(2.0) and c["offset_ms"] == pytest.approx(0.05)
-    # twelve runs measured backwards (pure noise): never a negative scale
-    c = t.fit_calibration(runs([1.2 - 0.05 * i for i in range(12)]))
+    # thirty runs measured backwards (pure noise): never a negative scale
+    c = t.fit_calibration(runs([2.0 - 0.05 * i for i in range(30)]))
     assert c["scale"] > 0
-    # twelve clean runs of the full model: all four coefficients recovered
-    m = [1.1 * 0.1 * (i + 1) - 0.01 * (4 + i % 3) + 0.05 * 0.3 * ((7 * i) % 5) + 0.2 for i in range(12)]
+    true = {"scale": 1.1, "per_block_ms": -0.01, "per_mparam_ms": 0.05, "per_melem_ms": -0.3, "per_mexpanded_ms": 0.07}
+    m = [sum(true[k] * f for k, f in zip(true, feats(i).values())) + 0.2 for i in range(30)]
+    # thirty clean runs of the full model: all six coefficients recovered
     c = t.fit_calibration(runs(m))
-    assert (c["scale"], c["per_block_ms"], c["per_mparam_ms"], c["offset_ms"]) == pytest.approx((1.1, -0.01, 0.05, 0.2), abs=1e-6)
+    assert {k: c[k] for k in true} == pytest.approx(true, abs=1e-6) and c["offset_ms"] == pytest.approx(0.2, abs=1e-6)
+    # twelve to 29 runs: no element terms; twelve clean runs of that model: its four recovered
+    c = t.fit_calibration(runs(m[:29]))
+    assert c["per_melem_ms"] == c["per_mexpanded_ms"] == 0 and c["per_block_ms"] != 0
+    old = {"scale": 0.9, "per_block_ms": 0.02, "per_mparam_ms": -0.04}
+    c = t.fit_calibration(runs([sum(old[k] * f for k, f in zip(old, feats(i).values())) + 0.1 for i in range(12)]))
+    assert {k: c[k] for k in old} == pytest.approx(old, abs=1e-6) and c["offset_ms"] == pytest.approx(0.1, abs=1e-6)
+    # a run without the element counts (stored by an older nastools) is named
+    with pytest.raises(NastoolsError, match="no 'melems'"):
+        t.fit_calibration([{k: v for k, v in r.items() if k != "melems"} for r in runs(m)])
+
+
+def test_old_calibrations_predict_without_the_element_terms_and_refit_with_them(profiled, tiny):
+    from nastools.latency.profiler import CALIBRATION_SEED, with_features
+
+    old = profiled.to_dict()
+    old["calibration"] = {k: v for k, v in old["calibration"].items() if k not in ("per_melem_ms", "per_mexpanded_ms")}
+    old["calibration"]["runs"] = [{k: v for k, v in r.items() if k not in ("melems", "mexpanded")} for r in old["calibration"]["runs"]]
+    t = LatencyTable.from_dict(old)
+    t.bind(tiny)
+    arch = tiny.max_arch()
+    c, f = t.calibration, t.features(arch)
+    assert f["melems"] > 0 and f["mexpanded"] > 0
+    assert t.predict(arch) == pytest.approx(c["scale"] * f["sum_ms"] + c["per_block_ms"] * f["n_blocks"]
+                                            + c["per_mparam_ms"] * f["mparams"] + c["offset_ms"])
+    runs = with_features(t, c["runs"], sample_archs(tiny, len(c["runs"]), CALIBRATION_SEED, tiny.resolutions))
+    assert [r["melems"] for r in runs] == [r["melems"] for r in profiled.calibration["runs"]]
+    assert [r["mexpanded"] for r in runs] == [r["mexpanded"] for r in profiled.calibration["runs"]]
+    assert t.fit_calibration(runs)["scale"] == pytest.approx(profiled.calibration["scale"])
 
 
 def test_spread_merges_two_lists_evenly_in_order():

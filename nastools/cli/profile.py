@@ -28,7 +28,7 @@ def _resolutions(text: str | None) -> list[int] | None:
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 1024), help="Intra-op threads (CPU).")
 @click.option("--resolutions", default=None, help="Only these input resolutions, e.g. 224 (default: all of the space's).")
 @click.option("--out", default=None, help="Table path (default: latency_tables/<space>/<device>__<backend>__<precision>__b<batch>.json).")
-@click.option("--calibrate", "calibration_runs", default=20, show_default=True, type=click.IntRange(6, 1000),
+@click.option("--calibrate", "calibration_runs", default=40, show_default=True, type=click.IntRange(6, 1000),
               help="End-to-end runs to fit the model-level overhead on.")
 @click.option("--validate", "validate_runs", default=0, show_default=True, type=click.IntRange(0, 10000),
               help="Measure N held-out random subnets end to end and report the table's error.")
@@ -65,7 +65,8 @@ def profile_cmd(space, device, backend, precision, batch, threads, resolutions, 
     if c:
         click.echo(f"calibration on {len(c.get('runs', []))} subnets: predict = {c['scale']:.3f} x block sum "
                    f"{c['per_block_ms'] * 1e3:+.1f} us/block {c['per_mparam_ms'] * 1e3:+.1f} us/M weights "
-                   f"{c['offset_ms'] * 1e3:+.1f} us")
+                   f"{c.get('per_melem_ms', 0.0) * 1e3:+.1f} us/M block input elements "
+                   f"{c.get('per_mexpanded_ms', 0.0) * 1e3:+.1f} us/M expanded elements {c['offset_ms'] * 1e3:+.1f} us")
     v = table.validation
     if v.get("table"):
         rows = []

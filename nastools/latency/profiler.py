@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from nastools.latency.measure import Backend, Protocol
-from nastools.latency.table import LatencyTable, default_table_path
+from nastools.latency.table import FEATURES, LatencyTable, default_table_path
 from nastools.latency.validate import scatter_plot, summarize
 from nastools.latency.workload import Workload, block_workload, blocks_for, subnet_workload
 from nastools.space import Arch, SearchSpace, as_rng, load_space
@@ -183,11 +183,10 @@ def measure_archs(table: LatencyTable, backend: Backend, archs: Sequence[Arch], 
                 for a, ms in zip(group, measured):
                     best = min(ms, key=lambda m: getattr(m, stat))
                     vals = [getattr(m, stat) for m in ms]
-                    s, n, mp = table._parts(a)
                     runs.append({"arch": a.key, "measured_ms": getattr(best, stat), "median_ms": best.median_ms,
                                  "p10_ms": best.p10_ms, "p90_ms": best.p90_ms,
                                  "pass_ms": vals, "spread_pct": 100 * (max(vals) - min(vals)) / min(vals),
-                                 "sum_ms": s, "n_blocks": n, "mparams": mp, "flops": space.flops(a)})
+                                 **table.features(a), "flops": space.flops(a)})
                 for f in cache.iterdir():
                     f.unlink()
                 if on_update:
@@ -252,9 +251,19 @@ def calibrate(table: LatencyTable, backend: Backend, n: int = 8, *, protocol: Pr
         table.save()
 
     measure_archs(table, backend, archs, runs, protocol=protocol, desc="calibration", progress=progress, on_update=keep)
-    table.fit_calibration(runs)
+    table.fit_calibration(with_features(table, runs, archs))
     table.save()
     return table.calibration
+
+
+def with_features(table: LatencyTable, runs: list[dict[str, Any]], archs: Sequence[Arch]) -> list[dict[str, Any]]:
+    """``runs`` with the calibration features of their archs (:meth:`LatencyTable.features`)
+    added where missing: runs stored by an older nastools lack the element counts."""
+    by_key = {a.key: a for a in archs}
+    for r in runs:
+        if any(k not in r for k in FEATURES):
+            r.update({k: v for k, v in table.features(by_key[r["arch"]]).items() if k not in r})
+    return runs
 
 
 def spread(a: Sequence[Arch], b: Sequence[Arch]) -> list[Arch]:
@@ -325,13 +334,13 @@ def calibrate_and_validate(table: LatencyTable, backend: Backend, calibration_ru
     measure_archs(table, backend, spread(cal, val), runs, protocol=protocol, desc="calibration + validation",
                   progress=progress, on_update=keep)
     cal_runs, val_runs = split()
-    table.fit_calibration(cal_runs)
+    table.fit_calibration(with_features(table, cal_runs, cal))
     return _score_validation(table, val_runs, val, plot)
 
 
 def profile(space: SearchSpace | str = "fmnist", backend: Backend | None = None, *, batch: int = 1,
             resolutions: Sequence[int] | None = None, out: str | Path | None = None, protocol: Protocol | None = None,
-            calibration_runs: int = 20, validate_runs: int = 0, progress: bool = True) -> LatencyTable:
+            calibration_runs: int = 40, validate_runs: int = 0, progress: bool = True) -> LatencyTable:
     """Build (or resume) the latency table of ``space`` on ``backend`` (default ORT CPU, 1 thread):
     time every block, calibrate on ``calibration_runs`` subnets, validate on ``validate_runs``
     (both measured in the same passes: :func:`calibrate_and_validate`)."""

@@ -5,19 +5,28 @@ Entries are keyed by :attr:`nastools.space.Block.key`. A prediction is the sum o
 block entries plus a model-level overhead fitted on a few end-to-end runs::
 
     predict(arch) = sum(entries) + overhead(arch)
-                  = scale * sum(entries) + per_block_ms * n_blocks + per_mparam_ms * mparams + offset_ms
+                  = scale * sum(entries) + per_block_ms * n_blocks + per_mparam_ms * mparams
+                    + per_melem_ms * melems + per_mexpanded_ms * mexpanded + offset_ms
 
 ``per_block_ms`` is (minus) the per-call cost every block paid when timed alone (session
 entry, input/output handling) that an end-to-end run pays once; ``per_mparam_ms`` the cost of
 weights that stay cache-resident while one block is timed over and over but are streamed from
-further away in a whole model; ``offset_ms`` what the whole model pays once; ``scale`` what
-stays proportional.
+further away in a whole model; ``per_melem_ms`` (minus) the cost, per million elements of
+each block's input tensor, of what a block alone does to its input and output that a whole
+model does not do between blocks (ONNX Runtime's CPU provider converts a lone block's input
+to its blocked NCHWc layout and back, a whole model stays in that layout from block to
+block); ``per_mexpanded_ms`` the same per million elements of the MBConv blocks' expanded
+tensors (what the depthwise convolution and its activation read and write), which fit a
+block's cache alone but compete with the rest of a whole model; ``offset_ms`` what the whole
+model pays once; ``scale`` what stays proportional. Tables calibrated before the two element
+terms existed predict with them as 0.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
@@ -34,9 +43,22 @@ IDENTITY = ("space", "space_fingerprint", "device", "target", "backend", "precis
 
 
 def slug(text: str) -> str:
-    """'AMD EPYC 7B13 64-Core Processor' -> 'amd-epyc-7b13-64-core-processor'."""
+    """'AMD EPYC 7B13 64-Core Processor' -> 'amd-epyc-7b13-64-core-processor';
+    trademark marks go: 'Intel(R) Xeon(R) Processor' -> 'intel-xeon-processor'."""
+    text = re.sub(r"\((r|tm|c)\)", " ", text, flags=re.IGNORECASE)
     out = "".join(c.lower() if c.isalnum() else "-" for c in text)
     return "-".join(p for p in out.split("-") if p) or "unknown"
+
+
+FEATURES = ("sum_ms", "n_blocks", "mparams", "melems", "mexpanded")
+COEFFICIENTS = ("scale", "per_block_ms", "per_mparam_ms", "per_melem_ms", "per_mexpanded_ms")
+
+
+def _elements(block: Block) -> tuple[float, float]:
+    """Millions of elements, per image, of ``block``'s input tensor and of its expanded
+    tensor (MBConv blocks; 0 for the others)."""
+    hw = block.size * block.size
+    return hw * block.in_chs / 1e6, (hw * block.mid_chs / 1e6 if block.kind == "mbconv" else 0.0)
 
 
 def default_table_path(space: str, device: str, backend: str, precision: str, batch: int, threads: int | None = None) -> Path:
@@ -205,16 +227,17 @@ class LatencyTable:
 
     # ------------------------------------------------------------------ prediction
 
-    def _parts(self, arch: Arch) -> tuple[float, int, float]:
-        """(sum of block medians, number of blocks, millions of weights), memoised per stage
-        like ``SearchSpace.cost``: a prediction is a few dict lookups."""
+    def _parts(self, arch: Arch) -> tuple[float, ...]:
+        """(sum of block latencies, number of blocks, millions of weights, millions of block
+        input elements, millions of expanded elements): :data:`FEATURES`, memoised per stage
+        like ``SearchSpace.cost``, so that a prediction is a few dict lookups."""
         cache, sp = self._cache, self.space
         key = ("stem", arch.resolution, arch.stem)
         hit = cache.get(key)
         if hit is None:
             b = Block("stem", arch.resolution, sp.input_channels, arch.stem, sp.stem_kernel, sp.stem_stride, act=sp.act)
-            hit = cache[key] = (self.block_ms(b), b.cost()[1] / 1e6, b.out_size)
-        total, params, size = hit
+            hit = cache[key] = (self.block_ms(b), b.cost()[1] / 1e6, *_elements(b), b.out_size)
+        total, params, elems, expanded, size = hit
         n = 2
         chs = arch.stem
         for i, st in enumerate(arch.stages):
@@ -222,19 +245,29 @@ class LatencyTable:
             hit = cache.get(key)
             if hit is None:
                 blocks = sp.stage_blocks(i, chs, size, st)
+                el = [_elements(b) for b in blocks]
                 hit = cache[key] = (sum(self.block_ms(b) for b in blocks), sum(b.cost()[1] for b in blocks) / 1e6,
-                                    blocks[-1].out_size)
+                                    sum(e[0] for e in el), sum(e[1] for e in el), blocks[-1].out_size)
             total += hit[0]
             params += hit[1]
-            size = hit[2]
+            elems += hit[2]
+            expanded += hit[3]
+            size = hit[4]
             chs = st.width
             n += st.depth
         key = ("head", chs, size, arch.head)
         hit = cache.get(key)
         if hit is None:
             b = sp.head_block(chs, size, arch.head)
-            hit = cache[key] = (self.block_ms(b), b.cost()[1] / 1e6)
-        return total + hit[0], n, params + hit[1]
+            hit = cache[key] = (self.block_ms(b), b.cost()[1] / 1e6, *_elements(b))
+        return total + hit[0], n, params + hit[1], elems + hit[2], expanded + hit[3]
+
+    def features(self, arch: Arch) -> dict[str, float]:
+        """What the calibration model is fitted on, for one arch (:data:`FEATURES`):
+        ``sum_ms`` (block sum), ``n_blocks``, ``mparams`` (millions of weights), ``melems``
+        and ``mexpanded`` (millions of elements of the blocks' input tensors and of the MBConv
+        blocks' expanded tensors, per image)."""
+        return dict(zip(FEATURES, self._parts(arch)))
 
     def block_sum(self, arch: Arch) -> float:
         """The sum of ``arch``'s block latencies (ms), without the model-level overhead."""
@@ -242,52 +275,52 @@ class LatencyTable:
 
     def overhead(self, arch: Arch) -> float:
         """The calibrated model-level overhead (ms) added to the block sum (0 uncalibrated)."""
-        s, n, p = self._parts(arch)
-        return self._model(s, n, p) - s
+        parts = self._parts(arch)
+        return self._model(*parts) - parts[0]
 
-    def _model(self, s: float, n: int, p: float) -> float:
+    def _model(self, s: float, n: int, p: float, e: float, x: float) -> float:
         c = self.calibration
         if not c:
             return s
-        return c["scale"] * s + c["per_block_ms"] * n + c["per_mparam_ms"] * p + c["offset_ms"]
+        return (c["scale"] * s + c["per_block_ms"] * n + c["per_mparam_ms"] * p + c.get("per_melem_ms", 0.0) * e
+                + c.get("per_mexpanded_ms", 0.0) * x + c["offset_ms"])
 
     def predict(self, arch: Arch) -> float:
         """Predicted end-to-end latency of ``arch`` in ms: block sum plus overhead."""
-        s, n, p = self._parts(arch)
-        c = self.calibration
-        if not c:
-            return s
-        return c["scale"] * s + c["per_block_ms"] * n + c["per_mparam_ms"] * p + c["offset_ms"]
+        return self._model(*self._parts(arch))
 
     def fit_calibration(self, runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-        """Fit the overhead on end-to-end runs ``[{"arch", "measured_ms", "sum_ms", "n_blocks",
-        "mparams"}]`` by least squares on relative error (small and large models count alike).
-        With fewer than 12 runs, or when the full fit's scale is not positive, only a scale
-        and an offset are fitted (per_block_ms = per_mparam_ms = 0)."""
+        """Fit the overhead on end-to-end runs: each ``{"arch", "measured_ms"}`` plus the
+        arch's :meth:`features`, by least squares on relative error (small and large models
+        count alike). The more runs, the more terms: all six coefficients from 30 runs (5 per
+        coefficient: the element terms, fitted on 20 runs, lost as much as they gained on the
+        stored runs of five tables), scale, per block, per weight and offset from 12 (3 per
+        coefficient), else scale and offset only; a fit whose scale is not positive (noise)
+        falls back to the next smaller model, so a costlier subnet never predicts faster."""
         import numpy as np
 
         if len(runs) < 6:
             raise NastoolsError(f"calibration: got {len(runs)} end-to-end runs, expected at least 6 (--calibrate 6 or more)")
+        lacking = [(r["arch"], k) for r in runs for k in FEATURES if k not in r]
+        if lacking:
+            raise NastoolsError(f"calibration: run {lacking[0][0]} has no {lacking[0][1]!r}: add LatencyTable.features(arch) to each run")
         y = np.array([r["measured_ms"] for r in runs])
-        s = np.array([r["sum_ms"] for r in runs])
-        n = np.array([r["n_blocks"] for r in runs], dtype=float)
-        p = np.array([r["mparams"] for r in runs], dtype=float)
+        cols = np.array([[r[k] for k in FEATURES] for r in runs], dtype=float)
         ones = np.ones_like(y)
         coef = None
-        if len(runs) >= 3 * 4:  # the full model only with >= 3 runs per coefficient
-            coef, *_ = np.linalg.lstsq(np.stack([s, n, p, ones], 1) / y[:, None], ones, rcond=None)
-        if coef is None or coef[0] <= 0:
-            # few (or noisy) runs: scale and offset only, so that a costlier model never
-            # predicts faster because four coefficients were fitted to noise
-            two, *_ = np.linalg.lstsq(np.stack([s, ones], 1) / y[:, None], ones, rcond=None)
-            coef = [two[0], 0.0, 0.0, two[1]] if two[0] > 0 else [1.0, 0.0, 0.0, float(np.mean(y - s))]
-        scale, per_block, per_mparam, offset = (float(v) for v in coef)
+        for n_feats, per_coef in ((len(FEATURES), 5), (3, 3), (1, 0)):
+            if len(runs) < per_coef * (n_feats + 1):
+                continue
+            fit, *_ = np.linalg.lstsq(np.column_stack([cols[:, :n_feats], ones]) / y[:, None], ones, rcond=None)
+            if fit[0] > 0:
+                coef = [*fit[:-1], *[0.0] * (len(FEATURES) - n_feats), fit[-1]]
+                break
+        if coef is None:
+            coef = [1.0, *[0.0] * (len(FEATURES) - 1), float(np.mean(y - cols[:, 0]))]
         self.calibration = {
-            "model": "scale * sum_ms + per_block_ms * n_blocks + per_mparam_ms * mparams + offset_ms",
-            "scale": scale,
-            "per_block_ms": per_block,
-            "per_mparam_ms": per_mparam,
-            "offset_ms": offset,
+            "model": " + ".join(f"{c} * {f}" for c, f in zip(COEFFICIENTS, FEATURES)) + " + offset_ms",
+            **{c: float(v) for c, v in zip(COEFFICIENTS, coef)},
+            "offset_ms": float(coef[-1]),
             "runs": [dict(r) for r in runs],
         }
         return self.calibration
