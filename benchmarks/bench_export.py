@@ -11,7 +11,9 @@ the export path is the real one) and saves it as the run ``runs/bench-export``. 
 uses one thread everywhere and writes ``benchmarks/results/bench_export.json``. ``ops``
 splits the fp32 and int8 run time of the trained subnet by kind of operator (ONNX Runtime's
 profiler, after its graph optimizations) into ``benchmarks/results/bench_export_ops.json``:
-where int8 gains and where it loses on this CPU.
+where int8 gains and where it loses on this CPU. ``variants`` times the trained subnet
+quantized with other ``quantize_static`` settings (no reduce_range, per-tensor weights, int8
+activations, fewer op types) into ``benchmarks/results/bench_export_variants.json``.
 Targets (issue 7): int8 <= 0.7 x fp32 latency with <= 1 point top-1 loss.
 """
 
@@ -253,6 +255,66 @@ def ops() -> None:
     write_result("bench_export_ops", {"threads": 1, "by_batch": res})
 
 
+# quantize_static settings against the shipped ones (nastools' int8 for ORT: uint8 asymmetric
+# activations, int8 symmetric per-channel weights, reduce_range)
+VARIANTS = {
+    "shipped (u8 act, s8 per-channel weights, reduce_range)": {},
+    "no reduce_range": {"reduce_range": False},
+    "per-tensor weights": {"reduce_range": False, "per_channel": False},
+    "s8 symmetric activations": {"reduce_range": False, "activation_type": "QInt8", "symmetric_activations": True},
+    "Conv, Gemm and Add only": {"reduce_range": False, "op_types_to_quantize": ["Conv", "Gemm", "Add"]},
+}
+
+
+def quant_variants(repeats: int = 3, duration: float = 0.7) -> list[dict]:
+    """Latency (batch 1 and 32) and top-1 (first 3,000 test images) of the trained subnet
+    quantized with other ``quantize_static`` settings: is another setting faster on this CPU?"""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from nastools.export import bench_model, export_subnet, make_runner
+    from nastools.export.parity import run_batched
+    from nastools.export.precision import _Batches
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_subnet(RUN, RUN / "arch.json", precision="fp32", out=Path(tmp) / "fp32.onnx", progress=False)
+        x_cal, x_test, y_test = _fmnist_arrays(fp32.sidecar["arch"]["resolution"])
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(fp32.path), str(pre), skip_symbolic_shape=True)
+        name = onnx.load(str(pre)).graph.input[0].name
+        paths = {"fp32": fp32.path}
+        for i, (label, v) in enumerate(VARIANTS.items()):
+            kw = {"reduce_range": True, "per_channel": True, **v}
+            sym = kw.pop("symmetric_activations", False)
+            kw["activation_type"] = getattr(QuantType, kw.pop("activation_type", "QUInt8"))
+            out = Path(tmp) / f"v{i}.onnx"
+            quantize_static(str(pre), str(out), _Batches(name, (x_cal[j : j + 100] for j in range(0, 1000, 100))),
+                            quant_format=QuantFormat.QDQ, weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax,
+                            extra_options={"WeightSymmetric": True, "ActivationSymmetric": sym}, **kw)
+            paths[label] = out
+        for label, path in paths.items():
+            with make_runner(path, threads=1) as r:
+                acc = float((run_batched(r, x_test[:3000], 500).argmax(1) == y_test[:3000]).mean())
+            ms = {b: float(np.median([bench_model(path, batch=b, threads=1, warmup="200ms", duration=duration).median_ms
+                                      for _ in range(repeats)])) for b in (1, 32)}
+            rows.append({"variant": label, "top1_3000": acc, "b1_ms": ms[1], "b32_ms": ms[32]})
+            print(f"  {label}: b1 {ms[1]:.3f} ms, b32 {ms[32]:.3f} ms, top-1 {100 * acc:.2f}%", flush=True)
+    for r in rows:
+        r["b1_ratio"], r["b32_ratio"] = r["b1_ms"] / rows[0]["b1_ms"], r["b32_ms"] / rows[0]["b32_ms"]
+    return rows
+
+
+def variants() -> None:
+    torch.set_num_threads(1)
+    logging.disable(logging.WARNING)
+    rows = quant_variants()
+    print(table([(r["variant"], f"{r['b1_ms']:.3f}", f"{r['b1_ratio']:.2f}", f"{r['b32_ms']:.3f}", f"{r['b32_ratio']:.2f}",
+                  f"{100 * r['top1_3000']:.2f}%") for r in rows], ["model", "b1 ms", "/fp32", "b32 ms", "/fp32", "top-1 (3,000)"]))
+    write_result("bench_export_variants", {"threads": 1, "rows": rows})
+
+
 def measure() -> None:
     from nastools.space import load_arch, load_space
 
@@ -302,7 +364,7 @@ def measure() -> None:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("phase", choices=("train", "measure", "ops", "all"), nargs="?", default="all")
+    ap.add_argument("phase", choices=("train", "measure", "ops", "variants", "all"), nargs="?", default="all")
     args = ap.parse_args()
     if args.phase in ("train", "all") and (args.phase == "train" or not (RUN / "supernet.pt").is_file()):
         train()
@@ -310,3 +372,5 @@ if __name__ == "__main__":
         measure()
     if args.phase in ("ops", "all"):
         ops()
+    if args.phase in ("variants", "all"):
+        variants()
