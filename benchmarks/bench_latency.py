@@ -170,7 +170,10 @@ def main() -> None:
     print("noise = median over subnets of (max-min)/min of 3 repeated measurements; ratio = FLOPs MAPE / table MAPE "
           "(target >= 2); held-out FLOPs = the FLOPs line fitted on the calibration runs; targets: ±10% >= 95%, tau >= 0.9, pred/s >= 100K")
     for r in results:
-        print(f"{r['space']}: noise p90 {r['noise']['p90_spread_pct']:.0f}%; " + ", ".join(f"{k} {'PASS' if ok else 'FAIL'}" for k, ok in r["targets"].items()))
+        tau = r["noise"].get("pass_kendall_tau")
+        print(f"{r['space']}: noise p90 {r['noise']['p90_spread_pct']:.0f}%"
+              + (f", Kendall tau between two measurement passes of the same subnets {tau:.3f}" if tau is not None else "")
+              + "; " + ", ".join(f"{k} {'PASS' if ok else 'FAIL'}" for k, ok in r["targets"].items()))
     write_result(args.result, {"backend": "onnxruntime-cpu", "threads": 1, "batch": 1, "n": args.n, "results": results,
                                    "rescored_from_stored_measurements": args.rescore})
 

@@ -285,9 +285,12 @@ def test_cli_profile_tiny_space_json(tmp_path):
     data = json.loads(res.output[res.output.index("{"):])
     assert data["blocks"] == len(blocks_for(space_from_dict(TINY), [12])) == len(LatencyTable.load(out))
     assert data["meta"]["resolutions"] == [12] and data["calibration"]["scale"] > 0
-    # rerun in text mode: the table is complete, so it only reports, naming every fitted term
-    res = CliRunner().invoke(main, args[:-1])
+    # rerun in text mode with validation: the blocks are done, so it only times 6 held-out
+    # subnets, and reports naming every fitted term and the measurement passes' own tau
+    res = CliRunner().invoke(main, [*args[:-1], "--validate", "6"])
     assert res.exit_code == 0, res.output
+    tau = LatencyTable.load(out).validation["noise"]["pass_kendall_tau"]
+    assert f"agree on their order with Kendall tau {tau:.3f}" in res.output
     line = next(x for x in res.output.splitlines() if x.startswith("calibration on 6 subnets"))
     assert f"{data['calibration']['scale']:.3f} x block sum" in line
     assert "us/block" in line and "us/M weights" in line and "us/M block input elements" in line and "us/M expanded elements" in line
@@ -321,6 +324,23 @@ def test_summarize_fits_the_flops_baseline_in_sample_and_on_the_calibration_runs
     other = summarize(runs, [run(f, 0.04 * f + 0.1) for f in (7, 30)])
     assert other["flops_linear_calibration"]["mape_pct"] > 50 and other["flops_linear"]["mape_pct"] == pytest.approx(0, abs=1e-9)
     assert "flops_linear_calibration" not in summarize(runs)
+
+
+def test_pass_tau_measures_how_reproducible_the_measured_order_is():
+    from nastools.latency.validate import pass_tau, summarize
+
+    def run(i, passes):
+        return {"flops": 1e6 * (i + 1), "measured_ms": min(passes), "predicted_ms": min(passes), "spread_pct": 1.0, "pass_ms": passes}
+
+    same = [run(i, [1.0 + i, 1.0 + i, 1.0 + i]) for i in range(6)]
+    assert pass_tau(same) == pytest.approx(1.0)
+    # the second pass ranks the subnets backwards, the third like the first: taus 1, -1, -1
+    mixed = [run(i, [1.0 + i, 10.0 - i, 1.0 + i]) for i in range(6)]
+    assert pass_tau(mixed) == pytest.approx(-1.0)
+    assert summarize(mixed)["noise"]["pass_kendall_tau"] == pytest.approx(-1.0)
+    # one pass only, or a run without passes: no figure
+    assert pass_tau([run(i, [1.0 + i]) for i in range(6)]) is None
+    assert "pass_kendall_tau" not in summarize([{k: v for k, v in r.items() if k != "pass_ms"} for r in same])["noise"]
 
 
 def test_calibration_on_few_or_noisy_runs_keeps_predictions_increasing(tiny):

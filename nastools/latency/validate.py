@@ -43,6 +43,19 @@ def flops_fit(flops: Sequence[float], measured: Sequence[float]) -> tuple[float,
     return float(a), float(b)
 
 
+def pass_tau(runs: Sequence[Mapping[str, Any]]) -> float | None:
+    """Median Kendall tau between two repeated measurement passes of the same subnets
+    (``pass_ms`` of each run), over every pair of passes: how far the measured order itself
+    is reproducible, which bounds the tau any predictor can reach against one measurement.
+    None without at least two passes of every run."""
+    passes = [r.get("pass_ms") or [] for r in runs]
+    k = min((len(p) for p in passes), default=0)
+    if k < 2 or len(runs) < 2:
+        return None
+    cols = np.array([p[:k] for p in passes], float)
+    return float(np.median([kendall_tau(cols[:, i], cols[:, j]) for i in range(k) for j in range(i + 1, k)]))
+
+
 def summarize(runs: Sequence[Mapping[str, Any]], calibration: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     """Metrics of ``runs`` (each with predicted_ms, measured_ms, flops) for the table and for
     FLOPs-only linear models: ``flops_linear`` fitted on these very runs (in-sample, the
@@ -55,6 +68,9 @@ def summarize(runs: Sequence[Mapping[str, Any]], calibration: Sequence[Mapping[s
     base = [a * f + b for f in flops]
     spreads = [r["spread_pct"] for r in runs if "spread_pct" in r]
     noise = {"median_spread_pct": float(np.median(spreads)), "p90_spread_pct": float(np.percentile(spreads, 90))} if spreads else {}
+    tau = pass_tau(runs)
+    if tau is not None:
+        noise["pass_kendall_tau"] = tau
     out = {
         "noise": noise,
         "table": error_metrics(pred, meas),
