@@ -11,15 +11,15 @@ block entries plus a model-level overhead fitted on a few end-to-end runs::
 ``per_block_ms`` is (minus) the per-call cost every block paid when timed alone (session
 entry, input/output handling) that an end-to-end run pays once; ``per_mparam_ms`` the cost of
 weights that stay cache-resident while one block is timed over and over but are streamed from
-further away in a whole model; ``per_melem_ms`` (minus) the cost, per million elements of
-each block's input tensor, of what a block alone does to its input and output that a whole
-model does not do between blocks (ONNX Runtime's CPU provider converts a lone block's input
-to its blocked NCHWc layout and back, a whole model stays in that layout from block to
-block); ``per_mexpanded_ms`` the same per million elements of the MBConv blocks' expanded
-tensors (what the depthwise convolution and its activation read and write), which fit a
-block's cache alone but compete with the rest of a whole model; ``offset_ms`` what the whole
-model pays once; ``scale`` what stays proportional. Tables calibrated before the two element
-terms existed predict with them as 0.
+further away in a whole model; ``per_melem_ms`` and ``per_mexpanded_ms``, per million
+elements of the blocks' input tensors and of the MBConv blocks' expanded tensors, what moving
+those tensors costs in a whole model other than in a lone block (on fmnist tables
+``per_melem_ms`` comes out negative: ONNX Runtime's CPU provider reorders a lone block's
+input into its blocked NCHWc layout and back, a whole model keeps that layout from block to
+block; on a single-resolution space the two terms are fitted terms whose signs vary from
+one calibration to the next); ``offset_ms`` what the whole model pays once; ``scale`` what
+stays proportional. Tables calibrated before the two element terms existed predict with them
+as 0.
 """
 
 from __future__ import annotations
