@@ -75,7 +75,7 @@ def _matching_table(space, cpu: str):
         except NastoolsError:
             continue
         m = t.meta
-        if m.get("device") == cpu and m.get("backend") == "ort" and m.get("batch") == 1 and m.get("threads") == 1 and m.get("precision") == "fp32" and t.calibration:
+        if m.get("device") == cpu and m.get("backend") == "ort" and m.get("batch") == 1 and m.get("threads") == 1 and m.get("precision") == "fp32" and "scale" in t.calibration:
             matches.append((cpu_match(m), t))
     return max(matches, key=lambda x: x[0])[1] if matches else None  # the first of the closest
 

@@ -131,6 +131,10 @@ def test_uncalibrated_prediction_is_the_block_sum(profiled, tiny):
     bare.meta["statistic"] = "median_ms"
     bare._cache.clear()
     assert bare.predict(arch) == pytest.approx(sum(profiled.entries[b.key]["median_ms"] for b in tiny.blocks(arch)))
+    # a profile interrupted while its calibration subnets were measured: runs stored, nothing fitted yet
+    half = LatencyTable.from_dict({**profiled.to_dict(), "calibration": {"runs": profiled.calibration["runs"][:3]}})
+    half.bind(tiny)
+    assert half.predict(arch) == pytest.approx(half.block_sum(arch)) and half.overhead(arch) == 0
 
 
 def test_validation_is_stored_with_flops_baseline_and_plot(profiled, tiny):

@@ -62,11 +62,11 @@ def profile_cmd(space, device, backend, precision, batch, threads, resolutions, 
         return echo_json(result)
     click.echo(f"wrote {table.path}: {table.describe()}")
     c = table.calibration
-    if c:
+    if "scale" in c:
         click.echo(f"calibration on {len(c.get('runs', []))} subnets: predict = {c['scale']:.3f} x block sum "
                    f"{c['per_block_ms'] * 1e3:+.1f} us/block {c['per_mparam_ms'] * 1e3:+.1f} us/M weights "
-                   f"{c.get('per_melem_ms', 0.0) * 1e3:+.1f} us/M block input elements "
-                   f"{c.get('per_mexpanded_ms', 0.0) * 1e3:+.1f} us/M expanded elements {c['offset_ms'] * 1e3:+.1f} us")
+                   f"{c['per_melem_ms'] * 1e3:+.1f} us/M block input elements "
+                   f"{c['per_mexpanded_ms'] * 1e3:+.1f} us/M expanded elements {c['offset_ms'] * 1e3:+.1f} us")
     v = table.validation
     if v.get("table"):
         rows = []

@@ -18,7 +18,7 @@ those tensors costs in a whole model other than in a lone block (on fmnist table
 input into its blocked NCHWc layout and back, a whole model keeps that layout from block to
 block; on a single-resolution space the two terms are fitted terms whose signs vary from
 one calibration to the next); ``offset_ms`` what the whole model pays once; ``scale`` what
-stays proportional. Tables calibrated before the two element terms existed predict with them
+stays proportional. Tables calibrated before the two element terms existed load with them
 as 0.
 """
 
@@ -137,8 +137,11 @@ class LatencyTable:
         for key, e in entries.items():
             if not isinstance(e, Mapping) or not isinstance(e.get("median_ms"), (int, float)):
                 raise NastoolsError(f"{source}: entry {key!r} has no numeric median_ms")
-        return cls(dict(meta), {k: dict(v) for k, v in entries.items()}, dict(data.get("calibration") or {}),
-                   dict(data.get("validation") or {}))
+        calibration = dict(data.get("calibration") or {})
+        if "scale" in calibration:  # fitted before the element terms existed: they were 0
+            for k in COEFFICIENTS:
+                calibration.setdefault(k, 0.0)
+        return cls(dict(meta), {k: dict(v) for k, v in entries.items()}, calibration, dict(data.get("validation") or {}))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -280,10 +283,10 @@ class LatencyTable:
 
     def _model(self, s: float, n: int, p: float, e: float, x: float) -> float:
         c = self.calibration
-        if not c:
+        if "scale" not in c:  # uncalibrated, or its runs measured but not fitted yet (an interrupted profile)
             return s
-        return (c["scale"] * s + c["per_block_ms"] * n + c["per_mparam_ms"] * p + c.get("per_melem_ms", 0.0) * e
-                + c.get("per_mexpanded_ms", 0.0) * x + c["offset_ms"])
+        return (c["scale"] * s + c["per_block_ms"] * n + c["per_mparam_ms"] * p + c["per_melem_ms"] * e
+                + c["per_mexpanded_ms"] * x + c["offset_ms"])
 
     def predict(self, arch: Arch) -> float:
         """Predicted end-to-end latency of ``arch`` in ms: block sum plus overhead."""
