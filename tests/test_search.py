@@ -38,8 +38,11 @@ def test_parse_budgets():
         ("latency", 2, "default"), ("latency", 4, "default"), ("latency", 1, "gpu"), ("flops", 3e8, None), ("params", 5e6, None)
     ]
     for bad in ("10", "ms", "-3ms", "10 parsecs", "=3ms"):
-        with pytest.raises(NastoolsError):
+        with pytest.raises(NastoolsError, match=repr(bad)):
             parse_budgets((bad,))
+    from nastools.search.budget import format_latency
+
+    assert [format_latency(x) for x in (0.8, 0.9996, 1.0, 12.345)] == ["800us", "1ms", "1ms", "12.3ms"]
 
 
 def _engine(space, limits, cfg, **kw):
@@ -117,6 +120,19 @@ def test_resume_continues_without_re_evaluating(fmnist, tmp_path):
     assert resumed.resumed_generation == 2
     assert len(calls) == n_full and len(calls) - first == n_full - first  # nothing evaluated twice
     assert [c.arch.id for c in res.candidates] == [c.arch.id for c in full.candidates]
+
+
+@pytest.mark.parametrize("strategy", ["archive", "nsga2"])
+@pytest.mark.parametrize("slack", [1.002, 1.045])
+def test_budget_just_above_the_cheapest_subnet_ends_with_the_few_archs_it_admits(fmnist, strategy, slack):
+    # 2.78M FLOPs admits only a handful of fmnist subnets: the search used to loop forever
+    # looking for 16 distinct ones (initial population) or for new offspring
+    limit = fmnist.flops(fmnist.min_arch()) * slack
+    res = _engine(fmnist, {"flops": limit}, SearchConfig(population=16, generations=3, strategy=strategy, seed=0)).run()
+    ids = [c.arch.id for c in res.candidates]
+    assert len(ids) == len(set(ids)) and 1 <= len(ids) < 16 * 4
+    assert all(c.costs["flops"] <= limit for c in res.candidates)
+    assert res.generations_done == 3
 
 
 def test_budget_below_cheapest_names_cheapest(fmnist):
@@ -219,6 +235,10 @@ def test_search_cli_screens_offspring_with_the_predictor_unless_told_not_to(tiny
         ([], "no budget given"),
         (["--flops", "1M,2M", "--params", "1M,2M"], "sweep one cost at a time"),
         (["--latency", "5ms", "--table", "default=/no/such/table.json"], "nastools profile"),
+        (["--latency", "5ms", "--table", "cpu=/no/such/table.json"], "nastools profile"),  # cpu is the default device
+        (["--latency", "5ms", "--table", "/no/such/table.json"], "nastools profile"),
+        (["--latency", "5ms", "--table", "gpu=/no/such/table.json"], "no --latency budget on 'gpu' uses it"),
+        (["--flops", "5M", "--table", "cpu=/no/such/table.json"], "budgets on: none"),
     ],
 )
 def test_search_cli_bad_budgets(tiny_run, args, message):
@@ -265,6 +285,19 @@ def test_search_cli_latency_on_two_devices(tiny_run, tiny_tables):
     pareto = json.loads((run / "search" / "pareto.json").read_text())
     feasible = [e for e in pareto["evaluated"] if e["costs"]["latency:cpu"] <= lim_a and e["costs"]["latency:eager"] <= lim_b]
     assert pick["top1"] == max(e["top1"] for e in feasible)
+
+
+@pytest.mark.parametrize("table_arg", ["cpu={}", "{}"])
+def test_a_plain_latency_budget_uses_the_table_given_for_the_cpu(tiny_run, tiny_tables, tmp_path, table_arg):
+    run, space = tiny_run
+    ort, _ = tiny_tables
+    mine = tmp_path / "mine.json"
+    mine.write_text(ort.path.read_text())
+    lim = (ort.predict(space.min_arch()) + ort.predict(space.max_arch())) / 2
+    result = _search(run, "--latency", f"{lim:.4f}ms", "--table", table_arg.format(mine), "--no-measure", "--fresh",
+                     "--out", str(tmp_path / "search"))
+    assert result.exit_code == 0, result.output
+    assert f"table {mine} " in result.output  # not the newest table of latency_tables/
 
 
 def test_search_measures_latency_picks_end_to_end(tiny_run, tiny_tables):

@@ -12,7 +12,7 @@ from nastools.cli import echo_json, format_table, json_option, main
 @click.option("--latency", multiple=True, help="Latency budget(s): 10ms, 800us, 2ms,4ms,8ms or DEVICE=10ms (repeatable).")
 @click.option("--flops", multiple=True, help="FLOPs (MACs) budget(s), e.g. 20M or 10M,20M.")
 @click.option("--params", multiple=True, help="Parameter budget(s), e.g. 1.5M.")
-@click.option("--table", "tables", multiple=True, metavar="DEVICE=PATH", help="Latency table to use for DEVICE (default: the newest matching one in latency_tables/).")
+@click.option("--table", "tables", multiple=True, metavar="[DEVICE=]PATH", help="Latency table to use for DEVICE (a bare PATH: this CPU's) instead of the newest matching one in latency_tables/.")
 @click.option("--population", default=16, show_default=True, type=click.IntRange(2, 10000))
 @click.option("--generations", default=6, show_default=True, type=click.IntRange(0, 10000))
 @click.option("--strategy", default="archive", show_default=True, type=click.Choice(["archive", "nsga2"]))
@@ -46,9 +46,9 @@ def search(run, latency, flops, params, tables, population, generations, strateg
 
     table_map = {}
     for t in tables:
-        if "=" not in t:
-            raise NastoolsError(f"--table {t!r}: expected DEVICE=PATH, e.g. --table cpu=latency_tables/fmnist/my.json")
-        dev, path = t.split("=", 1)
+        if "=" not in t and not t.endswith(".json"):
+            raise NastoolsError(f"--table {t!r}: expected DEVICE=PATH or a .json file, e.g. --table cpu=latency_tables/fmnist/my.json")
+        dev, path = t.split("=", 1) if "=" in t else ("default", t)
         table_map[dev.strip()] = path.strip()
     budgets = parse_budgets(latency, flops, params)
     opts = SearchOptions(

@@ -37,8 +37,9 @@ class Budget:
 
 
 def format_latency(ms: float) -> str:
-    if ms < 1:
-        return f"{ms * 1e3:.3g}us"
+    us = f"{ms * 1e3:.3g}"
+    if ms < 1 and float(us) < 1000:  # 0.9996 ms rounds to 1 ms, not "1e+03us"
+        return f"{us}us"
     return f"{ms:.3g}ms"
 
 
@@ -63,10 +64,11 @@ def parse_budgets(latency: tuple[str, ...] = (), flops: tuple[str, ...] = (), pa
     for item in latency:
         device = "default"
         if "=" in item:
-            device, item = item.split("=", 1)
+            device, rest = item.split("=", 1)
             device = device.strip()
             if not device:
                 raise NastoolsError(f"latency budget {item!r}: empty device name before '='")
+            item = rest
         for part in item.split(","):
             out.append(Budget("latency", parse_latency(part), device))
     for metric, items in (("flops", flops), ("params", params)):

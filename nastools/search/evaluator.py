@@ -49,10 +49,10 @@ class SubnetEvaluator:
             return
         try:
             data = json.loads(self.cache_path.read_text())
-        except (OSError, json.JSONDecodeError):
-            return  # a broken cache is only lost work, never wrong results
-        if data.get("format") == CACHE_FORMAT and data.get("key") == self.key:
-            self.cache = {k: float(v) for k, v in data.get("top1", {}).items()}
+            if isinstance(data, dict) and data.get("format") == CACHE_FORMAT and data.get("key") == self.key:
+                self.cache = {str(k): float(v) for k, v in dict(data.get("top1") or {}).items()}
+        except (OSError, ValueError, TypeError):  # ValueError covers json.JSONDecodeError
+            self.cache = {}  # a broken cache is only lost work, never wrong results
 
     def _save(self) -> None:
         if self.cache_path:

@@ -238,12 +238,16 @@ class EvolutionSearch:
                 continue
             seen.add(child.id)
             out.append(child)
-        while len(out) < n:  # the neighbourhood is exhausted: explore
+        misses = 0
+        while len(out) < n and misses < 10:  # the neighbourhood is exhausted: explore
             child = self._sample_feasible(limits, floor=floor)
-            if child.id not in seen:
-                seen.add(child.id)
-                out.append(child)
-        return out
+            if child.id in seen or not self._within(child, limits):
+                misses += 1
+                continue
+            misses = 0
+            seen.add(child.id)
+            out.append(child)
+        return out  # fewer than n when a tight budget admits few archs not yet evaluated
 
     def _floor(self, j: int) -> float | None:
         """With ``band``: the lower end of target ``j``'s cost band, half-way down the next
@@ -390,14 +394,22 @@ class EvolutionSearch:
         else:
             init = []
             seen = set()
-            while len(init) < self.cfg.population:
+            misses = 0
+            # a budget just above the cheapest subnet admits only a few archs: after 10
+            # draws in a row that bring nothing new, start from fewer than ``population``
+            while len(init) < self.cfg.population and misses < 10:
                 # spread the initial population over the target budgets
                 j = len(init) % len(self.targets)
                 lim = {**self.limits, self.primary: self.targets[j]}
                 arch = self._sample_feasible(lim, floor=self._floor(j) if self.cfg.strategy == "archive" else None)
-                if arch.id not in seen or len(seen) >= self.space.num_archs:
-                    seen.add(arch.id)
-                    init.append(arch)
+                if arch.id in seen or not self._within(arch, self.limits):
+                    misses += 1
+                    continue
+                misses = 0
+                seen.add(arch.id)
+                init.append(arch)
+            if not init:
+                init.append(self.space.min_arch())
             for arch in init:
                 self.evaluate(arch)
             self.population = [a.id for a in init]

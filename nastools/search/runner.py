@@ -165,6 +165,8 @@ def resolve_table(space: SearchSpace, device: str, tables: Mapping[str, str]):
     from nastools.latency.table import LatencyTable, TABLES_DIR
 
     path = tables.get(device)
+    if path is None and device in ("default", "cpu"):
+        path = tables.get("cpu" if device == "default" else "default")  # a plain --latency budget is on this CPU
     if path is None and device.endswith(".json"):
         path = device
     if path is not None:
@@ -257,6 +259,16 @@ def _drift_message(device: str | None, factor: float) -> str:
             f"(the machine or its speed changed since profiling): predictions scaled by {factor:.2f} (--no-drift to keep them as profiled)")
 
 
+def _read_json_dict(path: Path) -> dict:
+    """The JSON object in ``path``; {} when it is missing or not a JSON object (a hand-edited
+    or foreign file is ignored, as if the search had not measured its speed yet)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def run_search(
     run: str | Path = "default",
     budgets: Sequence[Budget] = (),
@@ -276,6 +288,14 @@ def run_search(
 
     opts = options or SearchOptions()
     tables = dict(tables or {})
+    used = {b.device or "default" for b in budgets if b.metric == "latency"}
+    used |= {"cpu", "default"} if used & {"cpu", "default"} else set()
+    for dev, path in tables.items():
+        if dev not in used:
+            raise NastoolsError(
+                f"--table {dev}={path}: no --latency budget on {dev!r} uses it "
+                f"(budgets on: {', '.join(sorted(used - {'default'})) or 'none'}); e.g. --latency {dev}=10ms"
+            )
     ckpt = checkpoint_path(run)
     net = load_supernet(ckpt)
     space = net.space
@@ -286,7 +306,7 @@ def run_search(
         for p in (state_path, cache_path, drift_path):
             p.unlink(missing_ok=True)
     # a resumed search keeps the speed it measured when it started (its candidates' costs)
-    held = json.loads(drift_path.read_text()) if drift_path.is_file() and state_path.is_file() else {}
+    held = _read_json_dict(drift_path) if state_path.is_file() else {}
 
     costs: dict[str, Callable[[Arch], float]] = {"flops": space.flops, "params": space.params}
     measurers: dict[str, Measurer | None] = {}
