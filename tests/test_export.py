@@ -223,6 +223,12 @@ def test_export_torchscript_runs_in_torch_backend(tiny_run, tmp_path):
     assert res.sidecar["parity"]["max_abs_diff"] < 1e-3
     r = bench_model(res.path, batch=2, warmup="10ms", duration="50ms")
     assert r.backend == "torch" and r.input_shape == (2, 1, 28, 28)
+    # any batch: parity and top-1 run in batches, not one image at a time (the sidecar's
+    # (C, H, W) shape was once read as a static batch of C = 1)
+    with make_runner(res.path) as runner:
+        assert runner.static_batch() is None
+        x = np.random.default_rng(0).standard_normal((7, 1, 28, 28), dtype=np.float32)
+        assert run_batched(runner, x, 4).shape == (7, 10)
 
 
 # ---------------------------------------------------------------- bad input: one-line errors
@@ -270,12 +276,28 @@ def test_trt_without_tensorrt_points_to_docker(tiny_run):
     assert "docker" in msg.lower() and "nastools[trt]" in msg
 
 
+def test_output_path_gets_the_ending_of_its_format(tmp_path):
+    from nastools.export.api import output_path
+
+    assert output_path(tmp_path / "m", "onnx") == tmp_path / "m.onnx"
+    assert output_path(tmp_path / "m.v2", "trt") == tmp_path / "m.v2.engine"
+    assert output_path(tmp_path / "m.plan", "trt") == tmp_path / "m.plan"
+    assert output_path(tmp_path / "M.ONNX", "onnx") == tmp_path / "M.ONNX"
+    assert output_path(None, "onnx") is None
+    with pytest.raises(NastoolsError, match="name it m.engine"):
+        output_path(tmp_path / "m.onnx", "trt")
+
+
 @pytest.mark.parametrize(
     "args, needle",
     [
         (["--batch", "0"], "--batch"),
         (["--format", "torchscript", "--precision", "int8"], "fp32 only"),
         (["--parity-images", "0"], "--parity-images"),
+        (["--max-batch", "0"], "--max-batch 0"),
+        (["--workspace", "-1"], "--workspace -1 MiB"),
+        (["--out", "model.engine"], "a .engine file is a trt model, not --format onnx"),
+        (["--format", "torchscript", "--out", "m.onnx"], "name it m.pt"),
     ],
 )
 def test_bad_options_are_one_line(tiny_run, args, needle):
@@ -300,3 +322,6 @@ def test_tensorrt_engine_export_and_bench(tiny_run, tmp_path, precision):
     assert res.passed, res.sidecar["parity"]
     r = bench_model(res.path, batch=8, warmup="50ms", duration="200ms")
     assert r.backend == "trt" and r.iterations >= 10 and r.min_ms <= r.median_ms <= r.p99_ms
+    assert t["timing_cache_reused"] is False and (precision != "fp32" or t["tf32"] in (False, None))
+    again = export_subnet(run, run / "arch.json", format="trt", precision=precision, out=tmp_path / f"again-{precision}.engine", max_batch=64, **SMALL)
+    assert again.sidecar["tensorrt"]["timing_cache_reused"] is True  # the timing.cache the first build wrote

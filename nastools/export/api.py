@@ -21,6 +21,7 @@ import numpy as np
 
 from nastools.checkpoint import checkpoint_path, checkpoint_space, load_checkpoint, run_dir
 from nastools.errors import NastoolsError
+from nastools.export.bench import _SUFFIX_BACKEND
 from nastools.io import atomic_write, atomic_write_json
 from nastools.space import Arch, load_arch
 
@@ -28,6 +29,7 @@ SIDECAR_FORMAT = "nastools.export/1"
 FORMATS = ("onnx", "trt", "torchscript")
 PRECISIONS = ("fp32", "fp16", "int8")
 SUFFIX = {"onnx": ".onnx", "trt": ".engine", "torchscript": ".pt"}
+BENCH_BACKEND = {"onnx": "ort", "trt": "trt", "torchscript": "torch"}  # the runtime bench uses for each format
 DEFAULT_RUN = "default"
 
 
@@ -118,6 +120,25 @@ def _calibration_arrays(subnet, dataset, images: int, seed: int = 1, batch_size:
         yield prepare_input(subnet, batch[0], None).cpu().numpy().astype(np.float32)
 
 
+def output_path(out: str | Path | None, format: str) -> Path | None:
+    """``out`` with the file name ending of ``format`` (appended when ``out`` has none or an
+    unknown one); an ending of another format (``--format trt --out m.onnx``) is a user error,
+    since ``bench`` and the parity check pick the runtime by the ending."""
+    if out is None:
+        return None
+    out = Path(out)
+    suffix = out.suffix.lower()
+    owner = next((f for f, b in BENCH_BACKEND.items() if _SUFFIX_BACKEND.get(suffix) == b), None)
+    if owner is None:
+        return out.with_name(out.name + SUFFIX[format])
+    if owner != format:
+        raise NastoolsError(
+            f"--out {out}: a {suffix} file is a {owner} model, not --format {format}; "
+            f"name it {out.with_suffix(SUFFIX[format]).name}"
+        )
+    return out
+
+
 def export_subnet(
     run: str | Path = DEFAULT_RUN,
     arch: Arch | str | Path | None = None,
@@ -155,7 +176,12 @@ def export_subnet(
         raise NastoolsError(f"--format torchscript --precision {precision}: TorchScript export is fp32 only; use --format onnx or trt for {precision}")
     if batch is not None and batch < 1:
         raise NastoolsError(f"--batch {batch}: expected a batch size >= 1 or 'dynamic'")
+    if max_batch < 1:
+        raise NastoolsError(f"--max-batch {max_batch}: expected a batch size >= 1")
+    if workspace is not None and workspace < 1:
+        raise NastoolsError(f"--workspace {workspace >> 20} MiB: expected a limit >= 1 MiB")
     trt = import_tensorrt() if format == "trt" else None  # fail fast, before any work
+    out = output_path(out, format)
 
     ckpt = load_checkpoint(run)
     space = checkpoint_space(ckpt)
@@ -204,8 +230,6 @@ def _export(steps, *, run, arch, arch_info, format, precision, batch, out, split
     steps.update()
 
     out = Path(out) if out else default_output(run, arch, format, precision)
-    if out.suffix.lower() != SUFFIX[format]:
-        out = out.with_name(out.name + SUFFIX[format]) if not out.suffix else out
     out.parent.mkdir(parents=True, exist_ok=True)
 
     parity_x = np.concatenate([x for x, _ in _prepared(subnet, splits.test, parity_images)])

@@ -213,6 +213,9 @@ class TorchRunner(Runner):
         meta = json.loads(extra[TORCHSCRIPT_META] or "{}")
         self._shape = tuple(meta.get("input_chw", ()))
 
+    def static_batch(self) -> int | None:
+        return None  # the sidecar's shape is (C, H, W): a TorchScript subnet takes any batch
+
     def input_shape(self, batch: int) -> tuple[int, ...]:
         if not self._shape:
             raise NastoolsError(f"TorchScript module {str(self.path)!r} does not record its input shape: export it with nastools export --format torchscript")

@@ -118,6 +118,8 @@ def build_engine(
         raise NastoolsError(f"TensorRT could not parse {str(onnx_path)!r}: {'; '.join(errs)[:300]}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace))
+    if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)  # on by default; fp32 parity is checked to 1e-3
     if not typed and not flags:
         if precision == "fp16":
             config.set_flag(trt.BuilderFlag.FP16)
@@ -132,14 +134,17 @@ def build_engine(
     cache_path = Path(timing_cache) if timing_cache else None
     cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
     cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, False)
+    reused = bool(cache_bytes) and bool(config.set_timing_cache(cache, False))
+    if not reused:  # none yet, or one of another GPU or TensorRT version: start an empty one
+        cache = config.create_timing_cache(b"")
+        config.set_timing_cache(cache, False)
     engine = builder.build_serialized_network(network, config)
     if engine is None:
         raise NastoolsError(f"TensorRT engine build failed for {str(onnx_path)!r}: {'; '.join(log.errors)[:300] or 'no message'}")
     data = bytes(engine)
     atomic_write(engine_path, lambda f: f.write(data), mode="wb")
     if cache_path:
-        cache_data = bytes(config.get_timing_cache().serialize())
+        cache_data = bytes(cache.serialize())  # the attached cache, grown by the build
         atomic_write(cache_path, lambda f: f.write(cache_data), mode="wb")
     return {
         "tensorrt": str(trt.__version__),
@@ -149,6 +154,8 @@ def build_engine(
         "profile": {"min": profile.min, "opt": profile.opt, "max": profile.max},
         "workspace_bytes": int(workspace),
         "timing_cache": str(cache_path) if cache_path else None,
+        "timing_cache_reused": reused,
+        "tf32": bool(config.get_flag(trt.BuilderFlag.TF32)) if hasattr(trt.BuilderFlag, "TF32") else None,
         "engine_bytes": len(data),
     }
 
