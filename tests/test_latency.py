@@ -263,6 +263,17 @@ def test_tensorrt_backend_times_a_block(tiny):
 
 
 @pytest.mark.gpu
+def test_ort_cuda_backend_times_a_workload_that_holds_only_its_onnx(tiny):
+    # from the second pass on, end-to-end workloads keep only their ONNX export (no module)
+    from nastools.latency import Workload, block_workload
+
+    w = block_workload(blocks_for(tiny)[1])
+    be = make_backend("gpu", "ort")
+    bare = Workload(w.name, None, w.input_shape, {"fp32": w.onnx("fp32")})
+    assert be.measure(bare, QUICK).median_ms > 0 and be.describe()["backend"] == "onnxruntime-cuda"
+
+
+@pytest.mark.gpu
 def test_torch_cuda_backend_times_a_block(tiny):
     from nastools.latency import block_workload
 

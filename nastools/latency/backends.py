@@ -109,16 +109,21 @@ class OrtCudaBackend(Backend):
         )
         dtype = torch.float16 if self.precision == "fp16" else torch.float32
         x = workload.example_input(dtype, "cuda").contiguous()
-        out_meta = self._session.get_outputs()[0]
-        with torch.no_grad():
-            y = workload.module.to("cuda", dtype)(x)
-        workload.module.to("cpu", torch.float32)
-        y = torch.empty_like(y).contiguous()
         binding = self._session.io_binding()
         np_dtype = x.cpu().numpy().dtype
         binding.bind_input(self._session.get_inputs()[0].name, "cuda", 0, np_dtype, tuple(x.shape), x.data_ptr())
-        binding.bind_output(out_meta.name, "cuda", 0, np_dtype, tuple(y.shape), y.data_ptr())
-        self._binding, self._buffers = binding, [x, y]
+        # the workloads are static graphs: the output shape is in the model, so the output
+        # buffer is allocated once here (a workload may hold only its ONNX bytes, no module)
+        out_meta = self._session.get_outputs()[0]
+        shape = tuple(out_meta.shape)
+        if all(isinstance(d, int) and d > 0 for d in shape):
+            y = torch.empty(shape, dtype=dtype, device="cuda")
+            binding.bind_output(out_meta.name, "cuda", 0, np_dtype, shape, y.data_ptr())
+            self._buffers = [x, y]
+        else:  # a symbolic dimension: ONNX Runtime allocates the output on the GPU
+            binding.bind_output(out_meta.name, "cuda", 0)
+            self._buffers = [x]
+        self._binding = binding
 
     def run(self) -> None:
         self._session.run_with_iobinding(self._binding)

@@ -64,12 +64,14 @@ class TensorRTBackend(Backend):
         parser = trt.OnnxParser(network, self.logger)
         if not parser.parse(onnx_bytes):
             errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
-            raise RuntimeError(f"TensorRT could not parse the ONNX model: {errors}")
+            raise NastoolsError(f"TensorRT could not parse the ONNX model: {errors[:300]}")
         config = self.builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, self.workspace)
         if self.timing_cache is None:
             self.timing_cache = config.create_timing_cache(b"")
         config.set_timing_cache(self.timing_cache, False)
+        if self.precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+            config.clear_flag(trt.BuilderFlag.TF32)  # fp32 means fp32, as in nastools export
         if self.major < 11 and self.precision == "fp16":
             config.set_flag(trt.BuilderFlag.FP16)
         if self.major < 11 and self.precision == "int8":
@@ -84,7 +86,7 @@ class TensorRTBackend(Backend):
                 network.get_input(i).dynamic_range = (-4.0, 4.0)
         engine = self.builder.build_serialized_network(network, config)
         if engine is None:
-            raise RuntimeError("TensorRT failed to build an engine (see the TensorRT log above)")
+            raise NastoolsError("TensorRT failed to build an engine (see the TensorRT log above)")
         return bytes(engine)
 
     def load(self, workload: Workload) -> None:
@@ -102,17 +104,19 @@ class TensorRTBackend(Backend):
                 buf = torch.empty(shape, dtype=dtype, device="cuda")
             self._context.set_tensor_address(name, buf.data_ptr())
             self._buffers.append(buf)
+        torch.cuda.synchronize()  # the inputs were filled on the default stream, runs use self.stream
 
     def run(self) -> None:
         if not self._context.execute_async_v3(self.stream.cuda_stream):
-            raise RuntimeError("TensorRT execute_async_v3 failed")
+            raise NastoolsError("TensorRT execute_async_v3 failed")
         self.stream.synchronize()
 
     def timed_run(self) -> tuple[float, bool]:
         torch = self._torch
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record(self.stream)
-        self._context.execute_async_v3(self.stream.cuda_stream)
+        if not self._context.execute_async_v3(self.stream.cuda_stream):
+            raise NastoolsError("TensorRT execute_async_v3 failed")
         end.record(self.stream)
         end.synchronize()
         return start.elapsed_time(end), False
