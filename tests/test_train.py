@@ -211,8 +211,9 @@ def test_lr_warms_up_then_follows_a_cosine():
     assert lrs[10] == pytest.approx(0.1) and lrs[55] == pytest.approx(0.05)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[-1] < 0.001
     assert parse_duration("10m") == 600 and parse_duration("1.5h") == 5400 and parse_duration("90s") == 90
-    with pytest.raises(NastoolsError, match="duration 'ten'"):
-        parse_duration("ten")
+    for bad in ("ten", "infm", "nan", "0s", "-5m"):
+        with pytest.raises(NastoolsError, match=f"duration '{bad}'"):
+            parse_duration(bad)
 
 
 def test_no_weight_decay_on_bn_and_biases(tiny_path, splits):

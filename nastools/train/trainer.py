@@ -126,8 +126,8 @@ def parse_duration(text: str | float | None) -> float | None:
         v = float(s) * factor
     except ValueError:
         raise NastoolsError(f"duration {text!r}: expected a number with s/m/h, e.g. 10m or 90s") from None
-    if not v > 0:
-        raise NastoolsError(f"duration {text!r}: expected a positive duration")
+    if not (v > 0 and math.isfinite(v)):  # 'inf' and 'nan' parse as floats
+        raise NastoolsError(f"duration {text!r}: expected a positive, finite duration")
     return v
 
 
