@@ -9,6 +9,24 @@ import re
 from typing import Any, Mapping
 
 
+def check_torch_device(device: str) -> str:
+    """``device`` when torch can compute on it here: ``cpu``, ``cuda`` or ``cuda:N``;
+    anything else, or CUDA on a machine without it, is a one-line :class:`NastoolsError`."""
+    from nastools.errors import NastoolsError
+
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", str(device)):
+        raise NastoolsError(f"--device {device!r}: expected cpu or cuda (or cuda:N)")
+    if device != "cpu":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise NastoolsError("--device cuda: no CUDA device is available here (this torch build or machine has none); use --device cpu")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise NastoolsError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    return device
+
+
 def cpu_name() -> str:
     """The CPU model string, e.g. 'AMD EPYC 7B13' (falls back to the platform's name)."""
     try:

@@ -320,6 +320,10 @@ def test_checkpoint_of_another_space_or_corrupted_is_a_clear_error(tiny_path, tm
     load_space("fmnist").min_arch().save(arch)
     r = _cli("eval", "--arch", str(arch), "--run", str(run))
     assert r.exit_code == 1 and "corrupted" in r.output
+    ckpt.write_bytes(b"junk\n")  # torch's legacy unpickler raised KeyError on this one
+    for args in (("eval", "--arch", str(arch), "--run", str(run)), ("train", "--run", str(run), "--resume")):
+        r = _cli(*args)
+        assert r.exit_code == 1 and "corrupted or not a nastools checkpoint" in r.output and r.output.count("\n") == 1, r.output
 
 
 def test_missing_dataset_says_how_to_install_it(tiny_path, tmp_path, monkeypatch):
@@ -381,6 +385,11 @@ def test_eval_cli_matches_the_extracted_subnet(tiny_path, tmp_path):
     load_space("fmnist").min_arch().save(other)
     r = _cli("eval", "--arch", str(other), "--run", str(run))
     assert r.exit_code == 1 and "arch.space: got 'fmnist', expected 'tiny'" in r.output
+    for device, needle in (("gpu", "--device 'gpu': expected cpu or cuda"), ("cuda:x", "expected cpu or cuda")) + (
+        (("cuda", "no CUDA device is available here"),) if not torch.cuda.is_available() else ()
+    ):
+        r = _cli("eval", "--arch", str(tmp_path / "arch.json"), "--run", str(run), "--device", device)
+        assert r.exit_code == 1 and needle in r.output and r.output.count("\n") == 1, r.output
 
 
 @pytest.mark.parametrize("cmd", ["train", "eval"])

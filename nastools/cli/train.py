@@ -49,7 +49,7 @@ def train_cmd(run, resume, steps, time_budget, no_progress, as_json, **opts) -> 
     Examples: nastools train                                # fmnist on Fashion-MNIST into runs/default
               nastools train --run a --time-budget 10m      # stop (and checkpoint) after 10 minutes
               nastools train --run a --resume --epochs 10   # continue, extended to 10 epochs
-              torchrun --nproc-per-node 2 -m nastools train --run ddp
+              torchrun --nproc-per-node 2 -m nastools -- train --run ddp   # "--": torchrun would claim --run
     """
     from nastools.train.trainer import TrainConfig, parse_duration, train
 

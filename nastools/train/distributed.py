@@ -1,6 +1,6 @@
 """Data-parallel training over ``torch.distributed`` (gloo on CPU, nccl on GPU).
 
-Started by ``torchrun --nproc-per-node N -m nastools train ...``: every process reads
+Started by ``torchrun --nproc-per-node N -m nastools -- train ...``: every process reads
 ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` from the environment. Each step, every rank
 trains the same archs (same sampler seed; candidate scores are averaged over ranks so the
 attentive choice agrees) on its shard of the global batch; gradients of the whole sandwich

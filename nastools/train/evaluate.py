@@ -151,9 +151,11 @@ def evaluate_subnet(
     from nastools.checkpoint import checkpoint_space, load_checkpoint
     from nastools.data import load_splits
     from nastools.errors import NastoolsError
+    from nastools.machine import check_torch_device
     from nastools.space import Arch, load_arch
     from nastools.supernet import Supernet
 
+    check_torch_device(device)
     ckpt = load_checkpoint(run, map_location="cpu")
     space = checkpoint_space(ckpt)
     if isinstance(arch, Arch):

@@ -36,6 +36,7 @@ import torch.nn as nn
 from nastools.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from nastools.data import iter_batches, load_splits
 from nastools.errors import NastoolsError
+from nastools.machine import check_torch_device
 from nastools.space import Arch, load_space
 from nastools.supernet import Supernet
 from nastools.train import distributed as D
@@ -92,9 +93,7 @@ class TrainConfig:
             self.rank_by != "predictor" or bool(self.predictor),
             "--rank-by predictor needs --predictor FILE (Arch JSON lines with a top1 field, e.g. from nastools search)",
         )
-        need(self.device == "cpu" or self.device.startswith("cuda"), f"--device {self.device!r}: expected cpu or cuda")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise NastoolsError("--device cuda: no CUDA device is available here (this torch build or machine has none); use --device cpu")
+        check_torch_device(self.device)
         return self
 
     @classmethod
