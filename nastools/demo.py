@@ -191,6 +191,7 @@ def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: 
     def do_export() -> dict:
         from nastools.export.api import export_subnet
         from nastools.export.bench import bench_model
+        from nastools.export.parity import describe_parity
 
         out = {}
         for precision in ("fp32", "int8"):
@@ -203,7 +204,7 @@ def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: 
                               "parity": {k: par.get(k) for k in ("max_abs_diff", "top1_agreement", "passed") if k in par},
                               "bench": {k: b.to_dict()[k] for k in ("median_ms", "p90_ms", "p99_ms", "throughput_ips")}}
             log(f"   {precision}: {res.path.name}, test top-1 {_pct(acc.get('model_top1'))}, "
-                f"ORT CPU median {b.median_ms:.3f} ms (p90 {b.p90_ms:.3f}), parity {out[precision]['parity']}")
+                f"ORT CPU median {b.median_ms:.3f} ms (p90 {b.p90_ms:.3f}), parity {describe_parity(par)}")
         return out
 
     exported = stage("export", "export to ONNX (fp32, int8) and bench", do_export)

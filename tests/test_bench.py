@@ -100,11 +100,29 @@ def test_bench_cli_table(onnx_model):
         (["{model}", "--duration", "soon"], "--duration"),
         (["{dir}/model.xyz"], "unknown extension"),
         (["{dir}/missing.onnx"], "not found"),
+        (["{model}", "--batch", "3000000"], "GiB"),
+        (["{model}", "--backend", "torch"], "is an ONNX model, which --backend torch cannot run"),
+        (["{dir}/two_inputs.onnx"], "one float32 input"),
+        (["{dir}/dynamic_hw.onnx"], "'h', 'w'"),
+        (["{dir}/int64.onnx"], "tensor(int64)"),
     ],
 )
 def test_bench_bad_input_is_one_line(onnx_model, args, needle):
+    import onnx
+    from onnx import TensorProto, helper
+
     args = [a.format(model=onnx_model, dir=onnx_model.parent) for a in args]
     (onnx_model.parent / "model.xyz").write_bytes(b"")
+    # valid ONNX models that nastools did not write (bench used to end in a traceback on each)
+    for name, inputs, op in (
+        ("two_inputs", [("a", TensorProto.FLOAT, [1, 4]), ("b", TensorProto.FLOAT, [1, 4])], "Add"),
+        ("dynamic_hw", [("a", TensorProto.FLOAT, ["n", 3, "h", "w"])], "Relu"),
+        ("int64", [("a", TensorProto.INT64, [1, 4])], "Neg"),
+    ):
+        vis = [helper.make_tensor_value_info(n, t, shape) for n, t, shape in inputs]
+        out = helper.make_tensor_value_info("y", inputs[0][1], None)
+        graph = helper.make_graph([helper.make_node(op, [n for n, _, _ in inputs], ["y"])], name, vis, [out])
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), onnx_model.parent / f"{name}.onnx")
     res = CliRunner().invoke(main, ["bench", *args])
     lines = [ln for ln in res.output.splitlines() if ln.strip()]
     assert res.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: ") and needle in lines[0], res.output

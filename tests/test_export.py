@@ -276,6 +276,20 @@ def test_trt_without_tensorrt_points_to_docker(tiny_run):
     assert "docker" in msg.lower() and "nastools[trt]" in msg
 
 
+def test_parity_verdicts_and_their_one_line_description():
+    from nastools.export.parity import describe_parity, parity
+
+    ref = np.array([[2.0, 0.0], [0.0, 2.0], [2.0, 0.0]])
+    ok = parity(ref, ref + 1e-4, "fp32")
+    assert ok["passed"] and describe_parity(ok).startswith("max |diff| 0.0001, top-1 agreement 100.00% (passed;")
+    flipped = ref.copy()
+    flipped[2] = [0.0, 2.0]  # one of three top-1 changes, |diff| 2
+    bad = parity(ref, flipped, "int8")
+    assert not bad["passed"] and bad["top1_agreement"] == pytest.approx(2 / 3)
+    assert describe_parity(bad) == "max |diff| 2, top-1 agreement 66.67% (FAILED; tolerance agreement >= 90%)"
+    assert not parity(ref, ref + 2e-3, "fp32")["passed"] and parity(ref, ref + 2e-3, "fp16")["passed"]
+
+
 def test_output_path_gets_the_ending_of_its_format(tmp_path):
     from nastools.export.api import output_path
 

@@ -57,6 +57,7 @@ def export_cmd(fmt, precision, arch, run, batch, max_batch, out, dataset, data, 
       nastools export --run fmnist --format trt --precision fp16 --max-batch 64
     """
     from nastools.export import export_subnet
+    from nastools.export.parity import describe_parity
 
     for name, value in (("--calib-images", calib_images), ("--parity-images", parity_images), ("--eval-images", eval_images)):
         if value is not None and value < 1:
@@ -104,10 +105,7 @@ def export_cmd(fmt, precision, arch, run, batch, max_batch, out, dataset, data, 
         click.echo(line)
     if not result.passed:
         p = s["parity"]
-        raise NastoolsError(
-            f"parity check failed for {result.path}: max |diff| {p['max_abs_diff']:.3g}, top-1 agreement "
-            f"{_pct(p['top1_agreement'])}, expected {p['tolerance']}; see {result.sidecar_path}"
-        )
+        raise NastoolsError(f"parity check failed for {result.path}: {describe_parity(p)}; see {result.sidecar_path}")
 
 
 @main.command("bench")

@@ -29,6 +29,7 @@ from nastools.errors import NastoolsError
 BACKENDS = ("ort", "trt", "torch")
 #: the JSON record saved inside an exported TorchScript file (input shape, arch)
 TORCHSCRIPT_META = "nastools.json"
+MAX_INPUT_GIB = 2
 _SUFFIX_BACKEND = {".onnx": "ort", ".engine": "trt", ".plan": "trt", ".trt": "trt", ".pt": "torch", ".ts": "torch"}
 _UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0}
 
@@ -179,7 +180,15 @@ class OrtRunner(Runner):
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
             first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
             raise NastoolsError(f"ONNX Runtime cannot load {str(self.path)!r}: {first}") from None
-        inp = self.session.get_inputs()[0]
+        inputs = self.session.get_inputs()
+        inp = inputs[0]
+        fixed = all(isinstance(d, int) and d > 0 for d in inp.shape[1:])
+        if len(inputs) != 1 or inp.type != "tensor(float)" or not fixed:
+            got = ", ".join(f"{i.name} {i.type} {list(i.shape)}" for i in inputs)
+            raise NastoolsError(
+                f"model {str(self.path)!r}: bench times models with one float32 input of fixed shape but the batch "
+                f"(what nastools export writes); this one has {got[:200]}"
+            )
         self.input_name, self._shape = inp.name, inp.shape
 
     def input_shape(self, batch: int) -> tuple[int, ...]:
@@ -313,7 +322,8 @@ def make_runner(path: str | Path, backend: str | None = None, threads: int | Non
         raise NastoolsError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
     expected = _SUFFIX_BACKEND.get(Path(path).suffix.lower())
     if expected and expected != backend:
-        raise NastoolsError(f"model {str(path)!r} is a {expected} model, got --backend {backend}: pass --backend {expected}")
+        kind = {"ort": "an ONNX model", "trt": "a TensorRT engine", "torch": "a TorchScript module"}[expected]
+        raise NastoolsError(f"model {str(path)!r} is {kind}, which --backend {backend} cannot run: pass --backend {expected}")
     return RUNNERS[backend](path, threads)
 
 
@@ -356,6 +366,9 @@ def bench_model(
     runner = make_runner(path, backend, threads)
     with runner:
         shape = runner.input_shape(batch)
+        gib = 4 * math.prod(shape) / 2**30
+        if gib > MAX_INPUT_GIB:  # the output and activations need more again: refuse before the OOM killer does
+            raise NastoolsError(f"--batch {batch}: the input alone would take {gib:.1f} GiB (at most {MAX_INPUT_GIB} GiB); pass a smaller --batch")
         x = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
         lat, span = time_callable(runner.prepare(x), warmup_s, duration_s, min_iterations)
     stats = latency_stats(lat)
