@@ -309,6 +309,11 @@ def test_cli_profile_tiny_space_json(tmp_path):
     line = next(x for x in res.output.splitlines() if x.startswith("calibration on 6 subnets"))
     assert f"{data['calibration']['scale']:.3f} x block sum" in line
     assert "us/block" in line and "us/M weights" in line and "us/M block input elements" in line and "us/M expanded elements" in line
+    # once more: nothing is left to measure, and the table file comes out byte for byte the same
+    before = out.read_bytes()
+    res = CliRunner().invoke(main, [*args[:-1], "--validate", "6"])
+    assert res.exit_code == 0, res.output
+    assert out.read_bytes() == before
 
 
 def test_cli_profile_user_errors():

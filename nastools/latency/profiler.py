@@ -280,11 +280,12 @@ def _score_validation(table: LatencyTable, runs: list[dict[str, Any]], archs: Se
     by_key = {a.key: a for a in archs}
     for r in runs:
         r["predicted_ms"] = table.predict(by_key[r["arch"]])
-    result: dict[str, Any] = {**summarize(runs, table.calibration.get("runs", [])), "runs": runs}
-    if plot and table.path is not None:
+    result: dict[str, Any] = {}
+    if plot and table.path is not None:  # first, as in the shipped tables: a rerun that measures nothing rewrites the same file
         png = table.path.with_suffix(".validation.png")
         scatter_plot(runs, png, title=f"{table.meta['space']}: {table.meta['backend']} on {table.meta['device']}")
         result["plot"] = png.name
+    result.update({**summarize(runs, table.calibration.get("runs", [])), "runs": runs})
     table.validation = result
     table.save()
     return result
