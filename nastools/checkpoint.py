@@ -15,7 +15,7 @@ import io
 from pathlib import Path
 from typing import Any
 
-from nastools.errors import NastoolsError
+from nastools.errors import NastoolsError, brief
 from nastools.space import SearchSpace, load_space, space_from_dict
 
 CHECKPOINT_FORMAT = "nastools.checkpoint/1"
@@ -38,6 +38,13 @@ def checkpoint_path(run_or_path: str | Path) -> Path:
         return p
     d = run_dir(run_or_path)
     return d / CHECKPOINT_NAME
+
+
+def _run_arg(run_or_path: str | Path, path: Path) -> str:
+    """What to pass as ``--run`` to train into ``path``: the name of a run under runs/, else
+    its folder (``--run tmp`` would train into runs/tmp, not /tmp)."""
+    folder = path.parent
+    return folder.name if folder == RUNS_DIR / folder.name else str(folder)
 
 
 def save_checkpoint(path: str | Path, supernet, **state: Any) -> Path:
@@ -66,13 +73,12 @@ def load_checkpoint(run_or_path: str | Path, space: SearchSpace | str | None = N
     path = checkpoint_path(run_or_path)
     if not path.is_file():
         raise NastoolsError(
-            f"no checkpoint at {str(path)!r}: train a supernet first (nastools train --run {path.parent.name}) or pass --run"
+            f"no checkpoint at {str(path)!r}: train a supernet first (nastools train --run {_run_arg(run_or_path, path)}) or pass --run"
         )
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch's legacy unpickler raises KeyError, struct.error, ... on junk
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise NastoolsError(f"checkpoint {str(path)!r} is corrupted or not a nastools checkpoint ({first[:160]})") from None
+        raise NastoolsError(f"checkpoint {str(path)!r} is corrupted or not a nastools checkpoint ({brief(exc, 160)})") from None
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         got = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise NastoolsError(f"checkpoint {str(path)!r}: format {got!r}, expected {CHECKPOINT_FORMAT!r}")

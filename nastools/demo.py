@@ -119,7 +119,8 @@ def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: 
         log(f"   {_train_line(summary)}")
         return {"checkpoint": str(ckpt), "summary": _jsonable(summary)}
 
-    trained = stage("train", f"train the {space.name} supernet (attentive-best, {s.train_epochs:g} epoch of batch {s.batch_size}, at most {s.train_time})", do_train)
+    steps = f"{s.train_steps} steps" if s.train_steps else f"{s.train_epochs:g} epoch"
+    trained = stage("train", f"train the {space.name} supernet (attentive-best, {steps} of batch {s.batch_size}, at most {s.train_time})", do_train)
 
     # 2. profile -------------------------------------------------------------------------
     def do_profile() -> dict:

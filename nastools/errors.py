@@ -16,6 +16,17 @@ class NastoolsError(Exception):
         super().__init__(" ".join(str(message).split()))
 
 
+def brief(exc: BaseException | str, limit: int = 200) -> str:
+    """The first line of an exception's message (its type name if empty), cut at a word
+    boundary to about ``limit`` characters: a library's error inside a one-line message."""
+    text = str(exc).strip()
+    line = text.splitlines()[0].strip() if text else type(exc).__name__
+    if len(line) <= limit:
+        return line
+    cut = line[:limit].rsplit(" ", 1)[0]
+    return (cut if len(cut) > limit // 2 else line[:limit]) + " ..."
+
+
 def require(module: str, extra: str | None = None, what: str | None = None):
     """Import an optional module lazily, or raise a one-line install hint.
 

@@ -64,3 +64,9 @@ def test_demo_reuses_the_shipped_table_of_this_cpu_generation(tmp_path, monkeypa
         monkeypatch.setattr(m, "cpu_id", lambda cpu_id=cpu_id: cpu_id)
         assert _matching_table(space, "AMD EPYC").path.name == want
     assert _matching_table(space, "Intel Xeon") is None
+
+
+def test_demo_bad_train_time_is_one_line_before_any_stage(tmp_path):
+    res = CliRunner().invoke(main, ["demo", "--quick", "--run", str(tmp_path / "d"), "--train-time", "abc"])
+    assert res.exit_code == 1 and res.output.startswith("Error: duration 'abc'") and res.output.count("\n") == 1, res.output
+    assert not (tmp_path / "d").exists()

@@ -252,7 +252,7 @@ def test_arch_of_another_space_is_one_line(tiny_run, tmp_path):
 
 def test_missing_checkpoint_is_one_line(tmp_path):
     msg = _one_line_error(["export", "--run", str(tmp_path / "nothing"), "--arch", str(tmp_path / "a.json")])
-    assert "no checkpoint" in msg and "nastools train" in msg
+    assert "no checkpoint" in msg and f"nastools train --run {tmp_path / 'nothing'})" in msg  # the folder, not runs/nothing
 
 
 def test_missing_search_result_asks_for_arch(tiny_run, tmp_path):

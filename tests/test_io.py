@@ -37,3 +37,13 @@ def test_atomic_write_leaves_the_old_file_when_writing_fails(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         atomic_write(path, boom)
     assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["f.txt"]
+
+
+def test_brief_keeps_the_first_line_and_cuts_at_a_word():
+    from nastools.errors import brief
+
+    assert brief(ValueError("bad thing\nsecond line")) == "bad thing"
+    assert brief(KeyError()) == "KeyError"
+    long = brief(RuntimeError("word " * 100), limit=50)
+    assert long.endswith("word ...") and len(long) <= 54
+    assert brief("x" * 300, limit=20) == "x" * 20 + " ..."

@@ -43,6 +43,8 @@ def test_parse_budgets():
     from nastools.search.budget import format_latency
 
     assert [format_latency(x) for x in (0.8, 0.9996, 1.0, 12.345)] == ["800us", "1ms", "1ms", "12.3ms"]
+    with pytest.raises(NastoolsError, match="'-1ms': expected a positive time"):
+        parse_latency("-1ms")
 
 
 def _engine(space, limits, cfg, **kw):
@@ -174,6 +176,16 @@ def tiny_run(tmp_path_factory):
 def _search(run, *args):
     base = ["search", "--run", str(run), "--population", "4", "--generations", "2", "--calib-images", "128", "--eval-images", "256"]
     return CliRunner().invoke(main, base + list(args))
+
+
+def test_search_table_shows_every_budget_a_pick_meets(tiny_run, tmp_path):
+    run, space = tiny_run
+    lo, hi = space.flops(space.min_arch()), space.flops(space.max_arch())
+    p_hi = space.params(space.max_arch())
+    result = _search(run, "--flops", f"{(lo + hi) / 2:.0f}", "--params", f"{0.8 * p_hi:.0f}", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.output.splitlines() if line.startswith("flops <= "))
+    assert ", params <= " in row  # the params limit applies to the pick too, and the table says so
 
 
 def test_search_cli_multi_budget(tiny_run):

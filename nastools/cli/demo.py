@@ -24,8 +24,12 @@ def demo(run: str, space: str, train_time: str, quick: bool, fresh: bool, seed: 
               nastools demo --fresh --train-time 8m
     """
     from nastools.demo import DemoSettings, run_demo
+    from nastools.train.trainer import parse_duration
 
+    parse_duration(train_time)  # a bad --train-time is an error before the first stage starts
     settings = DemoSettings.quick(space, run) if quick else DemoSettings(space=space, run=run, train_time=train_time)
+    if quick and click.get_current_context().get_parameter_source("train_time") != click.core.ParameterSource.DEFAULT:
+        settings.train_time = train_time  # --quick trains 4 steps, which a shorter cap can still cut
     settings.seed = seed
     log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     summary = run_demo(settings, fresh=fresh, log=log)

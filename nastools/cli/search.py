@@ -60,7 +60,9 @@ def search(run, latency, flops, params, tables, population, generations, strateg
     lat_keys = sorted({k for b in budgets if b.metric == "latency" for k in [b.cost_name]})
     rows, data_out = [], []
     for p in rep.picks:
-        budget = f"{p.budget['cost']} <= {format_cost(p.budget['cost'], p.budget['limit'])}"
+        # the swept budget of this pick, then the fixed ones every pick also meets
+        also = [bb for bb in budgets if bb.cost_name != p.budget["cost"]]
+        budget = ", ".join(f"{k} <= {format_cost(k, v)}" for k, v in [(p.budget["cost"], p.budget["limit"])] + [(bb.cost_name, bb.limit) for bb in also])
         c = p.candidate
         rec = {"budget": p.budget, "replaced": p.replaced}
         if c is None:

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from nastools.errors import NastoolsError
+from nastools.errors import NastoolsError, brief
 
 BACKENDS = ("ort", "trt", "torch")
 #: the JSON record saved inside an exported TorchScript file (input shape, arch)
@@ -178,7 +178,7 @@ class OrtRunner(Runner):
         try:
             self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
-            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            first = brief(exc)
             raise NastoolsError(f"ONNX Runtime cannot load {str(self.path)!r}: {first}") from None
         inputs = self.session.get_inputs()
         inp = inputs[0]
@@ -217,7 +217,7 @@ class TorchRunner(Runner):
                 warnings.simplefilter("ignore", FutureWarning)
                 self.module = torch.jit.load(str(self.path), map_location="cpu", _extra_files=extra).eval()
         except RuntimeError as exc:
-            raise NastoolsError(f"cannot load TorchScript module {str(self.path)!r}: {str(exc).splitlines()[0][:200]}") from None
+            raise NastoolsError(f"cannot load TorchScript module {str(self.path)!r}: {brief(exc)}") from None
         self._torch = torch
         meta = json.loads(extra[TORCHSCRIPT_META] or "{}")
         self._shape = tuple(meta.get("input_chw", ()))

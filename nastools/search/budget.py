@@ -45,7 +45,7 @@ def format_latency(ms: float) -> str:
 
 def parse_latency(text: str) -> float:
     """'10ms' -> 10.0, '800us' -> 0.8, '0.5s' -> 500.0 (milliseconds)."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[-+]?\d+)?)\s*(s|ms|us|µs)\s*", str(text), re.IGNORECASE)
+    m = re.fullmatch(r"\s*([-+]?[0-9]*\.?[0-9]+(?:e[-+]?\d+)?)\s*(s|ms|us|µs)\s*", str(text), re.IGNORECASE)
     if not m:
         raise NastoolsError(f"latency {text!r}: expected a number with a unit, e.g. 10ms, 800us or 0.5s")
     value = float(m.group(1)) * _TIME_UNITS[m.group(2).lower()]

@@ -311,9 +311,11 @@ def run_search(
     costs: dict[str, Callable[[Arch], float]] = {"flops": space.flops, "params": space.params}
     measurers: dict[str, Measurer | None] = {}
     drift: dict[str, dict] = {}
+    # every device's table first: a missing one is an error before any drift check is timed
+    tables_for = {b.cost_name: resolve_table(space, b.device or "default", tables) for b in budgets if b.metric == "latency"}
     for b in budgets:
         if b.metric == "latency" and b.cost_name not in costs:
-            table = resolve_table(space, b.device or "default", tables)
+            table = tables_for[b.cost_name]
             measurers[b.cost_name] = _measure_fn(table) if opts.measure else None
             log(f"latency on {b.device}: table {table.path} ({table.meta.get('device')}, {table.meta.get('backend')})")
             if measurers[b.cost_name] is not None:
@@ -371,10 +373,12 @@ def run_search(
     targets = sorted({b.limit for b in budgets if b.cost_name == sweep})
     engine = EvolutionSearch(space, evaluator, costs, limits, sweep, cfg, state_path=state_path, targets=targets,
                              predictor=screen if opts.predictor else None, progress=tick)
-    result = engine.run(resume=True)
+    try:
+        result = engine.run(resume=True)
+    finally:  # an error (an unreadable state, Ctrl-C) prints on its own line, not after the bar
+        if bar is not None:
+            bar.close()
     resumed = engine.resumed_generation
-    if bar is not None:
-        bar.close()
     elapsed = time.perf_counter() - t0
 
     sweep_values = sorted({b.limit for b in budgets if b.cost_name == sweep})
