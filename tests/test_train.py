@@ -298,6 +298,13 @@ def test_cli_train_stops_on_steps_and_resumes(tiny_path, tmp_path):
     r = _cli("train", "--run", run, "--resume", "--steps", "3", "--no-progress", "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["step"] == 3
+    # nothing left to do: no training and no second evaluation of the same weights
+    log = (tmp_path / "cli" / "train.jsonl").read_text()
+    r = _cli("train", "--run", run, "--resume", "--steps", "3", "--no-progress", "--json")
+    assert r.exit_code == 0 and json.loads(r.stdout)["step"] == 3
+    assert (tmp_path / "cli" / "train.jsonl").read_text() == log
+    r = _cli("train", "--run", run, "--resume", "--epochs", "0.001")
+    assert r.exit_code == 1 and "has already trained" in r.output and "(3 steps)" in r.output, r.output
 
 
 def test_checkpoint_of_another_space_or_corrupted_is_a_clear_error(tiny_path, tmp_path):

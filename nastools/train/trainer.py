@@ -419,6 +419,7 @@ class Trainer:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 handlers[sig] = signal.signal(sig, self._on_signal)
         t0 = time.perf_counter()
+        start_step = self.step
         bar = tqdm(total=self.total_steps, initial=self.step, disable=not (progress and self.env.is_main), unit="step", dynamic_ncols=True)
         stopped, last_eval_step, images_seen, train_s = None, None, 0, 0.0
         try:
@@ -455,7 +456,7 @@ class Trainer:
             bar.close()
             for sig, h in handlers.items():
                 signal.signal(sig, h)
-        if evaluate and last_eval_step != self.step:
+        if evaluate and last_eval_step != self.step and self.step > start_step:  # a finished run was evaluated when it stopped
             self._epoch_record(self.step / self.steps_per_epoch, t0, partial=True)
         path = self.save()
         summary = {
@@ -504,6 +505,11 @@ def train(config: TrainConfig | None, run: str | Path, *, resume: bool = False, 
             )
         trainer = Trainer(config or TrainConfig(), rd)
     try:
+        if resume and "epochs" in (overrides or {}) and trainer.step > trainer.total_steps:
+            raise NastoolsError(
+                f"--epochs {overrides['epochs']:g}: run {str(rd)!r} has already trained "
+                f"{trainer.step / trainer.steps_per_epoch:.3g} epochs ({trainer.step} steps); pass more --epochs to continue it"
+            )
         return trainer.fit(max_steps=max_steps, time_budget=time_budget, progress=progress)
     finally:
         D.shutdown(trainer.env)
