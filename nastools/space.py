@@ -808,7 +808,7 @@ def list_spaces() -> list[str]:
     return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
 
 
-_SPACE_CACHE: dict[str, SearchSpace] = {}
+_SPACE_CACHE: dict[tuple[str, int, int], SearchSpace] = {}  # (file, mtime, size)
 
 
 def load_space(name_or_path: "str | Path | SearchSpace") -> SearchSpace:
@@ -816,13 +816,15 @@ def load_space(name_or_path: "str | Path | SearchSpace") -> SearchSpace:
     if isinstance(name_or_path, SearchSpace):
         return name_or_path
     key = str(name_or_path)
-    if key in _SPACE_CACHE:
-        return _SPACE_CACHE[key]
     path = SPACES_DIR / f"{key}.yaml" if key in list_spaces() else Path(key)
     if not path.is_file():
         raise NastoolsError(
             f"unknown search space {key!r}: expected one of {', '.join(list_spaces())} or the path of a space YAML file"
         )
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)  # an edited file is read again
+    if key in _SPACE_CACHE:
+        return _SPACE_CACHE[key]
     import yaml
 
     try:

@@ -263,6 +263,26 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tiny_path, split
     assert [r["step"] for r in epochs] == [3, 5, 8] and all(0 <= r["top1_max"] <= 1 for r in epochs)
 
 
+def test_resume_uses_the_checkpoints_space_and_survives_a_torn_log_line(tiny_path, splits, tmp_path):
+    space_file = tmp_path / "edited.yaml"
+    space_file.write_text(Path(tiny_path).read_text())
+    a = Trainer(tiny_config(str(space_file)), tmp_path / "run", splits=splits)
+    a.fit(max_steps=2, progress=False, evaluate=False)
+    trained_on = a.space.fingerprint
+    del a
+    # the YAML is edited after training (a wider head, which once crashed the resume with a
+    # size mismatch), and the run was killed in the middle of appending a log record
+    space_file.write_text(Path(tiny_path).read_text().replace("widths: [32, 64]", "widths: [32, 96]"))
+    assert load_space(str(space_file)).fingerprint != trained_on
+    with open(tmp_path / "run" / "train.jsonl", "a") as f:
+        f.write('{"type": "step", "st')
+    b = Trainer.resume(tmp_path / "run", splits=splits)
+    assert b.space.fingerprint == trained_on and b.step == 2
+    b.fit(max_steps=3, progress=False, evaluate=False)
+    steps = [json.loads(ln)["step"] for ln in (tmp_path / "run" / "train.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3]
+
+
 def test_training_learns(tiny_path, splits):
     """A few dozen steps lift the max subnet well above chance (10%)."""
     s = load_splits("fashion-mnist")

@@ -33,11 +33,11 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from nastools.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from nastools.checkpoint import checkpoint_path, checkpoint_space, load_checkpoint, save_checkpoint
 from nastools.data import iter_batches, load_splits
 from nastools.errors import NastoolsError
 from nastools.machine import check_torch_device
-from nastools.space import Arch, load_space
+from nastools.space import Arch, SearchSpace, load_space
 from nastools.supernet import Supernet
 from nastools.train import distributed as D
 from nastools.train.evaluate import calibration_batches, evaluate_top1, recalibrate_bn
@@ -177,7 +177,8 @@ class Trainer:
     >>> Trainer.resume("runs/demo").fit()    # continues exactly where it stopped
     """
 
-    def __init__(self, config: TrainConfig, run_dir: str | Path, *, splits=None, state: dict | None = None) -> None:
+    def __init__(self, config: TrainConfig, run_dir: str | Path, *, splits=None, state: dict | None = None,
+                 space: SearchSpace | None = None) -> None:
         self.config = config.check()
         self.run_dir = Path(run_dir)
         self.env = D.init_distributed(config.device)
@@ -185,7 +186,7 @@ class Trainer:
         if dev.startswith("cuda") and self.env.enabled:
             dev = f"cuda:{self.env.local_rank}"
         self.device = torch.device(dev)
-        self.space = load_space(config.space)
+        self.space = space if space is not None else load_space(config.space)  # resume: the checkpoint's own
         self.splits = splits if splits is not None else load_splits(config.dataset, config.data, val_size=config.val_size, seed=config.seed)
         self._check_data()
         torch.manual_seed(config.seed)
@@ -284,7 +285,9 @@ class Trainer:
         if not isinstance(state, dict) or "config" not in state:
             raise NastoolsError(f"checkpoint {str(checkpoint_path(run_dir))!r} holds no training state, so it cannot be resumed")
         config = TrainConfig.from_dict({**state["config"], **{k: v for k, v in overrides.items() if v is not None}})
-        trainer = cls(config, run_dir, splits=splits, state=state)
+        # the space the run was trained on, as stored in the checkpoint: a YAML file edited
+        # since then (another dropout, another head width) does not change a resumed run
+        trainer = cls(config, run_dir, splits=splits, state=state, space=checkpoint_space(data))
         trainer.model.load_state_dict(data["model"])
         D.broadcast_module(trainer.model, trainer.env)
         return trainer
@@ -395,7 +398,14 @@ class Trainer:
         path = self.run_dir / LOG_NAME
         if not self.env.is_main or not path.is_file():
             return
-        keep = [ln for ln in path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= self.step]
+        keep = []
+        for ln in path.read_text().splitlines():
+            try:
+                rec = json.loads(ln)
+            except ValueError:  # a line torn by a kill mid-append
+                continue
+            if isinstance(rec, dict) and rec.get("step", 0) <= self.step:
+                keep.append(ln)
         from nastools.io import atomic_write_text
 
         atomic_write_text(path, "".join(ln + "\n" for ln in keep))
