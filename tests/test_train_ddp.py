@@ -28,6 +28,16 @@ def test_two_process_ddp_run_keeps_the_replicas_identical(tmp_path):
     assert steps[-1]["step"] == 4 and steps[-1]["images_per_s"] > 0
     ckpt = torch.load(run / "supernet.pt", weights_only=True)
     assert ckpt["train"]["step"] == 4 and ckpt["train"]["config"]["batch_size"] == 32
+    # weights no subnet uses (the shortcut convolutions of blocks after a stage's first) keep
+    # their initial values, as in one process: DDP once gave them zero gradients, which SGD's
+    # weight decay and momentum then moved
+    from nastools.space import load_space
+    from nastools.supernet import Supernet
+
+    torch.manual_seed(0)
+    init = Supernet(load_space(str(space))).state_dict()
+    unused = [k for k in init if ".shortcut_conv." in k and not k.split(".")[2] == "0"]
+    assert unused and all(torch.equal(ckpt["model"][k], init[k]) for k in unused)
     # the two processes shared each global batch of 32: the run's learning-rate schedule is
     # that of a 32-image batch (steps per epoch = 55000 // 32)
     assert summary["total_steps"] == round(0.02 * (55000 // 32))

@@ -65,6 +65,13 @@ def average_gradients(params: list[torch.nn.Parameter], env: DistEnv) -> None:
         return
     import torch.distributed as dist
 
+    # a parameter no rank used this step keeps grad None, as in one process (a zero gradient
+    # would still get momentum and weight decay from SGD); one a rank did not use gets zeros
+    used = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=params[0].device)
+    dist.all_reduce(used)
+    params = [p for p, u in zip(params, used.tolist()) if u > 0]
+    if not params:
+        return
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     flat = torch.cat([g.reshape(-1) for g in grads])
     dist.all_reduce(flat)
