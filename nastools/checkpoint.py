@@ -98,6 +98,18 @@ def checkpoint_space(data: dict) -> SearchSpace:
     return space_from_dict(data["space"], source="checkpoint space")
 
 
+def run_splits(data: dict, dataset: str | None = None, data_dir: str | Path | None = None):
+    """The dataset splits of the run whose loaded checkpoint is ``data``: its dataset and
+    folder unless ``dataset``/``data_dir`` say otherwise, and its validation slice (the
+    run's ``val_size`` and ``seed``), so that no "val" image is one the supernet trained on."""
+    from nastools.data import load_splits
+
+    cfg = (data.get("train") or {}).get("config") or {}
+    name = dataset or cfg.get("dataset") or "fashion-mnist"
+    folder = data_dir or (cfg.get("data") if name == (cfg.get("dataset") or "fashion-mnist") else None)
+    return load_splits(name, folder, val_size=cfg.get("val_size", 5000), seed=int(cfg.get("seed", 0)))
+
+
 def load_supernet(run_or_path: str | Path, space: SearchSpace | str | None = None, map_location: str = "cpu"):
     """A :class:`~nastools.supernet.Supernet` with the weights of a run's checkpoint."""
     from nastools.supernet import Supernet

@@ -283,6 +283,18 @@ def test_resume_uses_the_checkpoints_space_and_survives_a_torn_log_line(tiny_pat
     assert steps == [1, 2, 3]
 
 
+def test_search_and_eval_use_the_validation_slice_the_run_held_out(tiny_path, tmp_path):
+    from nastools.checkpoint import load_checkpoint, run_splits
+
+    t = Trainer(tiny_config(tiny_path, seed=3, val_size=2000), tmp_path / "run")
+    t.fit(max_steps=1, progress=False, evaluate=False)
+    held_out = t.splits.val.images
+    got = run_splits(load_checkpoint(tmp_path / "run"))  # what search and eval --split val score on
+    assert torch.equal(got.val.images, held_out) and len(got.train) == len(t.splits.train)
+    default = load_splits("fashion-mnist")  # seed 0, 5000 images: mostly images this run trained on
+    assert not torch.equal(default.val.images[:2000], held_out)
+
+
 def test_training_learns(tiny_path, splits):
     """A few dozen steps lift the max subnet well above chance (10%)."""
     s = load_splits("fashion-mnist")

@@ -26,7 +26,7 @@ from nastools.cli import echo_json, format_table, json_option, main
               help="Use a latency table made here as profiled, without rescaling it to this machine's speed now.")
 @click.option("--fresh", is_flag=True, help="Ignore a saved search state and accuracy cache.")
 @click.option("--out", "out_dir", default=None, help="Output folder (default: <run>/search).")
-@click.option("--dataset", default="fashion-mnist", show_default=True)
+@click.option("--dataset", default=None, help="Dataset for BN recalibration and validation  [default: the run's]")
 @click.option("--data", default=None, help="Dataset folder (default: the built-in Fashion-MNIST).")
 @json_option
 def search(run, latency, flops, params, tables, population, generations, strategy, seed, calib_images, eval_images,

@@ -78,7 +78,7 @@ def train_cmd(run, resume, steps, time_budget, no_progress, as_json, **opts) -> 
 @main.command("eval")
 @click.option("--arch", "arch_file", required=True, metavar="ARCH.json", help="The subnet to evaluate (Arch JSON).")
 @click.option("--run", "run", default="default", show_default=True, help="Run whose supernet to use.")
-@click.option("--dataset", type=click.Choice(DATASETS), default="fashion-mnist", show_default=True)
+@click.option("--dataset", type=click.Choice(DATASETS), default=None, help="[default: the run's]")
 @click.option("--data", default=None, help="Dataset folder.")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True)
 @click.option("--calib-images", type=click.IntRange(1), default=2000, show_default=True, help="Training images for BN recalibration.")

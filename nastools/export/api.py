@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from nastools.checkpoint import checkpoint_path, checkpoint_space, load_checkpoint, run_dir
+from nastools.checkpoint import checkpoint_path, checkpoint_space, load_checkpoint, run_dir, run_splits
 from nastools.errors import NastoolsError
 from nastools.export.bench import _SUFFIX_BACKEND
 from nastools.io import atomic_write, atomic_write_json
@@ -167,7 +167,6 @@ def export_subnet(
     """
     from tqdm import tqdm
 
-    from nastools.data import load_splits
     from nastools.export.tensorrt import import_tensorrt
 
     _check_choice("--format", format, FORMATS)
@@ -186,9 +185,8 @@ def export_subnet(
     ckpt = load_checkpoint(run)
     space = checkpoint_space(ckpt)
     arch, arch_info = resolve_arch(run, arch, space)
-    trained_on = (ckpt.get("train") or {}).get("config") or {}
-    ds_name = dataset or trained_on.get("dataset") or "fashion-mnist"
-    splits = load_splits(ds_name, data or (trained_on.get("data") if not dataset else None))
+    splits = run_splits(ckpt, dataset, data)
+    ds_name = splits.name
     if splits.channels != space.input_channels:
         raise NastoolsError(
             f"dataset {ds_name!r} has {splits.channels}-channel images but space {space.name!r} expects "

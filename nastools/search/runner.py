@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from nastools.checkpoint import checkpoint_path, load_supernet, run_dir
+from nastools.checkpoint import checkpoint_path, checkpoint_space, load_checkpoint, run_dir, run_splits
 from nastools.errors import NastoolsError
 from nastools.io import atomic_write_json
 from nastools.search.budget import Budget, format_latency
@@ -40,7 +40,7 @@ class SearchOptions:
     # random at 4 of 5 budgets in each of three runs, the plain archive at 4, 3 and 3)
     predictor: bool = True
     predictor_factor: int = 4
-    dataset: str = "fashion-mnist"
+    dataset: str | None = None  # None: the dataset the run was trained on
     data: str | None = None
     measure: bool = True
     measure_retries: int = 5
@@ -259,6 +259,11 @@ def _drift_message(device: str | None, factor: float) -> str:
             f"(the machine or its speed changed since profiling): predictions scaled by {factor:.2f} (--no-drift to keep them as profiled)")
 
 
+def _split_seed(ckpt_data: dict) -> int:
+    """The seed of the run's train/val split (its training seed)."""
+    return int(((ckpt_data.get("train") or {}).get("config") or {}).get("seed", 0))
+
+
 def _read_json_dict(path: Path) -> dict:
     """The JSON object in ``path``; {} when it is missing or not a JSON object (a hand-edited
     or foreign file is ignored, as if the search had not measured its speed yet)."""
@@ -283,7 +288,6 @@ def run_search(
     """Search the supernet of ``run`` under ``budgets``; see the module docstring."""
     import time
 
-    from nastools.data import load_splits
     from nastools.search.evaluator import SubnetEvaluator
 
     opts = options or SearchOptions()
@@ -297,7 +301,11 @@ def run_search(
                 f"(budgets on: {', '.join(sorted(used - {'default'})) or 'none'}); e.g. --latency {dev}=10ms"
             )
     ckpt = checkpoint_path(run)
-    net = load_supernet(ckpt)
+    ckpt_data = load_checkpoint(ckpt)
+    from nastools.supernet import Supernet
+
+    net = Supernet(checkpoint_space(ckpt_data))
+    net.load_state_dict(ckpt_data.pop("model"))
     space = net.space
     out = Path(out_dir) if out_dir else run_dir(run) if ckpt.name == "supernet.pt" and not str(run).endswith(".pt") else ckpt.parent
     out = out / "search" if out_dir is None else out
@@ -345,10 +353,11 @@ def run_search(
     if drift:
         atomic_write_json(drift_path, drift)
 
-    splits = load_splits(opts.dataset, opts.data)
+    splits = run_splits(ckpt_data, opts.dataset, opts.data)  # the run's own validation slice
     evaluator = SubnetEvaluator(
         net, splits, calib_images=opts.calib_images, eval_images=opts.eval_images, batch_size=opts.batch_size,
-        seed=opts.seed, cache_path=cache_path, tag=f"{ckpt.resolve()}:{ckpt.stat().st_mtime_ns}",
+        seed=opts.seed, cache_path=cache_path,
+        tag=f"{ckpt.resolve()}:{ckpt.stat().st_mtime_ns}:{splits.name}:val={len(splits.val)}:{_split_seed(ckpt_data)}",
     )
 
     screen = ridge_screen(space)

@@ -137,7 +137,7 @@ def evaluate_subnet(
     arch,
     run="default",
     *,
-    dataset: str = "fashion-mnist",
+    dataset: str | None = None,
     data=None,
     split: str = "test",
     calib_images: int = RECALIBRATION_IMAGES,
@@ -148,8 +148,7 @@ def evaluate_subnet(
     """Top-1 of one subnet of a run's supernet: BN recalibration on training images, then
     ``split`` (the test set by default). ``arch``: an Arch, a dict or an Arch JSON path.
     Returns the arch's JSON fields with ``id``, ``flops``, ``top1`` and what was measured."""
-    from nastools.checkpoint import checkpoint_space, load_checkpoint
-    from nastools.data import load_splits
+    from nastools.checkpoint import checkpoint_space, load_checkpoint, run_splits
     from nastools.errors import NastoolsError
     from nastools.machine import check_torch_device
     from nastools.space import Arch, load_arch
@@ -166,7 +165,7 @@ def evaluate_subnet(
     net.load_state_dict(ckpt["model"])
     net = net.to(device)
     net.set_active(arch)
-    splits = splits if splits is not None else load_splits(dataset, data)
+    splits = splits if splits is not None else run_splits(ckpt, dataset, data)  # the run's val slice
     if splits.channels != space.input_channels or splits.num_classes != space.num_classes:
         raise NastoolsError(
             f"dataset {splits.name!r} ({splits.channels} channels, {splits.num_classes} classes) does not fit space "
