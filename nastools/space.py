@@ -782,23 +782,47 @@ def space_from_dict(data: Any, source: str = "space") -> SearchSpace:
         )
     stem_kernel = _int_field(f"{w}.stem.kernel", _get(stem, "kernel", f"{w}.stem", default=3))
     stem_stride = _int_field(f"{w}.stem.stride", _get(stem, "stride", f"{w}.stem", default=2))
+    values = {
+        "input_channels": _int_field(f"{w}.input_channels", _get(data, "input_channels", w)),
+        "num_classes": _int_field(f"{w}.num_classes", _get(data, "num_classes", w)),
+        "head.expand": _int_field(f"{w}.head.expand", _get(head, "expand", f"{w}.head", default=6)),
+        "se.ratio": float(_num_field(f"{w}.se.ratio", _get(se, "ratio", f"{w}.se", default=0.25))),
+        "se.divisor": _int_field(f"{w}.se.divisor", _get(se, "divisor", f"{w}.se", default=8)),
+        "dropout": float(_num_field(f"{w}.dropout", _get(data, "dropout", w, default=0.0))),
+        "drop_connect": float(_num_field(f"{w}.drop_connect", _get(data, "drop_connect", w, default=0.0))),
+        "stem.kernel": stem_kernel,
+        "stem.stride": stem_stride,
+    }
+    for key, ok, expected in (
+        ("input_channels", values["input_channels"] >= 1, "at least 1"),
+        ("num_classes", values["num_classes"] >= 2, "at least 2"),
+        ("head.expand", values["head.expand"] >= 1, "at least 1"),
+        ("se.ratio", 0 < values["se.ratio"] <= 1, "in (0, 1]"),
+        ("se.divisor", values["se.divisor"] >= 1, "at least 1"),
+        ("dropout", 0 <= values["dropout"] < 1, "in [0, 1)"),
+        ("drop_connect", 0 <= values["drop_connect"] < 1, "in [0, 1)"),
+        ("stem.kernel", stem_kernel >= 1, "at least 1"),
+        ("stem.stride", stem_stride >= 1, "at least 1"),
+    ):
+        if not ok:
+            raise NastoolsError(f"{w}.{key}: got {values[key]!r}, expected {expected}")
     return SearchSpace(
         name=name,
-        input_channels=_int_field(f"{w}.input_channels", _get(data, "input_channels", w)),
-        num_classes=_int_field(f"{w}.num_classes", _get(data, "num_classes", w)),
+        input_channels=values["input_channels"],
+        num_classes=values["num_classes"],
         resolutions=_int_list(data, "resolutions", w),
         stem_widths=_int_list(stem, "widths", f"{w}.stem"),
         stem_kernel=stem_kernel,
         stem_stride=stem_stride,
         stages=tuple(stages),
         head_widths=_int_list(head, "widths", f"{w}.head"),
-        head_expand=_int_field(f"{w}.head.expand", _get(head, "expand", f"{w}.head", default=6)),
+        head_expand=values["head.expand"],
         act=act,
-        se_ratio=float(_num_field(f"{w}.se.ratio", _get(se, "ratio", f"{w}.se", default=0.25))),
+        se_ratio=values["se.ratio"],
         se_gate=gate,
-        se_divisor=_int_field(f"{w}.se.divisor", _get(se, "divisor", f"{w}.se", default=8)),
-        dropout=float(_num_field(f"{w}.dropout", _get(data, "dropout", w, default=0.0))),
-        drop_connect=float(_num_field(f"{w}.drop_connect", _get(data, "drop_connect", w, default=0.0))),
+        se_divisor=values["se.divisor"],
+        dropout=values["dropout"],
+        drop_connect=values["drop_connect"],
         description=str(data.get("description", "")),
     )
 

@@ -173,3 +173,22 @@ def test_space_module_does_not_import_torch():
     code = "import sys, nastools.space as s; s.load_space('attentivenas').sample(0); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"se": {"ratio": 0.25, "divisor": 0}}, "se.divisor: got 0, expected at least 1"),
+        ({"head": {"widths": [64], "expand": 0}}, "head.expand: got 0, expected at least 1"),
+        ({"dropout": 1.5}, "dropout: got 1.5, expected in [0, 1)"),
+        ({"drop_connect": 1.0}, "drop_connect: got 1.0, expected in [0, 1)"),
+        ({"input_channels": 0}, "input_channels: got 0, expected at least 1"),
+        ({"num_classes": 0}, "num_classes: got 0, expected at least 2"),
+    ],
+)
+def test_out_of_range_space_fields_are_one_line_errors(change, message):
+    # each once surfaced later, as ZeroDivisionError or a torch error, or was accepted
+    from conftest import TINY_SPACE
+
+    with pytest.raises(NastoolsError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        space_from_dict({**TINY_SPACE, **change})

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from nastools.cli import main
 from nastools.data import load_splits
 from nastools.errors import NastoolsError
-from nastools.space import load_space
+from nastools.space import load_space, space_from_dict
 from nastools.supernet import Supernet
 from nastools.train.evaluate import calibration_batches, evaluate_subnet, evaluate_top1, recalibrate_bn
 from nastools.train.losses import kd_loss, smoothed_ce
@@ -119,6 +119,16 @@ def test_flops_targets_follow_the_space_distribution(fmnist):
         drawn[dist.bin_of(dist.sample(rng))] += 1
     assert max(abs(d / 20000 - p) for d, p in zip(drawn, dist.probs)) < 0.01
     assert max(dist.probs) > 2 * min(dist.probs)  # a real (non-uniform) distribution
+
+
+def test_a_space_whose_subnets_all_cost_the_same_has_one_flops_bin():
+    # (width 0 bins once divided by zero in the default attentive sampler)
+    from conftest import TINY_SPACE
+
+    one = space_from_dict({**TINY_SPACE, "stem": {"widths": [8], "kernel": 3, "stride": 2}, "head": {"widths": [32], "expand": 2},
+                           "stages": [{"name": "mb1", "widths": [8], "depths": [1], "kernels": [3], "expands": [1], "stride": 1, "se": False}]})
+    dist = FlopsDistribution.estimate(one, samples=50)
+    assert dist.probs == (1.0,) and dist.sample(random.Random(0)) == one.flops(one.min_arch())
 
 
 def test_attentive_picks_the_best_or_worst_scoring_candidate(fmnist):

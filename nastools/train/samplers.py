@@ -45,6 +45,8 @@ class FlopsDistribution:
         between the min and max subnet's FLOPs."""
         rng = random.Random(seed)
         lo, hi = float(space.flops(space.min_arch())), float(space.flops(space.max_arch()))
+        if hi <= lo:  # every subnet costs the same (e.g. a space that only varies kernels of a 1x1 grid)
+            return cls((lo, hi), (1.0,))
         width = (hi - lo) / bins
         counts = [0] * bins
         for _ in range(samples):
