@@ -305,6 +305,19 @@ def test_search_and_eval_use_the_validation_slice_the_run_held_out(tiny_path, tm
     assert not torch.equal(default.val.images[:2000], held_out)
 
 
+def test_a_stop_checkpoints_before_its_evaluation(tiny_path, splits, tmp_path, monkeypatch):
+    # a second Ctrl-C during the (slow) evaluation at a stop must not lose the steps trained
+    t = Trainer(tiny_config(tiny_path), tmp_path / "run", splits=splits)
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(t, "evaluate", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        t.fit(max_steps=3, progress=False)
+    assert _weights(tmp_path / "run")[1]["step"] == 3
+
+
 def test_training_learns(tiny_path, splits):
     """A few dozen steps lift the max subnet well above chance (10%)."""
     s = load_splits("fashion-mnist")

@@ -467,6 +467,7 @@ class Trainer:
             for sig, h in handlers.items():
                 signal.signal(sig, h)
         if evaluate and last_eval_step != self.step and self.step > start_step:  # a finished run was evaluated when it stopped
+            self.save()  # first: a second Ctrl-C during the evaluation loses no step
             self._epoch_record(self.step / self.steps_per_epoch, t0, partial=True)
         path = self.save()
         summary = {
