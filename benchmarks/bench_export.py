@@ -191,6 +191,14 @@ def parity_stats(n: int = 20, images: int = 1000) -> dict:
     }
 
 
+def _conv_kind(node) -> str:
+    """``depthwise``, ``1x1`` or ``kxk`` (the stem) for a (QLinear)Conv node."""
+    import onnx
+
+    a = {x.name: onnx.helper.get_attribute_value(x) for x in node.attribute}
+    return "depthwise" if a.get("group", 1) > 1 else ("1x1" if max(a.get("kernel_shape", [1])) == 1 else "kxk")
+
+
 def _op_times(path: Path, batch: int, runs: int) -> dict[str, float]:
     """Mean ms per run of each operator kind of ``path`` (ORT CPU, 1 thread, all graph
     optimizations), convolutions split into 1x1, depthwise and other kernels."""
@@ -207,12 +215,8 @@ def _op_times(path: Path, batch: int, runs: int) -> dict[str, float]:
         so.profile_file_prefix = str(Path(tmp) / "prof")
         so.optimized_model_filepath = str(Path(tmp) / "opt.onnx")
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        kinds = {}
-        for n in onnx.load(so.optimized_model_filepath).graph.node:
-            if n.op_type.endswith("Conv"):
-                a = {x.name: onnx.helper.get_attribute_value(x) for x in n.attribute}
-                k = "depthwise" if a.get("group", 1) > 1 else ("1x1" if list(a.get("kernel_shape", [0]))[0] == 1 else "kxk")
-                kinds[n.name] = f"{n.op_type} {k}"
+        kinds = {n.name: f"{n.op_type} {_conv_kind(n)}" for n in onnx.load(so.optimized_model_filepath).graph.node
+                 if n.op_type.endswith("Conv")}
         feed = {sess.get_inputs()[0].name: np.random.default_rng(0).standard_normal((batch, 1, 28, 28), dtype=np.float32)}
         for _ in range(10):
             sess.run(None, feed)
@@ -274,13 +278,7 @@ def _kxk_convs(path: Path) -> list[str]:
     """Names of the Conv nodes of ``path`` that are not 1x1 (depthwise, stem)."""
     import onnx
 
-    names = []
-    for n in onnx.load(str(path)).graph.node:
-        if n.op_type == "Conv":
-            a = {x.name: onnx.helper.get_attribute_value(x) for x in n.attribute}
-            if a.get("group", 1) > 1 or max(a.get("kernel_shape", [1])) > 1:
-                names.append(n.name)
-    return names
+    return [n.name for n in onnx.load(str(path)).graph.node if n.op_type == "Conv" and _conv_kind(n) != "1x1"]
 
 
 def quant_variants(repeats: int = 3, duration: float = 0.7) -> list[dict]:

@@ -74,6 +74,7 @@ class DataSplits:
     num_classes: int
     channels: int
     image_size: int
+    seed: int = 0  # of the train/val split
 
 
 def _fmnist_root(data: str | Path | None) -> Path:
@@ -205,7 +206,7 @@ def load_splits(
         train, val = Subset(train_all, train_idx.tolist()), Subset(train_all, val_idx.tolist())
     if test is None:
         test = val
-    return DataSplits(name, train, val, test, classes, chs, size)
+    return DataSplits(name, train, val, test, classes, chs, size, seed)
 
 
 def iter_batches(

@@ -832,21 +832,24 @@ def list_spaces() -> list[str]:
     return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
 
 
-_SPACE_CACHE: dict[tuple[str, int, int], SearchSpace] = {}  # (file, mtime, size)
+_SPACE_CACHE: dict[str | tuple[str, int, int], SearchSpace] = {}  # packaged name, or (file, mtime, size)
 
 
 def load_space(name_or_path: "str | Path | SearchSpace") -> SearchSpace:
     """A packaged space by name (``fmnist``, ``attentivenas``) or a space YAML file by path."""
     if isinstance(name_or_path, SearchSpace):
         return name_or_path
-    key = str(name_or_path)
-    path = SPACES_DIR / f"{key}.yaml" if key in list_spaces() else Path(key)
+    name = str(name_or_path)
+    if name in _SPACE_CACHE:  # a packaged space, cached by name
+        return _SPACE_CACHE[name]
+    packaged = name in list_spaces()
+    path = SPACES_DIR / f"{name}.yaml" if packaged else Path(name)
     if not path.is_file():
         raise NastoolsError(
-            f"unknown search space {key!r}: expected one of {', '.join(list_spaces())} or the path of a space YAML file"
+            f"unknown search space {name!r}: expected one of {', '.join(list_spaces())} or the path of a space YAML file"
         )
     st = path.stat()
-    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)  # an edited file is read again
+    key = name if packaged else (str(path.resolve()), st.st_mtime_ns, st.st_size)  # an edited file is read again
     if key in _SPACE_CACHE:
         return _SPACE_CACHE[key]
     import yaml

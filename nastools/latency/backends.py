@@ -112,18 +112,12 @@ class OrtCudaBackend(Backend):
         binding = self._session.io_binding()
         np_dtype = x.cpu().numpy().dtype
         binding.bind_input(self._session.get_inputs()[0].name, "cuda", 0, np_dtype, tuple(x.shape), x.data_ptr())
-        # the workloads are static graphs: the output shape is in the model, so the output
-        # buffer is allocated once here (a workload may hold only its ONNX bytes, no module)
+        # workloads are static graphs, so the output shape is in the model (a workload may
+        # hold only its ONNX bytes, no module to run for it)
         out_meta = self._session.get_outputs()[0]
-        shape = tuple(out_meta.shape)
-        if all(isinstance(d, int) and d > 0 for d in shape):
-            y = torch.empty(shape, dtype=dtype, device="cuda")
-            binding.bind_output(out_meta.name, "cuda", 0, np_dtype, shape, y.data_ptr())
-            self._buffers = [x, y]
-        else:  # a symbolic dimension: ONNX Runtime allocates the output on the GPU
-            binding.bind_output(out_meta.name, "cuda", 0)
-            self._buffers = [x]
-        self._binding = binding
+        y = torch.empty(tuple(out_meta.shape), dtype=dtype, device="cuda")
+        binding.bind_output(out_meta.name, "cuda", 0, np_dtype, tuple(y.shape), y.data_ptr())
+        self._binding, self._buffers = binding, [x, y]
 
     def run(self) -> None:
         self._session.run_with_iobinding(self._binding)

@@ -259,11 +259,6 @@ def _drift_message(device: str | None, factor: float) -> str:
             f"(the machine or its speed changed since profiling): predictions scaled by {factor:.2f} (--no-drift to keep them as profiled)")
 
 
-def _split_seed(ckpt_data: dict) -> int:
-    """The seed of the run's train/val split (its training seed)."""
-    return int(((ckpt_data.get("train") or {}).get("config") or {}).get("seed", 0))
-
-
 def _read_json_dict(path: Path) -> dict:
     """The JSON object in ``path``; {} when it is missing or not a JSON object (a hand-edited
     or foreign file is ignored, as if the search had not measured its speed yet)."""
@@ -357,7 +352,7 @@ def run_search(
     evaluator = SubnetEvaluator(
         net, splits, calib_images=opts.calib_images, eval_images=opts.eval_images, batch_size=opts.batch_size,
         seed=opts.seed, cache_path=cache_path,
-        tag=f"{ckpt.resolve()}:{ckpt.stat().st_mtime_ns}:{splits.name}:val={len(splits.val)}:{_split_seed(ckpt_data)}",
+        tag=f"{ckpt.resolve()}:{ckpt.stat().st_mtime_ns}:{splits.name}:val={len(splits.val)}:{splits.seed}",
     )
 
     screen = ridge_screen(space)
