@@ -133,3 +133,24 @@ def machine_info() -> dict[str, Any]:
     except ImportError:  # pragma: no cover
         pass
     return info
+
+
+def memory_low(gpu: bool = False, keep: float = 0.15, keep_gib: float = 2.0) -> bool:
+    """Whether less than ``keep`` of this machine's memory (and at least ``keep_gib`` GiB) is
+    still free: system memory (Linux ``MemAvailable``), or GPU 0's with ``gpu``. False where
+    it cannot be read. Used to stop loading more models at once than fit."""
+    try:
+        if gpu:
+            import torch
+
+            free, total = torch.cuda.mem_get_info(0)
+        else:
+            info = {}
+            with open("/proc/meminfo") as f:
+                for line in f:
+                    k, _, v = line.partition(":")
+                    info[k] = int(v.split()[0]) * 1024
+            free, total = info["MemAvailable"], info["MemTotal"]
+    except (OSError, KeyError, ValueError, RuntimeError, ImportError):
+        return False
+    return free < max(keep * total, keep_gib * 2**30)

@@ -81,7 +81,7 @@ def profile_cmd(space, device, backend, precision, batch, threads, resolutions, 
                    f"(noise: median spread of repeated measurements {v['noise'].get('median_spread_pct', float('nan')):.1f}%):")
         click.echo(format_table(rows, ["predictor", "MAPE", "RMSE ms", "±5%", "±10%", "Kendall tau"]))
         if "pass_kendall_tau" in v["noise"]:
-            click.echo(f"two measurement passes of the same subnets agree on their order with Kendall tau "
+            click.echo(f"two measurement passes (interleaved sets of rounds) of the same subnets agree on their order with Kendall tau "
                        f"{v['noise']['pass_kendall_tau']:.3f} (how far the measured order itself is reproducible)")
         if v.get("plot"):
             click.echo(f"scatter plot: {table.path.with_name(v['plot'])}")

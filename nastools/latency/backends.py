@@ -38,6 +38,7 @@ class OrtCpuBackend(Backend):
 
     name = "ort"
     precisions = ("fp32",)
+    state = ("_session", "_feed")
 
     def __init__(self, precision: str = "fp32", threads: int = 1, spin: bool | None = None) -> None:
         super().__init__(precision, threads)
@@ -85,6 +86,7 @@ class OrtCudaBackend(Backend):
     name = "ort"
     on_gpu = True
     precisions = ("fp32", "fp16")
+    state = ("_session", "_binding", "_buffers")
 
     def __init__(self, precision: str = "fp32", threads: int = 1) -> None:
         super().__init__(precision, threads)
@@ -136,6 +138,7 @@ class TorchBackend(Backend):
     (timed with CUDA events)."""
 
     name = "torch"
+    state = ("_model", "_x", "_workload")
 
     def __init__(self, precision: str = "fp32", threads: int = 1, device: str = "cpu") -> None:
         super().__init__(precision, threads)
@@ -149,6 +152,7 @@ class TorchBackend(Backend):
             _torch_cuda()
         self._model: Callable | None = None
         self._x = None
+        self._workload: Workload | None = None
 
     def load(self, workload: Workload) -> None:
         torch = self._torch

@@ -19,10 +19,11 @@ from __future__ import annotations
 import resource
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
+from nastools.errors import NastoolsError
 from nastools.latency.workload import Workload
 
 
@@ -82,6 +83,9 @@ class Backend:
     on_gpu = False
     #: the precisions the backend can time
     precisions: tuple[str, ...] = ("fp32",)
+    #: the attributes :meth:`load` sets for one workload; :meth:`hold` and :meth:`resume`
+    #: swap them, so that several workloads stay loaded at once (:func:`measure_interleaved`)
+    state: tuple[str, ...] = ()
 
     def __init__(self, precision: str = "fp32", threads: int = 1) -> None:
         self.precision = precision
@@ -109,6 +113,19 @@ class Backend:
         t1 = time.perf_counter_ns()
         return (t1 - t0) / 1e6, resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw != switches
 
+    def hold(self) -> dict[str, Any]:
+        """The loaded workload's state (see :attr:`state`), to :meth:`resume` it after other
+        workloads were loaded; the backend no longer refers to it."""
+        held = {a: getattr(self, a) for a in self.state}
+        for a in self.state:
+            setattr(self, a, None)
+        return held
+
+    def resume(self, held: dict[str, Any]) -> None:
+        """Make the workload :meth:`hold` returned ``held`` for the loaded one again."""
+        for a, v in held.items():
+            setattr(self, a, v)
+
     def describe(self) -> dict[str, Any]:
         """``{"device": ..., "backend": ..., "version": ...}`` for table metadata."""
         raise NotImplementedError
@@ -126,13 +143,17 @@ class Backend:
         finally:
             self.release()
 
-    def _time(self, p: Protocol) -> Measurement:
+    def _warm(self, p: Protocol) -> None:
         clock = time.perf_counter
         start = clock()
         n = 0
         while n < p.min_warmup or clock() - start < p.warmup_s:
             self.run()
             n += 1
+
+    def _time(self, p: Protocol) -> Measurement:
+        clock = time.perf_counter
+        self._warm(p)
         start = clock()
         clean: list[float] = []
         every: list[float] = []
@@ -141,9 +162,7 @@ class Backend:
         per_round = max(1, p.min_runs // 3)
 
         def kept() -> list[float]:
-            # runs longer than a scheduler slice are nearly all preempted on a busy core:
-            # then keep them all rather than a biased few
-            return clean if len(clean) >= max(p.min_runs // 2, len(every) // 2) else every
+            return _kept(clean, every, p.min_runs)
 
         while True:
             t_round = clock()
@@ -168,8 +187,104 @@ class Backend:
             # size the next round to take about round_s
             per_run = elapsed / per_round
             per_round = int(min(max(1, p.round_s / max(per_run, 1e-7)), p.max_runs - len(times)))
-        times = kept()
-        dropped = len(every) - len(times)
-        arr = np.asarray(times)
-        p10, p50, p90 = np.percentile(arr, [10, 50, 90])
-        return Measurement(float(p50), float(p10), float(p90), len(times), dropped)
+        return _record(clean, every, p.min_runs)
+
+
+def _kept(clean: list[float], every: list[float], min_runs: int) -> list[float]:
+    # runs longer than a scheduler slice are nearly all preempted on a busy core: then keep
+    # them all rather than a biased few
+    return clean if len(clean) >= max(min_runs // 2, len(every) // 2) else every
+
+
+def _record(clean: list[float], every: list[float], min_runs: int) -> Measurement:
+    times = _kept(clean, every, min_runs)
+    p10, p50, p90 = np.percentile(np.asarray(times), [10, 50, 90])
+    return Measurement(float(p50), float(p10), float(p90), len(times), len(every) - len(times))
+
+
+#: untimed runs at the start of each visit of :func:`measure_interleaved`: after another
+#: workload ran, the first run or two of this one refill the caches (on attentivenas@224 the
+#: first run after two untimed ones took 1.08x its p10, the fourth 1.007x)
+VISIT_WARMUP = 2
+
+
+def measure_interleaved(backend: Backend, workloads: Iterable[Workload], protocol: Protocol | None = None, *,
+                        rounds: int = 21, passes: int = 3, seed: int = 0,
+                        on_progress: Callable[[str, int], None] | None = None,
+                        full: Callable[[], bool] | None = None) -> list[tuple[Measurement, list[Measurement]]]:
+    """Time ``workloads`` together, round-robin: all are loaded at once, and each of
+    ``rounds`` rounds visits every workload once, in a new random order, for about
+    ``protocol.round_s`` of timed runs (after :data:`VISIT_WARMUP` untimed ones).
+
+    Why: a cloud host's speed drifts by several percent over seconds to minutes (other
+    tenants' use of caches and memory bandwidth). Timed one after the other, two workloads
+    differ by that drift as much as by their own cost; visited in many short rounds spread
+    over the same minutes, every workload samples the host's fast and slow stretches alike,
+    and the drift cancels from their comparison. On attentivenas@224 (100 subnets, 20 rounds)
+    two halves of the rounds ordered the subnets to Kendall tau 0.976, where two passes of
+    :meth:`Backend.measure` a sweep apart reached 0.85.
+
+    Returns, per workload, the record of all its timed runs and the records of its runs in
+    each of ``passes`` interleaved sets of rounds (round ``r`` in set ``r % passes``), whose
+    spread is the measurement noise. ``workloads`` may be a generator: each is loaded (and
+    warmed up) in turn and not referred to afterwards. ``on_progress("load", 1)`` is called
+    after each load and ``on_progress("round", n)`` after each round of ``n`` visits. When ``full()``
+    turns true after a load (memory is running out), no more are loaded: the result covers
+    the first ``len(result)`` workloads only, and the caller times the rest in another call.
+    """
+    import random
+
+    p = protocol or Protocol()
+    if not backend.state:
+        raise NastoolsError(f"backend {backend.name!r} cannot hold several workloads at once (no Backend.state)")
+    passes = max(1, min(passes, rounds))
+    held: list[dict[str, Any]] = []
+    per_visit: list[int] = []
+    loading = False
+    try:
+        for w in workloads:
+            loading = True
+            backend.load(w)
+            backend._warm(p)
+            t0 = time.perf_counter()
+            for _ in range(3):
+                backend.run()
+            per_run = (time.perf_counter() - t0) / 3
+            per_visit.append(max(3, int(p.round_s / max(per_run, 1e-7))))
+            held.append(backend.hold())
+            loading = False
+            if on_progress:
+                on_progress("load", 1)
+            if full and full():
+                break
+        clean: list[list[list[float]]] = [[[] for _ in range(passes)] for _ in held]
+        every: list[list[list[float]]] = [[[] for _ in range(passes)] for _ in held]
+        order = list(range(len(held)))
+        rng = random.Random(seed)
+        for r in range(rounds):
+            rng.shuffle(order)
+            for i in order:
+                backend.resume(held[i])
+                for _ in range(VISIT_WARMUP):
+                    backend.run()
+                for _ in range(per_visit[i]):
+                    t, preempted = backend.timed_run()
+                    every[i][r % passes].append(t)
+                    if not preempted:
+                        clean[i][r % passes].append(t)
+                held[i] = backend.hold()
+            if on_progress:
+                on_progress("round", len(held))
+    finally:
+        if loading:
+            backend.release()  # the one being loaded when an error struck
+        else:
+            backend.hold()  # the one being visited, if any, is in held already
+        for h in held:
+            backend.resume(h)
+            backend.release()
+    out = []
+    for c, e in zip(clean, every):
+        whole = _record([t for x in c for t in x], [t for x in e for t in x], p.min_runs)
+        out.append((whole, [_record(cx, ex, p.min_runs // passes) for cx, ex in zip(c, e)]))
+    return out

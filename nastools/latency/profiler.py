@@ -10,14 +10,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from nastools.latency.measure import Backend, Protocol
+from nastools.latency.measure import Backend, Protocol, measure_interleaved
 from nastools.latency.table import FEATURES, LatencyTable, default_table_path
 from nastools.latency.validate import scatter_plot, summarize
-from nastools.latency.workload import Workload, block_workload, blocks_for, subnet_workload
+from nastools.latency.workload import block_workload, blocks_for, subnet_workload
+from nastools.machine import memory_low
 from nastools.space import Arch, SearchSpace, as_rng, load_space
 
 CALIBRATION_SEED = 1000
 VALIDATION_SEED = 2000
+#: subnets of one chunk of end-to-end runs timed again with the next (see measure_archs)
+ANCHORS = 8
 
 
 def sample_archs(space: SearchSpace, n: int, seed: int, resolutions: Sequence[int], exclude: set[str] = frozenset()) -> list[Arch]:
@@ -133,75 +136,89 @@ def profile_blocks(table: LatencyTable, backend: Backend, *, protocol: Protocol,
     return done
 
 
-def _e2e_workload(space: SearchSpace, arch: Arch, batch: int, backend: Backend, cache: Path) -> Workload:
-    """The subnet workload, its ONNX export kept on disk between passes (a module of a large
-    subnet per arch would not fit in memory for a hundred archs)."""
-    if backend.name == "torch":
-        return subnet_workload(space, arch, batch)
-    files = sorted(cache.glob(f"{arch.id}.*.onnx"))
-    if not files:
-        return subnet_workload(space, arch, batch)
-    onnx = {f.name.split(".")[1]: f.read_bytes() for f in files}
-    return Workload(arch.key, None, (batch, space.input_channels, arch.resolution, arch.resolution), onnx)
-
-
 def measure_archs(table: LatencyTable, backend: Backend, archs: Sequence[Arch], runs: list[dict[str, Any]], *,
-                  protocol: Protocol, desc: str, progress: bool = True, passes: int = 3, chunk: int = 50,
+                  protocol: Protocol, desc: str, progress: bool = True, passes: int = 3, rounds: int = 21, chunk: int = 150,
                   on_update: Callable[[], None] | None = None) -> None:
     """Measure ``archs`` end to end (skipping ones already in ``runs``), appending records.
 
-    Each arch is measured in ``passes`` separate passes, each pass a sweep over a chunk of up
-    to ``chunk`` archs, so that an arch's passes lie minutes apart and one burst of
-    interference rarely hits them all; its latency (the table's statistic, p10 or median) is
-    the smallest over the passes (interference only ever slows a run down) and
-    ``spread_pct`` the range of the passes, the measurement noise any predictor is bounded
-    by. Records are appended (and ``on_update`` called) after each chunk.
+    The archs are timed together by :func:`~nastools.latency.measure.measure_interleaved`:
+    all loaded at once (in chunks of up to ``chunk``, fewer where memory runs short:
+    :func:`nastools.machine.memory_low`) and visited round-robin in ``rounds`` short rounds,
+    so that the host's drift over the minutes of a chunk reaches every subnet alike instead
+    of making one slower than its neighbour. Across chunks (and across a resume) the drift
+    is taken out by :data:`ANCHORS` subnets measured before and timed again with the chunk:
+    its figures are scaled by the median ratio of their earlier figure to the new one
+    (``chunk_scale`` in the records).
+    A record's latency (the table's statistic, p10 or median) is over all its timed runs;
+    ``pass_ms`` holds the statistic of each of ``passes`` interleaved sets of rounds and
+    ``spread_pct`` their range, the measurement noise any predictor is bounded by. Records
+    are appended (and ``on_update`` called) after each chunk.
     """
-    import tempfile
-
     space = table.space
     stat = table.statistic
     have = {r["arch"] for r in runs}
     todo = [a for a in archs if a.key not in have]
     batch = table.meta["batch"]
-    bar = _bar(len(archs) * passes, desc, progress, initial=(len(archs) - len(todo)) * passes)
+    bar = _bar(len(archs) * rounds, desc, progress, initial=(len(archs) - len(todo)) * rounds)
+    loading: list[Any] = []  # the bar of a chunk's loads, while they last
+
+    def full() -> bool:
+        return memory_low(gpu=backend.on_gpu)
+
+    def update(stage: str, n: int) -> None:
+        if stage == "load":
+            if not loading:
+                loading.append(_bar(min(chunk, len(todo) + len(anchors)), "loading subnets", progress))
+            loading[0].update(n)
+            return
+        if loading:
+            loading.pop().close()
+        bar.update(max(0, n - len(anchors)))  # the anchors' visits are not what the bar counts
+
+    # subnets measured before (an earlier chunk, or an interrupted run's) are timed again with
+    # each chunk: their ratio then / now puts the chunk on the same footing as the runs before
+    # it, whose host may have run faster or slower
+    anchors = [a for a in archs if a.key in have][:ANCHORS]
     try:
-        with tempfile.TemporaryDirectory(prefix="nastools-e2e-") as tmp:
-            cache = Path(tmp)
-            for i in range(0, len(todo), chunk):
-                group = todo[i : i + chunk]
-                measured: list[list[Any]] = [[] for _ in group]
-                for _ in range(passes):
-                    for j, a in enumerate(group):
-                        w = _e2e_workload(space, a, batch, backend, cache)
-                        measured[j].append(backend.measure(w, protocol))
-                        for prec, data in w._onnx.items():
-                            f = cache / f"{a.id}.{prec}.onnx"
-                            if not f.exists():
-                                f.write_bytes(data)
-                        bar.update(1)
-                for a, ms in zip(group, measured):
-                    best = min(ms, key=lambda m: getattr(m, stat))
-                    vals = [getattr(m, stat) for m in ms]
-                    runs.append({"arch": a.key, "measured_ms": getattr(best, stat), "median_ms": best.median_ms,
-                                 "p10_ms": best.p10_ms, "p90_ms": best.p90_ms,
-                                 "pass_ms": vals, "spread_pct": 100 * (max(vals) - min(vals)) / min(vals),
-                                 **table.features(a), "flops": space.flops(a)})
-                for f in cache.iterdir():
-                    f.unlink()
-                if on_update:
-                    on_update()
+        seed = 0
+        while todo:
+            group = anchors + todo[: max(1, chunk - len(anchors))]
+            # a generator: each subnet's module and ONNX bytes are dropped once it is loaded
+            workloads = (subnet_workload(space, a, batch) for a in group)
+            measured = measure_interleaved(backend, workloads, protocol, rounds=rounds, passes=passes, seed=seed,
+                                           on_progress=update, full=full)
+            seed += 1
+            if len(measured) <= len(anchors):  # memory held only the anchors: time the rest without them
+                anchors = []
+                continue
+            recorded = {r["arch"]: float(r["measured_ms"]) for r in runs}
+            scale = statistics.median(recorded[a.key] / getattr(m, stat) for a, (m, _) in zip(anchors, measured)) if anchors else 1.0
+            new = group[len(anchors) : len(measured)]
+            todo = todo[len(new) :]
+            for a, (whole, parts) in zip(new, measured[len(anchors) :]):
+                vals = [scale * getattr(m, stat) for m in parts]
+                runs.append({"arch": a.key, "measured_ms": scale * getattr(whole, stat), "median_ms": scale * whole.median_ms,
+                             "p10_ms": scale * whole.p10_ms, "p90_ms": scale * whole.p90_ms, "n": whole.n,
+                             "pass_ms": vals, "spread_pct": 100 * (max(vals) - min(vals)) / min(vals),
+                             **({"chunk_scale": round(scale, 5)} if anchors else {}),
+                             **table.features(a), "flops": space.flops(a)})
+            k = min(ANCHORS, max(1, len(measured) // 4))  # at most a quarter of what memory holds
+            anchors = new[:: max(1, len(new) // k)][:k]
+            if on_update:
+                on_update()
     finally:
+        for b in loading:
+            b.close()
         bar.close()
 
 
 def measure_end_to_end(table: LatencyTable, archs: Sequence[Arch], *, backend: Backend | None = None,
                        passes: int = 3, progress: bool = False) -> list[float]:
     """End-to-end latency (ms) of each of ``archs`` on this machine, measured the way the
-    table's calibration and validation runs were (:func:`measure_archs`: the table's protocol
-    and statistic, ``passes`` interleaved passes over all of ``archs``, the smallest kept), so
-    that it compares like with like with ``table.predict``. ``backend`` defaults to the
-    table's own (CPU tables only: a GPU table needs its backend passed)."""
+    table's calibration and validation runs are (:func:`measure_archs`: the table's protocol
+    and statistic, all of ``archs`` timed together round-robin, ``passes`` interleaved sets
+    of rounds), so that it compares like with like with ``table.predict``. ``backend``
+    defaults to the table's own (CPU tables only: a GPU table needs its backend passed)."""
     from nastools.latency.backends import make_backend
 
     meta = table.meta

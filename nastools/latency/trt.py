@@ -28,6 +28,7 @@ class TensorRTBackend(Backend):
     name = "trt"
     on_gpu = True
     precisions = ("fp32", "fp16", "int8")
+    state = ("_engine", "_context", "_buffers")
 
     def __init__(self, precision: str = "fp32", threads: int = 1, workspace_mb: int = 1024) -> None:
         super().__init__(precision, threads)

@@ -81,8 +81,7 @@ def pick_measured(cands: Sequence[Candidate], sweep: str, budgets: Sequence[Mapp
     where the device is not this machine), are within their limits too.
 
     The picks of all budgets are measured together (one call per cost, so a measurer can
-    interleave its passes over them and a burst of interference rarely hits one arch's every
-    pass). An arch measured over a limit is measured once more and keeps the smaller figure
+    time them round-robin and the host's drift reaches them all alike). An arch measured over a limit is measured once more and keeps the smaller figure
     (interference only ever slows a run down); if still over, it is replaced by the next best
     that fits the limit at the measured slowdown (measured / predicted of the rejected arch:
     near a budget, the next best arch by accuracy usually costs the same), up to ``retries``
