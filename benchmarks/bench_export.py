@@ -14,6 +14,11 @@ profiler, after its graph optimizations) into ``benchmarks/results/bench_export_
 where int8 gains and where it loses on this CPU. ``variants`` times the trained subnet
 quantized with other ``quantize_static`` settings (no reduce_range, per-tensor weights, int8
 activations, fewer op types, only the 1x1 convolutions) into ``benchmarks/results/bench_export_variants.json``.
+``sizes`` (no trained run needed) asks whether int8 pays on bigger subnets: int8/fp32 latency
+of eight subnets from the smallest (2.8M FLOPs) to the largest (51.4M) of an untrained fmnist
+supernet (BatchNorm recalibrated, int8 calibrated on training images; speed does not depend
+on the weights' values), and the operator split of the largest, into
+``benchmarks/results/bench_export_sizes.json``.
 Targets (issue 7): int8 <= 0.7 x fp32 latency with <= 1 point top-1 loss.
 """
 
@@ -191,15 +196,20 @@ def parity_stats(n: int = 20, images: int = 1000) -> dict:
     }
 
 
-def _conv_kind(node) -> str:
-    """``depthwise``, ``1x1`` or ``kxk`` (the stem) for a (QLinear)Conv node."""
+def _conv_kind(node, dw_align: int | None = None) -> str:
+    """``depthwise``, ``1x1`` or ``kxk`` (the stem) for a (QLinear)Conv node; with
+    ``dw_align``, depthwise convolutions whose channel count is not a multiple of it are
+    told apart (MLAS's fused int8 depthwise kernel on x86 needs a multiple of 16)."""
     import onnx
 
     a = {x.name: onnx.helper.get_attribute_value(x) for x in node.attribute}
-    return "depthwise" if a.get("group", 1) > 1 else ("1x1" if max(a.get("kernel_shape", [1])) == 1 else "kxk")
+    group = a.get("group", 1)
+    if group > 1:
+        return f"depthwise, channels not a multiple of {dw_align}" if dw_align and group % dw_align else "depthwise"
+    return "1x1" if max(a.get("kernel_shape", [1])) == 1 else "kxk"
 
 
-def _op_times(path: Path, batch: int, runs: int) -> dict[str, float]:
+def _op_times(path: Path, batch: int, runs: int, dw_align: int | None = None) -> dict[str, float]:
     """Mean ms per run of each operator kind of ``path`` (ORT CPU, 1 thread, all graph
     optimizations), convolutions split into 1x1, depthwise and other kernels."""
     import json
@@ -215,9 +225,10 @@ def _op_times(path: Path, batch: int, runs: int) -> dict[str, float]:
         so.profile_file_prefix = str(Path(tmp) / "prof")
         so.optimized_model_filepath = str(Path(tmp) / "opt.onnx")
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        kinds = {n.name: f"{n.op_type} {_conv_kind(n)}" for n in onnx.load(so.optimized_model_filepath).graph.node
+        kinds = {n.name: f"{n.op_type} {_conv_kind(n, dw_align)}" for n in onnx.load(so.optimized_model_filepath).graph.node
                  if n.op_type.endswith("Conv")}
-        feed = {sess.get_inputs()[0].name: np.random.default_rng(0).standard_normal((batch, 1, 28, 28), dtype=np.float32)}
+        shape = [d if isinstance(d, int) else batch for d in sess.get_inputs()[0].shape]
+        feed = {sess.get_inputs()[0].name: np.random.default_rng(0).standard_normal(shape, dtype=np.float32)}
         for _ in range(10):
             sess.run(None, feed)
         for _ in range(runs):
@@ -332,6 +343,56 @@ def variants() -> None:
     write_result("bench_export_variants", {"threads": 1, "rows": rows})
 
 
+def int8_by_size(batches=(1, 32), repeats: int = 3, duration: float = 0.5) -> dict:
+    """int8/fp32 ORT CPU latency (1 thread) of subnets across the fmnist space's FLOPs range,
+    from an untrained supernet with recalibrated BatchNorm, and the operator split of the
+    largest one at the last batch size."""
+    from nastools.data import load_splits
+    from nastools.export import bench_model, export_onnx, quantize_int8
+    from nastools.space import load_space
+    from nastools.supernet.model import Supernet
+    from nastools.train.evaluate import calibration_batches, prepare_input, recalibrate_bn
+
+    torch.manual_seed(0)
+    sp = load_space("fmnist")
+    net = Supernet(sp)
+    splits = load_splits()
+    archs = [("min", sp.min_arch())] + [(f"random {i}", sp.sample(i)) for i in range(6)] + [("max", sp.max_arch())]
+    rows, ops_max = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, arch in archs:
+            sub = net.extract(arch).eval()
+            recalibrate_bn(sub, calibration_batches(splits.train, 250, 500))
+            sub.eval()
+            x = prepare_input(sub, splits.train.normalise(splits.train.images[:500]), torch.device("cpu")).numpy()
+            paths = {"fp32": export_onnx(sub, Path(tmp) / "fp32.onnx")}
+            paths["int8"] = quantize_int8(paths["fp32"], Path(tmp) / "int8.onnx", (x[i : i + 100] for i in range(0, len(x), 100)))
+            for b in batches:
+                t = {p: [] for p in paths}
+                for _ in range(repeats):  # alternate so drift hits both
+                    for p, path in paths.items():
+                        t[p].append(bench_model(path, batch=b, threads=1, warmup="200ms", duration=duration).median_ms)
+                fp, q = float(np.median(t["fp32"])), float(np.median(t["int8"]))
+                rows.append({"arch": name, "id": arch.id, "flops": sp.flops(arch), "batch": b, "fp32_ms": fp, "int8_ms": q, "ratio": q / fp})
+                print(f"  {name} ({sp.flops(arch) / 1e6:.1f}M FLOPs) b{b}: fp32 {fp:.3f} ms, int8 {q:.3f} ms, x{q / fp:.2f}", flush=True)
+            if name == "max":
+                ops_max = {p: _op_times(path, batches[-1], 50, dw_align=16) for p, path in paths.items()}
+    return {"rows": rows, "max_arch_ops": {"batch": batches[-1], **ops_max}}
+
+
+def sizes() -> None:
+    torch.set_num_threads(1)
+    logging.disable(logging.WARNING)
+    res = int8_by_size()
+    print(table([(r["arch"], f"{r['flops'] / 1e6:.1f}M", r["batch"], f"{r['fp32_ms']:.3f}", f"{r['int8_ms']:.3f}", f"{r['ratio']:.2f}") for r in res["rows"]],
+                ["arch", "FLOPs", "batch", "fp32 ms", "int8 ms", "int8/fp32"]))
+    ops = res["max_arch_ops"]
+    kinds = sorted(set(ops["fp32"]) | set(ops["int8"]), key=lambda k: -(ops["fp32"].get(k, 0) + ops["int8"].get(k, 0)))
+    print(f"largest subnet, batch {ops['batch']}, ms per run by operator kind:")
+    print(table([(k, f"{ops['fp32'].get(k, 0):.3f}", f"{ops['int8'].get(k, 0):.3f}") for k in kinds], ["operator", "fp32", "int8"]))
+    write_result("bench_export_sizes", {"threads": 1, **res})
+
+
 def measure() -> None:
     from nastools.space import load_arch, load_space
 
@@ -381,7 +442,7 @@ def measure() -> None:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("phase", choices=("train", "measure", "ops", "variants", "all"), nargs="?", default="all")
+    ap.add_argument("phase", choices=("train", "measure", "ops", "variants", "sizes", "all"), nargs="?", default="all")
     args = ap.parse_args()
     if args.phase in ("train", "all") and (args.phase == "train" or not (RUN / "supernet.pt").is_file()):
         train()
@@ -391,3 +452,5 @@ if __name__ == "__main__":
         ops()
     if args.phase in ("variants", "all"):
         variants()
+    if args.phase in ("sizes", "all"):
+        sizes()
