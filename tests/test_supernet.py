@@ -154,6 +154,43 @@ def test_training_updates_only_active_slice(fmnist):
     assert bn.running_mean[16:].abs().sum() == 0 and bn.running_mean[:16].abs().sum() > 0
 
 
+@pytest.mark.parametrize("space", ["fmnist", "attentivenas_small"])
+def test_every_weight_of_the_supernet_is_used_by_some_subnet(space, request):
+    # once, every block of a stage with several widths held a shortcut convolution, though
+    # only the stage's first block can change width: weights no subnet ever reached
+    sp = request.getfixturevalue(space)
+    torch.manual_seed(0)
+    net = Supernet(sp)
+    net.train()
+    for arch in _archs(sp, 12, seed=1):
+        net.set_active(arch)
+        net(torch.randn(2, sp.input_channels, arch.resolution, arch.resolution)).sum().backward()
+    unused = [n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert unused == []
+
+
+def test_a_checkpoint_with_the_old_unused_shortcuts_loads(fmnist, fmnist_net):
+    from nastools.supernet.model import legacy_keys
+
+    old = dict(fmnist_net.state_dict())
+    for i, spec in enumerate(fmnist.stages):  # what the old layout also held
+        if len(spec.widths) > 1:
+            for j in range(1, max(spec.depths)):
+                old[f"stages.{i}.{j}.shortcut_conv.weight"] = torch.randn(max(spec.widths), max(spec.widths), 1, 1)
+    assert len(legacy_keys(old)) > 0 and legacy_keys(fmnist_net.state_dict()) == []
+    net = Supernet(fmnist)
+    net.load_state_dict(old)
+    arch = fmnist.sample(3)
+    x = torch.randn(2, 1, arch.resolution, arch.resolution)
+    for m in (net, fmnist_net):
+        m.set_active(arch)
+        m.eval()
+    with torch.no_grad():
+        assert torch.equal(net(x), fmnist_net(x))
+    with pytest.raises(RuntimeError, match="Unexpected"):  # any other stray key still fails
+        net.load_state_dict({**old, "stages.0.0.extra.weight": torch.zeros(1)})
+
+
 def test_kernel_three_is_centre_of_five(fmnist):
     torch.manual_seed(0)
     net = Supernet(fmnist)

@@ -273,6 +273,56 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tiny_path, split
     assert [r["step"] for r in epochs] == [3, 5, 8] and all(0 <= r["top1_max"] <= 1 for r in epochs)
 
 
+def _old_layout_supernet(space):
+    """A supernet laid out as before 2026-12-03: a 1x1 shortcut convolution in every block
+    of a stage with several widths (only a stage's first block can use one)."""
+    from nastools.supernet.dynamic import DynamicConv2d
+
+    net = Supernet(space)
+    for spec, stage in zip(net.space.stages, net.stages):
+        for block in list(stage)[1:]:
+            if len(spec.widths) > 1:
+                block.shortcut_conv = DynamicConv2d(max(spec.widths), max(spec.widths), 1)
+    return net
+
+
+def test_a_run_checkpointed_by_the_old_layout_resumes_with_its_weights_and_momentum(tiny_path, splits, tmp_path, monkeypatch):
+    import nastools.train.trainer as trainer_module
+    from nastools.supernet.model import legacy_keys
+    from nastools.train.trainer import param_groups
+
+    monkeypatch.setattr(trainer_module, "Supernet", _old_layout_supernet)
+    a = Trainer(tiny_config(tiny_path), tmp_path / "run", splits=splits)
+    a.fit(max_steps=2, progress=False, evaluate=False)
+    old_names = {id(p): n for n, p in a.model.named_parameters()}
+    old_index = {old_names[id(p)]: i for i, p in enumerate(p for g in param_groups(a.model, 0.0) for p in g["params"])}
+    monkeypatch.undo()
+    old_model, old_train = _weights(tmp_path / "run")
+    assert len(legacy_keys(old_model)) == 2  # blocks 1 of mb1 (widths 8|16) and mb2 (16|24)
+
+    b = Trainer.resume(tmp_path / "run", splits=splits)
+    assert b.step == 2 and legacy_keys(b.model.state_dict()) == []
+    for name, p in b.model.named_parameters():
+        assert torch.equal(p.detach(), old_model[name]), name
+        saved = old_train["optimizer"]["state"][old_index[name]]["momentum_buffer"]
+        assert torch.equal(b.optimizer.state[p]["momentum_buffer"], saved), name
+    b.fit(max_steps=3, progress=False, evaluate=False)
+    assert legacy_keys(_weights(tmp_path / "run")[0]) == []
+
+
+def test_an_optimizer_state_that_does_not_match_its_weights_is_a_one_line_error():
+    from nastools.train.trainer import upgrade_optimizer_state
+
+    model = {"a.weight": torch.zeros(2, 2, 1, 1), "stages.0.1.shortcut_conv.weight": torch.zeros(2, 2, 1, 1), "a.bias": torch.zeros(2)}
+    good = {"state": {0: {"m": 0}, 1: {"m": 1}, 2: {"m": 2}}, "param_groups": [{"params": [0, 1], "lr": 1}, {"params": [2], "lr": 1}]}
+    up = upgrade_optimizer_state(good, model)
+    assert up["param_groups"] == [{"params": [0], "lr": 1}, {"params": [1], "lr": 1}]
+    assert up["state"] == {0: {"m": 0}, 1: {"m": 2}}
+    bad = {**good, "param_groups": [{"params": [0], "lr": 1}, {"params": [2], "lr": 1}]}
+    with pytest.raises(NastoolsError, match="does not match its weights"):
+        upgrade_optimizer_state(bad, model)
+
+
 def test_resume_uses_the_checkpoints_space_and_survives_a_torn_log_line(tiny_path, splits, tmp_path):
     space_file = tmp_path / "edited.yaml"
     space_file.write_text(Path(tiny_path).read_text())

@@ -9,7 +9,8 @@ ordinary layers from the same records and copies the shared weights in.
 
 from __future__ import annotations
 
-from typing import Iterator
+import re
+from typing import Any, Iterator, Mapping
 
 import torch
 import torch.nn as nn
@@ -18,6 +19,16 @@ import torch.nn.functional as F
 from nastools.space import Arch, Block, SearchSpace, load_space
 from nastools.supernet.dynamic import DynamicBatchNorm2d, DynamicConv2d, DynamicLinear, DynamicSE, copy_bn
 from nastools.supernet.static import MBConv, StaticSubnet, Head, Stem, drop_path, make_act, make_gate
+
+
+_LEGACY_SHORTCUT = re.compile(r"stages\.\d+\.[1-9]\d*\.shortcut_conv\.weight")
+
+
+def legacy_keys(state_dict: Mapping[str, Any]) -> list[str]:
+    """Keys of a supernet ``state_dict`` that only older checkpoints (before 2026-12-03) hold:
+    a 1x1 shortcut convolution in every block of a stage with several widths, where only the
+    first block can ever use one. :meth:`Supernet.load_state_dict` drops them."""
+    return [k for k in state_dict if _LEGACY_SHORTCUT.fullmatch(k)]
 
 
 def _copy(dst: torch.Tensor, src: torch.Tensor) -> None:
@@ -175,7 +186,9 @@ class Supernet(nn.Module):
                         act=sp.act,
                         gate=sp.se_gate,
                         expand=any(e != 1 for e in spec.expands),
-                        shortcut_conv=any(c != w for c in ins for w in spec.widths),
+                        # only a stage's first block can change width; later blocks map
+                        # the stage's width onto itself and always take the identity
+                        shortcut_conv=j == 0 and any(c != w for c in ins for w in spec.widths),
                     )
                 )
             self.stages.append(stage)
@@ -184,6 +197,15 @@ class Supernet(nn.Module):
         self._active_blocks: tuple[nn.Module, ...] = ()
         self.active_arch: Arch | None = None
         self.set_active(sp.max_arch())
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+        """``nn.Module.load_state_dict``; also reads checkpoints of older versions, whose
+        never-used shortcut weights (:func:`legacy_keys`) it drops."""
+        own = self.state_dict(keep_vars=True)
+        legacy = {k for k in legacy_keys(state_dict) if k not in own}
+        if legacy:
+            state_dict = {k: v for k, v in state_dict.items() if k not in legacy}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def set_active(self, arch: Arch, *, dropout: float = 0.0, drop_connect: float = 0.0) -> None:
         """Make ``arch`` the subnet that ``forward`` runs.

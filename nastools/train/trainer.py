@@ -39,6 +39,7 @@ from nastools.errors import NastoolsError
 from nastools.machine import check_torch_device
 from nastools.space import Arch, SearchSpace, load_space
 from nastools.supernet import Supernet
+from nastools.supernet.model import legacy_keys
 from nastools.train import distributed as D
 from nastools.train.evaluate import calibration_batches, evaluate_top1, recalibrate_bn
 from nastools.train.losses import kd_loss, smoothed_ce
@@ -136,6 +137,33 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     for p in model.parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+def upgrade_optimizer_state(optimizer_state: dict, model_state: dict) -> dict:
+    """The optimizer state of an older checkpoint (see
+    :func:`nastools.supernet.model.legacy_keys`) without the entries of the shortcut weights
+    the supernet no longer has, renumbered to match :func:`param_groups` of today's supernet.
+    A checkpoint without such weights comes back unchanged."""
+    legacy = set(legacy_keys(model_state))
+    if not legacy:
+        return optimizer_state
+    names = [k for k in model_state if k.rsplit(".", 1)[-1] not in _BUFFERS]  # parameters, in order
+    groups = [[n for n in names if model_state[n].ndim > 1], [n for n in names if model_state[n].ndim <= 1]]
+    saved = optimizer_state["param_groups"]
+    if len(saved) != 2 or [len(g["params"]) for g in saved] != [len(g) for g in groups]:
+        raise NastoolsError("checkpoint: its optimizer state does not match its weights, so the run cannot be resumed")
+    old_index = {name: i for i, name in enumerate(groups[0] + groups[1])}
+    kept = [n for n in groups[0] + groups[1] if n not in legacy]
+    state = {j: optimizer_state["state"][old_index[n]] for j, n in enumerate(kept) if old_index[n] in optimizer_state["state"]}
+    new_groups, start = [], 0
+    for g, members in zip(saved, groups):
+        n = sum(1 for m in members if m not in legacy)
+        new_groups.append({**g, "params": list(range(start, start + n))})
+        start += n
+    return {"state": state, "param_groups": new_groups}
 
 
 class _BNSnapshot:
@@ -287,6 +315,7 @@ class Trainer:
         config = TrainConfig.from_dict({**state["config"], **{k: v for k, v in overrides.items() if v is not None}})
         # the space the run was trained on, as stored in the checkpoint: a YAML file edited
         # since then (another dropout, another head width) does not change a resumed run
+        state = {**state, "optimizer": upgrade_optimizer_state(state["optimizer"], data["model"])}
         trainer = cls(config, run_dir, splits=splits, state=state, space=checkpoint_space(data))
         trainer.model.load_state_dict(data["model"])
         D.broadcast_module(trainer.model, trainer.env)
@@ -526,4 +555,4 @@ def train(config: TrainConfig | None, run: str | Path, *, resume: bool = False, 
         D.shutdown(trainer.env)
 
 
-__all__ = ["TrainConfig", "Trainer", "lr_at", "param_groups", "parse_duration", "train"]
+__all__ = ["TrainConfig", "Trainer", "lr_at", "param_groups", "parse_duration", "train", "upgrade_optimizer_state"]
