@@ -275,6 +275,21 @@ def test_ort_cuda_backend_times_a_workload_that_holds_only_its_onnx(tiny):
     assert be.measure(bare, QUICK).median_ms > 0 and be.describe()["backend"] == "onnxruntime-cuda"
 
 
+def test_ort_cuda_backend_refuses_to_time_on_the_cpu_when_cuda_does_not_load(tiny, monkeypatch):
+    # onnxruntime only warns when the CUDA provider cannot load, and runs the session on the
+    # CPU; this ORT build lacks CUDA altogether, so a real session shows that fallback here
+    import onnxruntime as ort
+    import torch
+
+    from nastools.latency import backends, block_workload
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    monkeypatch.setattr(backends, "_torch_cuda", lambda: torch)
+    be = backends.OrtCudaBackend()
+    with pytest.raises(NastoolsError, match="CUDAExecutionProvider did not load"):
+        be.load(block_workload(blocks_for(tiny)[1]))
+
+
 @pytest.mark.gpu
 def test_torch_cuda_backend_times_a_block(tiny):
     from nastools.latency import block_workload

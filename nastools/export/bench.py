@@ -282,13 +282,21 @@ class TrtRunner(Runner):
 
     def _dtype(self, name: str):
         torch, trt = self._torch, self._trt
-        return {trt.float32: torch.float32, trt.float16: torch.float16, trt.int8: torch.int8, trt.int32: torch.int32}[self.engine.get_tensor_dtype(name)]
+        dtypes = {trt.float32: torch.float32, trt.float16: torch.float16, trt.int8: torch.int8, trt.int32: torch.int32}
+        for trt_name, torch_dtype in (("int64", torch.int64), ("bool", torch.bool)):
+            if hasattr(trt, trt_name):
+                dtypes[getattr(trt, trt_name)] = torch_dtype
+        dtype = self.engine.get_tensor_dtype(name)
+        if dtype not in dtypes:
+            raise NastoolsError(f"engine {str(self.path)!r}: tensor {name!r} has type {dtype}, which bench cannot feed")
+        return dtypes[dtype]
 
     def prepare(self, x: np.ndarray):
         torch = self._torch
         name = self.inputs[0]
         self.d_in = torch.from_numpy(x).to("cuda").to(self._dtype(name)).contiguous()
-        self.context.set_input_shape(name, tuple(x.shape))
+        if not self.context.set_input_shape(name, tuple(x.shape)):
+            raise NastoolsError(f"engine {str(self.path)!r} does not accept input shape {tuple(x.shape)}")
         self.context.set_tensor_address(name, self.d_in.data_ptr())
         self.d_out = {}
         for out in self.outputs:
@@ -299,7 +307,8 @@ class TrtRunner(Runner):
         handle = self.stream.cuda_stream
 
         def run():
-            self.context.execute_async_v3(handle)
+            if not self.context.execute_async_v3(handle):  # nothing was queued: fail, never time a no-op
+                raise NastoolsError(f"TensorRT could not run {str(self.path)!r} (execute_async_v3 returned False; see the TensorRT log)")
             self.stream.synchronize()
 
         return run

@@ -133,11 +133,15 @@ def build_engine(
     config.add_optimization_profile(opt_profile)
     cache_path = Path(timing_cache) if timing_cache else None
     cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
-    cache = config.create_timing_cache(cache_bytes)
-    reused = bool(cache_bytes) and bool(config.set_timing_cache(cache, False))
+    try:
+        cache = config.create_timing_cache(cache_bytes)
+    except Exception:  # a truncated or foreign file: start an empty cache below
+        cache = None
+    reused = cache is not None and bool(cache_bytes) and bool(config.set_timing_cache(cache, False))
     if not reused:  # none yet, or one of another GPU or TensorRT version: start an empty one
         cache = config.create_timing_cache(b"")
         config.set_timing_cache(cache, False)
+    log.errors.clear()  # a rejected timing cache is not why a build fails
     engine = builder.build_serialized_network(network, config)
     if engine is None:
         raise NastoolsError(f"TensorRT engine build failed for {str(onnx_path)!r}: {'; '.join(log.errors)[:300] or 'no message'}")

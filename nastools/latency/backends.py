@@ -109,6 +109,11 @@ class OrtCudaBackend(Backend):
         self._session = ort.InferenceSession(
             workload.onnx(self.precision), so, providers=[("CUDAExecutionProvider", {"device_id": 0}), "CPUExecutionProvider"]
         )
+        if self._session.get_providers()[0] != "CUDAExecutionProvider":  # ORT falls back to CPU when CUDA fails to load
+            raise NastoolsError(
+                "--backend ort on GPU: onnxruntime's CUDAExecutionProvider did not load (missing CUDA/cuDNN libraries?); "
+                "timing on CPU instead would be wrong"
+            )
         dtype = torch.float16 if self.precision == "fp16" else torch.float32
         x = workload.example_input(dtype, "cuda").contiguous()
         binding = self._session.io_binding()

@@ -93,6 +93,8 @@ class TensorRTBackend(Backend):
     def load(self, workload: Workload) -> None:
         torch, trt = self._torch, self.trt
         self._engine = self.runtime.deserialize_cuda_engine(self.build(workload.onnx(self._graph_precision())))
+        if self._engine is None:
+            raise NastoolsError("TensorRT could not deserialize the engine it just built (see the TensorRT log above)")
         self._context = self._engine.create_execution_context()
         self._buffers = []
         for i in range(self._engine.num_io_tensors):
