@@ -31,6 +31,7 @@ STATS = {"fashion-mnist": ((0.2860,), (0.3530,)), "cifar10": ((0.4914, 0.4822, 0
 
 
 def cache_dir() -> Path:
+    """Where nastools caches decoded datasets: ``$NASTOOLS_CACHE`` or ``~/.cache/nastools``."""
     return Path(os.environ.get("NASTOOLS_CACHE", Path.home() / ".cache" / "nastools"))
 
 
@@ -52,12 +53,14 @@ class TensorImages:
         return len(self.labels)
 
     def normalise(self, images_u8):
+        """uint8 images to normalised float tensors (the dataset's mean and std)."""
         return (images_u8.float().div_(255.0) - self.mean) / self.std
 
     def __getitem__(self, i):
         return self.normalise(self.images[i : i + 1])[0], self.labels[i]
 
     def subset(self, index) -> "TensorImages":
+        """The images and labels at ``index``, as a new dataset sharing the normalisation."""
         out = TensorImages.__new__(TensorImages)
         out.images, out.labels, out.mean, out.std = self.images[index], self.labels[index], self.mean, self.std
         return out

@@ -46,8 +46,10 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "w"
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (temporary file, then rename)."""
     return atomic_write(path, lambda f: f.write(text))
 
 
 def atomic_write_json(path: str | Path, data: Any, indent: int | None = 2) -> Path:
+    """Write ``data`` as JSON to ``path`` atomically."""
     return atomic_write_text(path, json.dumps(data, indent=indent) + "\n")

@@ -41,6 +41,7 @@ class RidgePredictor:
         return np.stack([arch_features(self.space, a) for a in archs])
 
     def fit(self, archs: Sequence[Arch], scores: Sequence[float]) -> "RidgePredictor":
+        """Fit the ridge regression of ``scores`` on the archs' features; returns self."""
         x = self._x(archs)
         y = np.asarray(scores, dtype=np.float64)
         self.mu, self.sd = x.mean(0), x.std(0) + 1e-9
@@ -51,6 +52,7 @@ class RidgePredictor:
         return self
 
     def predict(self, archs: Sequence[Arch]) -> np.ndarray:
+        """Predicted scores of ``archs`` (fit first)."""
         if self.coef is None:
             raise RuntimeError("fit the predictor first")
         return ((self._x(archs) - self.mu) / self.sd) @ self.coef + self.y0

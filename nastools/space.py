@@ -172,6 +172,7 @@ class StageArch:
     expand: int | float
 
     def to_dict(self) -> dict[str, Any]:
+        """The stage's choices as a plain dict (the Arch JSON's per-stage entry)."""
         return {"width": self.width, "depth": self.depth, "kernel": self.kernel, "expand": self.expand}
 
 
@@ -201,6 +202,7 @@ class Arch:
         return hashlib.sha1(self.key.encode()).hexdigest()[:10]
 
     def to_dict(self) -> dict[str, Any]:
+        """The arch as the JSON-ready dict that :meth:`save` writes (format ``nastools.arch/1``)."""
         return {
             "format": ARCH_FORMAT,
             "space": self.space,
@@ -221,6 +223,7 @@ class Arch:
         atomic_write_text(path, json.dumps({**self.to_dict(), **extra}, indent=2) + "\n")
 
     def replace(self, **changes: Any) -> "Arch":
+        """A copy of the arch with the given fields changed (``dataclasses.replace``)."""
         from dataclasses import replace
 
         return replace(self, **changes)
@@ -390,6 +393,7 @@ class SearchSpace:
         return make_divisible(round(in_chs * expand), 8)
 
     def se_chs(self, mid_chs: int) -> int:
+        """Squeeze-excite bottleneck width for a block of ``mid_chs`` expanded channels."""
         return make_divisible(int(mid_chs * self.se_ratio), self.se_divisor)
 
     # ------------------------------------------------------------------ archs
@@ -590,6 +594,7 @@ class SearchSpace:
         return out
 
     def head_block(self, in_chs: int, size: int, width: int) -> Block:
+        """The head block (1x1 expansion, global pooling, feature mix, classifier) on an in_chs x size x size input."""
         return Block(
             "head", size, in_chs, width, act=self.act, mid_chs=in_chs * self.head_expand, num_classes=self.num_classes
         )

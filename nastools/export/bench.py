@@ -83,6 +83,7 @@ class BenchResult:
     input_shape: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
+        """The result as a JSON-ready dict (what ``nastools bench --json`` prints)."""
         d = asdict(self)
         d["input_shape"] = list(self.input_shape)
         return d

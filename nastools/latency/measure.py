@@ -64,6 +64,7 @@ class Measurement:
     dropped: int = 0
 
     def to_dict(self) -> dict[str, Any]:
+        """The measurement as a JSON-ready dict (floats rounded to 6 digits)."""
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
 
     @classmethod

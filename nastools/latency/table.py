@@ -144,6 +144,7 @@ class LatencyTable:
         return cls(dict(meta), {k: dict(v) for k, v in entries.items()}, calibration, dict(data.get("validation") or {}))
 
     def to_dict(self) -> dict[str, Any]:
+        """The table as the JSON-ready dict that :meth:`save` writes."""
         return {
             "format": TABLE_FORMAT,
             "meta": self.meta,
@@ -210,6 +211,7 @@ class LatencyTable:
         return (key.key if isinstance(key, Block) else key) in self.entries
 
     def set(self, block: Block | str, measurement: Any) -> None:
+        """Record the measurement of one block (a Block or its key); clears the prediction cache."""
         key = block.key if isinstance(block, Block) else block
         self.entries[key] = measurement.to_dict() if hasattr(measurement, "to_dict") else dict(measurement)
         self._cache.clear()
@@ -226,6 +228,7 @@ class LatencyTable:
         return float(e[self.statistic])
 
     def missing(self, blocks: Iterable[Block]) -> list[Block]:
+        """The blocks among ``blocks`` that have no entry yet (what a resumed profile still times)."""
         return [b for b in blocks if b.key not in self.entries]
 
     # ------------------------------------------------------------------ prediction
@@ -329,6 +332,7 @@ class LatencyTable:
         return self.calibration
 
     def describe(self) -> str:
+        """One line naming the table's space, device, backend, precision, batch and threads."""
         m = self.meta
         return (
             f"{m['space']} on {m['device']} ({m['backend']} {m.get('backend_version', '')}, {m['precision']}, "

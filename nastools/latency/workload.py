@@ -32,6 +32,7 @@ class Workload:
     _onnx: dict = field(default_factory=dict, repr=False)
 
     def example_input(self, dtype: torch.dtype = torch.float32, device: str = "cpu") -> torch.Tensor:
+        """A seeded random input of the workload's shape, dtype and device."""
         return torch.randn(self.input_shape, generator=torch.Generator().manual_seed(0)).to(device=device, dtype=dtype)
 
     def onnx(self, precision: str = "fp32") -> bytes:

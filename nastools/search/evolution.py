@@ -41,6 +41,7 @@ class Candidate:
     costs: dict[str, float]
 
     def to_dict(self) -> dict:
+        """The candidate as a JSON-ready dict (id, top-1, costs, arch)."""
         return {"id": self.arch.id, "top1": self.top1, "costs": self.costs, "arch": self.arch.to_dict()}
 
     @classmethod
@@ -164,6 +165,7 @@ class EvolutionSearch:
     # ------------------------------------------------------------------ costs & limits
 
     def arch_costs(self, arch: Arch) -> dict[str, float]:
+        """The arch's cost under every named cost function, cached by arch."""
         hit = self._cost_cache.get(arch.key)
         if hit is None:
             hit = {name: float(fn(arch)) for name, fn in self.costs.items()}
@@ -171,6 +173,7 @@ class EvolutionSearch:
         return hit
 
     def feasible(self, arch: Arch) -> bool:
+        """True when every cost of ``arch`` is within its limit."""
         c = self.arch_costs(arch)
         return all(c[name] <= lim for name, lim in self.limits.items())
 
@@ -292,6 +295,7 @@ class EvolutionSearch:
     # ------------------------------------------------------------------ evaluation
 
     def evaluate(self, arch: Arch) -> Candidate:
+        """The arch's candidate (accuracy and costs), evaluated once and then cached by id."""
         hit = self.evaluated.get(arch.id)
         if hit is None:
             hit = Candidate(arch, float(self.accuracy(arch)), dict(self.arch_costs(arch)))
@@ -332,6 +336,7 @@ class EvolutionSearch:
     # ------------------------------------------------------------------ state
 
     def state(self) -> dict:
+        """Everything a resumed search needs, as a JSON-ready dict."""
         return {
             "format": STATE_FORMAT,
             "space": self.space.name,
@@ -348,6 +353,7 @@ class EvolutionSearch:
         }
 
     def save(self) -> None:
+        """Write :meth:`state` atomically to the state file, when the search has one."""
         if self.state_path:
             atomic_write_json(self.state_path, self.state(), indent=None)
 
