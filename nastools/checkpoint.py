@@ -26,6 +26,8 @@ RUNS_DIR = Path("runs")
 def run_dir(run: str | Path) -> Path:
     """A run's folder: a name means ``runs/<name>``; a path (with a slash) is used as is."""
     run = str(run)
+    if not run.strip():
+        raise NastoolsError("--run: empty run name; give a name (runs/NAME) or a folder")
     if "/" in run or run.startswith("."):
         return Path(run)
     return RUNS_DIR / run
@@ -71,6 +73,8 @@ def load_checkpoint(run_or_path: str | Path, space: SearchSpace | str | None = N
     import torch
 
     path = checkpoint_path(run_or_path)
+    if path.is_dir():
+        raise NastoolsError(f"checkpoint {str(path)!r} is a folder, not a checkpoint file")
     if not path.is_file():
         raise NastoolsError(
             f"no checkpoint at {str(path)!r}: train a supernet first (nastools train --run {_run_arg(run_or_path, path)}) or pass --run"

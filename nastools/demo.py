@@ -16,10 +16,12 @@ import json
 import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from nastools.checkpoint import checkpoint_path, run_dir
-from nastools.io import atomic_write_json
+from nastools.errors import NastoolsError, brief
+from nastools.io import atomic_write_json, writable_dir
 from nastools.space import format_count, load_space
 
 STATE_NAME = "demo.json"
@@ -80,6 +82,19 @@ def _matching_table(space, cpu: str):
     return max(matches, key=lambda x: x[0])[1] if matches else None  # the first of the closest
 
 
+def _read_state(path: Path) -> dict[str, Any]:
+    """The stages an earlier demo run finished (``demo.json``); a one-line error for a file
+    that is not one."""
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise NastoolsError(f"demo state {str(path)!r} is unreadable ({brief(exc, 100)}): delete it or pass --fresh") from None
+    if not (isinstance(state, dict) and isinstance(state.get("stages"), dict)
+            and all(isinstance(v, dict) and "seconds" in v for v in state["stages"].values())):
+        raise NastoolsError(f"demo state {str(path)!r} is not a nastools demo state: delete it or pass --fresh")
+    return state
+
+
 def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the demo pipeline; returns the summary (also written to ``runs/<run>/demo.json``)."""
     s = settings or DemoSettings()
@@ -87,9 +102,9 @@ def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: 
     rdir = run_dir(s.run)
     if fresh and rdir.exists():
         shutil.rmtree(rdir)
-    rdir.mkdir(parents=True, exist_ok=True)
+    writable_dir(rdir, "--run folder").mkdir(parents=True, exist_ok=True)
     state_path = rdir / STATE_NAME
-    state: dict[str, Any] = json.loads(state_path.read_text()) if state_path.is_file() else {"stages": {}}
+    state = _read_state(state_path) if state_path.is_file() else {"stages": {}}
     stages: dict[str, Any] = state["stages"]
 
     def stage(name: str, title: str, fn: Callable[[], dict]) -> dict:

@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+from nastools.errors import NastoolsError
+
 
 def _umask() -> int:
     mask = os.umask(0o022)
@@ -53,3 +55,44 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 def atomic_write_json(path: str | Path, data: Any, indent: int | None = 2) -> Path:
     """Write ``data`` as JSON to ``path`` atomically."""
     return atomic_write_text(path, json.dumps(data, indent=indent) + "\n")
+
+
+def writable_dir(path: str | Path, what: str) -> Path:
+    """Check, before any work whose results would go there, that the folder ``path`` can be
+    created (if missing) and written to; a one-line :class:`NastoolsError` naming ``what``
+    (e.g. ``"--out"``) otherwise. Folders the check creates are removed again."""
+    if not str(path).strip():
+        raise NastoolsError(f"{what}: empty path")
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise NastoolsError(f"{what} {str(p)!r} is a file, not a folder")
+    made = [d for d in (p, *p.parents) if not d.exists()]
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".nastools-write-check.", dir=p)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as exc:
+        raise NastoolsError(f"{what} {str(p)!r}: cannot write there ({exc.strerror or exc})") from None
+    finally:
+        for d in made:  # deepest first
+            try:
+                d.rmdir()
+            except OSError:
+                pass
+    return p
+
+
+def writable_file(path: str | Path, what: str) -> Path:
+    """Check that the file ``path`` can be written (not a folder, its folder writable: see
+    :func:`writable_dir`) before the work that produces it."""
+    if not str(path).strip():
+        raise NastoolsError(f"{what}: empty path")
+    p = Path(path)
+    if p.is_dir():
+        raise NastoolsError(f"{what} {str(p)!r} is a folder: give a file path")
+    try:
+        writable_dir(p.parent, "its folder")
+    except NastoolsError as exc:
+        raise NastoolsError(f"{what} {str(p)!r}: {exc}") from None
+    return p

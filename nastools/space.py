@@ -741,15 +741,30 @@ def _int_list(d: Mapping, key: str, where: str, positive: bool = True) -> tuple[
     return tuple(sorted(out))
 
 
+_SPACE_FIELDS = ("name", "description", "input_channels", "num_classes", "resolutions", "act", "se", "stem", "stages",
+                 "head", "dropout", "drop_connect")
+
+
+def _only(data: Mapping, fields: Sequence[str], where: str) -> None:
+    """A misspelt key (``drop_conect``) is an error, not a silently ignored setting."""
+    extra = sorted(str(k) for k in data if k not in fields)
+    if extra:
+        raise NastoolsError(f"{where}: unknown field {extra[0]!r}, expected only {', '.join(fields)}")
+
+
 def space_from_dict(data: Any, source: str = "space") -> SearchSpace:
     """Build and check a :class:`SearchSpace` from its YAML/JSON definition."""
     if not isinstance(data, Mapping):
         raise NastoolsError(f"{source}: expected a mapping of space fields, got {type(data).__name__}")
     w = source
+    _only(data, _SPACE_FIELDS, w)
     name = _get(data, "name", w, str)
     stem = _get(data, "stem", w, Mapping)
     head = _get(data, "head", w, Mapping)
     se = _get(data, "se", w, Mapping, {})
+    _only(stem, ("widths", "kernel", "stride"), f"{w}.stem")
+    _only(head, ("widths", "expand"), f"{w}.head")
+    _only(se, ("ratio", "gate", "divisor"), f"{w}.se")
     act = _get(data, "act", w, str, "swish")
     if act not in ACTIVATIONS:
         raise NastoolsError(f"{w}.act: got {act!r}, expected one of {', '.join(ACTIVATIONS)}")
@@ -764,6 +779,7 @@ def space_from_dict(data: Any, source: str = "space") -> SearchSpace:
         sw = f"{w}.stages[{i}]"
         if not isinstance(st, Mapping):
             raise NastoolsError(f"{sw}: expected a mapping, got {type(st).__name__}")
+        _only(st, ("name", "widths", "depths", "kernels", "expands", "stride", "se"), sw)
         kernels = _int_list(st, "kernels", sw)
         if any(k % 2 == 0 for k in kernels):
             raise NastoolsError(f"{sw}.kernels: got {list(kernels)}, expected odd kernel sizes")
@@ -881,6 +897,8 @@ def load_arch(source: "str | Path | Mapping", space: "SearchSpace | str | None" 
             origin = "arch JSON"
         else:
             path = Path(text)
+            if path.is_dir():
+                raise NastoolsError(f"arch file {text!r} is a folder: expected the path of an Arch JSON file")
             if not path.is_file():
                 raise NastoolsError(f"arch file {text!r} not found: expected the path of an Arch JSON file")
             origin = f"arch file {text!r}"

@@ -93,3 +93,36 @@ def test_bad_input_is_one_line(args):
     assert result.exit_code == 1
     out = result.output.strip()
     assert out.startswith("Error: ") and "\n" not in out
+
+
+def test_bad_options_are_one_line_naming_the_help_and_exit_2():
+    r = CliRunner().invoke(main, ["profile", "--batch", "0"], prog_name="nastools")
+    assert r.exit_code == 2
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: Invalid value for '--batch'")
+    assert "(see: nastools profile --help)" in lines[0] and "Usage:" not in r.output
+    r = CliRunner().invoke(main, ["bogus"], prog_name="nastools")
+    assert r.exit_code == 2 and r.output.strip().splitlines() == ["Error: No such command 'bogus'. (see: nastools --help)"]
+
+
+def test_an_os_error_that_escapes_a_command_is_one_line_naming_the_path():
+    import click
+
+    from nastools.cli import NastoolsGroup
+
+    @click.group(cls=NastoolsGroup)
+    def g():
+        pass
+
+    @g.command()
+    def write():
+        open("/proc/nastools-no-such-dir/x", "w")
+
+    @g.command()
+    def truncated():
+        raise EOFError
+
+    r = CliRunner().invoke(g, ["write"])
+    assert r.exit_code == 1 and r.output.strip() == "Error: No such file or directory: '/proc/nastools-no-such-dir/x'"
+    r = CliRunner().invoke(g, ["truncated"])
+    assert r.exit_code == 1 and "Aborted" not in r.output and "truncated file" in r.output

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import yaml
 from click.testing import CliRunner
 from conftest import TINY_SPACE
@@ -70,3 +71,14 @@ def test_demo_bad_train_time_is_one_line_before_any_stage(tmp_path):
     res = CliRunner().invoke(main, ["demo", "--quick", "--run", str(tmp_path / "d"), "--train-time", "abc"])
     assert res.exit_code == 1 and res.output.startswith("Error: duration 'abc'") and res.output.count("\n") == 1, res.output
     assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize("text", ['{"stages": [1,', "[1, 2]", '{"stages": "x"}', '{"stages": {"train": {}}}'])
+def test_a_corrupt_demo_state_is_one_line_before_any_stage(tmp_path, text):
+    run = tmp_path / "d"
+    run.mkdir()
+    (run / "demo.json").write_text(text)
+    res = CliRunner().invoke(main, ["demo", "--quick", "--run", str(run)])
+    assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
+    assert "demo state" in res.output and "--fresh" in res.output
+    assert sorted(p.name for p in run.iterdir()) == ["demo.json"]  # nothing trained

@@ -339,3 +339,17 @@ def test_tensorrt_engine_export_and_bench(tiny_run, tmp_path, precision):
     assert t["timing_cache_reused"] is False and (precision != "fp32" or t["tf32"] in (False, None))
     again = export_subnet(run, run / "arch.json", format="trt", precision=precision, out=tmp_path / f"again-{precision}.engine", max_batch=64, **SMALL)
     assert again.sidecar["tensorrt"]["timing_cache_reused"] is True  # the timing.cache the first build wrote
+
+
+def test_an_unwritable_out_or_a_binary_arch_file_is_one_line_before_any_work(tiny_run, tmp_path):
+    run, _ = tiny_run
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    binary = tmp_path / "bin.json"
+    binary.write_bytes(b"\x00\xff\xfe garbage")
+    base = ["export", "--run", str(run), "--arch", str(run / "arch.json")]
+    assert "its folder" in _one_line_error([*base, "--out", str(afile / "m.onnx")])
+    assert "cannot write there" in _one_line_error([*base, "--out", "/proc/nastools-x/m.onnx"])
+    assert "--out: empty path" in _one_line_error([*base, "--out", ""])
+    assert "is not valid JSON" in _one_line_error(["export", "--run", str(run), "--arch", str(binary)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "bin.json"]

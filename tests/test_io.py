@@ -47,3 +47,25 @@ def test_brief_keeps_the_first_line_and_cuts_at_a_word():
     long = brief(RuntimeError("word " * 100), limit=50)
     assert long.endswith("word ...") and len(long) <= 54
     assert brief("x" * 300, limit=20) == "x" * 20 + " ..."
+
+
+def test_writable_dir_and_file_refuse_unwritable_places_with_one_line_and_leave_nothing_behind(tmp_path):
+    from nastools.errors import NastoolsError
+    from nastools.io import writable_dir, writable_file
+
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for bad, match in ((afile, "is a file, not a folder"), (afile / "sub", "cannot write there"), ("/proc/nastools-x", "cannot write there"),
+                       ("", "empty path"), ("  ", "empty path")):
+        with pytest.raises(NastoolsError, match=match):
+            writable_dir(bad, "--out")
+    with pytest.raises(NastoolsError, match="is a folder: give a file path"):
+        writable_file(tmp_path, "--out")
+    with pytest.raises(NastoolsError, match="m.onnx': its folder .* is a file, not a folder"):
+        writable_file(afile / "m.onnx", "--out")
+    with pytest.raises(NastoolsError, match="x.json': its folder '/proc/nastools-x': cannot write there"):
+        writable_file("/proc/nastools-x/x.json", "--out")
+    # a good path passes, and the folders the check made are gone again (a failing command leaves no empty run folder)
+    assert writable_dir(tmp_path / "a" / "b", "--out") == tmp_path / "a" / "b"
+    assert writable_file(tmp_path / "c" / "t.json", "--out") == tmp_path / "c" / "t.json"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

@@ -664,3 +664,26 @@ def test_cpu_match_ranks_this_generation_above_the_model_name(monkeypatch):
     assert m.cpu_match({"device": "AMD EPYC"}) == 1 and m.generation_mismatch({"device": "AMD EPYC"}) == []
     assert m.cpu_match({"cpu": "AMD EPYC", "cpu_isa": "avx512_vnni"}) == 2  # a result file's machine record
     assert m.cpu_tag() == "avx512-vnni-f26m2"
+
+
+def test_a_rerun_with_fewer_calibration_runs_keeps_the_tables_calibration(profiled, tiny, tmp_path):
+    import shutil
+
+    out = shutil.copy(profiled.path, tmp_path / "t.json")
+    before = LatencyTable.load(out, tiny)
+    assert len(before.calibration["runs"]) == 6
+    again = profile(tiny, OrtCpuBackend(threads=1), out=out, protocol=QUICK, calibration_runs=2, progress=False)
+    after = LatencyTable.load(out, tiny)
+    for t in (again, after):
+        assert [r["arch"] for r in t.calibration["runs"]] == [r["arch"] for r in before.calibration["runs"]]
+        assert {k: v for k, v in t.calibration.items() if k != "runs"} == {k: v for k, v in before.calibration.items() if k != "runs"}
+        assert t.validation == before.validation
+
+
+def test_profile_resolutions_take_commas_or_spaces():
+    from nastools.cli.profile import _resolutions
+
+    assert _resolutions("28,32") == _resolutions("28, 32") == _resolutions("28 32") == [28, 32]
+    assert _resolutions(None) is None
+    with pytest.raises(NastoolsError, match="comma-separated integers"):
+        _resolutions("28;32")

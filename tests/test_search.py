@@ -474,3 +474,25 @@ def test_default_table_is_this_cpu_generations_before_a_newer_one_of_another(tin
     assert resolve_table(space, "default", {}).path == zen4  # the same vector extension before another
     zen4.unlink()
     assert resolve_table(space, "default", {}).path == avx2  # the same model name before none
+
+
+def test_search_refuses_unwritable_out_unknown_devices_and_foreign_state_with_one_line(tiny_run, tmp_path):
+    run, space = tiny_run
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    budget = f"{space.flops(space.max_arch()):.0f}"
+    for args, match in (
+        (["--flops", budget, "--out", str(afile)], "is a file, not a folder"),
+        (["--flops", budget, "--out", str(afile / "sub")], "cannot write there"),
+        (["--flops", budget, "--out", ""], "--out: empty path"),
+        # a device name no table is given for is not silently this CPU's table
+        (["--latency", "cuda=2ms"], "no table given for it (did you mean gpu?)"),
+        (["--latency", "jetson=2ms"], "needs --table jetson=PATH"),
+    ):
+        r = _search(run, *args)
+        assert r.exit_code == 1 and match in r.output and r.output.count("\n") == 1, (args, r.output)
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "state.json").write_text("[1, 2]")  # JSON, but not a search state
+    r = _search(run, "--flops", budget, "--out", str(out))
+    assert r.exit_code == 1 and "not a nastools search state" in r.output and "--fresh" in r.output

@@ -192,3 +192,12 @@ def test_out_of_range_space_fields_are_one_line_errors(change, message):
 
     with pytest.raises(NastoolsError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
         space_from_dict({**TINY_SPACE, **change})
+
+
+@pytest.mark.parametrize("where, key", [(None, "drop_conect"), ("stem", "kernels"), ("head", "width"), ("se", "gates"), (0, "depth")])
+def test_a_misspelt_space_field_is_an_error_not_ignored(where, key):
+    d = load_space("fmnist").definition()
+    target = d if where is None else d["stages"][where] if isinstance(where, int) else d[where]
+    target[key] = 1
+    with pytest.raises(NastoolsError, match=f"unknown field '{key}'"):
+        space_from_dict(d, source="my.yaml")

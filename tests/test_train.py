@@ -508,3 +508,25 @@ def test_eval_cli_matches_the_extracted_subnet(tiny_path, tmp_path):
 def test_help(cmd):
     r = CliRunner().invoke(main, [cmd, "--help"])
     assert r.exit_code == 0 and "Example" in r.output and "--json" in r.output
+
+
+def test_train_refuses_unwritable_or_odd_runs_and_bad_numbers_before_training(tiny_path, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    base = ["train", "--space", tiny_path, "--steps", "1", "--no-progress"]
+    for args, match in (
+        (["--run", str(afile / "sub")], "cannot write there"),
+        (["--run", str(afile)], "is a file, not a folder"),
+        (["--run", str(tmp_path / "x.pt")], "not a .pt file"),
+        (["--run", ""], "empty run name"),
+        (["--run", str(tmp_path / "r"), "--epochs", "inf"], "Invalid value for '--epochs'"),
+        (["--run", str(tmp_path / "r"), "--lr", "inf"], "Invalid value for '--lr'"),
+        (["--run", str(tmp_path / "r"), "--time-budget", ""], "--time-budget: empty"),
+        (["--run", str(tmp_path / "r"), "--predictor", str(afile)], "only used with --rank-by predictor"),
+        # the missing checkpoint is the error, not the option a resume may not change
+        (["--run", str(tmp_path / "nothing"), "--resume", "--batch-size", "8"], "has no checkpoint at"),
+    ):
+        r = _cli(*base, *args)
+        assert r.exit_code in (1, 2) and match in r.output, (args, r.output)
+        assert len(r.output.strip().splitlines()) == 1, r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # nothing trained, no folder made

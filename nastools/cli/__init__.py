@@ -6,6 +6,7 @@ User errors (:class:`~nastools.errors.NastoolsError`) print as one line and exit
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 from typing import Any, Sequence
@@ -24,9 +25,33 @@ class NastoolsGroup(click.Group):
             return super().invoke(ctx)
         except NastoolsError as exc:
             raise click.ClickException(str(exc)) from None
+        except click.UsageError as exc:  # one line, not click's usage + hint + error
+            raise _OneLineUsageError(exc) from None
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:  # a closed pipe (nastools ... | head): click handles it
+                raise
+            raise click.ClickException(_os_error_line(exc)) from None
+        except EOFError:  # click would print "Aborted!", as for Ctrl-C
+            raise click.ClickException("unexpected end of a file while reading it (a truncated file?)") from None
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+
+
+class _OneLineUsageError(click.ClickException):
+    """A bad option or argument as one line naming the command's ``--help``; exit code 2."""
+
+    exit_code = 2
+
+    def __init__(self, exc: click.UsageError) -> None:
+        where = f" (see: {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        super().__init__(" ".join(exc.format_message().split()) + where)
+
+
+def _os_error_line(exc: OSError) -> str:
+    """An operating-system error (a path that cannot be read or written) as one line."""
+    names = " -> ".join(repr(str(f)) for f in (exc.filename, exc.filename2) if f is not None)
+    return f"{exc.strerror or exc}{': ' + names if names else ''}"
 
 
 @click.group(cls=NastoolsGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -13,7 +13,7 @@ def _resolutions(text: str | None) -> list[int] | None:
     from nastools.errors import NastoolsError
 
     try:
-        return [int(v) for v in text.replace(" ", "").split(",") if v]
+        return [int(v) for v in text.replace(",", " ").split()]  # "28,32", "28, 32" and "28 32"
     except ValueError:
         raise NastoolsError(f"--resolutions: got {text!r}, expected comma-separated integers such as 224 or 28,32") from None
 

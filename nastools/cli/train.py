@@ -6,6 +6,7 @@ import click
 
 from nastools.cli import echo_json, json_option, main
 from nastools.data import DATASETS
+from nastools.errors import NastoolsError
 
 #: config fields a resumed run may change (the rest would break the exact continuation)
 RESUME_OVERRIDES = ("epochs", "device", "workers", "log_every", "eval_images", "calib_images", "data")
@@ -16,9 +17,9 @@ RESUME_OVERRIDES = ("epochs", "device", "workers", "log_every", "eval_images", "
 @click.option("--dataset", type=click.Choice(DATASETS), default=None, help="[default: fashion-mnist]")
 @click.option("--data", default=None, help="Dataset folder (default: Debian's Fashion-MNIST files).")
 @click.option("--run", "run", default="default", show_default=True, help="Run name (runs/NAME) or folder.")
-@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=None, help="[default: 5]")
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True, max=100_000), default=None, help="[default: 5]")
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Global batch size.  [default: 128]")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Peak learning rate.  [default: 0.1]")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True, max=100), default=None, help="Peak learning rate.  [default: 0.1]")
 @click.option("--sampler", type=click.Choice(["attentive-best", "attentive-worst", "uniform"]), default=None,
               help="How the middle subnets are picked.  [default: attentive-best]")
 @click.option("--candidates", type=click.IntRange(1), default=None, help="Archs scored per attentive pick (K).  [default: 3]")
@@ -53,9 +54,18 @@ def train_cmd(run, resume, steps, time_budget, no_progress, as_json, **opts) -> 
     """
     from nastools.train.trainer import TrainConfig, parse_duration, train
 
+    if time_budget is not None and not time_budget.strip():
+        raise click.UsageError("--time-budget: empty; give a duration such as 10m, or leave the option out")
     parse_duration(time_budget)
     given = {k: v for k, v in opts.items() if v is not None}
+    if "predictor" in given and given.get("rank_by") != "predictor" and not resume:
+        raise click.UsageError("--predictor is only used with --rank-by predictor")
     if resume:
+        from nastools.checkpoint import checkpoint_path, run_dir
+
+        ckpt = checkpoint_path(run_dir(run))
+        if not ckpt.is_file():  # before complaining about options of a run that is not there
+            raise NastoolsError(f"--resume: run {run!r} has no checkpoint at {str(ckpt)!r} to continue; start it without --resume")
         ignored = sorted(k for k in given if k not in RESUME_OVERRIDES and k != "space")
         if ignored:
             flags = ", ".join("--" + k.replace("_", "-") for k in ignored)

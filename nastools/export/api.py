@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from nastools.checkpoint import checkpoint_path, checkpoint_space, load_checkpoint, run_dir, run_splits
-from nastools.errors import NastoolsError
+from nastools.errors import NastoolsError, brief
 from nastools.export.bench import _SUFFIX_BACKEND
-from nastools.io import atomic_write, atomic_write_json
+from nastools.io import atomic_write, atomic_write_json, writable_file
 from nastools.space import Arch, load_arch
 
 SIDECAR_FORMAT = "nastools.export/1"
@@ -80,8 +80,8 @@ def resolve_arch(run: str | Path, arch: Arch | str | Path | None, space) -> tupl
     if not str(arch).lstrip().startswith("{") and path.is_file():
         try:
             data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise NastoolsError(f"arch file {str(path)!r} is not valid JSON: {exc}") from None
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise NastoolsError(f"arch file {str(path)!r} is not valid JSON: {brief(exc, 120)}") from None
         # a search result may wrap the arch: {"arch": {...}, "accuracy": ...}
         source = data["arch"] if isinstance(data, dict) and isinstance(data.get("arch"), dict) else data
     info = {k: v for k, v in source.items() if k in ("top1", "id")} if isinstance(source, dict) else {}
@@ -126,6 +126,8 @@ def output_path(out: str | Path | None, format: str) -> Path | None:
     since ``bench`` and the parity check pick the runtime by the ending."""
     if out is None:
         return None
+    if not str(out).strip():
+        raise NastoolsError("--out: empty path")
     out = Path(out)
     suffix = out.suffix.lower()
     owner = next((f for f, b in BENCH_BACKEND.items() if _SUFFIX_BACKEND.get(suffix) == b), None)
@@ -185,6 +187,7 @@ def export_subnet(
     ckpt = load_checkpoint(run)
     space = checkpoint_space(ckpt)
     arch, arch_info = resolve_arch(run, arch, space)
+    out = writable_file(out or default_output(run, arch, format, precision), "--out")  # before any work
     splits = run_splits(ckpt, dataset, data)
     ds_name = splits.name
     if splits.channels != space.input_channels:

@@ -10,6 +10,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from nastools.errors import NastoolsError
+from nastools.io import writable_file
 from nastools.latency.measure import Backend, Protocol, measure_interleaved
 from nastools.latency.table import FEATURES, LatencyTable, default_table_path
 from nastools.latency.validate import scatter_plot, summarize
@@ -60,6 +62,8 @@ def open_table(space: SearchSpace, backend: Backend, *, batch: int, resolutions:
         from nastools.machine import this_generation
 
         fresh.meta.update(this_generation())  # one model name ('AMD EPYC') can cover several CPU generations
+    if out is not None and not str(out).strip():
+        raise NastoolsError("--out: empty path")
     path = Path(out) if out else default_table_path(
         space.name, info["device"], backend.name, backend.precision, batch, None if backend.on_gpu else backend.threads)
     if not out and path.is_file() and _other_generation(path, fresh.meta):
@@ -67,6 +71,7 @@ def open_table(space: SearchSpace, backend: Backend, *, batch: int, resolutions:
         from nastools.machine import cpu_tag
 
         path = path.with_name(path.name.replace("__", f"-{cpu_tag()}__", 1))
+    writable_file(path, "--out")  # before the measuring, not at the first save
     if path.is_file():
         table = LatencyTable.load(path)
         table.check_resume(fresh.meta)
@@ -257,7 +262,9 @@ def check_drift(table: LatencyTable, n: int = 6, *, backend: Backend | None = No
 
 
 def calibrate(table: LatencyTable, backend: Backend, n: int = 8, *, protocol: Protocol, progress: bool = True) -> dict:
-    """Fit the model-level overhead on ``n`` random subnets measured end to end."""
+    """Fit the model-level overhead on ``n`` random subnets measured end to end (at least as
+    many as the table already holds: a rerun with a smaller ``n`` keeps its calibration)."""
+    n = max(n, len(table.calibration.get("runs", [])))
     archs = sample_archs(table.space, n, CALIBRATION_SEED, table.meta["resolutions"])
     runs: list[dict[str, Any]] = list(table.calibration.get("runs", []))
     keys = {a.key for a in archs}
@@ -331,6 +338,7 @@ def calibrate_and_validate(table: LatencyTable, backend: Backend, calibration_ru
     machine, and measured one after the other the two sets would differ by that drift, which
     would show as a bias of the table rather than an error of its model. Resumable like both."""
     res = table.meta["resolutions"]
+    calibration_runs = max(calibration_runs, len(table.calibration.get("runs", [])))  # never fewer than it holds
     cal = sample_archs(table.space, calibration_runs, CALIBRATION_SEED, res)
     cal_keys = {a.key for a in cal}
     # the same held-out subnets validate() would take once these calibration runs are in

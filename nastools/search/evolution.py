@@ -363,8 +363,10 @@ class EvolutionSearch:
             return False
         try:
             st = json.loads(self.state_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise NastoolsError(f"search state {str(self.state_path)!r} is unreadable ({exc}); delete it or pass --fresh") from None
+        if not isinstance(st, dict):
+            raise NastoolsError(f"search state {str(self.state_path)!r} is not a nastools search state; delete it or pass --fresh")
         same = (
             st.get("format") == STATE_FORMAT
             and st.get("fingerprint") == self.space.fingerprint

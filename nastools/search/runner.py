@@ -16,7 +16,7 @@ from typing import Callable, Mapping, Sequence
 
 from nastools.checkpoint import checkpoint_path, checkpoint_space, load_checkpoint, run_dir, run_splits
 from nastools.errors import NastoolsError
-from nastools.io import atomic_write_json
+from nastools.io import atomic_write_json, writable_dir
 from nastools.search.budget import Budget, format_latency
 from nastools.search.evolution import Candidate, EvolutionSearch, SearchConfig, best_under
 from nastools.space import Arch, SearchSpace, format_count
@@ -172,6 +172,12 @@ def resolve_table(space: SearchSpace, device: str, tables: Mapping[str, str]):
         if not Path(path).is_file():
             raise NastoolsError(f"latency table {path!r} not found: build one with nastools profile --space {space.name} --out {path}")
         return LatencyTable.load(path, space)
+    if device not in ("default", "cpu", "gpu"):
+        hint = " (did you mean gpu?)" if device.lower() in ("gpu", "cuda") or device.lower().startswith(("gpu", "cuda")) else ""
+        raise NastoolsError(
+            f"latency budget on {device!r}: no table given for it{hint}; the shipped and profiled tables are found for "
+            f"cpu and gpu, any other device needs --table {device}=PATH"
+        )
     from nastools.machine import cpu_match, cpu_name
 
     folder = TABLES_DIR / space.name
@@ -301,8 +307,10 @@ def run_search(
     net = Supernet(checkpoint_space(ckpt_data))
     net.load_state_dict(ckpt_data.pop("model"))
     space = net.space
+    if out_dir is not None and not str(out_dir).strip():
+        raise NastoolsError("--out: empty path")
     out = Path(out_dir) if out_dir else run_dir(run) if ckpt.name == "supernet.pt" and not str(run).endswith(".pt") else ckpt.parent
-    out = out / "search" if out_dir is None else out
+    out = writable_dir(out / "search" if out_dir is None else out, "--out")  # before the search, not at its first save
     state_path, cache_path, drift_path = out / "state.json", out / "accuracy_cache.json", out / "drift.json"
     if fresh:
         for p in (state_path, cache_path, drift_path):

@@ -535,7 +535,13 @@ def train(config: TrainConfig | None, run: str | Path, *, resume: bool = False, 
     from nastools.checkpoint import run_dir
 
     rd = run_dir(run)
+    if Path(rd).suffix == ".pt":
+        raise NastoolsError(f"run {str(run)!r}: a run is a name or a folder (its checkpoint is <folder>/supernet.pt), not a .pt file")
     ckpt = checkpoint_path(rd)
+    if not resume:
+        from nastools.io import writable_dir
+
+        writable_dir(rd, "--run folder")  # before training, not at its first log line
     if resume:
         trainer = Trainer.resume(rd, space=(overrides or {}).get("space"), **{k: v for k, v in (overrides or {}).items() if k != "space"})
     else:
