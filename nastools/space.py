@@ -880,6 +880,11 @@ def load_space(name_or_path: "str | Path | SearchSpace") -> SearchSpace:
     except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
         raise NastoolsError(f"cannot read space file {str(path)!r}: {' '.join(str(exc).split())}") from None
     space = space_from_dict(data, source=path.name)
+    if not packaged and space.name in list_spaces() and space.fingerprint != load_space(space.name).fingerprint:
+        # archs name their space: they would be checked against the packaged one later
+        raise NastoolsError(
+            f"space file {str(path)!r} is named {space.name!r} like a packaged space but defines another one: give it its own name"
+        )
     _SPACE_CACHE[key] = space
     return space
 

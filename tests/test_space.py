@@ -201,3 +201,15 @@ def test_a_misspelt_space_field_is_an_error_not_ignored(where, key):
     target[key] = 1
     with pytest.raises(NastoolsError, match=f"unknown field '{key}'"):
         space_from_dict(d, source="my.yaml")
+
+
+def test_a_space_file_may_not_take_a_packaged_spaces_name_for_another_space(tmp_path):
+    import yaml
+
+    d = load_space("fmnist").definition()
+    (tmp_path / "same.yaml").write_text(yaml.safe_dump(d))
+    assert load_space(str(tmp_path / "same.yaml")).fingerprint == load_space("fmnist").fingerprint  # a copy is fine
+    d["name"] = "attentivenas"
+    (tmp_path / "clash.yaml").write_text(yaml.safe_dump(d))
+    with pytest.raises(NastoolsError, match="named 'attentivenas' like a packaged space"):
+        load_space(str(tmp_path / "clash.yaml"))
