@@ -15,17 +15,20 @@ uint8 tensors and normalised batch-wise, which is much faster than per-image PIL
 from __future__ import annotations
 
 import gzip
+import math
 import os
-import shutil
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from nastools.errors import NastoolsError
+from nastools.errors import NastoolsError, brief
 
 DATASETS = ("fashion-mnist", "cifar10", "imagefolder")
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FMNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+FMNIST_SHAPES = {"images": (28, 28), "labels": ()}  # of one item, after the count
+CIFAR_ARCHIVE = "cifar-10-python.tar.gz"
 # per-channel statistics of the training sets
 STATS = {"fashion-mnist": ((0.2860,), (0.3530,)), "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))}
 
@@ -81,39 +84,175 @@ class DataSplits:
 
 
 def _fmnist_root(data: str | Path | None) -> Path:
-    """A folder torchvision's FashionMNIST can read (``<root>/FashionMNIST/raw``)."""
+    """A folder torchvision's FashionMNIST can read (``<root>/FashionMNIST/raw``), its files checked."""
     src = Path(data) if data else FMNIST_DIR
     for base in (src, src / "FashionMNIST" / "raw", src / "raw"):
-        if all((base / f).is_file() for f in FMNIST_FILES):
-            return base.parent.parent if base.name == "raw" and base.parent.name == "FashionMNIST" else _link_raw(base)
-        if all((base / f"{f}.gz").is_file() for f in FMNIST_FILES):
-            return _unpack(base)
-    hint = "install it with: sudo apt-get install dataset-fashion-mnist" if not data else "pass the folder holding train-images-idx3-ubyte(.gz)"
-    raise NastoolsError(f"Fashion-MNIST not found in {str(src)!r}: {hint} (or pass --data DIR)")
+        plain = [f for f in FMNIST_FILES if (base / f).is_file()]
+        packed = [f for f in FMNIST_FILES if (base / f"{f}.gz").is_file()]
+        if len(plain) == len(FMNIST_FILES):
+            root = base.parent.parent if base.name == "raw" and base.parent.name == "FashionMNIST" else _link_raw(base)
+            shown = {f: base / f for f in FMNIST_FILES}
+        elif len(packed) == len(FMNIST_FILES):
+            root = _unpack(base)
+            shown = {f: base / f"{f}.gz" for f in FMNIST_FILES}
+        elif plain or packed:
+            _incomplete_fmnist(base, plain, packed)
+        else:
+            continue
+        _check_fmnist(root / "FashionMNIST" / "raw", shown)
+        return root
+    hint = "install it with: sudo apt-get install dataset-fashion-mnist (or pass --data DIR)" if not data else "pass the folder holding train-images-idx3-ubyte(.gz)"
+    where = f"{str(src)!r}" if src.is_dir() else f"{str(src)!r} (no such folder)"
+    raise NastoolsError(f"Fashion-MNIST not found in {where}: {hint}")
+
+
+def _incomplete_fmnist(base: Path, plain: list[str], packed: list[str]) -> NoReturn:
+    """Raise for a folder holding some of the Fashion-MNIST files: name the missing ones."""
+    missing = [f for f in FMNIST_FILES if f not in plain and f not in packed]
+    if missing:
+        names = ", ".join(f"{f}(.gz)" for f in missing)
+        raise NastoolsError(f"Fashion-MNIST in {str(base)!r} is incomplete: {names} missing (it needs all four of {', '.join(FMNIST_FILES)}, each optionally .gz)")
+    only = [f for f in FMNIST_FILES if f not in plain]
+    raise NastoolsError(
+        f"Fashion-MNIST in {str(base)!r} mixes unpacked and .gz files ({', '.join(only)} only as .gz): "
+        "unpack those or gzip the others, so that all four are alike"
+    )
+
+
+def _cache_key(src: Path) -> str:
+    return src.resolve().as_posix().strip("/").replace("/", "_")
 
 
 def _unpack(src: Path) -> Path:
-    root = cache_dir() / "fashion-mnist" / src.resolve().as_posix().strip("/").replace("/", "_")
+    """Unpack the ``.gz`` files of ``src`` into the cache, again whenever a source changed.
+
+    Beside each unpacked file a stamp ``.<name>.source`` records the size and mtime of the
+    ``.gz`` it came from; a file whose stamp differs (or is missing) is unpacked anew.
+    """
+    root = cache_dir() / "fashion-mnist" / _cache_key(src)
     raw = root / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for f in FMNIST_FILES:
-        out = raw / f
-        if not out.is_file():
-            tmp = raw / f".{f}.tmp{os.getpid()}"
-            with gzip.open(src / f"{f}.gz", "rb") as fi, open(tmp, "wb") as fo:
-                shutil.copyfileobj(fi, fo)
-            os.replace(tmp, out)
+    try:
+        raw.mkdir(parents=True, exist_ok=True)
+        for f in FMNIST_FILES:
+            gz, out, stamp = src / f"{f}.gz", raw / f, raw / f".{f}.source"
+            st = gz.stat()
+            want = f"{st.st_size} {st.st_mtime_ns}\n"
+            if out.is_file() and stamp.is_file() and stamp.read_text() == want:
+                continue
+            stamp.unlink(missing_ok=True)  # no stale stamp beside a half-replaced file
+            _gunzip(gz, out)
+            _write_atomic(stamp, want)
+    except OSError as exc:
+        raise NastoolsError(
+            f"cannot unpack Fashion-MNIST from {str(src)!r} into the cache {str(raw)!r}: {brief(exc)} "
+            "(set NASTOOLS_CACHE to a writable folder)"
+        ) from None
     return root
+
+
+def _gunzip(src: Path, out: Path) -> None:
+    """Decompress ``src`` to ``out`` through a temporary file: ``out`` is never left torn, and
+    neither is the temporary file. A truncated or corrupt ``src`` raises a NastoolsError."""
+    try:
+        packed = open(src, "rb")
+    except OSError as exc:
+        raise NastoolsError(f"cannot read Fashion-MNIST file {str(src)!r}: {brief(exc)}") from None
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    try:
+        with packed, gzip.GzipFile(fileobj=packed, mode="rb") as fi, open(tmp, "wb") as fo:
+            while True:
+                try:
+                    chunk = fi.read(1 << 20)
+                except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+                    raise NastoolsError(
+                        f"Fashion-MNIST file {str(src)!r} is truncated or corrupt ({brief(exc)}): "
+                        "replace it with the original .gz file"
+                    ) from None
+                if not chunk:
+                    break
+                fo.write(chunk)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _link_raw(base: Path) -> Path:
-    root = cache_dir() / "fashion-mnist" / ("plain_" + base.resolve().as_posix().strip("/").replace("/", "_"))
+    root = cache_dir() / "fashion-mnist" / ("plain_" + _cache_key(base))
     raw = root / "FashionMNIST" / "raw"
-    raw.mkdir(parents=True, exist_ok=True)
-    for f in FMNIST_FILES:
-        if not (raw / f).exists():
-            os.symlink((base / f).resolve(), raw / f)
+    try:
+        raw.mkdir(parents=True, exist_ok=True)
+        for f in FMNIST_FILES:
+            target = (base / f).resolve()
+            if os.path.realpath(raw / f) != str(target):  # missing, dangling or pointing elsewhere
+                tmp = raw / f".{f}.tmp{os.getpid()}"
+                tmp.unlink(missing_ok=True)
+                os.symlink(target, tmp)
+                os.replace(tmp, raw / f)
+    except OSError as exc:
+        raise NastoolsError(
+            f"cannot link Fashion-MNIST from {str(base)!r} into the cache {str(raw)!r}: {brief(exc)} "
+            "(set NASTOOLS_CACHE to a writable folder)"
+        ) from None
     return root
+
+
+def _idx_count(path: Path, shown: Path, kind: str) -> int:
+    """The number of items in an (unpacked) IDX file of unsigned bytes, after checking its
+    header (magic number, dimensions) against ``kind`` (images / labels) and its length.
+
+    ``shown`` is the file the user gave (perhaps the ``.gz``), for the messages.
+    """
+    item = FMNIST_SHAPES[kind]
+    nd = 1 + len(item)
+    fix = "replace it with the original Fashion-MNIST file"
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4 + 4 * nd)
+        length = os.path.getsize(path)
+    except OSError as exc:
+        raise NastoolsError(f"cannot read Fashion-MNIST file {str(shown)!r}: {brief(exc)}") from None
+    if len(head) < 4 or head[:2] != b"\0\0" or not 8 <= head[2] <= 14 or not 1 <= head[3] <= 3:
+        raise NastoolsError(f"Fashion-MNIST file {str(shown)!r} is not an IDX file (no IDX magic number at its start): {fix}")
+    if head[2] != 0x08 or head[3] != nd:
+        raise NastoolsError(
+            f"Fashion-MNIST file {str(shown)!r} is an IDX file of type 0x{head[2]:02x} with {head[3]} dimension(s), "
+            f"not of unsigned bytes with {nd} as {kind} need: {fix}"
+        )
+    if len(head) < 4 + 4 * nd:
+        raise NastoolsError(f"Fashion-MNIST file {str(shown)!r} is truncated: it ends inside its IDX header; {fix}")
+    dims = tuple(int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(nd))
+    if dims[1:] != item:
+        got = "x".join(map(str, dims[1:]))
+        raise NastoolsError(f"Fashion-MNIST file {str(shown)!r} holds {kind} of {got}, not of {'x'.join(map(str, item))}: {fix}")
+    expected = 4 + 4 * nd + math.prod(dims)
+    if length != expected:
+        what = "truncated" if length < expected else "longer than its header says"
+        raise NastoolsError(
+            f"Fashion-MNIST file {str(shown)!r} is {what}: its header says {dims[0]} {kind} "
+            f"({expected} bytes unpacked) but it holds {length} bytes; {fix}"
+        )
+    return dims[0]
+
+
+def _check_fmnist(raw: Path, shown: dict[str, Path]) -> None:
+    """Check the four IDX files in ``raw`` (headers, lengths, images matching labels)."""
+    count = {f: _idx_count(raw / f, shown[f], "images" if "images" in f else "labels") for f in FMNIST_FILES}
+    for split in ("train", "t10k"):
+        images, labels = f"{split}-images-idx3-ubyte", f"{split}-labels-idx1-ubyte"
+        if count[images] != count[labels]:
+            raise NastoolsError(
+                f"Fashion-MNIST files {str(shown[images])!r} and {str(shown[labels])!r} do not match: "
+                f"{count[images]} images but {count[labels]} labels"
+            )
 
 
 def _fashion_mnist(data):
@@ -123,8 +262,18 @@ def _fashion_mnist(data):
     mean, std = STATS["fashion-mnist"]
     out = []
     for train in (True, False):
-        ds = FashionMNIST(str(root), train=train, download=False)
-        out.append(TensorImages(ds.data.unsqueeze(1).contiguous(), ds.targets.long(), mean, std))
+        try:
+            ds = FashionMNIST(str(root), train=train, download=False)
+        except (RuntimeError, AssertionError, ValueError, OSError) as exc:  # checked above; a last resort
+            raise NastoolsError(f"cannot read Fashion-MNIST from {str(data or FMNIST_DIR)!r}: {brief(exc)}") from None
+        labels = ds.targets.long()
+        if len(labels) and not 0 <= int(labels.min()) <= int(labels.max()) < 10:
+            split = "train" if train else "t10k"
+            raise NastoolsError(
+                f"Fashion-MNIST labels in {str(data or FMNIST_DIR)!r} ({split}-labels-idx1-ubyte) are outside 0..9 "
+                f"(found {int(labels.min())}..{int(labels.max())}): replace the file with the original"
+            )
+        out.append(TensorImages(ds.data.unsqueeze(1).contiguous(), labels, mean, std))
     return out[0], out[1], 10, 1, 28
 
 
@@ -135,15 +284,45 @@ def _cifar10(data):
     if not data:
         raise NastoolsError("--dataset cifar10 needs --data DIR, the folder holding cifar-10-batches-py")
     root = Path(data)
-    if not (root / "cifar-10-batches-py").is_dir():
-        raise NastoolsError(f"CIFAR-10 not found in {str(root)!r}: expected {str(root / 'cifar-10-batches-py')!r} (nastools never downloads)")
+    folder = root / "cifar-10-batches-py"
+    if not folder.is_dir():
+        raise NastoolsError(f"CIFAR-10 not found in {str(root)!r}: expected {str(folder)!r} (nastools never downloads)")
+    if any(not (folder / name).is_file() for name, _ in _cifar_files()):
+        _bad_cifar(root, folder)
     mean, std = STATS["cifar10"]
     out = []
     for train in (True, False):
-        ds = CIFAR10(str(root), train=train, download=False)
+        try:
+            ds = CIFAR10(str(root), train=train, download=False)
+        except Exception as exc:  # torchvision: RuntimeError (checksums); unpickling: anything
+            _bad_cifar(root, folder, exc)
         images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
         out.append(TensorImages(images, torch.tensor(ds.targets, dtype=torch.long), mean, std))
     return out[0], out[1], 10, 3, 32
+
+
+def _cifar_files() -> list[tuple[str, str]]:
+    """``(name, md5)`` of the files torchvision's CIFAR10 reads from ``cifar-10-batches-py``."""
+    from torchvision.datasets import CIFAR10
+
+    return [(n, md5) for n, md5 in CIFAR10.train_list + CIFAR10.test_list] + [(CIFAR10.meta["filename"], CIFAR10.meta["md5"])]
+
+
+def _bad_cifar(root: Path, folder: Path, exc: BaseException | None = None) -> NoReturn:
+    """Raise for a CIFAR-10 folder torchvision cannot read: name the missing and corrupt files."""
+    from torchvision.datasets.utils import check_integrity
+
+    files = _cifar_files()
+    missing = [n for n, _ in files if not (folder / n).is_file()]
+    corrupt = [n for n, md5 in files if n not in missing and not check_integrity(str(folder / n), md5)]
+    problems = ([f"missing {', '.join(missing)}"] if missing else []) + ([f"corrupt (checksum mismatch) {', '.join(corrupt)}"] if corrupt else [])
+    if not problems:
+        raise NastoolsError(f"cannot read CIFAR-10 in {str(folder)!r}: {brief(exc or 'unknown error')}")
+    what = " and ".join(w for w, bad in (("incomplete", missing), ("corrupt", corrupt)) if bad)
+    raise NastoolsError(
+        f"CIFAR-10 in {str(folder)!r} is {what}: {'; '.join(problems)}; "
+        f"unpack the original {CIFAR_ARCHIVE} into {str(root)!r} again (nastools never downloads)"
+    )
 
 
 def _imagefolder(data, image_size: int):
@@ -198,7 +377,14 @@ def load_splits(
     else:
         train_all, test, classes, chs, size = _imagefolder(data, image_size)
     n = len(train_all)
-    n_val = int(round(val_size * n)) if isinstance(val_size, float) and val_size < 1 else int(val_size)
+    n_val = _val_count(val_size, n)
+    if n_val >= n and name == "imagefolder":
+        train_dir = getattr(train_all, "root", data)
+        raise NastoolsError(
+            f"image folder {str(data)!r} is too small: nastools holds out {n_val} of its training images for "
+            f"validation (BN recalibration and search) and trains on the rest, but {str(train_dir)!r} has only {n}; "
+            f"put at least {n_val + 1} images there (a val folder beside it is the test set and does not count)"
+        )
     if not 0 < n_val < n:
         raise NastoolsError(f"validation size {val_size!r}: expected between 1 and {n - 1} images of the {n} in the training set")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
@@ -210,6 +396,13 @@ def load_splits(
     if test is None:
         test = val
     return DataSplits(name, train, val, test, classes, chs, size, seed)
+
+
+def _val_count(val_size, n: int) -> int:
+    """The number of training images ``val_size`` holds out (a count, or a fraction when < 1)."""
+    if isinstance(val_size, bool) or not isinstance(val_size, (int, float)) or not math.isfinite(val_size):
+        raise NastoolsError(f"validation size {val_size!r}: expected a number of images or a fraction below 1")
+    return int(round(val_size * n)) if isinstance(val_size, float) and val_size < 1 else int(val_size)
 
 
 def iter_batches(
