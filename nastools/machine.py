@@ -6,6 +6,7 @@ import datetime as _dt
 import os
 import platform
 import re
+from pathlib import Path
 from typing import Any, Mapping
 
 
@@ -133,6 +134,39 @@ def machine_info() -> dict[str, Any]:
     except ImportError:  # pragma: no cover
         pass
     return info
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still take: Linux ``MemAvailable``, or less where a
+    cgroup (container) limit leaves less; None where neither can be read.
+
+    (:func:`memory_low` answers only whether it is low; ``nastools bench`` refuses a batch
+    whose activations would not fit in this.)"""
+    values: list[int] = []
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    values.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    for folder, limit, usage, inactive in (
+        ("/sys/fs/cgroup", "memory.max", "memory.current", "inactive_file"),
+        ("/sys/fs/cgroup/memory", "memory.limit_in_bytes", "memory.usage_in_bytes", "total_inactive_file"),
+    ):
+        try:
+            cap = Path(folder, limit).read_text().strip()
+            if cap == "max" or int(cap) >= 2**60:  # no limit
+                continue
+            used = int(Path(folder, usage).read_text())
+            for line in Path(folder, "memory.stat").read_text().splitlines():
+                key, _, v = line.partition(" ")
+                if key == inactive:  # page cache the kernel reclaims before it kills
+                    used -= int(v)
+            values.append(max(0, int(cap) - max(0, used)))
+        except (OSError, ValueError):
+            pass
+    return min(values) if values else None
 
 
 def memory_low(gpu: bool = False, keep: float = 0.15, keep_gib: float = 2.0) -> bool:

@@ -111,10 +111,10 @@ def export_cmd(fmt, precision, arch, run, batch, max_batch, out, dataset, data, 
 @main.command("bench")
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.option("--backend", type=click.Choice(("ort", "trt", "torch")), default=None, help="Runtime  [default: from the extension: .onnx ort, .engine trt, .pt torch]")
-@click.option("--batch", default=1, show_default=True, type=int, help="Batch size of each inference.")
-@click.option("--threads", default=None, type=int, help="CPU threads (ort intra-op, torch)  [default: the runtime's]")
-@click.option("--warmup", default="200ms", show_default=True, help="Warm-up time before timing (e.g. 200ms, 1s).")
-@click.option("--duration", default="3s", show_default=True, help="Timed duration (at least 10 inferences).")
+@click.option("--batch", default=1, show_default=True, type=click.IntRange(1, 4096), help="Batch size of each inference (refused if it would not fit in memory).")
+@click.option("--threads", default=None, type=click.IntRange(1, 1024), help="CPU threads (ort intra-op, torch)  [default: the runtime's]")
+@click.option("--warmup", default="200ms", show_default=True, help="Warm-up time before timing, with a unit: us, ms, s, min or h (e.g. 200ms, 1s; 0s for none; at most 1h).")
+@click.option("--duration", default="3s", show_default=True, help="Timed duration, with a unit (e.g. 3s, 500ms; at most 1h), and at least 10 inferences.")
 @json_option
 def bench_cmd(model, backend, batch, threads, warmup, duration, as_json) -> None:
     """Time MODEL like trtexec: min, mean, median, p90, p95, p99 latency and throughput.
@@ -126,8 +126,6 @@ def bench_cmd(model, backend, batch, threads, warmup, duration, as_json) -> None
     """
     from nastools.export.bench import bench_model
 
-    if threads is not None and threads < 1:
-        raise NastoolsError(f"--threads {threads}: expected >= 1")
     r = bench_model(model, backend=backend, batch=batch, threads=threads, warmup=warmup, duration=duration)
     if as_json:
         return echo_json(r.to_dict())

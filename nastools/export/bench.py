@@ -25,27 +25,56 @@ from typing import Any, Callable
 import numpy as np
 
 from nastools.errors import NastoolsError, brief
+from nastools.machine import available_memory
 
 BACKENDS = ("ort", "trt", "torch")
 #: the JSON record saved inside an exported TorchScript file (input shape, arch)
 TORCHSCRIPT_META = "nastools.json"
 MAX_INPUT_GIB = 2
 _SUFFIX_BACKEND = {".onnx": "ort", ".engine": "trt", ".plan": "trt", ".trt": "trt", ".pt": "torch", ".ts": "torch"}
-_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0}
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0}
+#: the longest --warmup / --duration: beyond an hour a run measures nothing more, it only looks hung
+MAX_DURATION_S = 3600.0
+#: the most CPU threads (as nastools profile allows)
+MAX_THREADS = 1024
 
 
-def parse_duration(text: str | float, what: str = "duration") -> float:
-    """``'200ms'``, ``'3s'``, ``'500us'``, ``'1min'`` or a bare number of seconds -> seconds."""
+def parse_duration(text: str | float, what: str = "duration", max_s: float = MAX_DURATION_S) -> float:
+    """``'200ms'``, ``'3s'``, ``'500us'``, ``'1min'``, ``'1h'`` -> seconds, from 0 to ``max_s``.
+
+    A string needs its unit: trtexec reads a bare number as milliseconds for ``--warmUp`` and
+    as seconds for ``--duration``, so ``'10'`` is refused rather than guessed. A Python number
+    is seconds."""
+    if isinstance(text, bool):
+        raise NastoolsError(f"{what} {text!r}: expected a number with a unit, e.g. 200ms, 3s, 500us")
     if isinstance(text, (int, float)):
         value = float(text)
     else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[-+]?\d+)?)\s*(us|ms|s|min)?\s*", str(text), re.I)
+        m = re.fullmatch(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)\s*([a-z]*)\s*", str(text), re.I)
         if not m:
             raise NastoolsError(f"{what} {text!r}: expected a number with a unit, e.g. 200ms, 3s, 500us")
-        value = float(m.group(1)) * _UNITS[(m.group(2) or "s").lower()]
-    if not math.isfinite(value) or value < 0:
-        raise NastoolsError(f"{what} {text!r}: expected a duration >= 0")
+        number, unit = m.group(1), m.group(2).lower()
+        if not unit:
+            raise NastoolsError(f"{what} {number}: add a unit, e.g. {number}ms or {number}s")
+        if unit not in _UNITS:
+            hint = " ('m' is ambiguous: write min or ms)" if unit == "m" else ""
+            raise NastoolsError(f"{what} {text!r}: unknown unit {m.group(2)!r}{hint}; expected us, ms, s, min or h, e.g. 200ms, 3s")
+        value = float(number) * _UNITS[unit]
+    if math.isnan(value):
+        raise NastoolsError(f"{what} {text!r}: expected a number with a unit, e.g. 200ms, 3s, 500us")
+    if value < 0:
+        raise NastoolsError(f"{what} {text!r}: must be positive (or 0s), e.g. 200ms, 3s")
+    if value > max_s:
+        raise NastoolsError(f"{what} {text!r}: too long, at most {_human_seconds(max_s)}; e.g. 200ms, 3s, 1min")
     return value
+
+
+def _human_seconds(s: float) -> str:
+    return f"{s / 3600:g}h" if s >= 3600 else f"{s / 60:g}min" if s >= 60 else f"{s:g}s"
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
 
 
 def backend_for(path: str | Path) -> str:
@@ -140,6 +169,11 @@ class Runner:
         """Run one batch synchronously; return the output as numpy (float32)."""
         raise NotImplementedError
 
+    def activation_bytes(self, shape: tuple[int, ...]) -> int:
+        """About how many bytes of host memory one inference on an input of ``shape`` takes
+        beside the input itself (0 where the backend cannot tell, or keeps them on a GPU)."""
+        return 0
+
     def prepare(self, x: np.ndarray) -> Callable[[], Any]:
         """A no-argument callable that runs one inference on ``x`` (what gets timed)."""
         return lambda: self.infer(x)
@@ -198,6 +232,34 @@ class OrtRunner(Runner):
     def infer(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: x})[0].astype(np.float32, copy=False)
 
+    def activation_bytes(self, shape: tuple[int, ...]) -> int:
+        """The largest node's activations (its inputs and outputs, weights aside) at ``shape``,
+        from ONNX shape inference on the graph with the input's shape set: no allocation."""
+        import onnx
+        from onnx import shape_inference
+
+        try:
+            model = onnx.load(str(self.path), load_external_data=False)
+            graph_input = next(i for i in model.graph.input if i.name == self.input_name)
+            for dim, value in zip(graph_input.type.tensor_type.shape.dim, shape):
+                dim.dim_value = int(value)
+            graph = shape_inference.infer_shapes(model).graph
+        except Exception:  # noqa: BLE001 - an estimate: ONNX Runtime loaded the model, so do not fail on it
+            return 0
+        weights = {t.name for t in graph.initializer}
+        sizes: dict[str, int] = {}
+        for vi in (*graph.value_info, *graph.output):
+            tt = vi.type.tensor_type
+            dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim]
+            if vi.name in weights or vi.name == self.input_name or not dims or min(dims) < 0:
+                continue  # weights and the input are counted elsewhere; a tensor of unknown shape is left out
+            try:
+                itemsize = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).itemsize
+            except Exception:  # noqa: BLE001 - an unknown or undefined type
+                itemsize = 4
+            sizes[vi.name] = math.prod(dims) * itemsize
+        return max((sum(sizes.get(n, 0) for n in {*node.input, *node.output}) for node in graph.node), default=0)
+
     def release(self) -> None:
         self.session = None
 
@@ -218,7 +280,7 @@ class TorchRunner(Runner):
                 warnings.simplefilter("ignore", FutureWarning)
                 self.module = torch.jit.load(str(self.path), map_location="cpu", _extra_files=extra).eval()
         except RuntimeError as exc:
-            raise NastoolsError(f"cannot load TorchScript module {str(self.path)!r}: {brief(exc)}") from None
+            raise NastoolsError(_not_torchscript(self.path) or f"cannot load TorchScript module {str(self.path)!r}: {brief(exc)}") from None
         self._torch = torch
         meta = json.loads(extra[TORCHSCRIPT_META] or "{}")
         self._shape = tuple(meta.get("input_chw", ()))
@@ -242,6 +304,70 @@ class TorchRunner(Runner):
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         return self.prepare(x)().numpy().astype(np.float32, copy=False)
+
+    def activation_bytes(self, shape: tuple[int, ...]) -> int:
+        """The largest op's activations (inputs and outputs, weights aside) of one inference
+        on a batch of 2, scaled to ``shape``'s batch (TorchScript keeps no shapes to infer)."""
+        import torch
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils._pytree import tree_flatten
+
+        probe = 2
+        x = torch.zeros((probe, *shape[1:]))
+        weights = {t.data_ptr() for t in (*self.module.parameters(), *self.module.buffers(), x)}
+        peak = 0
+
+        class Peak(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                nonlocal peak
+                out = func(*args, **(kwargs or {}))
+                if not getattr(func, "is_view", False):
+                    live = {
+                        t.data_ptr(): t.numel() * t.element_size()
+                        for t in tree_flatten((args, kwargs, out))[0]
+                        if isinstance(t, torch.Tensor) and t.dim() and t.shape[0] == probe and t.data_ptr() not in weights
+                    }
+                    peak = max(peak, sum(live.values()))
+                return out
+
+        try:  # unoptimized, so that the probe's shape does not become the one the JIT specializes for
+            with torch.jit.optimized_execution(False), torch.inference_mode(), Peak():
+                self.module(x)
+        except Exception:  # noqa: BLE001 - an estimate: a module that fails here fails again, with its message, when timed
+            return 0
+        return peak * shape[0] // probe
+
+
+def _not_torchscript(path: Path) -> str | None:
+    """Why ``path`` is not a TorchScript module when it is a ``torch.save`` file (a zip with a
+    ``data.pkl`` but no ``constants.pkl``): a nastools supernet checkpoint or other pickled
+    weights. None for anything else."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = {n.rsplit("/", 1)[-1] for n in z.namelist()}
+    except (OSError, zipfile.BadZipFile):
+        return None
+    if "data.pkl" not in names or "constants.pkl" in names:
+        return None
+    import torch
+
+    from nastools.checkpoint import CHECKPOINT_FORMAT, _run_arg
+
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # noqa: BLE001 - not even weights: say what it is not
+        data = None
+    if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT:
+        return (
+            f"{str(path)!r} is a nastools supernet checkpoint, not a model: export a subnet first "
+            f"(nastools export --run {_run_arg(path, path)} --format onnx, or --format torchscript)"
+        )
+    return (
+        f"{str(path)!r} is a torch.save file (weights or a pickled object), not a TorchScript module: "
+        f"bench times exported models (nastools export --format torchscript or onnx)"
+    )
 
 
 class TrtRunner(Runner):
@@ -337,6 +463,28 @@ def make_runner(path: str | Path, backend: str | None = None, threads: int | Non
     return RUNNERS[backend](path, threads)
 
 
+def check_memory(runner: Runner, shape: tuple[int, ...]) -> int:
+    """Refuse, before allocating, an input ``shape`` whose inference would not fit in this
+    machine's available memory (the OOM killer would end it, or the whole session); return
+    the estimate in bytes. Where the available memory is unknown, cap the input at
+    :data:`MAX_INPUT_GIB`."""
+    batch = shape[0]
+    input_bytes = 4 * math.prod(shape)
+    free = available_memory()
+    if free is None:
+        if input_bytes > MAX_INPUT_GIB * 2**30:
+            raise NastoolsError(f"--batch {batch}: the input alone would take {_gib(input_bytes)} (at most {_gib(MAX_INPUT_GIB * 2**30)}); pass a smaller --batch")
+        return input_bytes
+    if input_bytes > free:  # no need to infer shapes
+        raise NastoolsError(f"--batch {batch}: the input alone needs {_gib(input_bytes)}; this machine has {_gib(free)} available: pass a smaller --batch")
+    need = input_bytes + runner.activation_bytes(shape)
+    if need > free:
+        raise NastoolsError(
+            f"--batch {batch} needs about {_gib(need)} for the input and activations; this machine has {_gib(free)} available: pass a smaller --batch"
+        )
+    return need
+
+
 def time_callable(run: Callable[[], Any], warmup_s: float, duration_s: float, min_iterations: int = 10) -> tuple[np.ndarray, float]:
     """Warm ``run`` up for ``warmup_s``, then time it for ``duration_s`` (and at least
     ``min_iterations`` calls). Returns per-call latencies (ms) and the timed wall span (s)."""
@@ -372,13 +520,13 @@ def bench_model(
     """Measure ``path`` like trtexec: warm-up by time, then latency statistics over a duration."""
     if batch < 1:
         raise NastoolsError(f"--batch {batch}: expected a batch size >= 1")
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise NastoolsError(f"--threads {threads}: expected 1 to {MAX_THREADS}")
     warmup_s, duration_s = parse_duration(warmup, "--warmup"), parse_duration(duration, "--duration")
     runner = make_runner(path, backend, threads)
     with runner:
         shape = runner.input_shape(batch)
-        gib = 4 * math.prod(shape) / 2**30
-        if gib > MAX_INPUT_GIB:  # the output and activations need more again: refuse before the OOM killer does
-            raise NastoolsError(f"--batch {batch}: the input alone would take {gib:.1f} GiB (at most {MAX_INPUT_GIB} GiB); pass a smaller --batch")
+        check_memory(runner, shape)
         x = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
         lat, span = time_callable(runner.prepare(x), warmup_s, duration_s, min_iterations)
     stats = latency_stats(lat)
@@ -403,7 +551,9 @@ __all__ = [
     "BenchResult",
     "Runner",
     "backend_for",
+    "available_memory",
     "bench_model",
+    "check_memory",
     "latency_stats",
     "make_runner",
     "parse_duration",
