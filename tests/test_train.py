@@ -445,7 +445,7 @@ def test_missing_dataset_says_how_to_install_it(tiny_path, tmp_path, monkeypatch
     r = _cli("train", "--space", tiny_path, "--run", str(tmp_path / "x"))
     assert r.exit_code == 1 and "apt-get install dataset-fashion-mnist" in r.output
     r = _cli("train", "--space", tiny_path, "--run", str(tmp_path / "x"), "--data", str(tmp_path / "nowhere"))
-    assert r.exit_code == 1 and "Fashion-MNIST not found" in r.output and "--data DIR" in r.output
+    assert r.exit_code == 1 and "Fashion-MNIST not found" in r.output and "(no such folder)" in r.output
     r = _cli("train", "--run", str(tmp_path / "x"), "--dataset", "cifar10")
     assert r.exit_code == 1 and "needs --data DIR" in r.output
     r = _cli("train", "--space", tiny_path, "--run", str(tmp_path / "y"), "--resume")
