@@ -221,6 +221,7 @@ def test_lr_warms_up_then_follows_a_cosine():
     assert lrs[10] == pytest.approx(0.1) and lrs[55] == pytest.approx(0.05)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:])) and lrs[-1] < 0.001
     assert parse_duration("10m") == 600 and parse_duration("1.5h") == 5400 and parse_duration("90s") == 90
+    assert parse_duration("10min") == 600 and parse_duration(" 2 min ") == 120  # bench's spelling too
     for bad in ("ten", "infm", "nan", "0s", "-5m"):
         with pytest.raises(NastoolsError, match=f"duration '{bad}'"):
             parse_duration(bad)

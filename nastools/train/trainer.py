@@ -112,7 +112,7 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
 
 
 def parse_duration(text: str | float | None) -> float | None:
-    """'10m' -> 600.0, '90s', '1.5h', '300' (seconds)."""
+    """'10m' or '10min' -> 600.0, '90s', '1.5h', '300' (seconds)."""
     if text is None or text == "":
         return None
     if isinstance(text, (int, float)):
@@ -120,7 +120,9 @@ def parse_duration(text: str | float | None) -> float | None:
     s = str(text).strip().lower()
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     factor = 1.0
-    if s and s[-1] in units:
+    if s.endswith("min"):  # as nastools bench writes minutes
+        factor, s = 60, s[:-3]
+    elif s and s[-1] in units:
         factor, s = units[s[-1]], s[:-1]
     try:
         v = float(s) * factor
