@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from nastools.errors import NastoolsError, brief
+from nastools.io import atomic_write, atomic_write_text
 
 DATASETS = ("fashion-mnist", "cifar10", "imagefolder")
 FMNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
@@ -141,7 +142,7 @@ def _unpack(src: Path) -> Path:
                 continue
             stamp.unlink(missing_ok=True)  # no stale stamp beside a half-replaced file
             _gunzip(gz, out)
-            _write_atomic(stamp, want)
+            atomic_write_text(stamp, want)
     except OSError as exc:
         raise NastoolsError(
             f"cannot unpack Fashion-MNIST from {str(src)!r} into the cache {str(raw)!r}: {brief(exc)} "
@@ -151,15 +152,16 @@ def _unpack(src: Path) -> Path:
 
 
 def _gunzip(src: Path, out: Path) -> None:
-    """Decompress ``src`` to ``out`` through a temporary file: ``out`` is never left torn, and
-    neither is the temporary file. A truncated or corrupt ``src`` raises a NastoolsError."""
+    """Decompress ``src`` to ``out`` atomically (:func:`nastools.io.atomic_write`: ``out`` is
+    never left torn, nor is a temporary file). A truncated or corrupt ``src`` raises a
+    NastoolsError."""
     try:
         packed = open(src, "rb")
     except OSError as exc:
         raise NastoolsError(f"cannot read Fashion-MNIST file {str(src)!r}: {brief(exc)}") from None
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    try:
-        with packed, gzip.GzipFile(fileobj=packed, mode="rb") as fi, open(tmp, "wb") as fo:
+
+    def copy(fo) -> None:
+        with packed, gzip.GzipFile(fileobj=packed, mode="rb") as fi:
             while True:
                 try:
                     chunk = fi.read(1 << 20)
@@ -171,18 +173,8 @@ def _gunzip(src: Path, out: Path) -> None:
                 if not chunk:
                     break
                 fo.write(chunk)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(out, copy, mode="wb")
 
 
 def _link_raw(base: Path) -> Path:

@@ -136,6 +136,17 @@ def machine_info() -> dict[str, Any]:
     return info
 
 
+def _meminfo() -> dict[str, int]:
+    """Linux ``/proc/meminfo`` in bytes (``MemTotal``, ``MemAvailable``, ...)."""
+    info = {}
+    with open("/proc/meminfo") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if v.split():
+                info[k] = int(v.split()[0]) * 1024
+    return info
+
+
 def available_memory() -> int | None:
     """Bytes of memory this process can still take: Linux ``MemAvailable``, or less where a
     cgroup (container) limit leaves less; None where neither can be read.
@@ -144,11 +155,8 @@ def available_memory() -> int | None:
     whose activations would not fit in this.)"""
     values: list[int] = []
     try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    values.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
+        values.append(_meminfo()["MemAvailable"])
+    except (OSError, KeyError, ValueError, IndexError):
         pass
     for folder, limit, usage, inactive in (
         ("/sys/fs/cgroup", "memory.max", "memory.current", "inactive_file"),
@@ -179,12 +187,8 @@ def memory_low(gpu: bool = False, keep: float = 0.15, keep_gib: float = 2.0) -> 
 
             free, total = torch.cuda.mem_get_info(0)
         else:
-            info = {}
-            with open("/proc/meminfo") as f:
-                for line in f:
-                    k, _, v = line.partition(":")
-                    info[k] = int(v.split()[0]) * 1024
+            info = _meminfo()
             free, total = info["MemAvailable"], info["MemTotal"]
-    except (OSError, KeyError, ValueError, RuntimeError, ImportError):
+    except (OSError, KeyError, ValueError, IndexError, RuntimeError, ImportError):
         return False
     return free < max(keep * total, keep_gib * 2**30)

@@ -551,7 +551,6 @@ __all__ = [
     "BenchResult",
     "Runner",
     "backend_for",
-    "available_memory",
     "bench_model",
     "check_memory",
     "latency_stats",

@@ -173,7 +173,7 @@ def resolve_table(space: SearchSpace, device: str, tables: Mapping[str, str]):
             raise NastoolsError(f"latency table {path!r} not found: build one with nastools profile --space {space.name} --out {path}")
         return LatencyTable.load(path, space)
     if device not in ("default", "cpu", "gpu"):
-        hint = " (did you mean gpu?)" if device.lower() in ("gpu", "cuda") or device.lower().startswith(("gpu", "cuda")) else ""
+        hint = " (did you mean gpu?)" if device.lower().startswith(("gpu", "cuda")) else ""
         raise NastoolsError(
             f"latency budget on {device!r}: no table given for it{hint}; the shipped and profiled tables are found for "
             f"cpu and gpu, any other device needs --table {device}=PATH"

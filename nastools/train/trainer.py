@@ -36,6 +36,7 @@ import torch.nn as nn
 from nastools.checkpoint import checkpoint_path, checkpoint_space, load_checkpoint, save_checkpoint
 from nastools.data import iter_batches, load_splits
 from nastools.errors import NastoolsError
+from nastools.io import writable_dir
 from nastools.machine import check_torch_device
 from nastools.space import Arch, SearchSpace, load_space
 from nastools.supernet import Supernet
@@ -541,8 +542,6 @@ def train(config: TrainConfig | None, run: str | Path, *, resume: bool = False, 
         raise NastoolsError(f"run {str(run)!r}: a run is a name or a folder (its checkpoint is <folder>/supernet.pt), not a .pt file")
     ckpt = checkpoint_path(rd)
     if not resume:
-        from nastools.io import writable_dir
-
         writable_dir(rd, "--run folder")  # before training, not at its first log line
     if resume:
         trainer = Trainer.resume(rd, space=(overrides or {}).get("space"), **{k: v for k, v in (overrides or {}).items() if k != "space"})
