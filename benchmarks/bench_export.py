@@ -18,7 +18,11 @@ activations, fewer op types, only the 1x1 convolutions) into ``benchmarks/result
 of eight subnets from the smallest (2.8M FLOPs) to the largest (51.4M) of an untrained fmnist
 supernet (BatchNorm recalibrated, int8 calibrated on training images; speed does not depend
 on the weights' values), and the operator split of the largest, into
-``benchmarks/results/bench_export_sizes.json``.
+``benchmarks/results/bench_export_sizes.json``. ``train-attentive`` then ``attentive`` repeat
+the int8 measurement in the AttentiveNAS space itself (``benchmarks/spaces/attentivenas_fmnist.yaml``:
+the packaged space with a 1-channel 32 px input and 10 classes): one trained subnet (latency
+and top-1) and eight untrained ones across the space, into
+``benchmarks/results/bench_export_attentive.json``.
 Targets (issue 7): int8 <= 0.7 x fp32 latency with <= 1 point top-1 loss.
 """
 
@@ -42,19 +46,25 @@ from _common import table, write_result  # noqa: E402
 
 RUN = Path("runs/bench-export")
 TRAIN_FLOPS = 8e6
+# the AttentiveNAS space itself, with a 1-channel 32 px input and 10 classes (phase ``attentive``)
+AN_SPACE = Path(__file__).parent / "spaces" / "attentivenas_fmnist.yaml"
+AN_RUN = Path("runs/bench-export-attentive")
+AN_TRAIN_FLOPS = 20e6
 STEPS, BATCH, LR = 700, 128, 0.1
 
 
-def train() -> None:
+def train(space: str | Path = "fmnist", run: Path = RUN, flops: float = TRAIN_FLOPS) -> None:
+    """Fit the subnet nearest ``flops`` of ``space`` inside its supernet; save it as ``run``."""
     from nastools.checkpoint import save_checkpoint
     from nastools.data import iter_batches, load_splits
+    from nastools.space import load_space
     from nastools.supernet import Supernet
 
     torch.manual_seed(0)
     torch.set_num_threads(1)
     splits = load_splits()
-    net = Supernet("fmnist")
-    arch = net.space.sample_near_flops(TRAIN_FLOPS, rng=0)
+    net = Supernet(load_space(space))
+    arch = net.space.sample_near_flops(flops, rng=0)
     net.set_active(arch)
     net.train()
     opt = torch.optim.SGD(net.parameters(), lr=LR, momentum=0.9, weight_decay=4e-5, nesterov=True)
@@ -74,9 +84,10 @@ def train() -> None:
                 print(f"step {step}/{STEPS} loss {loss.item():.3f} ({time.time() - t0:.0f} s)", flush=True)
             if step >= STEPS:
                 break
-    save_checkpoint(RUN / "supernet.pt", net, recipe={"arch": arch.to_dict(), "steps": STEPS, "batch": BATCH, "lr": LR, "optimizer": "SGD nesterov 0.9, cosine, wd 4e-5"})
-    arch.save(RUN / "arch.json", id=arch.id)
-    print(f"trained {arch.id} ({arch}) in {time.time() - t0:.0f} s")
+    seconds = time.time() - t0
+    save_checkpoint(run / "supernet.pt", net, recipe={"arch": arch.to_dict(), "steps": STEPS, "batch": BATCH, "lr": LR, "optimizer": "SGD nesterov 0.9, cosine, wd 4e-5", "seconds": seconds})
+    arch.save(run / "arch.json", id=arch.id)
+    print(f"trained {arch} in {seconds:.0f} s")
 
 
 def _median_ms(run, warmup_s: float, duration_s: float) -> float:
@@ -130,13 +141,15 @@ def _fmnist_arrays(resolution: int, calib: int = 1000):
     return prep(splits.train, order), prep(splits.test, slice(None)), splits.test.labels.numpy()
 
 
-def int8_vs_fp32(batches=(1, 32), duration=2.0) -> dict:
+def int8_vs_fp32(batches=(1, 32), duration=2.0, run: Path = RUN) -> dict:
+    """int8 (and int8 with only Conv/Gemm quantized) against fp32 for the subnet trained in
+    ``run``: ORT CPU median latency (1 thread) and top-1 on the 10,000 test images."""
     from nastools.export import bench_model, export_subnet, make_runner, quantize_int8
     from nastools.export.parity import run_batched
 
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        res = {p: export_subnet(RUN, RUN / "arch.json", precision=p, out=Path(tmp) / f"{p}.onnx", progress=False) for p in ("fp32", "int8")}
+        res = {p: export_subnet(run, run / "arch.json", precision=p, out=Path(tmp) / f"{p}.onnx", progress=False) for p in ("fp32", "int8")}
         acc = res["int8"].sidecar["accuracy"]
         out["top1"] = {"torch": acc["torch_top1"], "fp32_onnx": acc["fp32_top1"], "int8_onnx": acc["int8_top1"], "drop_points": acc["drop_points"], "images": acc["images"]}
         out["parity_int8"] = {k: res["int8"].sidecar["parity"][k] for k in ("max_abs_diff", "top1_agreement", "images")}
@@ -157,6 +170,21 @@ def int8_vs_fp32(batches=(1, 32), duration=2.0) -> dict:
             out["latency"].append({"batch": b, "fp32_ms": m["fp32"], "int8_ms": m["int8"], "ratio": m["int8"] / m["fp32"], "int8_conv_only_ms": m["int8_conv_only"], "ratio_conv_only": m["int8_conv_only"] / m["fp32"]})
             print(f"  int8 b{b}: fp32 {m['fp32']:.3f} ms, int8 {m['int8']:.3f} ms (x{m['int8'] / m['fp32']:.2f}), conv-only {m['int8_conv_only']:.3f} ms", flush=True)
     return out
+
+
+def _print_int8(q: dict) -> None:
+    """The int8-vs-fp32 latency table and top-1 line of :func:`int8_vs_fp32`'s result."""
+    print(
+        table(
+            [(r["batch"], f"{r['fp32_ms']:.3f}", f"{r['int8_ms']:.3f}", f"{r['ratio']:.2f}", f"{r['int8_conv_only_ms']:.3f}", f"{r['ratio_conv_only']:.2f}") for r in q["latency"]],
+            ["batch", "fp32 ms", "int8 ms", "int8/fp32 (target <= 0.7)", "int8 conv-only ms", "ratio"],
+        )
+    )
+    t = q["top1"]
+    print(
+        f"top-1 on {t['images']} test images: torch {100 * t['torch']:.2f}%, fp32 ONNX {100 * t['fp32_onnx']:.2f}%, int8 ONNX {100 * t['int8_onnx']:.2f}% "
+        f"(drop {t['drop_points']:+.2f} points, target <= 1), int8 conv-only {100 * t['int8_conv_only_onnx']:.2f}%"
+    )
 
 
 def parity_stats(n: int = 20, images: int = 1000) -> dict:
@@ -343,8 +371,8 @@ def variants() -> None:
     write_result("bench_export_variants", {"threads": 1, "rows": rows})
 
 
-def int8_by_size(batches=(1, 32), repeats: int = 3, duration: float = 0.5) -> dict:
-    """int8/fp32 ORT CPU latency (1 thread) of subnets across the fmnist space's FLOPs range,
+def int8_by_size(batches=(1, 32), repeats: int = 3, duration: float = 0.5, space: str | Path = "fmnist") -> dict:
+    """int8/fp32 ORT CPU latency (1 thread) of subnets across ``space``'s FLOPs range,
     from an untrained supernet with recalibrated BatchNorm, and the operator split of the
     largest one at the last batch size."""
     from nastools.data import load_splits
@@ -354,7 +382,7 @@ def int8_by_size(batches=(1, 32), repeats: int = 3, duration: float = 0.5) -> di
     from nastools.train.evaluate import calibration_batches, prepare_input, recalibrate_bn
 
     torch.manual_seed(0)
-    sp = load_space("fmnist")
+    sp = load_space(space)
     net = Supernet(sp)
     splits = load_splits()
     archs = [("min", sp.min_arch())] + [(f"random {i}", sp.sample(i)) for i in range(6)] + [("max", sp.max_arch())]
@@ -412,17 +440,7 @@ def measure() -> None:
     print()
     print(table([(r["arch"], f"{r['flops'] / 1e6:.1f}M", r["batch"], f"{r['torch_ms']:.3f}", f"{r['ort_ms']:.3f}", f"{r['speedup']:.2f}x") for r in speed], ["arch", "FLOPs", "batch", "torch ms", "ort ms", "torch/ort"]))
     print()
-    print(
-        table(
-            [(r["batch"], f"{r['fp32_ms']:.3f}", f"{r['int8_ms']:.3f}", f"{r['ratio']:.2f}", f"{r['int8_conv_only_ms']:.3f}", f"{r['ratio_conv_only']:.2f}") for r in q["latency"]],
-            ["batch", "fp32 ms", "int8 ms", "int8/fp32 (target <= 0.7)", "int8 conv-only ms", "ratio"],
-        )
-    )
-    t = q["top1"]
-    print(
-        f"top-1 on {t['images']} test images: torch {100 * t['torch']:.2f}%, fp32 ONNX {100 * t['fp32_onnx']:.2f}%, int8 ONNX {100 * t['int8_onnx']:.2f}% "
-        f"(drop {t['drop_points']:+.2f} points, target <= 1), int8 conv-only {100 * t['int8_conv_only_onnx']:.2f}%"
-    )
+    _print_int8(q)
     print(
         f"parity over {par['archs']} random archs x {par['images']} test images: max |diff| max {par['max_abs_diff']['max']:.2e}, "
         f"median {par['max_abs_diff']['median']:.2e}; top-1 agreement min {100 * par['top1_agreement']['min']:.2f}%"
@@ -440,9 +458,43 @@ def measure() -> None:
     )
 
 
+def attentive() -> None:
+    """int8 against fp32 in the AttentiveNAS space on Fashion-MNIST (``AN_SPACE``): the subnet
+    trained by ``train-attentive`` (latency and top-1) and eight untrained subnets across the
+    space's FLOPs range (latency)."""
+    from nastools.space import load_arch
+
+    torch.set_num_threads(1)
+    logging.disable(logging.WARNING)
+    trained = load_arch(AN_RUN / "arch.json", AN_SPACE)
+    t0 = time.time()
+    print(f"int8 vs fp32, trained subnet {trained.id}:", flush=True)
+    q = int8_vs_fp32(run=AN_RUN)
+    print("int8 vs fp32 across the space (untrained supernet):", flush=True)
+    by_size = int8_by_size(space=AN_SPACE)
+    print()
+    _print_int8(q)
+    print(table([(r["arch"], f"{r['flops'] / 1e6:.1f}M", r["batch"], f"{r['fp32_ms']:.3f}", f"{r['int8_ms']:.3f}", f"{r['ratio']:.2f}") for r in by_size["rows"]],
+                ["arch", "FLOPs", "batch", "fp32 ms", "int8 ms", "int8/fp32"]))
+    from nastools.checkpoint import load_checkpoint
+
+    recipe = load_checkpoint(AN_RUN)["recipe"]
+    write_result(
+        "bench_export_attentive",
+        {
+            "space": AN_SPACE.name,
+            "trained_subnet": {"arch": trained.to_dict(), "id": trained.id, "recipe": f"{STEPS} SGD steps, batch {BATCH}, lr {LR} cosine, inside the supernet (only this arch active)", "train_seconds": recipe.get("seconds")},
+            "threads": 1,
+            "int8_vs_fp32": q,
+            "by_size": by_size,
+            "seconds": time.time() - t0,
+        },
+    )
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("phase", choices=("train", "measure", "ops", "variants", "sizes", "all"), nargs="?", default="all")
+    ap.add_argument("phase", choices=("train", "measure", "ops", "variants", "sizes", "train-attentive", "attentive", "all"), nargs="?", default="all")
     args = ap.parse_args()
     if args.phase in ("train", "all") and (args.phase == "train" or not (RUN / "supernet.pt").is_file()):
         train()
@@ -454,3 +506,7 @@ if __name__ == "__main__":
         variants()
     if args.phase in ("sizes", "all"):
         sizes()
+    if args.phase == "train-attentive" or (args.phase in ("attentive", "all") and not (AN_RUN / "supernet.pt").is_file()):
+        train(AN_SPACE, AN_RUN, AN_TRAIN_FLOPS)
+    if args.phase in ("attentive", "all"):
+        attentive()

@@ -35,6 +35,18 @@ def test_attentivenas_space_is_the_papers(attentivenas):
     assert sp.act == "swish" and sp.se_gate == "hsigmoid" and sp.se_ratio == 0.25
 
 
+def test_benchmark_attentivenas_fmnist_space_differs_only_in_its_input(attentivenas):
+    # benchmarks/bench_export.py attentive times int8 in "the AttentiveNAS space on Fashion-MNIST":
+    # that claim holds only while its YAML keeps the packaged space's blocks and head
+    from pathlib import Path
+
+    path = Path(__file__).parents[1] / "benchmarks" / "spaces" / "attentivenas_fmnist.yaml"
+    bench, ref = load_space(str(path)).definition(), attentivenas.definition()
+    changed = {k for k in ref.keys() | bench.keys() if bench.get(k) != ref.get(k)}
+    assert changed - {"description"} == {"name", "input_channels", "num_classes", "resolutions"}
+    assert (bench["input_channels"], bench["num_classes"], bench["resolutions"]) == (1, 10, [32])
+
+
 def test_fmnist_flops_range(fmnist):
     lo, hi = fmnist.flops(fmnist.min_arch()), fmnist.flops(fmnist.max_arch())
     assert 1.5e6 < lo < 4e6 and 40e6 < hi < 70e6
