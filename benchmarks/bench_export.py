@@ -22,13 +22,16 @@ on the weights' values), and the operator split of the largest, into
 the int8 measurement in the AttentiveNAS space itself (``benchmarks/spaces/attentivenas_fmnist.yaml``:
 the packaged space with a 1-channel 32 px input and 10 classes): one trained subnet (latency
 and top-1) and eight untrained ones across the space, into
-``benchmarks/results/bench_export_attentive.json``.
+``benchmarks/results/bench_export_attentive.json``; ``attentive-224`` times eight untrained
+subnets of the packaged AttentiveNAS space at 224 px (batch 1) into
+``benchmarks/results/bench_export_attentive_224.json``.
 Targets (issue 7): int8 <= 0.7 x fp32 latency with <= 1 point top-1 loss.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import sys
@@ -371,10 +374,12 @@ def variants() -> None:
     write_result("bench_export_variants", {"threads": 1, "rows": rows})
 
 
-def int8_by_size(batches=(1, 32), repeats: int = 3, duration: float = 0.5, space: str | Path = "fmnist") -> dict:
+def int8_by_size(batches=(1, 32), repeats: int = 3, duration: float = 0.5, space: str | Path = "fmnist", resolution: int | None = None, calib: int = 500) -> dict:
     """int8/fp32 ORT CPU latency (1 thread) of subnets across ``space``'s FLOPs range,
     from an untrained supernet with recalibrated BatchNorm, and the operator split of the
-    largest one at the last batch size."""
+    largest one at the last batch size. ``resolution`` fixes every subnet's input size; grey
+    Fashion-MNIST images are repeated over the channels of a 3-channel space. ``calib``
+    training images calibrate int8 (the calibrator keeps every activation of all of them)."""
     from nastools.data import load_splits
     from nastools.export import bench_model, export_onnx, quantize_int8
     from nastools.space import load_space
@@ -386,13 +391,17 @@ def int8_by_size(batches=(1, 32), repeats: int = 3, duration: float = 0.5, space
     net = Supernet(sp)
     splits = load_splits()
     archs = [("min", sp.min_arch())] + [(f"random {i}", sp.sample(i)) for i in range(6)] + [("max", sp.max_arch())]
+    if resolution:
+        archs = [(name, dataclasses.replace(arch, resolution=resolution)) for name, arch in archs]
+    grey = splits.train.normalise(splits.train.images[:calib]).expand(-1, sp.input_channels, -1, -1)
+    bn_batches = [(x.expand(-1, sp.input_channels, -1, -1), y) for x, y in calibration_batches(splits.train, 250, 500)]
     rows, ops_max = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, arch in archs:
             sub = net.extract(arch).eval()
-            recalibrate_bn(sub, calibration_batches(splits.train, 250, 500))
+            recalibrate_bn(sub, bn_batches)
             sub.eval()
-            x = prepare_input(sub, splits.train.normalise(splits.train.images[:500]), torch.device("cpu")).numpy()
+            x = prepare_input(sub, grey, torch.device("cpu")).numpy()
             paths = {"fp32": export_onnx(sub, Path(tmp) / "fp32.onnx")}
             paths["int8"] = quantize_int8(paths["fp32"], Path(tmp) / "int8.onnx", (x[i : i + 100] for i in range(0, len(x), 100)))
             for b in batches:
@@ -408,12 +417,17 @@ def int8_by_size(batches=(1, 32), repeats: int = 3, duration: float = 0.5, space
     return {"rows": rows, "max_arch_ops": {"batch": batches[-1], **ops_max}}
 
 
+def _print_sizes(rows: list[dict]) -> None:
+    """The per-subnet int8/fp32 table of :func:`int8_by_size`'s rows."""
+    print(table([(r["arch"], f"{r['flops'] / 1e6:.1f}M", r["batch"], f"{r['fp32_ms']:.3f}", f"{r['int8_ms']:.3f}", f"{r['ratio']:.2f}") for r in rows],
+                ["arch", "FLOPs", "batch", "fp32 ms", "int8 ms", "int8/fp32"]))
+
+
 def sizes() -> None:
     torch.set_num_threads(1)
     logging.disable(logging.WARNING)
     res = int8_by_size()
-    print(table([(r["arch"], f"{r['flops'] / 1e6:.1f}M", r["batch"], f"{r['fp32_ms']:.3f}", f"{r['int8_ms']:.3f}", f"{r['ratio']:.2f}") for r in res["rows"]],
-                ["arch", "FLOPs", "batch", "fp32 ms", "int8 ms", "int8/fp32"]))
+    _print_sizes(res["rows"])
     ops = res["max_arch_ops"]
     kinds = sorted(set(ops["fp32"]) | set(ops["int8"]), key=lambda k: -(ops["fp32"].get(k, 0) + ops["int8"].get(k, 0)))
     print(f"largest subnet, batch {ops['batch']}, ms per run by operator kind:")
@@ -462,6 +476,7 @@ def attentive() -> None:
     """int8 against fp32 in the AttentiveNAS space on Fashion-MNIST (``AN_SPACE``): the subnet
     trained by ``train-attentive`` (latency and top-1) and eight untrained subnets across the
     space's FLOPs range (latency)."""
+    from nastools.checkpoint import load_checkpoint
     from nastools.space import load_arch
 
     torch.set_num_threads(1)
@@ -474,10 +489,7 @@ def attentive() -> None:
     by_size = int8_by_size(space=AN_SPACE)
     print()
     _print_int8(q)
-    print(table([(r["arch"], f"{r['flops'] / 1e6:.1f}M", r["batch"], f"{r['fp32_ms']:.3f}", f"{r['int8_ms']:.3f}", f"{r['ratio']:.2f}") for r in by_size["rows"]],
-                ["arch", "FLOPs", "batch", "fp32 ms", "int8 ms", "int8/fp32"]))
-    from nastools.checkpoint import load_checkpoint
-
+    _print_sizes(by_size["rows"])
     recipe = load_checkpoint(AN_RUN)["recipe"]
     write_result(
         "bench_export_attentive",
@@ -492,9 +504,19 @@ def attentive() -> None:
     )
 
 
+def attentive_224() -> None:
+    """int8/fp32 latency of eight untrained subnets of the packaged AttentiveNAS space at
+    224 px, batch 1: does int8 still pay at ImageNet resolution?"""
+    torch.set_num_threads(1)
+    logging.disable(logging.WARNING)
+    res = int8_by_size(batches=(1,), space="attentivenas", resolution=224, calib=64)  # 500 at 224 px: out of memory
+    _print_sizes(res["rows"])
+    write_result("bench_export_attentive_224", {"threads": 1, "resolution": 224, **res})
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("phase", choices=("train", "measure", "ops", "variants", "sizes", "train-attentive", "attentive", "all"), nargs="?", default="all")
+    ap.add_argument("phase", choices=("train", "measure", "ops", "variants", "sizes", "train-attentive", "attentive", "attentive-224", "all"), nargs="?", default="all")
     args = ap.parse_args()
     if args.phase in ("train", "all") and (args.phase == "train" or not (RUN / "supernet.pt").is_file()):
         train()
@@ -510,3 +532,5 @@ if __name__ == "__main__":
         train(AN_SPACE, AN_RUN, AN_TRAIN_FLOPS)
     if args.phase in ("attentive", "all"):
         attentive()
+    if args.phase in ("attentive-224", "all"):
+        attentive_224()
