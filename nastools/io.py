@@ -1,12 +1,18 @@
-"""Atomic file writes: a temp file in the same folder, fsync, then rename.
+"""File input and output: atomic writes, and checked reads.
 
-An interrupted write leaves either the old file or the new one, never half of either.
+Writes go to a temp file in the same folder, fsync, then rename: an interrupted write leaves
+either the old file or the new one, never half of either. Reads (:func:`read_text`,
+:func:`read_json`) turn every way a file can be unusable (missing, a folder or a device, empty,
+binary, malformed, an integer of thousands of digits, nesting too deep, a duplicate key) into
+one :class:`NastoolsError` line naming the file.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -96,3 +102,82 @@ def writable_file(path: str | Path, what: str) -> Path:
     except NastoolsError as exc:
         raise NastoolsError(f"{what} {str(p)!r}: {exc}") from None
     return p
+
+
+_FILE_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
+               (stat.S_ISSOCK, "a socket"))
+
+
+def read_text(path: str | Path, what: str, *, hint: str = "", allow_empty: bool = False) -> str:
+    """The UTF-8 text of the regular file ``path``. A one-line :class:`NastoolsError` that
+    names ``what`` (e.g. ``"latency table"``) and the path when it is missing (``hint`` says
+    how to make one), a folder, not a regular file (``/dev/null``, a pipe: never read, it
+    could block), unreadable, empty (unless ``allow_empty``) or not UTF-8 text."""
+    p = Path(path)
+    name = f"{what} {str(p)!r}"
+    try:
+        mode = p.stat().st_mode
+    except FileNotFoundError:
+        raise NastoolsError(f"{name} not found{': ' + hint if hint else ''}") from None
+    except OSError as exc:
+        raise NastoolsError(f"{name}: cannot read it ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(mode):
+        raise NastoolsError(f"{name} is a folder, not a file")
+    if not stat.S_ISREG(mode):
+        kind = next((k for test, k in _FILE_KINDS if test(mode)), "not a regular file")
+        raise NastoolsError(f"{name} is {kind}, not a regular file: give the path of a file")
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise NastoolsError(f"{name}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8-sig")  # an editor's byte-order mark is no error
+    except UnicodeDecodeError as exc:
+        raise NastoolsError(f"{name} is not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start}): a binary file?") from None
+    if not allow_empty and not text.strip():
+        raise NastoolsError(f"{name} is empty")
+    return text
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def parse_json(text: str | bytes, what: str) -> Any:
+    """``json.loads`` of ``text`` with one-line :class:`NastoolsError` s naming ``what``:
+    malformed JSON (with its line and column), an integer longer than Python converts
+    (``sys.get_int_max_str_digits``), nesting deeper than Python's recursion limit, an object
+    with the same key twice (JSON keeps the last silently: a typo, not a setting)."""
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = bytes(text).decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise NastoolsError(f"{what} is not UTF-8 text (offset {exc.start}): a binary file?") from None
+    if not text.strip():
+        raise NastoolsError(f"{what} is empty, expected JSON")
+    try:
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except json.JSONDecodeError as exc:
+        raise NastoolsError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except _DuplicateKey as exc:
+        raise NastoolsError(f"{what}: the key {exc.args[0]!r} appears twice in one object; keep one") from None
+    except ValueError:  # the int-string limit: the only other ValueError json raises
+        limit = getattr(sys, "get_int_max_str_digits", lambda: 4300)()
+        raise NastoolsError(f"{what}: a number has more than {limit} digits; expected ordinary numbers") from None
+    except RecursionError:
+        raise NastoolsError(f"{what}: JSON nested too deeply to read") from None
+
+
+def read_json(path: str | Path, what: str, *, hint: str = "") -> Any:
+    """The JSON value in the file ``path``: :func:`read_text` then :func:`parse_json`, each
+    failure one :class:`NastoolsError` line naming ``what`` and the path."""
+    return parse_json(read_text(path, what, hint=hint), f"{what} {str(Path(path))!r}")

@@ -18,17 +18,32 @@ import hashlib
 import json
 import math
 import random
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from nastools.errors import NastoolsError
+from nastools.resources import package_dir
 
 ARCH_FORMAT = "nastools.arch/1"
-SPACES_DIR = Path(__file__).with_name("spaces")
+SPACES_DIR = package_dir("spaces")
 ACTIVATIONS = ("swish", "relu", "hswish")
 GATES = ("hsigmoid", "sigmoid")
 _GATE_ABBR = {"hsigmoid": "hsig", "sigmoid": "sig"}
+#: a space name: it becomes a folder of latency tables and the prefix of every arch key
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def check_name(name: Any, where: str = "space name") -> str:
+    """``name`` if it is a valid space name (letters, digits, ``_``, ``.``, ``-``, at most 64,
+    starting with a letter or digit, no ``..``), else a one-line :class:`NastoolsError`: space
+    names become folder names of latency tables, so no ``/`` and no path tricks."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise NastoolsError(
+            f"{where}: got {name!r}, expected a name of letters, digits, '_', '.' and '-' (at most 64, no '/' or '..'), e.g. 'fmnist'"
+        )
+    return name
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -268,15 +283,13 @@ def parse_arch(data: Any) -> Arch:
     unknown = sorted(str(k) for k in data if k not in _ARCH_FIELDS and k not in _INFO_FIELDS)
     if unknown:
         raise NastoolsError(f"arch: unknown field {unknown[0]!r}, expected only {', '.join(_ARCH_FIELDS)}")
-    fmt = data.get("format", ARCH_FORMAT)
-    if fmt != ARCH_FORMAT:
-        raise NastoolsError(f"arch.format: got {fmt!r}, expected {ARCH_FORMAT!r}")
-    for name in ("space", "resolution", "stem", "stages", "head"):
+    for name in _ARCH_FIELDS:
         if name not in data:
             raise NastoolsError(f"arch.{name}: missing, expected fields {', '.join(_ARCH_FIELDS)}")
-    space = data["space"]
-    if not isinstance(space, str) or not space:
-        raise NastoolsError(f"arch.space: got {space!r}, expected a space name such as 'fmnist'")
+    fmt = data["format"]
+    if fmt != ARCH_FORMAT:
+        raise NastoolsError(f"arch.format: got {fmt!r}, expected {ARCH_FORMAT!r}")
+    space = check_name(data["space"], "arch.space")
     stages_raw = data["stages"]
     if not isinstance(stages_raw, list):
         raise NastoolsError(f"arch.stages: got {type(stages_raw).__name__}, expected a list of stage objects")
@@ -726,15 +739,25 @@ def _get(d: Mapping, key: str, where: str, kind: type | tuple = object, default:
     return value
 
 
+#: the largest value a space may offer per choice: far beyond any real network, small enough
+#: that costs, sizes and the supernet's shapes stay ordinary numbers
+LIMITS = {"resolutions": 4096, "widths": 16384, "depths": 64, "kernels": 31, "expands": 64, "stages": 64,
+          "input_channels": 1024, "num_classes": 1_000_000, "head.expand": 64, "se.divisor": 1024, "stem.kernel": 31,
+          "stem.stride": 8}
+
+
 def _int_list(d: Mapping, key: str, where: str, positive: bool = True) -> tuple[int, ...]:
     values = _get(d, key, where, list)
     if not values:
         raise NastoolsError(f"{where}.{key}: empty, expected at least one value")
+    most = LIMITS.get(key)
     out = []
     for v in values:
         iv = _int_field(f"{where}.{key}", v)
         if positive and iv <= 0:
             raise NastoolsError(f"{where}.{key}: got {v!r}, expected positive integers")
+        if most is not None and iv > most:
+            raise NastoolsError(f"{where}.{key}: got {v!r}, expected at most {most}")
         out.append(iv)
     if len(set(out)) != len(out):
         raise NastoolsError(f"{where}.{key}: got duplicate values {out}, expected distinct values")
@@ -758,7 +781,7 @@ def space_from_dict(data: Any, source: str = "space") -> SearchSpace:
         raise NastoolsError(f"{source}: expected a mapping of space fields, got {type(data).__name__}")
     w = source
     _only(data, _SPACE_FIELDS, w)
-    name = _get(data, "name", w, str)
+    name = check_name(_get(data, "name", w, str), f"{w}.name")
     stem = _get(data, "stem", w, Mapping)
     head = _get(data, "head", w, Mapping)
     se = _get(data, "se", w, Mapping, {})
@@ -774,6 +797,8 @@ def space_from_dict(data: Any, source: str = "space") -> SearchSpace:
     stages_raw = _get(data, "stages", w, list)
     if not stages_raw:
         raise NastoolsError(f"{w}.stages: empty, expected at least one stage")
+    if len(stages_raw) > LIMITS["stages"]:
+        raise NastoolsError(f"{w}.stages: got {len(stages_raw)} stages, expected at most {LIMITS['stages']}")
     stages = []
     for i, st in enumerate(stages_raw):
         sw = f"{w}.stages[{i}]"
@@ -785,8 +810,10 @@ def space_from_dict(data: Any, source: str = "space") -> SearchSpace:
             raise NastoolsError(f"{sw}.kernels: got {list(kernels)}, expected odd kernel sizes")
         expands_raw = _get(st, "expands", sw, list)
         expands = tuple(sorted(_num_field(f"{sw}.expands", e) for e in expands_raw))
-        if not expands or any(e < 1 for e in expands):
-            raise NastoolsError(f"{sw}.expands: got {expands_raw!r}, expected numbers >= 1")
+        if not expands or any(not 1 <= e <= LIMITS["expands"] for e in expands):
+            raise NastoolsError(f"{sw}.expands: got {expands_raw!r}, expected numbers from 1 to {LIMITS['expands']}")
+        if len(set(expands)) != len(expands):
+            raise NastoolsError(f"{sw}.expands: got duplicate values {list(expands)}, expected distinct values")
         stride = _int_field(f"{sw}.stride", _get(st, "stride", sw))
         if stride not in (1, 2):
             raise NastoolsError(f"{sw}.stride: got {stride}, expected 1 or 2")
@@ -814,16 +841,21 @@ def space_from_dict(data: Any, source: str = "space") -> SearchSpace:
         "stem.kernel": stem_kernel,
         "stem.stride": stem_stride,
     }
+
+    def bounded(key: str, low: int) -> tuple[str, bool, str]:
+        v = values[key]
+        return (key, low <= v <= LIMITS[key], f"at least {low}" if v < low else f"at most {LIMITS[key]}")
+
     for key, ok, expected in (
-        ("input_channels", values["input_channels"] >= 1, "at least 1"),
-        ("num_classes", values["num_classes"] >= 2, "at least 2"),
-        ("head.expand", values["head.expand"] >= 1, "at least 1"),
+        bounded("input_channels", 1),
+        bounded("num_classes", 2),
+        bounded("head.expand", 1),
         ("se.ratio", 0 < values["se.ratio"] <= 1, "in (0, 1]"),
-        ("se.divisor", values["se.divisor"] >= 1, "at least 1"),
+        bounded("se.divisor", 1),
         ("dropout", 0 <= values["dropout"] < 1, "in [0, 1)"),
         ("drop_connect", 0 <= values["drop_connect"] < 1, "in [0, 1)"),
-        ("stem.kernel", stem_kernel >= 1, "at least 1"),
-        ("stem.stride", stem_stride >= 1, "at least 1"),
+        bounded("stem.kernel", 1),
+        bounded("stem.stride", 1),
     ):
         if not ok:
             raise NastoolsError(f"{w}.{key}: got {values[key]!r}, expected {expected}")
@@ -865,20 +897,18 @@ def load_space(name_or_path: "str | Path | SearchSpace") -> SearchSpace:
         return _SPACE_CACHE[name]
     packaged = name in list_spaces()
     path = SPACES_DIR / f"{name}.yaml" if packaged else Path(name)
-    if not path.is_file():
+    if not path.exists():
         raise NastoolsError(
             f"unknown search space {name!r}: expected one of {', '.join(list_spaces())} or the path of a space YAML file"
         )
+    from nastools.io import read_text
+
+    text = read_text(path, "space file")  # a folder, a device, an empty or binary file: one line each
     st = path.stat()
     key = name if packaged else (str(path.resolve()), st.st_mtime_ns, st.st_size)  # an edited file is read again
     if key in _SPACE_CACHE:
         return _SPACE_CACHE[key]
-    import yaml
-
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
-        raise NastoolsError(f"cannot read space file {str(path)!r}: {' '.join(str(exc).split())}") from None
+    data = parse_yaml(text, f"space file {str(path)!r}")
     space = space_from_dict(data, source=path.name)
     if not packaged and space.name in list_spaces() and space.fingerprint != load_space(space.name).fingerprint:
         # archs name their space: they would be checked against the packaged one later
@@ -889,32 +919,80 @@ def load_space(name_or_path: "str | Path | SearchSpace") -> SearchSpace:
     return space
 
 
+def _yaml_loader():
+    """A ``yaml.SafeLoader`` that refuses a mapping with the same key twice (PyYAML keeps the
+    last one silently: a setting typed twice would be half ignored)."""
+    global _LOADER
+    if _LOADER is None:
+        import yaml
+        from yaml.constructor import ConstructorError
+
+        class UniqueKeyLoader(yaml.SafeLoader):
+            def construct_mapping(self, node, deep=False):
+                seen: dict[Any, int] = {}
+                if isinstance(node, yaml.MappingNode):
+                    for key_node, _ in node.value:
+                        if key_node.tag == "tag:yaml.org,2002:merge":
+                            continue
+                        key = self.construct_object(key_node, deep=True)
+                        try:
+                            first = seen.get(key)
+                        except TypeError:  # a list or mapping as a key
+                            raise ConstructorError(None, None, f"unusable key of type {type(key).__name__}", key_node.start_mark) from None
+                        if first is not None:
+                            raise ConstructorError(
+                                None, None, f"duplicate key {key!r} (first at line {first + 1}): keep one", key_node.start_mark
+                            )
+                        seen[key] = key_node.start_mark.line
+                return super().construct_mapping(node, deep)
+
+        _LOADER = UniqueKeyLoader
+    return _LOADER
+
+
+_LOADER = None
+
+
+def parse_yaml(text: str, what: str) -> Any:
+    """The data of a YAML document (safe: no Python objects), with one-line
+    :class:`NastoolsError` s naming ``what``: a syntax error, a duplicate key, an integer
+    longer than Python converts, nesting too deep."""
+    import yaml
+
+    try:
+        return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise NastoolsError(f"cannot read {what}: {' '.join(str(exc).split())}") from None
+    except ValueError as exc:  # the int-string limit, an impossible date
+        from nastools.errors import brief
+
+        detail = f"a number has more than {_int_digits()} digits" if "integer string conversion" in str(exc) else brief(exc, 120)
+        raise NastoolsError(f"cannot read {what}: {detail}") from None
+    except RecursionError:
+        raise NastoolsError(f"cannot read {what}: nested too deeply") from None
+
+
+def _int_digits() -> int:
+    import sys
+
+    return getattr(sys, "get_int_max_str_digits", lambda: 4300)()
+
+
 def load_arch(source: "str | Path | Mapping", space: "SearchSpace | str | None" = None) -> Arch:
     """Read an arch from a JSON file path, a JSON string or a dict, and validate it.
 
     The space is the one given, else the one the arch names.
     """
+    from nastools.io import parse_json, read_json
+
     if isinstance(source, Mapping):
         data = source
     else:
         text = str(source)
         if text.lstrip().startswith("{"):
-            origin = "arch JSON"
+            data = parse_json(text, "arch JSON")
         else:
-            path = Path(text)
-            if path.is_dir():
-                raise NastoolsError(f"arch file {text!r} is a folder: expected the path of an Arch JSON file")
-            if not path.is_file():
-                raise NastoolsError(f"arch file {text!r} not found: expected the path of an Arch JSON file")
-            origin = f"arch file {text!r}"
-            try:
-                text = path.read_text()
-            except (OSError, UnicodeDecodeError) as exc:
-                raise NastoolsError(f"cannot read {origin}: {exc}") from None
-        try:
-            data = json.loads(text)
-        except (json.JSONDecodeError, RecursionError) as exc:
-            raise NastoolsError(f"{origin} is not valid JSON: {exc}") from None
+            data = read_json(text, "arch file", hint="expected the path of an Arch JSON file")
     arch = parse_arch(data)
     sp = load_space(space if space is not None else arch.space)
     return sp.validate(arch)

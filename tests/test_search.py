@@ -321,9 +321,8 @@ def test_search_measures_latency_picks_end_to_end(tiny_run, tiny_tables):
     assert result.exit_code == 0, result.output
     (pick,) = json.loads(result.output[result.output.index("{"):])["picks"]
     # the table was profiled on this machine, so the pick was timed end to end through ORT
-    assert pick["costs"]["measured:latency:default"] > 0
-    for r in pick["replaced"]:  # anything replaced really measured over its budget
-        assert r["measured_ms"] > r["limit_ms"]
+    assert 0 < pick["costs"]["measured:latency:default"] <= hi
+    assert pick["replaced"] == []  # every subnet fits this budget (replacement: test_pick_measured_*)
     # and the machine's speed now was compared with the table's calibration runs first:
     # predictions are the table's scaled by that factor (unless it is within 3% of 1)
     from nastools.search.runner import DRIFT_TOLERANCE
@@ -496,3 +495,53 @@ def test_search_refuses_unwritable_out_unknown_devices_and_foreign_state_with_on
     (out / "state.json").write_text("[1, 2]")  # JSON, but not a search state
     r = _search(run, "--flops", budget, "--out", str(out))
     assert r.exit_code == 1 and "not a nastools search state" in r.output and "--fresh" in r.output
+
+
+@pytest.mark.slow
+def test_a_sigkilled_search_reuses_every_accuracy_it_measured(tiny_run, tmp_path):
+    """A search killed outright in the middle of a generation resumes from the state of the
+    generation before, and the accuracies measured since come from the cache: the rerun
+    measures only what was never measured, and says how many it reused."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    run, space = tiny_run
+    out = tmp_path / "out"
+    args = ["search", "--run", str(run), "--flops", f"{space.flops(space.max_arch()):.0f}", "--population", "4",
+            "--generations", "3", "--calib-images", "250", "--eval-images", "2000", "--out", str(out)]
+    p = subprocess.Popen([sys.executable, "-m", "nastools", *args], env={**os.environ, "OMP_NUM_THREADS": "1"},
+                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def counts():
+        try:
+            state = json.loads((out / "state.json").read_text())
+            cache = json.loads((out / "accuracy_cache.json").read_text())
+        except (OSError, ValueError):
+            return 0, 0
+        return len(state["evaluated"]), len(cache["top1"])
+
+    try:
+        deadline = time.time() + 180
+        while time.time() < deadline and p.poll() is None:
+            saved, cached = counts()
+            if saved and cached > saved:  # within a generation: measured, not yet in the state
+                break
+            time.sleep(0.02)
+        assert p.poll() is None, p.communicate()[1]
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=60)
+    finally:
+        p.kill()
+    saved, cached = counts()
+    assert 0 < saved < cached
+    state = json.loads((out / "state.json").read_text())
+    r = CliRunner().invoke(main, [*args, "--json"])
+    assert r.exit_code == 0, r.output
+    assert f"taking over the lock of pid {p.pid}" in r.stderr
+    assert f"resumed the saved search at generation {state['generation']} of 3; {cached - saved} cached accuracies reused" in r.stderr
+    timing = json.loads(r.stdout)["timing"]
+    assert timing["reused"] == cached - saved  # nothing measured before the kill is measured again
+    assert timing["archs"] == timing["evaluations"] - cached

@@ -205,7 +205,10 @@ def test_rank_by_predictor_picks_the_highest_predicted_accuracy(tiny_path, split
     propose = t.sampler.propose
     t.sampler.propose = lambda rng: proposals.append(propose(rng)) or proposals[-1]
     res = t.train_step(x, y)
-    for cands, chosen in zip(proposals, res.archs[1:3]):
+    middles = t.config.num_archs - 2  # max, the middles, min
+    assert middles == 2 and len(proposals) == middles and len(res.archs) == t.config.num_archs
+    assert all(len(cands) == t.config.candidates > 1 for cands in proposals)  # a real choice each time
+    for cands, chosen in zip(proposals, res.archs[1:1 + middles]):
         preds = [t.predictor.predict(a) for a in cands]
         assert chosen == cands[preds.index(max(preds))]
     with pytest.raises(NastoolsError, match="--rank-by predictor needs --predictor"):
@@ -305,8 +308,10 @@ def test_a_run_checkpointed_by_the_old_layout_resumes_with_its_weights_and_momen
     assert b.step == 2 and legacy_keys(b.model.state_dict()) == []
     for name, p in b.model.named_parameters():
         assert torch.equal(p.detach(), old_model[name]), name
-        saved = old_train["optimizer"]["state"][old_index[name]]["momentum_buffer"]
-        assert torch.equal(b.optimizer.state[p]["momentum_buffer"], saved), name
+        saved = old_train["optimizer"]["state"].get(old_index[name])  # None: not trained in 2 steps
+        assert (p in b.optimizer.state) == (saved is not None), name
+        if saved is not None:
+            assert torch.equal(b.optimizer.state[p]["momentum_buffer"], saved["momentum_buffer"]), name
     b.fit(max_steps=3, progress=False, evaluate=False)
     assert legacy_keys(_weights(tmp_path / "run")[0]) == []
 
@@ -397,9 +402,10 @@ def test_cli_train_stops_on_steps_and_resumes(tiny_path, tmp_path):
     before = (tmp_path / "cli" / "supernet.pt").read_bytes()
     r = _cli("train", "--space", tiny_path, "--run", run, "--steps", "3")
     assert r.exit_code == 1 and "already has a checkpoint" in r.output and "--resume" in r.output
-    # --resume may not change the configuration
-    r = _cli("train", "--run", run, "--resume", "--batch-size", "8")
-    assert r.exit_code == 2 and "--batch-size cannot change" in r.output
+    # --resume may not change the configuration: the values that differ are named, one line
+    r = _cli("train", "--run", run, "--resume", "--batch-size", "8", "--lr", "0.1", "--seed", "1")
+    assert r.exit_code == 1 and "--batch-size 8 (the run's: 64), --seed 1 (the run's: 0) cannot change" in r.output, r.output
+    assert "--lr" not in r.output and r.output.count("\n") == 1
     assert (tmp_path / "cli" / "supernet.pt").read_bytes() == before
     r = _cli("train", "--run", run, "--resume", "--steps", "3", "--no-progress", "--json")
     assert r.exit_code == 0, r.output
@@ -523,6 +529,8 @@ def test_train_refuses_unwritable_or_odd_runs_and_bad_numbers_before_training(ti
         (["--run", str(tmp_path / "r"), "--epochs", "inf"], "Invalid value for '--epochs'"),
         (["--run", str(tmp_path / "r"), "--lr", "inf"], "Invalid value for '--lr'"),
         (["--run", str(tmp_path / "r"), "--time-budget", ""], "--time-budget: empty"),
+        (["--run", str(tmp_path / "r"), "--checkpoint-every", "0"], "--checkpoint-every: duration '0': expected a positive"),
+        (["--run", str(tmp_path / "r"), "--checkpoint-every", "soon"], "--checkpoint-every: duration 'soon'"),
         (["--run", str(tmp_path / "r"), "--predictor", str(afile)], "only used with --rank-by predictor"),
         # the missing checkpoint is the error, not the option a resume may not change
         (["--run", str(tmp_path / "nothing"), "--resume", "--batch-size", "8"], "has no checkpoint at"),
@@ -531,3 +539,70 @@ def test_train_refuses_unwritable_or_odd_runs_and_bad_numbers_before_training(ti
         assert r.exit_code in (1, 2) and match in r.output, (args, r.output)
         assert len(r.output.strip().splitlines()) == 1, r.output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]  # nothing trained, no folder made
+
+
+# --------------------------------------------------------------------------- kills, locks, repeated commands
+
+
+def test_the_same_command_plus_resume_is_accepted_and_steps_is_the_bar_target(tiny_path, tmp_path):
+    run = str(tmp_path / "r")
+    cmd = ["train", "--space", tiny_path, "--run", run, "--batch-size", "64", "--epochs", "0.05", "--sampler", "uniform",
+           "--seed", "0", "--augment", "auto", "--eval-images", "50"]
+    r = _cli(*cmd, "--steps", "2", "--no-progress")
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, [*cmd, "--resume", "--steps", "4"], catch_exceptions=False)
+    assert r.exit_code == 0, r.output
+    assert "steps: step 4/43" in r.stdout  # 0.05 of 859 steps per epoch
+    assert "4/4 " in r.stderr and "/43 " not in r.stderr, r.stderr  # the bar counts to --steps
+    assert _weights(run)[1]["step"] == 4
+
+
+@pytest.mark.slow
+def test_a_sigkilled_run_resumes_from_its_mid_epoch_checkpoint_to_the_same_weights(tiny_path, tmp_path):
+    """A run killed outright (SIGKILL: no handler runs) resumes from its last time-based
+    checkpoint, written within the first epoch, and ends where an uninterrupted run ends.
+    While it runs, a second process training the same run is refused; after the kill its lock
+    is taken over."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    target = 24  # steps; an epoch is 1718 steps of 32, so every checkpoint here is mid-epoch
+    base = [sys.executable, "-m", "nastools", "train", "--space", tiny_path, "--batch-size", "32", "--epochs", "1",
+            "--eval-images", "50", "--log-every", "1", "--no-progress"]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    a = subprocess.Popen([*base, "--run", str(whole), "--steps", str(target)], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    b = subprocess.Popen([*base, "--run", str(killed), "--checkpoint-every", "0.3s"], env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        log = killed / "train.jsonl"
+        deadline = time.time() + 120
+        while time.time() < deadline and b.poll() is None and not (log.is_file() and '"checkpoint"' in log.read_text()):
+            time.sleep(0.05)
+        assert b.poll() is None, b.communicate()[1]
+        r = _cli("train", "--space", tiny_path, "--run", str(killed), "--steps", "3")  # a second writer
+        assert r.exit_code == 1 and f"run '{killed}' is in use by pid {b.pid} on " in r.output, r.output
+        assert r.output.count("\n") == 1
+        b.send_signal(signal.SIGKILL)
+        b.wait(timeout=60)
+    finally:
+        b.kill()
+    _, state = _weights(killed)
+    done = state["step"]
+    assert 0 < done < target, done
+    # the same command line again, plus --resume and the step to stop at
+    resumed = subprocess.run([*base, "--run", str(killed), "--checkpoint-every", "0.3s", "--resume", "--steps", str(target)],
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"taking over the lock of pid {b.pid}" in resumed.stderr
+    out, err = a.communicate(timeout=300)
+    assert a.returncode == 0, err
+    wa, ta = _weights(whole)
+    wb, tb = _weights(killed)
+    assert ta["step"] == tb["step"] == target and ta["arch_hash"] == tb["arch_hash"]
+    for k in wa:
+        assert torch.equal(wa[k], wb[k]), k
+    sa, sb = ta["optimizer"]["state"], tb["optimizer"]["state"]
+    assert sa.keys() == sb.keys() and all(torch.equal(sa[i]["momentum_buffer"], sb[i]["momentum_buffer"]) for i in sa)
+    records = [json.loads(ln) for ln in log.read_text().splitlines()]
+    assert [r["step"] for r in records if r["type"] == "step"] == list(range(1, target + 1))  # the lost steps redone once
+    assert any(r["type"] == "checkpoint" and r["step"] == done for r in records)
+    assert not (killed / ".nastools.lock").exists() and not (whole / ".nastools.lock").exists()

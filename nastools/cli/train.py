@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import click
 
+from nastools.augment import AUGMENTS
 from nastools.cli import echo_json, json_option, main
 from nastools.data import DATASETS
 from nastools.errors import NastoolsError
-
-#: config fields a resumed run may change (the rest would break the exact continuation)
-RESUME_OVERRIDES = ("epochs", "device", "workers", "log_every", "eval_images", "calib_images", "data")
 
 
 @main.command("train")
@@ -27,24 +25,32 @@ RESUME_OVERRIDES = ("epochs", "device", "workers", "log_every", "eval_images", "
 @click.option("--rank-by", type=click.Choice(["loss", "predictor"]), default=None, help="Score candidates by minibatch loss or an accuracy predictor.  [default: loss]")
 @click.option("--predictor", default=None, help="Arch JSON lines with top1 to fit the predictor on (--rank-by predictor).")
 @click.option("--score-images", type=click.IntRange(1), default=None, help="Minibatch slice that scores attentive candidates.  [default: 16]")
+@click.option("--augment", type=click.Choice(AUGMENTS), default=None,
+              help="Training-image augmentation; auto: random crop + flip (Fashion-MNIST, CIFAR-10), "
+                   "RandomResizedCrop + flip + AutoAugment (image folders).  [default: auto]")
 @click.option("--seed", type=int, default=None, help="[default: 0]")
 @click.option("--resume", is_flag=True, help="Continue the run's checkpoint exactly (optionally with more --epochs).")
 @click.option("--device", default=None, help="cpu or cuda.  [default: cpu]")
 @click.option("--workers", type=click.IntRange(0), default=None, help="Data loader processes (image folders).  [default: 0]")
 @click.option("--steps", type=click.IntRange(1), default=None, help="Stop once the run has done N steps in all (checkpointed).")
 @click.option("--time-budget", default=None, help="Stop after this long, e.g. 10m, 90s, 1.5h (checkpointed).")
+@click.option("--checkpoint-every", default="10m", show_default=True,
+              help="Also checkpoint within an epoch this often, e.g. 30m, 90s (a run killed outright resumes from there).")
 @click.option("--eval-images", type=click.IntRange(1), default=None, help="Validation images for the per-epoch top-1.  [default: 2000]")
 @click.option("--log-every", type=click.IntRange(1), default=None, help="Write a step record to train.jsonl every N steps.  [default: 10]")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @json_option
-def train_cmd(run, resume, steps, time_budget, no_progress, as_json, **opts) -> None:
+def train_cmd(run, resume, steps, time_budget, checkpoint_every, no_progress, as_json, **opts) -> None:
     """Train a weight-sharing supernet with attentive sampling into runs/NAME.
 
     Each step trains the max subnet (label smoothing, dropout), K-candidate attentive (or
     uniform) middle subnets and the min subnet, distilling from the max subnet. Every epoch
     and at the stop, the min and max subnets' validation top-1 (after BN recalibration) is
     printed and logged to runs/NAME/train.jsonl; a checkpoint runs/NAME/supernet.pt is written
-    every epoch and on Ctrl-C / SIGTERM.
+    every epoch, every --checkpoint-every within an epoch, and on Ctrl-C / SIGTERM. One
+    process at a time trains a run (runs/NAME/.nastools.lock). --resume accepts the run's
+    own option values again (a repeated command line); only --epochs, --device, --workers,
+    --eval-images, --log-every and --data may change.
 
     \b
     Examples: nastools train                                # fmnist on Fashion-MNIST into runs/default
@@ -57,6 +63,10 @@ def train_cmd(run, resume, steps, time_budget, no_progress, as_json, **opts) -> 
     if time_budget is not None and not time_budget.strip():
         raise click.UsageError("--time-budget: empty; give a duration such as 10m, or leave the option out")
     parse_duration(time_budget)
+    try:
+        parse_duration(checkpoint_every)
+    except NastoolsError as exc:
+        raise click.UsageError(f"--checkpoint-every: {exc}") from None
     given = {k: v for k, v in opts.items() if v is not None}
     if "predictor" in given and given.get("rank_by") != "predictor" and not resume:
         raise click.UsageError("--predictor is only used with --rank-by predictor")
@@ -66,13 +76,12 @@ def train_cmd(run, resume, steps, time_budget, no_progress, as_json, **opts) -> 
         ckpt = checkpoint_path(run_dir(run))
         if not ckpt.is_file():  # before complaining about options of a run that is not there
             raise NastoolsError(f"--resume: run {run!r} has no checkpoint at {str(ckpt)!r} to continue; start it without --resume")
-        ignored = sorted(k for k in given if k not in RESUME_OVERRIDES and k != "space")
-        if ignored:
-            flags = ", ".join("--" + k.replace("_", "-") for k in ignored)
-            raise click.UsageError(f"--resume continues the run as it was configured; {flags} cannot change (only --epochs, --device, --workers, --eval-images, --data)")
-        summary = train(None, run, resume=True, overrides=given, max_steps=steps, time_budget=time_budget, progress=not no_progress)
+        # options equal to the run's own values are accepted; Trainer.resume refuses changes
+        summary = train(None, run, resume=True, overrides=given, max_steps=steps, time_budget=time_budget,
+                        checkpoint_every=checkpoint_every, progress=not no_progress)
     else:
-        summary = train(TrainConfig(**given), run, max_steps=steps, time_budget=time_budget, progress=not no_progress)
+        summary = train(TrainConfig(**given), run, max_steps=steps, time_budget=time_budget,
+                        checkpoint_every=checkpoint_every, progress=not no_progress)
     if summary.get("rank", 0) != 0:
         return
     if as_json:

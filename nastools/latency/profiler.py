@@ -49,8 +49,11 @@ def _bar(total: int, desc: str, show: bool, initial: int = 0):
 
 
 def open_table(space: SearchSpace, backend: Backend, *, batch: int, resolutions: Sequence[int] | None,
-               out: str | Path | None, protocol: Protocol) -> LatencyTable:
-    """The table at ``out`` (default path from the backend's description) to resume, or a new one."""
+               out: str | Path | None, protocol: Protocol, root: Path | None = None, locks=None) -> LatencyTable:
+    """The table at ``out`` (default: the path from the backend's description under ``root``,
+    the working directory's ``latency_tables/``) to resume, or a new one. With ``locks`` (an
+    ``ExitStack``), the table file is locked for this process before it is read, until the
+    stack closes (:class:`nastools.lock.OutputLock`)."""
     info = backend.describe()
     res = sorted(resolutions or space.resolutions)
     blocks_for(space, res)  # checks the resolutions before any file is touched
@@ -65,13 +68,17 @@ def open_table(space: SearchSpace, backend: Backend, *, batch: int, resolutions:
     if out is not None and not str(out).strip():
         raise NastoolsError("--out: empty path")
     path = Path(out) if out else default_table_path(
-        space.name, info["device"], backend.name, backend.precision, batch, None if backend.on_gpu else backend.threads)
+        space.name, info["device"], backend.name, backend.precision, batch, None if backend.on_gpu else backend.threads, root)
     if not out and path.is_file() and _other_generation(path, fresh.meta):
         # the default file was made on another generation of this CPU model: a table of its own
         from nastools.machine import cpu_tag
 
         path = path.with_name(path.name.replace("__", f"-{cpu_tag()}__", 1))
     writable_file(path, "--out")  # before the measuring, not at the first save
+    if locks is not None:
+        from nastools.lock import OutputLock
+
+        locks.enter_context(OutputLock(path, "latency table", folder=False, elsewhere="pass another --out"))
     if path.is_file():
         table = LatencyTable.load(path)
         table.check_resume(fresh.meta)
@@ -85,15 +92,16 @@ def open_table(space: SearchSpace, backend: Backend, *, batch: int, resolutions:
 def _other_generation(path: Path, meta: dict) -> bool:
     """Whether the table at ``path`` records a CPU generation (vector extension or family and
     model) other than ``meta``'s."""
-    import json
-
+    from nastools.io import read_json
     from nastools.machine import generation_diff
 
     try:
-        theirs = json.loads(path.read_text()).get("meta", {})
-    except (OSError, ValueError):
+        theirs = read_json(path, "latency table")
+    except NastoolsError:
+        return False  # LatencyTable.load says what is wrong with it
+    if not isinstance(theirs, dict) or not isinstance(theirs.get("meta"), dict):
         return False
-    return bool(generation_diff(meta, theirs))
+    return bool(generation_diff(meta, theirs["meta"]))
 
 
 def profile_blocks(table: LatencyTable, backend: Backend, *, protocol: Protocol, passes: int = 2, progress: bool = True,
@@ -366,10 +374,13 @@ def calibrate_and_validate(table: LatencyTable, backend: Backend, calibration_ru
 
 def profile(space: SearchSpace | str = "fmnist", backend: Backend | None = None, *, batch: int = 1,
             resolutions: Sequence[int] | None = None, out: str | Path | None = None, protocol: Protocol | None = None,
-            calibration_runs: int = 40, validate_runs: int = 0, progress: bool = True) -> LatencyTable:
+            calibration_runs: int = 40, validate_runs: int = 0, progress: bool = True,
+            announce: Callable[[LatencyTable], None] | None = None) -> LatencyTable:
     """Build (or resume) the latency table of ``space`` on ``backend`` (default ORT CPU, 1 thread):
     time every block, calibrate on ``calibration_runs`` subnets, validate on ``validate_runs``
-    (both measured in the same passes: :func:`calibrate_and_validate`)."""
+    (both measured in the same passes: :func:`calibrate_and_validate`). ``announce(table)``
+    is called once every input is checked and the table is open, before any measurement (so
+    that a user error is the only line printed)."""
     from nastools.latency.backends import make_backend
 
     sp = load_space(space)
@@ -379,8 +390,13 @@ def profile(space: SearchSpace | str = "fmnist", backend: Backend | None = None,
 
         raise NastoolsError(f"--batch: got {batch}, expected a positive batch size")
     proto = protocol or Protocol()
-    try:
-        table = open_table(sp, be, batch=batch, resolutions=resolutions, out=out, protocol=proto)
+    from contextlib import ExitStack
+
+    with ExitStack() as locks:
+        locks.callback(be.close)
+        table = open_table(sp, be, batch=batch, resolutions=resolutions, out=out, protocol=proto, locks=locks)
+        if announce is not None:
+            announce(table)
         profile_blocks(table, be, protocol=proto, progress=progress)
         if calibration_runs and validate_runs:
             calibrate_and_validate(table, be, calibration_runs, validate_runs, protocol=proto, progress=progress)
@@ -388,6 +404,4 @@ def profile(space: SearchSpace | str = "fmnist", backend: Backend | None = None,
             calibrate(table, be, calibration_runs, protocol=proto, progress=progress)
         elif validate_runs:
             validate(table, be, validate_runs, protocol=proto, progress=progress)
-    finally:
-        be.close()
     return table

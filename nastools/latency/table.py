@@ -25,7 +25,7 @@ as 0.
 from __future__ import annotations
 
 import datetime as _dt
-import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +36,7 @@ from nastools.io import atomic_write_json
 from nastools.space import Arch, Block, SearchSpace, load_space
 
 TABLE_FORMAT = "nastools.latency-table/1"
+#: the user's own tables (``nastools profile`` writes here), relative to the working directory
 TABLES_DIR = Path("latency_tables")
 STATISTICS = ("p10_ms", "median_ms")
 # what must agree between a table on disk and a run that resumes it
@@ -61,11 +62,140 @@ def _elements(block: Block) -> tuple[float, float]:
     return hw * block.in_chs / 1e6, (hw * block.mid_chs / 1e6 if block.kind == "mbconv" else 0.0)
 
 
-def default_table_path(space: str, device: str, backend: str, precision: str, batch: int, threads: int | None = None) -> Path:
-    """``latency_tables/<space>/<device>__<backend>__<precision>__b<batch>.json``; CPU tables
-    name their thread count in the device part (``-t1``), since it changes every latency."""
+def shipped_tables_dir() -> Path:
+    """The tables shipped inside the package (``nastools/latency_tables/``)."""
+    from nastools.resources import package_dir
+
+    return package_dir("latency_tables")
+
+
+def table_files(space: str) -> list[Path]:
+    """Every table file of ``space``: the user's (``latency_tables/<space>/`` in the working
+    directory) first, then the shipped ones; a user's file hides a shipped one of its name."""
+    found: dict[str, Path] = {}
+    for root in (TABLES_DIR, shipped_tables_dir()):
+        folder = root / space
+        for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+            found.setdefault(p.name, p)
+    return list(found.values())
+
+
+def default_table_path(space: str, device: str, backend: str, precision: str, batch: int, threads: int | None = None,
+                       root: Path | None = None) -> Path:
+    """``latency_tables/<space>/<device>__<backend>__<precision>__b<batch>.json`` under ``root``
+    (default: the working directory's ``latency_tables/``); CPU tables name their thread count
+    in the device part (``-t1``), since it changes every latency."""
     dev = slug(device) + (f"-t{threads}" if threads else "")
-    return TABLES_DIR / space / f"{dev}__{slug(backend)}__{precision}__b{batch}.json"
+    return (TABLES_DIR if root is None else Path(root)) / space / f"{dev}__{slug(backend)}__{precision}__b{batch}.json"
+
+
+#: the error figures a validation stores per predictor (what ``nastools profile`` prints)
+METRICS = ("mape_pct", "rmse_ms", "within_5_pct", "within_10_pct", "kendall_tau")
+
+
+def _finite(value: Any, positive: bool = False) -> bool:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return ok and (value > 0 if positive else True)
+
+
+def _count(value: Any, low: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+def _runs(runs: Any, where: str) -> None:
+    """End-to-end runs (calibration, validation): objects naming an arch key and its time."""
+    if not isinstance(runs, list):
+        raise NastoolsError(f"{where}: got {type(runs).__name__}, expected a list of runs")
+    for i, r in enumerate(runs):
+        if not isinstance(r, Mapping) or not isinstance(r.get("arch"), str):
+            raise NastoolsError(f"{where}[{i}]: expected an object with an 'arch' key and its measured_ms")
+        if not _finite(r.get("measured_ms"), positive=True):
+            raise NastoolsError(f"{where}[{i}].measured_ms: got {r.get('measured_ms')!r}, expected a positive number of ms")
+        for k in FEATURES:
+            if k in r and not _finite(r[k]):
+                raise NastoolsError(f"{where}[{i}].{k}: got {r[k]!r}, expected a number")
+
+
+def check_table(data: Any, source: str = "latency table") -> None:
+    """Validate a latency table's JSON data before any use, raising one :class:`NastoolsError`
+    line naming ``source`` and the first problem: the format; ``meta`` (every identity field,
+    of its type: a valid space name, ``target`` cpu or gpu, a known precision and statistic,
+    batch and threads >= 1, positive resolutions); every entry's latencies (finite and
+    positive, the table's statistic present); the calibration's coefficients (finite, a
+    positive scale) and runs; the validation's figures."""
+    from nastools.constants import DEVICES, PRECISIONS
+    from nastools.space import check_name
+
+    if not isinstance(data, Mapping) or data.get("format") != TABLE_FORMAT:
+        got = data.get("format") if isinstance(data, Mapping) else type(data).__name__
+        raise NastoolsError(f"{source}: format {_brief(got)}, expected {TABLE_FORMAT!r}")
+    meta, entries = data.get("meta"), data.get("entries")
+    if not isinstance(meta, Mapping) or not isinstance(entries, Mapping):
+        raise NastoolsError(f"{source}: expected 'meta' and 'entries' objects")
+    missing = [k for k in IDENTITY if k not in meta]
+    if missing:
+        raise NastoolsError(f"{source}: meta.{missing[0]} missing, expected fields {', '.join(IDENTITY)}")
+    check_name(meta["space"], f"{source}: meta.space")
+    for key in ("space_fingerprint", "device", "backend"):
+        if not isinstance(meta[key], str) or not meta[key].strip():
+            raise NastoolsError(f"{source}: meta.{key}: got {_brief(meta[key])}, expected a non-empty string")
+    for key, options in (("target", DEVICES), ("precision", PRECISIONS), ("statistic", STATISTICS)):
+        if key in meta and meta[key] not in options:
+            raise NastoolsError(f"{source}: meta.{key}: got {_brief(meta[key])}, expected one of {', '.join(options)}")
+    for key in ("batch", "threads"):
+        if not _count(meta[key], 1):
+            raise NastoolsError(f"{source}: meta.{key}: got {_brief(meta[key])}, expected an integer >= 1")
+    res = meta.get("resolutions", [])
+    if not isinstance(res, list) or not all(_count(r, 1) for r in res):
+        raise NastoolsError(f"{source}: meta.resolutions: got {_brief(res)}, expected a list of positive integers")
+    if "protocol" in meta and not isinstance(meta["protocol"], Mapping):
+        raise NastoolsError(f"{source}: meta.protocol: got {_brief(meta['protocol'])}, expected an object")
+    stat = meta.get("statistic", "median_ms")
+    for key, e in entries.items():
+        if not isinstance(e, Mapping):
+            raise NastoolsError(f"{source}: entry {_brief(key)}: got {_brief(e)}, expected an object of latencies")
+        for k in (stat, "median_ms"):
+            if k not in e:
+                raise NastoolsError(f"{source}: entry {_brief(key)} has no {k} (the table's statistic)")
+        for k, v in e.items():
+            if str(k).endswith("_ms") and not _finite(v, positive=True):
+                raise NastoolsError(f"{source}: entry {_brief(key)}: {k} is {_brief(v)}, expected a positive number of ms")
+        if "passes" in e and not _count(e["passes"], 1):
+            raise NastoolsError(f"{source}: entry {_brief(key)}: passes is {_brief(e['passes'])}, expected an integer >= 1")
+    cal = data.get("calibration") or {}
+    if not isinstance(cal, Mapping):
+        raise NastoolsError(f"{source}: calibration: got {_brief(cal)}, expected an object")
+    if "scale" in cal:
+        for k in (*COEFFICIENTS, "offset_ms"):
+            if (k in cal or k in ("scale", "offset_ms")) and not _finite(cal.get(k)):
+                raise NastoolsError(f"{source}: calibration.{k}: got {_brief(cal.get(k))}, expected a number")
+        if cal["scale"] <= 0:
+            raise NastoolsError(f"{source}: calibration.scale: got {cal['scale']!r}, expected a positive number")
+    if "runs" in cal:
+        _runs(cal["runs"], f"{source}: calibration.runs")
+    val = data.get("validation") or {}
+    if not isinstance(val, Mapping):
+        raise NastoolsError(f"{source}: validation: got {_brief(val)}, expected an object")
+    if "runs" in val:
+        _runs(val["runs"], f"{source}: validation.runs")
+    for key in ("table", "flops_linear", "flops_linear_calibration", "noise"):
+        figures = val.get(key)
+        if figures is None:
+            continue
+        numbers = isinstance(figures, Mapping) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) or v is None for v in figures.values())
+        if not numbers or key != "noise" and any(figures.get(k) is None for k in METRICS):
+            raise NastoolsError(f"{source}: validation.{key}: got {_brief(figures)}, expected an object of numbers "
+                                f"({', '.join(METRICS) if key != 'noise' else 'spreads'})")
+    if val.get("table") is not None and not _count(val["table"].get("n"), 0):
+        raise NastoolsError(f"{source}: validation.table.n: got {_brief(val['table'].get('n'))}, expected a count")
+    if "plot" in val and not isinstance(val["plot"], (str, type(None))):
+        raise NastoolsError(f"{source}: validation.plot: got {_brief(val['plot'])}, expected a file name")
+
+
+def _brief(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass
@@ -109,15 +239,13 @@ class LatencyTable:
 
     @classmethod
     def load(cls, path: str | Path, space: SearchSpace | str | None = None) -> "LatencyTable":
-        """Read a table; with ``space``, check that it was profiled for that space."""
+        """Read and validate a table (:func:`check_table`); with ``space``, check that it was
+        profiled for that space (:meth:`bind`)."""
+        from nastools.io import read_json
+
         path = Path(path)
-        if not path.is_file():
-            raise NastoolsError(f"latency table {str(path)!r} not found: expected a file written by 'nastools profile' (run it first)")
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise NastoolsError(f"cannot read latency table {str(path)!r}: {exc}") from None
-        table = cls.from_dict(data, source=str(path))
+        data = read_json(path, "latency table", hint="expected a file written by 'nastools profile' (run it first)")
+        table = cls.from_dict(data, source=f"latency table {str(path)!r}")
         table.path = path
         if space is not None:
             table.bind(space)
@@ -125,18 +253,9 @@ class LatencyTable:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "latency table") -> "LatencyTable":
-        if not isinstance(data, Mapping) or data.get("format") != TABLE_FORMAT:
-            got = data.get("format") if isinstance(data, Mapping) else type(data).__name__
-            raise NastoolsError(f"{source}: format {got!r}, expected {TABLE_FORMAT!r}")
-        meta, entries = data.get("meta"), data.get("entries")
-        if not isinstance(meta, Mapping) or not isinstance(entries, Mapping):
-            raise NastoolsError(f"{source}: expected 'meta' and 'entries' objects")
-        missing = [k for k in IDENTITY if k not in meta]
-        if missing:
-            raise NastoolsError(f"{source}: meta.{missing[0]} missing, expected fields {', '.join(IDENTITY)}")
-        for key, e in entries.items():
-            if not isinstance(e, Mapping) or not isinstance(e.get("median_ms"), (int, float)):
-                raise NastoolsError(f"{source}: entry {key!r} has no numeric median_ms")
+        """A table from its JSON data, validated first (:func:`check_table`)."""
+        check_table(data, source)
+        meta, entries = data["meta"], data["entries"]
         calibration = dict(data.get("calibration") or {})
         if "scale" in calibration:  # fitted before the element terms existed: they were 0
             for k in COEFFICIENTS:
@@ -177,10 +296,20 @@ class LatencyTable:
         return self._space  # type: ignore[return-value]
 
     def bind(self, space: SearchSpace | str) -> "LatencyTable":
-        """Attach the space predictions are made for; a different space is a user error."""
+        """Attach the space predictions are made for; a different space (another definition,
+        another name, a resolution the space lacks) is a user error."""
         sp = load_space(space)
+        where = f" {str(self.path)!r}" if self.path else ""
+        if sp.fingerprint == self.meta["space_fingerprint"] and sp.name != self.meta["space"]:
+            raise NastoolsError(
+                f"latency table{where} names space {self.meta['space']!r}, not {sp.name!r}, though both define the same "
+                f"choices: profile {sp.name!r} with: nastools profile --space {sp.name}, or fix its meta.space"
+            )
+        odd = sorted(set(self.meta.get("resolutions", [])) - set(sp.resolutions))
+        if sp.fingerprint == self.meta["space_fingerprint"] and odd:
+            raise NastoolsError(f"latency table{where}: meta.resolutions holds {odd}, which space {sp.name!r} does not offer "
+                                f"({', '.join(map(str, sp.resolutions))}): a damaged table")
         if sp.fingerprint != self.meta["space_fingerprint"]:
-            where = f" {str(self.path)!r}" if self.path else ""
             raise NastoolsError(
                 f"latency table{where} was profiled for space {self.meta['space']!r} (fingerprint "
                 f"{self.meta['space_fingerprint']}), not for space {sp.name!r} (fingerprint {sp.fingerprint}); "
@@ -292,8 +421,17 @@ class LatencyTable:
                 + c["per_mexpanded_ms"] * x + c["offset_ms"])
 
     def predict(self, arch: Arch) -> float:
-        """Predicted end-to-end latency of ``arch`` in ms: block sum plus overhead."""
-        return self._model(*self._parts(arch))
+        """Predicted end-to-end latency of ``arch`` in ms: block sum plus overhead. A
+        prediction that is not a positive number (a calibration fitted far from ``arch``) is
+        a one-line error, never a budget that any arch meets."""
+        ms = self._model(*self._parts(arch))
+        if not ms > 0 or not math.isfinite(ms):
+            where = f" {str(self.path)!r}" if self.path else ""
+            raise NastoolsError(
+                f"latency table{where} predicts {ms:.4g} ms for arch {arch.id} ({arch.key}): its calibration does not hold "
+                f"for this arch; profile the table again (nastools profile --space {self.meta['space']})"
+            )
+        return ms
 
     def fit_calibration(self, runs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Fit the overhead on end-to-end runs: each ``{"arch", "measured_ms"}`` plus the
@@ -331,6 +469,18 @@ class LatencyTable:
         }
         return self.calibration
 
+    def check_target(self, device: str) -> "LatencyTable":
+        """Check that the table was profiled on the kind of device (``cpu`` or ``gpu``) a
+        budget names; other device names (a table given for them) are not checked."""
+        target = self.meta["target"]
+        if device in ("cpu", "gpu") and target != device:
+            where = f" {str(self.path)!r}" if self.path else ""
+            raise NastoolsError(
+                f"latency table{where} was profiled on {target} ({self.meta['device']}), but the budget is on {device}: "
+                f"give a {device} table (nastools profile --device {device}) or put the budget on {target}"
+            )
+        return self
+
     def describe(self) -> str:
         """One line naming the table's space, device, backend, precision, batch and threads."""
         m = self.meta
@@ -338,3 +488,45 @@ class LatencyTable:
             f"{m['space']} on {m['device']} ({m['backend']} {m.get('backend_version', '')}, {m['precision']}, "
             f"batch {m['batch']}, {m['threads']} thread(s)): {len(self.entries)} blocks"
         )
+
+    def summary(self) -> dict[str, Any]:
+        """The calibration and validation figures without their per-subnet runs."""
+        return {
+            "calibration": {k: v for k, v in self.calibration.items() if k != "runs"},
+            "validation": {k: v for k, v in self.validation.items() if k != "runs"},
+        }
+
+    def describe_calibration(self) -> str | None:
+        """One line: the fitted overhead model and the number of subnets it was fitted on
+        (None before calibration)."""
+        c = self.calibration
+        if "scale" not in c:
+            return None
+        us = {k: 1e3 * c.get(k, 0.0) for k in (*COEFFICIENTS[1:], "offset_ms")}
+        return (
+            f"calibration on {len(c.get('runs', []))} subnets: predict = {c['scale']:.3f} x block sum "
+            f"{us['per_block_ms']:+.1f} us/block {us['per_mparam_ms']:+.1f} us/M weights "
+            f"{us['per_melem_ms']:+.1f} us/M block input elements "
+            f"{us['per_mexpanded_ms']:+.1f} us/M expanded elements {us['offset_ms']:+.1f} us"
+        )
+
+    def validation_report(self) -> dict[str, Any] | None:
+        """The held-out validation as a report shows it (None before validation): ``n``
+        subnets; ``noise_pct``, the median spread of repeated measurements; ``pass_tau``, how
+        well two measurement passes agree on the subnets' order (None with one pass);
+        ``predictors``, ``(name, metrics)`` pairs for the table and its FLOPs baselines, metrics
+        as :func:`nastools.latency.validate.error_metrics` gives them; ``plot``, the scatter
+        plot's path (or None)."""
+        v = self.validation
+        if not v.get("table"):
+            return None
+        names = (("latency table", "table"), ("FLOPs linear, fitted on these runs", "flops_linear"),
+                 ("FLOPs linear, fitted on the calibration runs", "flops_linear_calibration"))
+        noise = v.get("noise", {})
+        return {
+            "n": v["table"]["n"],
+            "noise_pct": noise.get("median_spread_pct", float("nan")),
+            "pass_tau": noise.get("pass_kendall_tau"),
+            "predictors": [(name, v[key]) for name, key in names if v.get(key) is not None],
+            "plot": self.path.with_name(v["plot"]) if v.get("plot") and self.path is not None else None,
+        }

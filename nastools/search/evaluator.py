@@ -9,18 +9,33 @@ twice.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
+import torch
+
+from nastools.errors import NastoolsError
 from nastools.io import atomic_write_json
 from nastools.space import Arch
 
 CACHE_FORMAT = "nastools.accuracy-cache/1"
 
 
+def inference_subnet(supernet, arch: Arch):
+    """The fastest CPU form of the supernet's ``arch`` for scoring: extracted as a static
+    subnet (contiguous weights instead of slices), BatchNorm folded into the convolutions,
+    channels-last. Recalibrate the supernet's BN for ``arch`` first: extraction copies the
+    statistics."""
+    from nastools.export.fold import fold_batchnorm
+
+    return fold_batchnorm(supernet.extract(arch)).to(memory_format=torch.channels_last)
+
+
 class SubnetEvaluator:
-    """``evaluator(arch) -> top-1 %`` on the validation split after BN recalibration."""
+    """``evaluator(arch) -> top-1 %`` on the validation split after BN recalibration.
+
+    ``fast`` (default) scores the :func:`inference_subnet` in inference mode; ``fast=False``
+    scores the supernet itself (kept for comparison in ``benchmarks/bench_search.py``)."""
 
     def __init__(
         self,
@@ -33,8 +48,9 @@ class SubnetEvaluator:
         seed: int = 0,
         cache_path: str | Path | None = None,
         tag: str = "",
+        fast: bool = True,
     ) -> None:
-        self.net, self.splits = supernet, splits
+        self.net, self.splits, self.fast = supernet, splits, fast
         self.calib_images, self.eval_images, self.batch_size, self.seed = calib_images, eval_images, batch_size, seed
         self.cache_path = Path(cache_path) if cache_path else None
         self.key = f"{tag}|calib={calib_images}|eval={eval_images}|seed={seed}"
@@ -47,12 +63,16 @@ class SubnetEvaluator:
     def _load(self) -> None:
         if not self.cache_path or not self.cache_path.is_file():
             return
+        from nastools.io import read_json
+
         try:
-            data = json.loads(self.cache_path.read_text())
-            if isinstance(data, dict) and data.get("format") == CACHE_FORMAT and data.get("key") == self.key:
-                self.cache = {str(k): float(v) for k, v in dict(data.get("top1") or {}).items()}
-        except (OSError, ValueError, TypeError):  # ValueError covers json.JSONDecodeError
-            self.cache = {}  # a broken cache is only lost work, never wrong results
+            data = read_json(self.cache_path, "accuracy cache")
+        except NastoolsError:
+            return  # a broken cache is only lost work, never wrong results
+        top1 = data.get("top1") if isinstance(data, dict) and data.get("format") == CACHE_FORMAT and data.get("key") == self.key else None
+        if isinstance(top1, dict):  # only accuracies that can be ones: a finite percentage
+            self.cache = {str(k): float(v) for k, v in top1.items()
+                          if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 100}
 
     def _save(self) -> None:
         if self.cache_path:
@@ -66,9 +86,11 @@ class SubnetEvaluator:
 
         self.net.set_active(arch)
         t0 = time.perf_counter()
-        recalibrate_bn(self.net, calibration_batches(self.splits.train, min(self.batch_size, 250), self.calib_images, self.seed))
+        with torch.inference_mode():
+            recalibrate_bn(self.net, calibration_batches(self.splits.train, min(self.batch_size, 250), self.calib_images, self.seed))
         t1 = time.perf_counter()
-        top1 = 100.0 * evaluate_top1(self.net, self.splits.val, batch_size=self.batch_size, max_images=self.eval_images)
+        model = inference_subnet(self.net, arch) if self.fast else self.net
+        top1 = 100.0 * evaluate_top1(model, self.splits.val, batch_size=self.batch_size, max_images=self.eval_images)
         t2 = time.perf_counter()
         self.calib_s += t1 - t0
         self.eval_s += t2 - t1

@@ -17,7 +17,6 @@ are callables.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from dataclasses import dataclass, field
@@ -361,10 +360,12 @@ class EvolutionSearch:
         """Load the saved state if it belongs to this very search; True when resumed."""
         if not self.state_path or not self.state_path.is_file():
             return False
+        from nastools.io import read_json
+
         try:
-            st = json.loads(self.state_path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise NastoolsError(f"search state {str(self.state_path)!r} is unreadable ({exc}); delete it or pass --fresh") from None
+            st = read_json(self.state_path, "search state")
+        except NastoolsError as exc:
+            raise NastoolsError(f"{exc}; delete it or pass --fresh") from None
         if not isinstance(st, dict):
             raise NastoolsError(f"search state {str(self.state_path)!r} is not a nastools search state; delete it or pass --fresh")
         same = (
@@ -377,15 +378,58 @@ class EvolutionSearch:
         )
         if not same:
             return False
-        for d in st["evaluated"]:
-            c = Candidate.from_dict(d, self.space)
+        evaluated, population, generation, history, rng = self._decode_state(st)
+        for c in evaluated:
             self.evaluated[c.arch.id] = c
             self.order.append(c.arch.id)
-        self.population = list(st["population"])
-        self.generation = int(st["generation"])
-        self.history = list(st["history"])
-        self.rng.setstate(_rng_from_json(st["rng"]))
+        self.population, self.generation, self.history = population, generation, history
+        self.rng.setstate(rng)
         return True
+
+    def _decode_state(self, st: dict) -> tuple[list[Candidate], list[str], int, list, tuple]:
+        """The parts of a saved state of this search, each checked: the candidates (archs of
+        this space with a finite top-1 and a finite value for every cost the search
+        uses), the population (ids among them), the generation, the history and the random
+        state; a one-line :class:`NastoolsError` naming the state file otherwise."""
+        where = f"search state {str(self.state_path)!r}"
+
+        def fail(what: str) -> NastoolsError:
+            return NastoolsError(f"{where}: {what}; delete it or pass --fresh")
+
+        needed = {self.primary, *self.limits}
+        raw = st.get("evaluated")
+        if not isinstance(raw, list):
+            raise fail("'evaluated' is not a list of candidates")
+        evaluated = []
+        for i, d in enumerate(raw):
+            if not isinstance(d, Mapping) or not isinstance(d.get("arch"), Mapping) or not isinstance(d.get("costs"), Mapping):
+                raise fail(f"candidate {i} is not an object with arch, top1 and costs")
+            try:
+                arch = self.space.arch_from_dict(d["arch"])
+            except NastoolsError as exc:
+                raise fail(f"candidate {i}: {exc}") from None
+            top1, costs = d.get("top1"), d["costs"]
+            if not _finite(top1):
+                raise fail(f"candidate {i} has top1 {top1!r}, expected a finite number")
+            if any(not _finite(costs.get(k)) for k in needed) or any(not _finite(v) for v in costs.values()):
+                raise fail(f"candidate {i} has costs {costs!r}, expected finite numbers for {', '.join(sorted(needed))}")
+            evaluated.append(Candidate(arch, float(top1), {str(k): float(v) for k, v in costs.items()}))
+        ids = {c.arch.id for c in evaluated}
+        population = st.get("population")
+        if not isinstance(population, list) or not all(isinstance(i, str) and i in ids for i in population):
+            raise fail("its population names archs it has not evaluated")
+        generation = st.get("generation")
+        if type(generation) is not int or generation < 0:
+            raise fail(f"generation {generation!r}, expected a count")
+        history = st.get("history")
+        if not isinstance(history, list):
+            raise fail("'history' is not a list")
+        try:
+            rng = _rng_from_json(st.get("rng"))
+            random.Random().setstate(rng)
+        except (TypeError, ValueError, OverflowError):
+            raise fail("its random state is not one") from None
+        return evaluated, population, generation, history, rng
 
     # ------------------------------------------------------------------ the loop
 
@@ -434,7 +478,7 @@ class EvolutionSearch:
             n = self.cfg.population
             factor = self.cfg.predictor_factor if self.predictor is not None and len(self.evaluated) >= 8 else 1
             kids = []
-            for parents, limits, floor, k in self._broods(parents, n):
+            for parents, limits, floor, k in self._broods(parents, n):  # noqa: B020 - each brood's own parents
                 pool = self._offspring(parents, k * max(1, factor), limits, floor)
                 if factor > 1:
                     scores = self.predictor(list(self.evaluated.values()), pool)
@@ -518,3 +562,7 @@ def _rng_to_json(state):
 def _rng_from_json(data):
     version, internal, gauss = data
     return (version, tuple(internal), gauss)
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -9,12 +9,11 @@ end to end on this machine when the table was made here, and writes
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from nastools.checkpoint import checkpoint_path, checkpoint_space, load_checkpoint, run_dir, run_splits
+from nastools.checkpoint import checkpoint_space, find_checkpoint, load_checkpoint, run_dir, run_splits
 from nastools.errors import NastoolsError
 from nastools.io import atomic_write_json, writable_dir
 from nastools.search.budget import Budget, format_latency
@@ -158,10 +157,11 @@ def format_cost(name: str, value: float) -> str:
 
 def resolve_table(space: SearchSpace, device: str, tables: Mapping[str, str]):
     """The latency table for a budget's device: ``tables[device]`` (a path) when given, else
-    the newest table in ``latency_tables/<space>/`` made on this machine (``default``/``cpu``;
+    the newest table of ``space`` (the working directory's ``latency_tables/<space>/``, then the
+    shipped ones) made on this machine (``default``/``cpu``;
     one of this very CPU generation before one of another generation of the same model name)
     or on a GPU (``gpu``)."""
-    from nastools.latency.table import LatencyTable, TABLES_DIR
+    from nastools.latency.table import TABLES_DIR, LatencyTable, table_files
 
     path = tables.get(device)
     if path is None and device in ("default", "cpu"):
@@ -169,9 +169,9 @@ def resolve_table(space: SearchSpace, device: str, tables: Mapping[str, str]):
     if path is None and device.endswith(".json"):
         path = device
     if path is not None:
-        if not Path(path).is_file():
+        if not Path(path).exists():
             raise NastoolsError(f"latency table {path!r} not found: build one with nastools profile --space {space.name} --out {path}")
-        return LatencyTable.load(path, space)
+        return LatencyTable.load(path, space).check_target("cpu" if device == "default" else device)
     if device not in ("default", "cpu", "gpu"):
         hint = " (did you mean gpu?)" if device.lower().startswith(("gpu", "cuda")) else ""
         raise NastoolsError(
@@ -183,7 +183,7 @@ def resolve_table(space: SearchSpace, device: str, tables: Mapping[str, str]):
     folder = TABLES_DIR / space.name
     want_gpu = device == "gpu"
     found = []
-    for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+    for p in table_files(space.name):
         try:
             t = LatencyTable.load(p, space)
         except NastoolsError:
@@ -197,7 +197,7 @@ def resolve_table(space: SearchSpace, device: str, tables: Mapping[str, str]):
     if not found:
         flag = "--device gpu" if want_gpu else "--device cpu"
         raise NastoolsError(
-            f"no latency table for space {space.name!r} on {device!r} in {str(folder)!r}: "
+            f"no latency table for space {space.name!r} on {device!r} in {str(folder)!r} or the shipped tables: "
             f"run 'nastools profile --space {space.name} {flag}' first, or name one with --table {device}=PATH"
         )
     return max(found, key=lambda t: t[:2])[3]
@@ -265,13 +265,21 @@ def _drift_message(device: str | None, factor: float) -> str:
 
 
 def _read_json_dict(path: Path) -> dict:
-    """The JSON object in ``path``; {} when it is missing or not a JSON object (a hand-edited
-    or foreign file is ignored, as if the search had not measured its speed yet)."""
+    """The drift records in ``path`` (cost name -> ``{"factor", "table", ...}``): those with
+    a finite, positive factor; {} when it is missing or not such a file (a hand-edited or
+    foreign file is ignored, as if the search had not measured its speed yet)."""
+    import math
+
+    from nastools.io import read_json
+
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+        data = read_json(path, "drift file")
+    except NastoolsError:
         return {}
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: d for k, d in data.items() if isinstance(d, dict) and isinstance(d.get("factor"), (int, float))
+            and not isinstance(d.get("factor"), bool) and math.isfinite(d["factor"]) and d["factor"] > 0}
 
 
 def run_search(
@@ -285,9 +293,19 @@ def run_search(
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> SearchReport:
-    """Search the supernet of ``run`` under ``budgets``; see the module docstring."""
+    """Search the supernet of ``run`` under ``budgets``; see the module docstring. The output
+    folder is locked while the search writes it (:class:`nastools.lock.OutputLock`)."""
+    from contextlib import ExitStack
+
+    with ExitStack() as locks:
+        return _run_search(run, budgets, tables=tables, options=options, fresh=fresh, out_dir=out_dir, progress=progress,
+                           log=log, locks=locks)
+
+
+def _run_search(run, budgets, *, tables, options, fresh, out_dir, progress, log, locks) -> SearchReport:
     import time
 
+    from nastools.lock import OutputLock
     from nastools.search.evaluator import SubnetEvaluator
 
     opts = options or SearchOptions()
@@ -300,7 +318,7 @@ def run_search(
                 f"--table {dev}={path}: no --latency budget on {dev!r} uses it "
                 f"(budgets on: {', '.join(sorted(used - {'default'})) or 'none'}); e.g. --latency {dev}=10ms"
             )
-    ckpt = checkpoint_path(run)
+    ckpt = find_checkpoint(run)
     ckpt_data = load_checkpoint(ckpt)
     from nastools.supernet import Supernet
 
@@ -311,6 +329,7 @@ def run_search(
         raise NastoolsError("--out: empty path")
     out = Path(out_dir) if out_dir else run_dir(run) if ckpt.name == "supernet.pt" and not str(run).endswith(".pt") else ckpt.parent
     out = writable_dir(out / "search" if out_dir is None else out, "--out")  # before the search, not at its first save
+    locks.enter_context(OutputLock(out, "search output folder", elsewhere="pass another --out", note=log))
     state_path, cache_path, drift_path = out / "state.json", out / "accuracy_cache.json", out / "drift.json"
     if fresh:
         for p in (state_path, cache_path, drift_path):
@@ -382,7 +401,15 @@ def run_search(
     )
     t0 = time.perf_counter()
     targets = sorted({b.limit for b in budgets if b.cost_name == sweep})
-    engine = EvolutionSearch(space, evaluator, costs, limits, sweep, cfg, state_path=state_path, targets=targets,
+    saved = set(evaluator.cache)  # accuracies an earlier (perhaps killed) search left on disk
+    reused: list[str] = []
+
+    def accuracy(arch: Arch) -> float:
+        if arch.id in saved:
+            reused.append(arch.id)
+        return evaluator(arch)
+
+    engine = EvolutionSearch(space, accuracy, costs, limits, sweep, cfg, state_path=state_path, targets=targets,
                              predictor=screen if opts.predictor else None, progress=tick)
     try:
         result = engine.run(resume=True)
@@ -391,13 +418,18 @@ def run_search(
             bar.close()
     resumed = engine.resumed_generation
     elapsed = time.perf_counter() - t0
+    if resumed is not None or reused:
+        # the state is saved each generation and every accuracy as it is measured, so a killed
+        # search loses at most the arch it was evaluating
+        where = f"resumed the saved search at generation {resumed} of {cfg.generations}; " if resumed is not None else ""
+        log(f"{where}{len(reused)} cached accuracies reused from {cache_path}")
 
     sweep_values = sorted({b.limit for b in budgets if b.cost_name == sweep})
     picks = pick_measured(result.candidates, sweep, [{**fixed, sweep: v} for v in sweep_values], measurers,
                           opts.measure_retries)
 
     report = SearchReport(picks, result.archive, result.candidates, out,
-                          {**evaluator.timing(), "search_s": elapsed, "evaluations": result.evaluations},
+                          {**evaluator.timing(), "search_s": elapsed, "evaluations": result.evaluations, "reused": len(reused)},
                           resumed_generations=int(resumed or 0), drift=drift)
     write_outputs(report, space, sweep, budgets)
     return report

@@ -8,7 +8,7 @@ accuracy instead of by their minibatch loss, which costs no forward pass at all.
 
 from __future__ import annotations
 
-import json
+import math
 from pathlib import Path
 from typing import Sequence
 
@@ -31,25 +31,41 @@ class AccuracyPredictor:
 
     @classmethod
     def fit_file(cls, path: str | Path, space: SearchSpace) -> "AccuracyPredictor":
-        """Fit on a file of Arch JSON lines (or a JSON list) that carry ``top1``."""
-        p = Path(path)
-        if not p.is_file():
-            raise NastoolsError(f"predictor file {str(p)!r} not found: expected Arch JSON lines with a top1 field")
-        text = p.read_text()
-        try:
-            records = json.loads(text) if text.lstrip().startswith("[") else [json.loads(ln) for ln in text.splitlines() if ln.strip()]
-        except json.JSONDecodeError as exc:
-            raise NastoolsError(f"predictor file {str(p)!r} is not JSON lines: {exc}") from None
-        archs, accs = [], []
-        for i, r in enumerate(records):
-            if not isinstance(r, dict) or "top1" not in r:
-                raise NastoolsError(f"predictor file {str(p)!r}, record {i + 1}: no top1 field, expected Arch JSON with top1")
-            archs.append(space.arch_from_dict(r))
-            accs.append(float(r["top1"]))
-        return cls.fit(space, archs, accs)
+        """Fit on a file of Arch JSON lines (or a JSON list) that carry ``top1`` (a fraction
+        or a percentage); any unreadable file or record is a one-line :class:`NastoolsError`
+        naming the file and the record."""
+        return cls.fit(space, *read_measured_archs(path, space))
 
     def predict(self, arch: Arch) -> float:
         return float(self.model.predict([arch])[0])
 
 
-__all__ = ["AccuracyPredictor"]
+def read_measured_archs(path: str | Path, space: SearchSpace) -> tuple[list[Arch], list[float]]:
+    """The archs of ``space`` and their measured top-1 in a predictor file: Arch JSON lines
+    (or one JSON list) with a ``top1`` field, a finite number from 0 to 100. Every problem (a
+    missing, binary or empty file, malformed JSON, a record that is no arch of ``space`` or
+    has no usable ``top1``) is one :class:`NastoolsError` line naming the file and record."""
+    from nastools.io import parse_json, read_text
+
+    where = f"predictor file {str(Path(path))!r}"
+    text = read_text(path, "predictor file", hint="expected Arch JSON lines with a top1 field")
+    if text.lstrip().startswith("["):
+        numbered = list(enumerate(parse_json(text, where), 1))
+    else:
+        numbered = [(i, parse_json(ln, f"{where}, line {i}")) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+    archs, accs = [], []
+    for i, r in numbered:
+        if not isinstance(r, dict) or "top1" not in r:
+            raise NastoolsError(f"{where}, record {i}: no top1 field, expected Arch JSON with top1")
+        top1 = r["top1"]
+        if isinstance(top1, bool) or not isinstance(top1, (int, float)) or not math.isfinite(top1) or not 0 <= top1 <= 100:
+            raise NastoolsError(f"{where}, record {i}: top1 is {top1!r}, expected a number from 0 to 100")
+        try:
+            archs.append(space.arch_from_dict(r))
+        except NastoolsError as exc:
+            raise NastoolsError(f"{where}, record {i}: {exc}") from None
+        accs.append(float(top1))
+    return archs, accs
+
+
+__all__ = ["AccuracyPredictor", "read_measured_archs"]

@@ -13,9 +13,12 @@ warm-up + cosine learning rate and no weight decay on BN and biases.
 
 Every epoch and when training stops (``max_steps``, ``time_budget``, SIGINT/SIGTERM) the
 min and max subnets are evaluated on the validation split after BN recalibration, and a
-checkpoint is written atomically. A checkpoint holds everything a resume needs to continue
-exactly: weights and BN buffers, optimizer, step, sampler RNG, torch RNG; the data order of
-an epoch is a permutation seeded by (seed, epoch), so a resume skips the batches it did.
+checkpoint is written atomically; within an epoch one is also written every
+``checkpoint_every`` (default 10 minutes), for the kills no handler sees (SIGKILL, OOM).
+A checkpoint holds everything a resume needs to continue exactly: weights and BN buffers,
+optimizer, step, sampler RNG, torch RNG; the data order of an epoch is a permutation seeded
+by (seed, epoch) and each image's augmentation is seeded by (seed, epoch, image), so a
+resume skips the batches it did, mid-epoch too.
 """
 
 from __future__ import annotations
@@ -33,8 +36,10 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from nastools.augment import BatchAugmenter, train_transform
+from nastools.augment import resolve as resolve_augment
 from nastools.checkpoint import checkpoint_path, checkpoint_space, load_checkpoint, save_checkpoint
-from nastools.data import iter_batches, load_splits
+from nastools.data import TensorImages, iter_batches, load_splits
 from nastools.errors import NastoolsError
 from nastools.io import writable_dir
 from nastools.machine import check_torch_device
@@ -48,6 +53,10 @@ from nastools.train.samplers import AttentiveSampler, FlopsDistribution, make_sa
 
 LOG_NAME = "train.jsonl"
 RANK_BY = ("loss", "predictor")
+#: seconds between the checkpoints written during an epoch (``fit(checkpoint_every=...)``)
+CHECKPOINT_EVERY = 600.0
+#: config fields a resumed run may change (the rest would break the exact continuation)
+RESUME_OVERRIDES = ("epochs", "device", "workers", "log_every", "eval_images", "calib_images", "data")
 
 
 @dataclass
@@ -79,6 +88,7 @@ class TrainConfig:
     device: str = "cpu"
     workers: int = 0
     channels_last: bool = True
+    augment: str = "auto"
 
     def check(self) -> "TrainConfig":
         def need(ok: bool, what: str) -> None:
@@ -90,6 +100,7 @@ class TrainConfig:
         need(self.lr > 0, f"--lr {self.lr}: expected a positive learning rate")
         need(self.num_archs >= 2, f"--num-archs {self.num_archs}: expected at least 2 (the max and the min subnet)")
         need(self.candidates >= 1, f"--candidates {self.candidates}: expected at least 1")
+        resolve_augment(self.augment, self.dataset)
         need(self.rank_by in RANK_BY, f"--rank-by {self.rank_by!r}: expected one of {', '.join(RANK_BY)}")
         need(
             self.rank_by != "predictor" or bool(self.predictor),
@@ -310,12 +321,24 @@ class Trainer:
     @classmethod
     def resume(cls, run_dir: str | Path, *, space: str | None = None, splits=None, **overrides: Any) -> "Trainer":
         """Continue the run in ``run_dir`` from its checkpoint. ``overrides`` may extend it
-        (``epochs``) or change how it is run (``device``, ``workers``, ``log_every``)."""
-        data = load_checkpoint(run_dir, space)
+        (``epochs``) or change how it is run (:data:`RESUME_OVERRIDES`: ``device``,
+        ``workers``, ``log_every``, ...); any other field must equal the run's own value (a
+        repeated command line), else it is a one-line :class:`NastoolsError`."""
+        data = load_checkpoint(run_dir, space, train=True)  # validates weights and training state
         state = data.get("train")
         if not isinstance(state, dict) or "config" not in state:
             raise NastoolsError(f"checkpoint {str(checkpoint_path(run_dir))!r} holds no training state, so it cannot be resumed")
-        config = TrainConfig.from_dict({**state["config"], **{k: v for k, v in overrides.items() if v is not None}})
+        stored = {"augment": "none", **state["config"]}  # runs from before --augment trained without
+        given = {k: v for k, v in overrides.items() if v is not None}
+        changed = [k for k, v in given.items() if k not in RESUME_OVERRIDES and k in stored and v != stored[k]]
+        if changed:
+            flags = ", ".join(f"--{k.replace('_', '-')} {given[k]} (the run's: {stored[k]})" for k in changed)
+            allowed = ", ".join("--" + k.replace("_", "-") for k in RESUME_OVERRIDES if k != "calib_images")
+            raise NastoolsError(
+                f"--resume continues run {str(run_dir)!r} as it was configured; {flags} cannot change (only {allowed} can): "
+                f"leave the option out or give the run's value, or train another --run"
+            )
+        config = TrainConfig.from_dict({**stored, **given})
         # the space the run was trained on, as stored in the checkpoint: a YAML file edited
         # since then (another dropout, another head width) does not change a resumed run
         state = {**state, "optimizer": upgrade_optimizer_state(state["optimizer"], data["model"])}
@@ -337,7 +360,14 @@ class Trainer:
         order = self.epoch_order(epoch)[: self.steps_per_epoch * bs]
         order = order[skip * bs :].view(-1, bs)[:, self.env.rank :: self.env.world_size].reshape(-1)
         shard = len(range(self.env.rank, bs, self.env.world_size))
-        return iter_batches(self.splits.train, shard, order=order, workers=self.config.workers)
+        data, augment = self.splits.train, None
+        recipe = resolve_augment(self.config.augment, self.splits.name)
+        if recipe != "none" and isinstance(data, TensorImages):
+            aug = BatchAugmenter(recipe, self.splits.name, self.splits.image_size, seed=self.config.seed)
+            augment = lambda images, indices: aug(images, epoch=epoch, indices=indices)  # noqa: E731
+        elif recipe != "none":
+            data = data.augmented(train_transform(recipe, self.splits.name, self.splits.image_size), self.config.seed, epoch)
+        return iter_batches(data, shard, order=order, workers=self.config.workers, augment=augment)
 
     def _to_device(self, images: torch.Tensor, labels: torch.Tensor):
         x = images.to(self.device, non_blocking=True)
@@ -431,12 +461,15 @@ class Trainer:
         if not self.env.is_main or not path.is_file():
             return
         keep = []
-        for ln in path.read_text().splitlines():
+        from nastools.io import parse_json
+
+        for ln in path.read_text(errors="replace").splitlines():
             try:
-                rec = json.loads(ln)
-            except ValueError:  # a line torn by a kill mid-append
+                rec = parse_json(ln, "log line")
+            except NastoolsError:  # a line torn by a kill mid-append
                 continue
-            if isinstance(rec, dict) and rec.get("step", 0) <= self.step:
+            step = rec.get("step", 0) if isinstance(rec, dict) else None
+            if isinstance(step, (int, float)) and step <= self.step:
                 keep.append(ln)
         from nastools.io import atomic_write_text
 
@@ -445,15 +478,24 @@ class Trainer:
     def _on_signal(self, signum, frame) -> None:
         self._stop_signal = signal.Signals(signum).name
 
-    def fit(self, max_steps: int | None = None, time_budget: float | str | None = None, *, progress: bool = True, evaluate: bool = True) -> dict:
+    def fit(self, max_steps: int | None = None, time_budget: float | str | None = None, *,
+            checkpoint_every: float | str | None = CHECKPOINT_EVERY, progress: bool = True, evaluate: bool = True) -> dict:
         """Train until the schedule ends, ``max_steps`` (total steps of the run) are done,
         ``time_budget`` (seconds or '10m') has passed, or SIGINT/SIGTERM arrives; evaluate
-        and checkpoint at each epoch end and at the stop. Returns a summary."""
+        and checkpoint at each epoch end and at the stop. Returns a summary.
+
+        Within an epoch a checkpoint (without evaluation) is also written every
+        ``checkpoint_every`` (seconds or '10m'; None: never), so that a run killed outright
+        (SIGKILL, out of memory, power cut) resumes from at most that long ago. A write is
+        logged as a ``checkpoint`` record with its duration. Measured on a 2-core CPU: 0.1 s
+        for the fmnist supernet (27 MB; one step of batch 128 takes about 4 s there), 0.9 s
+        for attentivenas (188 MB); at the default 10 minutes, under 0.2% of the run."""
         from tqdm import tqdm
 
         cfg = self.config
         self._progress = progress
         budget = parse_duration(time_budget)
+        every = parse_duration(checkpoint_every)
         end = self.total_steps if max_steps is None else min(self.total_steps, max_steps)
         self._trim_log()
         handlers = {}
@@ -462,8 +504,10 @@ class Trainer:
                 handlers[sig] = signal.signal(sig, self._on_signal)
         t0 = time.perf_counter()
         start_step = self.step
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not (progress and self.env.is_main), unit="step", dynamic_ncols=True)
+        # the bar counts to where this call stops (--steps), not to the end of the schedule
+        bar = tqdm(total=end, initial=self.step, disable=not (progress and self.env.is_main), unit="step", dynamic_ncols=True)
         stopped, last_eval_step, images_seen, train_s = None, None, 0, 0.0
+        saved_at = time.perf_counter()
         try:
             while self.step < end and stopped is None:
                 epoch, skip = divmod(self.step, self.steps_per_epoch)
@@ -489,11 +533,19 @@ class Trainer:
                         break
                     if self.step >= end:
                         break
+                    due = every is not None and time.perf_counter() - saved_at >= every
+                    if D.any_rank(due, self.env, self.device) and self.step % self.steps_per_epoch:
+                        ts = time.perf_counter()
+                        self.save()  # mid-epoch: the resume skips the batches done (divmod above)
+                        self._log({"type": "checkpoint", "step": self.step, "seconds": round(time.perf_counter() - ts, 3),
+                                   "time": round(time.perf_counter() - t0, 2)})
+                        saved_at = time.perf_counter()
                 if self.step % self.steps_per_epoch == 0:  # an epoch ended: evaluate and checkpoint
                     if evaluate:
                         self._epoch_record(self.step // self.steps_per_epoch, t0)
                         last_eval_step = self.step
                     self.save()
+                    saved_at = time.perf_counter()
         finally:
             bar.close()
             for sig, h in handlers.items():
@@ -532,34 +584,44 @@ class Trainer:
 
 
 def train(config: TrainConfig | None, run: str | Path, *, resume: bool = False, overrides: dict | None = None,
-          max_steps: int | None = None, time_budget: float | str | None = None, progress: bool = True) -> dict:
+          max_steps: int | None = None, time_budget: float | str | None = None,
+          checkpoint_every: float | str | None = CHECKPOINT_EVERY, progress: bool = True) -> dict:
     """Train a new run ``run`` with ``config``, or with ``resume`` continue it from its
-    checkpoint (``overrides``: config fields to change, e.g. ``{"epochs": 10}``)."""
+    checkpoint (``overrides``: config fields to change, e.g. ``{"epochs": 10}``). The run
+    folder is locked for the whole run (:class:`nastools.lock.OutputLock`): a second process
+    training into it is refused."""
+    import os
+    from contextlib import nullcontext
+
     from nastools.checkpoint import run_dir
+    from nastools.lock import OutputLock
 
     rd = run_dir(run)
     if Path(rd).suffix == ".pt":
         raise NastoolsError(f"run {str(run)!r}: a run is a name or a folder (its checkpoint is <folder>/supernet.pt), not a .pt file")
     ckpt = checkpoint_path(rd)
+    parse_duration(checkpoint_every)
     if not resume:
         writable_dir(rd, "--run folder")  # before training, not at its first log line
-    if resume:
-        trainer = Trainer.resume(rd, space=(overrides or {}).get("space"), **{k: v for k, v in (overrides or {}).items() if k != "space"})
-    else:
-        if ckpt.exists():
-            raise NastoolsError(
-                f"run {str(rd)!r} already has a checkpoint ({ckpt}); pass --resume to continue it, or another --run NAME"
-            )
-        trainer = Trainer(config or TrainConfig(), rd)
-    try:
-        if resume and "epochs" in (overrides or {}) and trainer.step > trainer.total_steps:
-            raise NastoolsError(
-                f"--epochs {overrides['epochs']:g}: run {str(rd)!r} has already trained "
-                f"{trainer.step / trainer.steps_per_epoch:.3g} epochs ({trainer.step} steps); pass more --epochs to continue it"
-            )
-        return trainer.fit(max_steps=max_steps, time_budget=time_budget, progress=progress)
-    finally:
-        D.shutdown(trainer.env)
+    main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 writes for all
+    with OutputLock(rd, "run", elsewhere="pass another --run") if main_rank else nullcontext():
+        if resume:
+            trainer = Trainer.resume(rd, space=(overrides or {}).get("space"), **{k: v for k, v in (overrides or {}).items() if k != "space"})
+        else:
+            if ckpt.exists():
+                raise NastoolsError(
+                    f"run {str(rd)!r} already has a checkpoint ({ckpt}); pass --resume to continue it, or another --run NAME"
+                )
+            trainer = Trainer(config or TrainConfig(), rd)
+        try:
+            if resume and "epochs" in (overrides or {}) and trainer.step > trainer.total_steps:
+                raise NastoolsError(
+                    f"--epochs {overrides['epochs']:g}: run {str(rd)!r} has already trained "
+                    f"{trainer.step / trainer.steps_per_epoch:.3g} epochs ({trainer.step} steps); pass more --epochs to continue it"
+                )
+            return trainer.fit(max_steps=max_steps, time_budget=time_budget, checkpoint_every=checkpoint_every, progress=progress)
+        finally:
+            D.shutdown(trainer.env)
 
 
-__all__ = ["TrainConfig", "Trainer", "lr_at", "param_groups", "parse_duration", "train", "upgrade_optimizer_state"]
+__all__ = ["CHECKPOINT_EVERY", "RESUME_OVERRIDES", "TrainConfig", "Trainer", "lr_at", "param_groups", "parse_duration", "train", "upgrade_optimizer_state"]

@@ -1,0 +1,217 @@
+"""One writer per output: a lock file that names the process holding it.
+
+A training run, a search output folder and a latency table being profiled each have one
+writer at a time. :class:`OutputLock` creates ``<folder>/.nastools.lock`` (for a folder) or
+``.<name>.lock`` beside a file, holds an exclusive ``flock`` on it for as long as the work
+runs, and writes the holder's pid, host and start time into it. A second process is refused
+with one line naming the first (:class:`~nastools.errors.NastoolsError`). The kernel drops
+the ``flock`` when its process dies, even by SIGKILL; the file left behind by a dead process
+of this host is then taken over, with a note. A lock of another host is never taken over
+(its process cannot be checked from here): the message says which file to delete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from nastools.errors import NastoolsError
+
+LOCK_NAME = ".nastools.lock"
+
+
+def lock_path(target: str | Path, folder: bool = True) -> Path:
+    """The lock file of ``target``: ``<target>/.nastools.lock`` for a ``folder``,
+    ``.<name>.lock`` beside it for a file."""
+    p = Path(target)
+    return p / LOCK_NAME if folder else p.with_name(f".{p.name}.lock")
+
+
+def _start_time(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot, Linux), None where unknown;
+    with the pid it names one process, even after the pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[-1].split()[19]  # field 22; the name in (...) may hold spaces
+
+
+def pid_alive(pid: int, start: str | None = None) -> bool:
+    """Whether process ``pid`` runs on this host (a zombie does not; with ``start``, a
+    process that reused the pid does not either)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        pass
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+        if state in ("Z", "X"):
+            return False
+    except (OSError, IndexError):
+        pass
+    now = _start_time(pid)
+    return start is None or now is None or now == start
+
+
+def _command() -> str:
+    """This process's command line, shortened (``python -m nastools`` as ``nastools``)."""
+    prog = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    prog = "nastools" if prog in ("__main__.py", "nastools") else prog
+    text = " ".join([prog, *sys.argv[1:]])
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _describe(info: dict) -> str:
+    if not info.get("pid"):
+        return "another process"
+    try:
+        when = f", since {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(info['since']))}"
+    except (KeyError, TypeError, ValueError, OverflowError, OSError):  # absent, or a hand-edited file
+        when = ""
+    cmd = f" ({info['command']})" if info.get("command") else ""
+    return f"pid {info['pid']} on {info.get('host', '?')}{cmd}{when}"
+
+
+class OutputLock:
+    """An exclusive lock on ``target`` (a folder or a file) for one writing process.
+
+    >>> with OutputLock("runs/a", "run"):
+    ...     ...  # the only writer of runs/a
+
+    ``what`` names the output in messages (``"run"``, ``"search output folder"``) and
+    ``elsewhere`` how to write another one instead (``"pass another --run"``);
+    ``folder=False`` locks a file. ``note`` prints the take-over note (default: stderr).
+    Folders created for the lock file are removed again on release when left empty.
+    """
+
+    def __init__(
+        self,
+        target: str | Path,
+        what: str,
+        *,
+        folder: bool = True,
+        elsewhere: str = "write elsewhere",
+        note: Callable[[str], None] | None = None,
+    ) -> None:
+        self.target, self.what, self.elsewhere = Path(target), what, elsewhere
+        self.path = lock_path(target, folder)
+        self.note = note or (lambda m: print(m, file=sys.stderr, flush=True))
+        self._fd: int | None = None
+        self._made: list[Path] = []
+
+    def _read(self, fd: int) -> dict:
+        try:
+            os.lseek(fd, 0, os.SEEK_SET)
+            data = json.loads(os.read(fd, 65536).decode("utf-8", "replace") or "{}")
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def _refuse(self, info: dict, why: str) -> NastoolsError:
+        return NastoolsError(
+            f"{self.what} {str(self.target)!r} is in use by {_describe(info)}{why}: one process at a time writes it; "
+            f"wait for that one to end or stop it, or {self.elsewhere}"
+        )
+
+    def acquire(self) -> "OutputLock":
+        """Take the lock, or raise a one-line :class:`NastoolsError` naming its holder."""
+        if self._fd is not None:
+            return self
+        self._made = [d for d in (self.path.parent, *self.path.parent.parents) if not d.exists()]
+        host, pid = socket.gethostname(), os.getpid()
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: the pid check alone
+            fcntl = None
+        for _ in range(10):
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+            except OSError as exc:
+                self._cleanup_dirs()
+                raise NastoolsError(
+                    f"{self.what} {str(self.target)!r}: cannot create its lock file {str(self.path)!r} ({exc.strerror or exc})"
+                ) from None
+            try:
+                if fcntl is not None:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    except BlockingIOError:
+                        raise self._refuse(self._read(fd), "") from None
+                    # the file may have been released and removed between open and flock
+                    try:
+                        same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
+                    except FileNotFoundError:
+                        same = False
+                    if not same:
+                        os.close(fd)
+                        continue
+                old = self._read(fd)
+                if not isinstance(old.get("pid"), int) or isinstance(old.get("pid"), bool):
+                    old = {}  # empty (a writer killed before it wrote) or not ours: nothing to respect
+                if old:
+                    if old.get("host") != host:
+                        raise NastoolsError(
+                            f"{self.what} {str(self.target)!r} is locked by {_describe(old)}, another host whose process "
+                            f"cannot be checked from here; if it no longer runs, delete {str(self.path)!r}"
+                        )
+                    if (old.get("pid"), old.get("start")) != (pid, _start_time(pid)) and pid_alive(int(old["pid"]), old.get("start")):
+                        raise self._refuse(old, f" (lock file {str(self.path)!r})")
+                    self.note(
+                        f"note: {self.what} {str(self.target)!r}: taking over the lock of {_describe(old)}, "
+                        f"which no longer runs (it was killed or crashed)"
+                    )
+                info = {"pid": pid, "host": host, "start": _start_time(pid), "since": round(time.time(), 1), "command": _command()}
+                os.ftruncate(fd, 0)
+                os.lseek(fd, 0, os.SEEK_SET)
+                os.write(fd, (json.dumps(info) + "\n").encode())
+                os.fsync(fd)
+            except BaseException:
+                os.close(fd)
+                self._cleanup_dirs()
+                raise
+            self._fd = fd
+            return self
+        raise NastoolsError(f"{self.what} {str(self.target)!r}: could not take the lock {str(self.path)!r} (it keeps being replaced)")
+
+    def release(self) -> None:
+        """Remove the lock file and let go of the lock (idempotent)."""
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+                os.unlink(self.path)  # before closing: nobody can take a lock on a file about to vanish
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+            self._cleanup_dirs()
+
+    def _cleanup_dirs(self) -> None:
+        for d in self._made:  # deepest first; only folders left empty
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        self._made = []
+
+    def __enter__(self) -> "OutputLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> bool:
+        self.release()
+        return False
+
+
+__all__ = ["LOCK_NAME", "OutputLock", "lock_path", "pid_alive"]
