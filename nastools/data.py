@@ -317,8 +317,58 @@ def _bad_cifar(root: Path, folder: Path, exc: BaseException | None = None) -> No
     )
 
 
-def _imagefolder(data, image_size: int):
+class ImageSet:
+    """Images of an ImageFolder at ``indices``, each read (PIL) and passed through ``transform``.
+
+    The train, validation and test splits of an image folder are ImageSets over one scan of
+    the folder; :meth:`augmented` gives the training view with a seeded training transform.
+    """
+
+    def __init__(self, folder, indices, transform, *, seed_of=None) -> None:
+        self.folder, self.indices, self.transform, self.seed_of = folder, list(indices), transform, seed_of
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def root(self) -> str:
+        """The folder the images were read from."""
+        return self.folder.root
+
+    def __getitem__(self, i):
+        from nastools.augment import seeded
+
+        path, label = self.folder.samples[self.indices[i]]
+        tf = self.transform if self.seed_of is None else seeded(self.transform, self.seed_of(self.indices[i]))
+        return tf(self.folder.loader(path)), label
+
+    def subset(self, index) -> "ImageSet":
+        """The images at ``index`` (positions in this set), with the same transform."""
+        return ImageSet(self.folder, [self.indices[int(i)] for i in index], self.transform, seed_of=self.seed_of)
+
+    def augmented(self, transform, seed: int, epoch: int) -> "ImageSet":
+        """This set read through ``transform``, each image's randomness seeded by
+        (``seed``, ``epoch``, its index in the folder)."""
+        from nastools.augment import image_seed
+
+        return ImageSet(self.folder, self.indices, transform, seed_of=lambda i: image_seed(seed, epoch, i))
+
+
+def eval_transform(image_size: int):
+    """The deterministic transform of image-folder images: resize, centre crop, normalise."""
     from torchvision import transforms
+
+    return transforms.Compose(
+        [
+            transforms.Resize(int(image_size * 1.14)),
+            transforms.CenterCrop(image_size),
+            transforms.ToTensor(),
+            transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )
+
+
+def _imagefolder(data, image_size: int):
     from torchvision.datasets import ImageFolder
 
     if not data:
@@ -327,21 +377,16 @@ def _imagefolder(data, image_size: int):
     train_dir = root / "train" if (root / "train").is_dir() else root
     if not train_dir.is_dir():
         raise NastoolsError(f"image folder {str(root)!r} not found")
-    tf = transforms.Compose(
-        [
-            transforms.Resize(int(image_size * 1.14)),
-            transforms.CenterCrop(image_size),
-            transforms.ToTensor(),
-            transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-        ]
-    )
+    tf = eval_transform(image_size)
     try:
-        train = ImageFolder(str(train_dir), transform=tf)
+        folder = ImageFolder(str(train_dir))
         test_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
-        test = ImageFolder(str(test_dir), transform=tf) if test_dir else None
+        test_folder = ImageFolder(str(test_dir)) if test_dir else None
     except (FileNotFoundError, RuntimeError) as exc:
         raise NastoolsError(f"cannot read image folder {str(root)!r}: {exc}") from None
-    return train, test, len(train.classes), 3, image_size
+    train = ImageSet(folder, range(len(folder)), tf)
+    test = ImageSet(test_folder, range(len(test_folder)), tf) if test_folder else None
+    return train, test, len(folder.classes), 3, image_size
 
 
 def load_splits(
@@ -358,7 +403,6 @@ def load_splits(
     ``image_size`` only applies to ``imagefolder``.
     """
     import torch
-    from torch.utils.data import Subset
 
     if name not in DATASETS:
         raise NastoolsError(f"unknown dataset {name!r}: expected one of {', '.join(DATASETS)}")
@@ -381,10 +425,7 @@ def load_splits(
         raise NastoolsError(f"validation size {val_size!r}: expected between 1 and {n - 1} images of the {n} in the training set")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
-    if isinstance(train_all, TensorImages):
-        train, val = train_all.subset(train_idx), train_all.subset(val_idx)
-    else:
-        train, val = Subset(train_all, train_idx.tolist()), Subset(train_all, val_idx.tolist())
+    train, val = train_all.subset(train_idx), train_all.subset(val_idx)
     if test is None:
         test = val
     return DataSplits(name, train, val, test, classes, chs, size, seed)
@@ -405,6 +446,7 @@ def iter_batches(
     max_images: int | None = None,
     workers: int = 0,
     drop_last: bool = False,
+    augment=None,
 ):
     """Yield ``(images, labels)`` batches of ``dataset`` as normalised float tensors.
 
@@ -412,6 +454,10 @@ def iter_batches(
     the dataset's own order. ``max_images`` stops after that many images. An in-memory
     :class:`TensorImages` is sliced directly (no per-image work); any other dataset goes
     through a ``DataLoader`` with ``workers`` processes.
+
+    ``augment(images_u8, indices)``: applied to each batch of a :class:`TensorImages` before
+    normalising (``indices``: the images' positions in ``dataset``); other datasets augment in
+    their own transform (:meth:`ImageSet.augmented`).
     """
     import torch
 
@@ -425,11 +471,14 @@ def iter_batches(
         contiguous = order is None
         for start in range(0, stop, batch_size):
             end = min(start + batch_size, stop)
-            if contiguous:
+            if contiguous and augment is None:
                 yield dataset.normalise(dataset.images[start:end]), dataset.labels[start:end]
             else:
                 sel = idx[start:end]
-                yield dataset.normalise(dataset.images[sel]), dataset.labels[sel]
+                images = dataset.images[sel]
+                if augment is not None:
+                    images = augment(images, sel)
+                yield dataset.normalise(images), dataset.labels[sel]
         return
     from torch.utils.data import DataLoader, Subset
 

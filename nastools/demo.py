@@ -1,6 +1,8 @@
 """The whole job on the built-in default, in one call (``nastools demo``).
 
-1. train the fmnist supernet on Fashion-MNIST with attentive sampling for a short budget;
+1. take the trained supernet that ships with nastools for the space (``fmnist-attentive``),
+   or, with ``train_time`` set (``--train 6m``) or for a space without one, train a supernet
+   on Fashion-MNIST with attentive sampling for that budget;
 2. profile this CPU through ONNX Runtime, or reuse a shipped table made on this CPU model;
 3. search under a latency budget from the middle of the table's range and a FLOPs budget;
 4. export the chosen subnet to ONNX (fp32 and int8) and bench both;
@@ -20,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from nastools.checkpoint import checkpoint_path, run_dir
-from nastools.errors import NastoolsError, brief
+from nastools.errors import NastoolsError
 from nastools.io import atomic_write_json, writable_dir
 from nastools.space import format_count, load_space
 
@@ -33,7 +35,8 @@ class DemoSettings:
 
     space: str = "fmnist"
     run: str = "demo"
-    train_time: str = "6m"  # a cap: the schedule below is sized to end within it on 2 cores
+    train_time: str | None = None  # None: search the shipped supernet of the space, if one ships
+    default_train_time: str = "6m"  # a cap for a space without a shipped supernet
     train_steps: int | None = None
     train_epochs: float = 0.15  # ~260 steps of 32: warm-up + cosine complete in a few minutes
     batch_size: int = 32
@@ -54,7 +57,7 @@ class DemoSettings:
     @classmethod
     def quick(cls, space: str = "fmnist", run: str = "demo") -> "DemoSettings":
         """Tiny budgets: a smoke run of every stage (what CI runs)."""
-        return cls(space=space, run=run, train_time="10m", train_steps=4, batch_size=32, profile_max_s=0.02,
+        return cls(space=space, run=run, default_train_time="10m", train_steps=4, batch_size=32, profile_max_s=0.02,
                    calibration_runs=6, population=4, generations=1, calib_images=64, eval_images=128,
                    export_calib_images=64, export_eval_images=256, bench_duration="0.3s",
                    # a tiny space's subnets run in ~30 us, where one measurement's noise is ~10%:
@@ -63,15 +66,14 @@ class DemoSettings:
 
 
 def _matching_table(space, cpu: str):
-    """A shipped latency table of ``space`` made on this CPU model with ORT, 1 thread, batch 1
+    """A latency table of ``space`` (the user's or a shipped one) made on this CPU model with ORT, 1 thread, batch 1
     (one of this very CPU generation first)."""
     from nastools.errors import NastoolsError
-    from nastools.latency.table import TABLES_DIR, LatencyTable
+    from nastools.latency.table import LatencyTable, table_files
     from nastools.machine import cpu_match
 
-    folder = TABLES_DIR / space.name
     matches = []
-    for p in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+    for p in table_files(space.name):
         try:
             t = LatencyTable.load(p, space)
         except NastoolsError:
@@ -82,15 +84,30 @@ def _matching_table(space, cpu: str):
     return max(matches, key=lambda x: x[0])[1] if matches else None  # the first of the closest
 
 
+def _shipped_supernet(space) -> str | None:
+    """The name of the shipped supernet trained on ``space`` (same fingerprint), if any."""
+    from nastools.checkpoint import load_checkpoint
+    from nastools.pretrained import DEMO_SUPERNET, list_pretrained
+
+    names = [DEMO_SUPERNET] + [n for n in list_pretrained() if n != DEMO_SUPERNET]
+    for name in names:
+        if name in list_pretrained() and load_checkpoint(name).get("fingerprint") == space.fingerprint:
+            return name
+    return None
+
+
 def _read_state(path: Path) -> dict[str, Any]:
     """The stages an earlier demo run finished (``demo.json``); a one-line error for a file
     that is not one."""
+    from nastools.io import read_json
+
     try:
-        state = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise NastoolsError(f"demo state {str(path)!r} is unreadable ({brief(exc, 100)}): delete it or pass --fresh") from None
+        state = read_json(path, "demo state")
+    except NastoolsError as exc:
+        raise NastoolsError(f"{exc}: delete it or pass --fresh") from None
     if not (isinstance(state, dict) and isinstance(state.get("stages"), dict)
-            and all(isinstance(v, dict) and "seconds" in v for v in state["stages"].values())):
+            and all(isinstance(v, dict) and isinstance(v.get("seconds"), (int, float)) and not isinstance(v["seconds"], bool)
+                    for v in state["stages"].values())):
         raise NastoolsError(f"demo state {str(path)!r} is not a nastools demo state: delete it or pass --fresh")
     return state
 
@@ -120,7 +137,19 @@ def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: 
         log(f"   ({out['seconds']:.0f} s)")
         return out
 
-    # 1. train --------------------------------------------------------------------------
+    # 1. train, or take the shipped supernet ----------------------------------------------
+    shipped = None if s.train_time is not None else _shipped_supernet(space)
+    train_time = s.train_time or s.default_train_time
+
+    def do_shipped() -> dict:
+        from nastools.checkpoint import find_checkpoint
+        from nastools.pretrained import describe
+
+        ckpt = find_checkpoint(shipped)
+        log(f"   {describe(shipped)}")
+        log(f"   weights {ckpt} (nastools demo --train 6m trains a fresh supernet instead)")
+        return {"checkpoint": str(ckpt), "supernet": shipped, "shipped": True, "about": describe(shipped)}
+
     def do_train() -> dict:
         from nastools.train.trainer import TrainConfig, train
 
@@ -130,12 +159,17 @@ def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: 
         resume = ckpt.is_file()
         if resume:
             log("   resuming the interrupted training run")
-        summary = train(None if resume else cfg, rdir, resume=resume, max_steps=s.train_steps, time_budget=s.train_time)
+        summary = train(None if resume else cfg, rdir, resume=resume, max_steps=s.train_steps, time_budget=train_time)
         log(f"   {_train_line(summary)}")
-        return {"checkpoint": str(ckpt), "summary": _jsonable(summary)}
+        about = f"trained by this demo: attentive-best, {summary.get('step')} steps of batch {s.batch_size} ({summary.get('seconds')} s)"
+        return {"checkpoint": str(ckpt), "supernet": str(rdir), "shipped": False, "about": about, "summary": _jsonable(summary)}
 
     steps = f"{s.train_steps} steps" if s.train_steps else f"{s.train_epochs:g} epoch"
-    trained = stage("train", f"train the {space.name} supernet (attentive-best, {steps} of batch {s.batch_size}, at most {s.train_time})", do_train)
+    if shipped:
+        trained = stage("train", f"take the shipped {space.name} supernet", do_shipped)
+    else:
+        trained = stage("train", f"train the {space.name} supernet (attentive-best, {steps} of batch {s.batch_size}, at most {train_time})", do_train)
+    source = trained.get("supernet", str(rdir))  # the run whose checkpoint search and export read
 
     # 2. profile -------------------------------------------------------------------------
     def do_profile() -> dict:
@@ -183,8 +217,8 @@ def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: 
         # a table profiled a minute ago describes this machine as it is
         opts = SearchOptions(population=s.population, generations=s.generations, seed=s.seed, calib_images=s.calib_images,
                              eval_images=s.eval_images, drift=profiled["reused"], drift_factors={"latency:default": factor})
-        rep = run_search(rdir, [Budget("latency", lat, "default"), Budget("flops", flo)], tables={"default": str(table.path)},
-                         options=opts, log=lambda m: log(f"   {m}"))
+        rep = run_search(source, [Budget("latency", lat, "default"), Budget("flops", flo)], tables={"default": str(table.path)},
+                         options=opts, out_dir=rdir / "search", log=lambda m: log(f"   {m}"))
         pick = rep.picks[0]
         if pick.candidate is None:
             from nastools.errors import NastoolsError
@@ -211,8 +245,8 @@ def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: 
 
         out = {}
         for precision in ("fp32", "int8"):
-            res = export_subnet(rdir, searched["best"], format="onnx", precision=precision, calib_images=s.export_calib_images,
-                                eval_images=s.export_eval_images, progress=False)
+            res = export_subnet(source, searched["best"], format="onnx", precision=precision, calib_images=s.export_calib_images,
+                                eval_images=s.export_eval_images, out=rdir / "export" / f"{searched['id']}{'' if precision == 'fp32' else '-' + precision}.onnx", progress=False)
             b = bench_model(res.path, backend="ort", batch=1, threads=1, duration=s.bench_duration)
             acc = res.sidecar.get("accuracy", {})
             par = res.sidecar.get("parity", {})
@@ -228,6 +262,7 @@ def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: 
     summary = {
         "arch": searched["id"],
         "space": space.name,
+        "supernet": trained.get("about", str(rdir)),
         "test_top1_fp32": exported["fp32"]["test_top1"],
         "test_top1_int8": exported["int8"]["test_top1"],
         "val_top1": searched["val_top1"],
@@ -246,6 +281,7 @@ def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: 
     state["summary"] = summary
     atomic_write_json(state_path, state)
     log("== summary")
+    log(f"   supernet: {summary['supernet']}")
     log(f"   arch {summary['arch']} ({space.name}): {format_count(summary['flops'])} FLOPs, {format_count(summary['params'])} params")
     log(f"   test top-1: fp32 {_pct(summary['test_top1_fp32'])}, int8 {_pct(summary['test_top1_int8'])} "
         f"(validation top-1 in search {summary['val_top1']:.2f}%)")

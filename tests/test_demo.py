@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 import yaml
 from click.testing import CliRunner
 from conftest import TINY_SPACE
@@ -13,6 +14,7 @@ from nastools.space import space_from_dict
 TINY = {**TINY_SPACE, "name": "tinydemo"}
 
 
+@pytest.mark.slow
 def test_demo_quick_runs_every_stage_and_resumes(tmp_path):
     space_file = tmp_path / "tinydemo.yaml"
     space_file.write_text(yaml.safe_dump(TINY))
@@ -50,13 +52,14 @@ def test_demo_reuses_the_shipped_table_of_this_cpu_generation(tmp_path, monkeypa
     from nastools.io import atomic_write_json
     from nastools.space import load_space
 
-    shipped = tb.TABLES_DIR / "fmnist" / "amd-epyc-t1__ort__fp32__b1.json"
+    shipped = tb.shipped_tables_dir() / "fmnist" / "amd-epyc-t1__ort__fp32__b1.json"
     (tmp_path / "fmnist").mkdir()
     shutil.copy(shipped, tmp_path / "fmnist" / shipped.name)  # made on an AVX2 host
     zen5 = json.loads(shipped.read_text())
     zen5["meta"].update(cpu_isa="avx512_vnni", cpu_id="AuthenticAMD family 26 model 2")
     atomic_write_json(tmp_path / "fmnist" / "zen5.json", zen5)
     monkeypatch.setattr(tb, "TABLES_DIR", tmp_path)
+    monkeypatch.setattr(tb, "shipped_tables_dir", lambda: tmp_path / "none")  # only the two above
     monkeypatch.setattr(m, "cpu_name", lambda: "AMD EPYC")
     space = load_space("fmnist")
     for isa, cpu_id, want in [("avx512_vnni", "AuthenticAMD family 26 model 2", "zen5.json"),
@@ -82,3 +85,32 @@ def test_a_corrupt_demo_state_is_one_line_before_any_stage(tmp_path, text):
     assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
     assert "demo state" in res.output and "--fresh" in res.output
     assert sorted(p.name for p in run.iterdir()) == ["demo.json"]  # nothing trained
+
+
+def test_demo_searches_the_shipped_supernet_by_default_and_trains_with_train(tmp_path, monkeypatch):
+    import nastools.pretrained as P
+    from nastools.checkpoint import save_checkpoint
+    from nastools.supernet import Supernet
+
+    space_file = tmp_path / "tinydemo.yaml"
+    space_file.write_text(yaml.safe_dump(TINY))
+    ship = tmp_path / "pkg" / "tiny-shipped"
+    ship.mkdir(parents=True)
+    torch.manual_seed(0)
+    save_checkpoint(ship / "supernet.pt", Supernet(space_from_dict(TINY)))
+    (ship / "card.json").write_text(json.dumps({"summary": "a test supernet, trained by nobody"}))
+    monkeypatch.setattr(P, "pretrained_dir", lambda: ship.parent)
+    monkeypatch.setattr(P, "DEMO_SUPERNET", "tiny-shipped")
+    run = tmp_path / "demo"
+    res = CliRunner().invoke(main, ["demo", "--quick", "--space", str(space_file), "--run", str(run), "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output[res.output.index("{\n"):])
+    assert "take the shipped" in res.output and "tiny-shipped" in summary["supernet"] and "trained by nobody" in summary["supernet"]
+    assert not (run / "supernet.pt").exists()  # nothing trained, nothing copied
+    assert summary["files"][0] == str(ship / "supernet.pt")
+    assert (run / "search" / "best.json").is_file() and (run / "export" / f"{summary['arch']}.onnx").is_file()
+    # --train trains a fresh supernet into the run instead
+    res = CliRunner().invoke(main, ["demo", "--quick", "--space", str(space_file), "--run", str(tmp_path / "d2"), "--train", "5m", "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads(res.output[res.output.index("{\n"):])
+    assert (tmp_path / "d2" / "supernet.pt").is_file() and "trained by this demo" in summary["supernet"]

@@ -43,6 +43,9 @@ def prepare_input(model: nn.Module, images: torch.Tensor, device: torch.device |
     res = model_resolution(model)
     if res is not None and (x.shape[-1] != res or x.shape[-2] != res):
         x = F.interpolate(x, size=(res, res), mode="bilinear", align_corners=False)
+    w = next((p for p in model.parameters() if p.ndim == 4), None)
+    if w is not None and w.is_contiguous(memory_format=torch.channels_last) and not w.is_contiguous():
+        x = x.contiguous(memory_format=torch.channels_last)  # a channels-last model
     return x
 
 
@@ -95,7 +98,7 @@ def calibration_batches(dataset, batch_size: int = 200, num_images: int = RECALI
     return iter_batches(dataset, batch_size, order=order)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def evaluate_top1(model: nn.Module, dataset, batch_size: int = 500, max_images: int | None = None) -> float:
     """Top-1 accuracy (a fraction in [0, 1]) of ``model`` on ``dataset``, in eval mode.
 
