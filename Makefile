@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data demo test bench lint clean
+.PHONY: setup data demo test bench lint format clean
 
 setup: $(STAMP)
 
@@ -26,10 +26,23 @@ demo: setup data
 	$(VENV)/bin/nastools demo
 
 test: setup data
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
+# lint: ruff's rules and the formatter's layout (configured in pyproject.toml); format: apply the layout
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: setup
+	$(VENV)/bin/ruff format .
+
+# bench: the benchmarks behind the README's measured results, each with the arguments its
+# figures were made with (`benchmarks/run.py --list` prints them; BENCH="bench_search bench_export"
+# runs only those), then benchmarks/results/INDEX.md is regenerated
 bench: setup data
-	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+	$(PY) benchmarks/run.py $(BENCH)
+	$(PY) benchmarks/index.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

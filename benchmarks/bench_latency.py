@@ -1,7 +1,7 @@
 """Latency-table accuracy on ONNX Runtime CPU, 1 thread, batch 1 (issue 5).
 
 For each space (default ``fmnist`` at all resolutions and ``attentivenas`` at 224): profile
-every block into the shipped table in ``latency_tables/`` (resuming what is there), then
+every block into the shipped table in ``nastools/latency_tables/`` (resuming what is there), then
 measure 40 calibration subnets and 100 held-out random subnets end to end in the same passes
 (3 passes each, the calibration subnets spread evenly among the others, the smallest pass
 kept), fit the overhead on the 40 and compare on the 100:
@@ -19,7 +19,7 @@ kept), fit the overhead on the 40 and compare on the 100:
 Run it on the measuring core, with the lock (another process may train on core 0):
     flock /tmp/nastools-core1.lock taskset -c 1 .venv/bin/python benchmarks/bench_latency.py
 Usage: python benchmarks/bench_latency.py [--spaces fmnist attentivenas@224] [-n 100] [--calibrate 40]
-       [--fresh | --rescore [--tables FILE ...]] [--result NAME]
+       [--fresh | --rescore [--tables FILE ...]] [--variant NAME]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from _common import table, write_result  # noqa: E402
 
 from nastools.latency import LatencyTable, Protocol, make_backend, profile_blocks  # noqa: E402
 from nastools.latency.profiler import calibrate_and_validate, open_table  # noqa: E402
+from nastools.latency.table import shipped_tables_dir  # noqa: E402
 from nastools.space import load_space  # noqa: E402
 
 
@@ -77,7 +78,7 @@ def run_space(spec: str, n: int, fresh: bool, stored: bool = False, calibrate: i
     resolutions = [int(r) for r in res.split(",")] if res else None
     be = make_backend("cpu", "ort", "fp32", 1)
     proto = Protocol()
-    t = open_table(sp, be, batch=1, resolutions=resolutions, out=None, protocol=proto)
+    t = open_table(sp, be, batch=1, resolutions=resolutions, out=None, protocol=proto, root=shipped_tables_dir())
     if stored:
         v = rescore(t)
     else:
@@ -149,8 +150,8 @@ def main() -> None:
                     help="time nothing: recompute the figures from the measurements stored in the shipped tables")
     ap.add_argument("--tables", nargs="+", type=Path, default=None,
                     help="with --rescore: these table files (of any CPU) instead of this machine's tables of --spaces")
-    ap.add_argument("--result", default="bench_latency",
-                    help="name of the result file in benchmarks/results/ (another CPU's tables: another name)")
+    ap.add_argument("--variant", default=None,
+                    help="a run with other settings: results/bench_latency/<cpu>/<date>-<variant>.json (e.g. attentivenas, rescore)")
     args = ap.parse_args()
     if args.tables and not args.rescore:
         ap.error("--tables needs --rescore")
@@ -174,8 +175,8 @@ def main() -> None:
         print(f"{r['space']}: noise p90 {r['noise']['p90_spread_pct']:.0f}%"
               + (f", Kendall tau between two measurement passes of the same subnets {tau:.3f}" if tau is not None else "")
               + "; " + ", ".join(f"{k} {'PASS' if ok else 'FAIL'}" for k, ok in r["targets"].items()))
-    write_result(args.result, {"backend": "onnxruntime-cpu", "threads": 1, "batch": 1, "n": args.n, "results": results,
-                                   "rescored_from_stored_measurements": args.rescore})
+    write_result("bench_latency", {"backend": "onnxruntime-cpu", "threads": 1, "batch": 1, "n": args.n, "results": results,
+                                   "rescored_from_stored_measurements": args.rescore}, variant=args.variant)
 
 
 if __name__ == "__main__":

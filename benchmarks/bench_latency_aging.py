@@ -18,7 +18,7 @@ strongest form of that baseline) and the measurement noise (spread of the 3 pass
 The ranking (Kendall tau) does not depend on the scale; MAPE and the share within ±10% do.
 
     flock /tmp/nastools-core1.lock taskset -c 1 .venv/bin/python benchmarks/bench_latency_aging.py
-Usage: python benchmarks/bench_latency_aging.py [--spaces fmnist attentivenas@224] [-n 100] [--result NAME]
+Usage: python benchmarks/bench_latency_aging.py [--spaces fmnist attentivenas@224] [-n 100] [--variant NAME]
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from _common import table, write_result  # noqa: E402
 
 from nastools.latency import Protocol, make_backend  # noqa: E402
 from nastools.latency.profiler import CALIBRATION_SEED, check_drift, measure_archs, open_table, sample_archs  # noqa: E402
+from nastools.latency.table import shipped_tables_dir  # noqa: E402
 from nastools.latency.validate import error_metrics, summarize  # noqa: E402
 from nastools.space import load_space  # noqa: E402
 
@@ -46,7 +47,7 @@ def run_space(spec: str, n: int) -> dict:
     sp = load_space(name)
     resolutions = [int(r) for r in res.split(",")] if res else None
     be = make_backend("cpu", "ort", "fp32", 1)
-    t = open_table(sp, be, batch=1, resolutions=resolutions, out=None, protocol=Protocol())
+    t = open_table(sp, be, batch=1, resolutions=resolutions, out=None, protocol=Protocol(), root=shipped_tables_dir())
     if not t.path.is_file() or not t.calibration.get("runs"):
         raise SystemExit(f"no calibrated shipped table for this CPU at {t.path}: run benchmarks/bench_latency.py first")
     seen = {r["arch"] for r in t.calibration["runs"]} | {r["arch"] for r in t.validation.get("runs", [])}
@@ -90,7 +91,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--spaces", nargs="+", default=["fmnist", "attentivenas@224"])
     ap.add_argument("-n", type=int, default=100, help="unseen subnets per space")
-    ap.add_argument("--result", default="bench_latency_aging", help="name of the result file in benchmarks/results/")
+    ap.add_argument("--variant", default=None, help="a run with other settings: results/bench_latency_aging/<cpu>/<date>-<variant>.json")
     args = ap.parse_args()
     results = [run_space(s, args.n) for s in args.spaces]
     rows = []
@@ -103,8 +104,8 @@ def main() -> None:
                      f"{s['kendall_tau']:.3f}", f"{f['mape_pct']:.1f}%", f"{f['kendall_tau']:.3f}"))
     print(table(rows, ["space", "drift before / in run", "noise", "MAPE stored / x before / x in run",
                        "±10% stored / x before / x in run", "tau", "FLOPs MAPE (in-sample)", "FLOPs tau"]))
-    write_result(args.result, {"backend": "onnxruntime-cpu", "threads": 1, "batch": 1, "n": args.n, "seed": SEED,
-                               "results": results})
+    write_result("bench_latency_aging", {"backend": "onnxruntime-cpu", "threads": 1, "batch": 1, "n": args.n, "seed": SEED,
+                                         "results": results}, variant=args.variant)
 
 
 if __name__ == "__main__":

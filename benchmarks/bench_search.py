@@ -15,7 +15,13 @@
 All searches share one accuracy cache (same supernet, same evaluation sizes), so an arch
 is evaluated once however many searches meet it; the evaluation counts are per search.
 
+4. ``--eval-speed N``: only the time per evaluated arch, the search's scorer (the extracted,
+   BN-folded, channels-last static subnet in inference mode) against scoring the supernet
+   itself, on the same N archs (interleaved, same images): the ratio and whether every top-1
+   is identical.
+
 Usage: python benchmarks/bench_search.py --run runs/bench-attentive-best [--metric latency|flops]
+       python benchmarks/bench_search.py --run fmnist-attentive --eval-speed 20
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import torch  # noqa: E402
-from _common import RESULTS, table, write_result  # noqa: E402
+from _common import latest_result, table, write_result  # noqa: E402
 
 from nastools.checkpoint import checkpoint_path, load_supernet  # noqa: E402
 from nastools.data import load_splits  # noqa: E402
@@ -42,6 +48,44 @@ def top1_under(cands, limits) -> float:
     """Best top-1 within ``limits``; 0 when a search found nothing that fits."""
     best = best_under(cands, limits)
     return best.top1 if best else 0.0
+
+
+def eval_speed(args) -> None:
+    """Time per evaluated arch: the search's fast scorer vs the supernet itself (same archs,
+    same images, interleaved so that machine noise hits both alike)."""
+    import random
+
+    net = load_supernet(args.run)
+    space = net.space
+    splits = load_splits()
+    kw = dict(calib_images=args.calib_images, eval_images=args.eval_images)
+    rng = random.Random(0)
+    archs = [space.min_arch(), space.max_arch()] + [space.sample(rng) for _ in range(args.eval_speed - 2)]
+    SubnetEvaluator(net, splits, **kw)(archs[0])  # warm-up (oneDNN primitives, first-touch)
+    SubnetEvaluator(net, splits, fast=False, **kw)(archs[0])
+    rows, fast_s, plain_s = [], [], []
+    for a in archs:
+        fast, plain = SubnetEvaluator(net, splits, **kw), SubnetEvaluator(net, splits, fast=False, **kw)
+        tf, tp = fast(a), plain(a)
+        f, p = fast.timing(), plain.timing()
+        fast_s.append(f["recalibration_s"] + f["evaluation_s"])
+        plain_s.append(p["recalibration_s"] + p["evaluation_s"])
+        rows.append({"id": a.id, "flops": space.flops(a), "top1_fast": tf, "top1_plain": tp,
+                     "fast": f, "plain": p})
+    ratio = sum(fast_s) / sum(plain_s)
+    same = all(r["top1_fast"] == r["top1_plain"] for r in rows)
+    print(table([(r["id"], f"{r['flops'] / 1e6:.1f}M", f"{r['top1_plain']:.2f}", f"{r['top1_fast']:.2f}",
+                  f"{r['plain']['recalibration_s']:.3f}+{r['plain']['evaluation_s']:.3f}",
+                  f"{r['fast']['recalibration_s']:.3f}+{r['fast']['evaluation_s']:.3f}") for r in rows],
+                ["arch", "FLOPs", "top-1 plain", "top-1 fast", "plain s (recal+eval)", "fast s (recal+eval)"]))
+    print(f"\nper evaluated arch ({args.calib_images} recalibration + {args.eval_images} validation images, "
+          f"{args.threads} thread(s)): plain {statistics.mean(plain_s):.3f} s, fast {statistics.mean(fast_s):.3f} s, "
+          f"ratio {ratio:.3f} (target <= 0.33); top-1 identical on {sum(r['top1_fast'] == r['top1_plain'] for r in rows)}/{len(rows)} archs")
+    write_result("bench_search_eval_speed", {
+        "run": args.run, "archs": len(rows), "calib_images": args.calib_images, "eval_images": args.eval_images,
+        "threads": args.threads, "plain_s_per_arch": statistics.mean(plain_s), "fast_s_per_arch": statistics.mean(fast_s),
+        "ratio": ratio, "top1_identical": same, "rows": rows,
+    })
 
 
 def main() -> None:
@@ -58,8 +102,12 @@ def main() -> None:
     ap.add_argument("--reuse-cache", action="store_true",
                     help="keep the accuracy cache of the previous run (same supernet and sizes): the searches replay "
                          "exactly, only the latency checks are measured anew, and the timing comes from that run")
+    ap.add_argument("--eval-speed", type=int, default=0, metavar="N",
+                    help="only compare the time per evaluated arch of the fast and the plain scorer on N archs")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.eval_speed:
+        return eval_speed(args)
 
     net = load_supernet(args.run)
     space = net.space
@@ -168,8 +216,10 @@ def main() -> None:
     print(table([(s["seed"], s["plain_evals"], s["predictor_evals"] or "not reached", f"{s['speedup']:.2f}x" if s["speedup"] else "-") for s in speed],
                 ["seed", "plain", "with predictor", "speed-up"]))
     timing = ev.timing()
-    previous = RESULTS / "bench_search.json"
-    if args.reuse_cache and timing["archs"] == 0 and previous.is_file():
+    # a run with other settings than the claim's is a variant of the result
+    variant = "-".join(v for v, on in (("flops", args.metric == "flops"), ("no-drift", args.no_drift)) if on) or None
+    previous = latest_result("bench_search", variant)
+    if args.reuse_cache and timing["archs"] == 0 and previous is not None:
         timing = {**json.loads(previous.read_text())["timing"], "from": "the run that filled the accuracy cache"}
     print(f"\nper evaluated arch: BN recalibration {timing['recalibration_s']:.2f} s ({args.calib_images} images), "
           f"evaluation {timing['evaluation_s']:.2f} s ({args.eval_images} images), {timing['archs']} archs")
@@ -179,7 +229,7 @@ def main() -> None:
         "max_measured_over_budget": max((r["ratio"] for r in checks if r["id"]), default=None),
         "max_remeasured_over_budget": max((r["remeasured_ratio"] for r in checks if r["id"]), default=None),
         "predictor": speed, "timing": timing, "threads": args.threads,
-    })
+    }, variant=variant)
 
 
 if __name__ == "__main__":

@@ -224,7 +224,7 @@ def main() -> None:
     ap.add_argument("--calib-images", type=int, default=500)
     ap.add_argument("--ddp-steps", type=int, default=12)
     ap.add_argument("--workdir", default="/tmp/nastools-bench-train")
-    ap.add_argument("--name", default=None, help="result file name (default bench_train_<part>)")
+    ap.add_argument("--variant", default=None, help="a run with other settings: results/bench_train_<part>/<cpu>/<date>-<variant>.json")
     args = ap.parse_args()
     if args.part == "cost":
         args.batch_size = args.batch_size or 128
@@ -235,7 +235,7 @@ def main() -> None:
     else:
         args.batch_size = args.batch_size or 64
         fig = bench_ddp(args)
-    write_result(args.name or f"bench_train_{args.part}", fig)
+    write_result(f"bench_train_{args.part}", fig, variant=args.variant)
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def test_attentivenas_space_is_the_papers(attentivenas):
 
 
 def test_benchmark_attentivenas_fmnist_space_differs_only_in_its_input(attentivenas):
-    # benchmarks/bench_export.py attentive times int8 in "the AttentiveNAS space on Fashion-MNIST":
+    # benchmarks/bench_export_attentive.py times int8 in "the AttentiveNAS space on Fashion-MNIST":
     # that claim holds only while its YAML keeps the packaged space's blocks and head
     path = Path(__file__).parents[1] / "benchmarks" / "spaces" / "attentivenas_fmnist.yaml"
     bench, ref = load_space(str(path)).definition(), attentivenas.definition()
