@@ -33,7 +33,9 @@ def archs(draw):
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
+    # subnormals as one value: hypothesis refuses to draw them once an ONNX Runtime session has
+    # set flush-to-zero on this thread (nastools.runtime.session_options)
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True, allow_subnormal=False) | st.just(5e-324) | st.text(max_size=8),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
@@ -57,8 +59,9 @@ def test_arbitrary_json_never_crashes(value):
         arch = parse_arch(value)
     except NastoolsError as exc:
         assert "\n" not in str(exc) and str(exc)
-    else:  # only a structurally valid arch parses
-        assert isinstance(arch, Arch)
+    else:  # only a structurally valid arch parses, to a record its own encoding gives back
+        assert isinstance(value, dict) and {"space", "resolution", "stem", "stages", "head"} <= value.keys()
+        assert parse_arch(json.loads(arch.to_json())) == arch and len(arch.stages) == len(value["stages"])
 
 
 FIELDS = ["format", "space", "resolution", "stem", "stages", "head", "stage.width", "stage.depth", "stage.kernel", "stage.expand", "stage", "extra"]
@@ -70,22 +73,25 @@ def test_corrupted_field_gives_one_line_error(arch, field, junk, data):
     d = arch.to_dict()
     if field == "extra":
         d["bogus"] = junk
+        where = "arch: unknown field 'bogus'"
     elif field == "stage" or field.startswith("stage."):
         i = data.draw(st.integers(0, len(d["stages"]) - 1))
         if field == "stage":
             d["stages"][i] = junk
+            where = f"arch.stages[{i}]"
         else:
             d["stages"][i][field.split(".")[1]] = junk
+            where = f"arch.stages[{i}].{field.split('.')[1]}"
     else:
         d[field] = junk
+        where = f"arch.{field}"
     sp = SPACES[arch.space]
     try:
         out = sp.arch_from_dict(d)
     except NastoolsError as exc:
         msg = str(exc)
         assert "\n" not in msg
-        name = field.split(".")[-1]
-        assert name in msg or "bogus" in msg or "arch" in msg
+        assert msg.startswith(where), (where, msg)  # the message names the field that is wrong
     else:
         # the junk happened to be a valid value
         assert out == sp.validate(out)

@@ -83,7 +83,6 @@ def test_space_cost(tmp_path):
     "args",
     [
         ["space", "show", "nope"],
-        ["space", "sample", "fmnist", "--flops", "lots"],
         ["space", "sample", "fmnist", "--flops", "5G"],
         ["space", "cost", "/no/such/arch.json"],
     ],
@@ -103,6 +102,48 @@ def test_bad_options_are_one_line_naming_the_help_and_exit_2():
     assert "(see: nastools profile --help)" in lines[0] and "Usage:" not in r.output
     r = CliRunner().invoke(main, ["bogus"], prog_name="nastools")
     assert r.exit_code == 2 and r.output.strip().splitlines() == ["Error: No such command 'bogus'. (see: nastools --help)"]
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["export", "--batch", "x"], "'--batch': got 'x', expected a positive integer or 'dynamic'"),
+        (["export", "--batch", "0"], "'--batch': got '0'"),
+        (["export", "--calib-images", "0"], "'--calib-images': 0 is not in the range x>=1"),
+        (["export", "--parity-images", "0"], "'--parity-images': 0 is not in the range x>=1"),
+        (["export", "--eval-images", "-3"], "'--eval-images': -3 is not in the range x>=1"),
+        (["export", "--max-batch", "0"], "'--max-batch': 0 is not in the range x>=1"),
+        (["export", "--workspace", "0"], "'--workspace': 0 is not in the range x>=1"),
+        (["export", "--format", "tflite"], "'--format': 'tflite' is not one of 'onnx', 'trt', 'torchscript'"),
+        (["export", "--dataset", "mnist"], "'--dataset': 'mnist' is not one of"),
+        (["bench", "m.onnx", "--duration", "3"], "--duration 3: add a unit"),
+        (["bench", "m.onnx", "--backend", "tvm"], "'--backend': 'tvm' is not one of 'ort', 'trt', 'torch'"),
+        (["profile", "--resolutions", "28;32"], "'--resolutions': got '28;32', expected comma-separated integers"),
+        (["profile", "--precision", "int4"], "'--precision': 'int4' is not one of 'fp32', 'fp16', 'int8'"),
+        (["profile", "--device", "tpu"], "'--device': 'tpu' is not one of 'cpu', 'gpu'"),
+        (["search", "--flops", "5M", "--table", "mine"], "'--table': got 'mine', expected DEVICE=PATH or a .json file"),
+        (["search", "--flops", "5M", "--dataset", "mnist"], "'--dataset': 'mnist' is not one of"),
+        (["space", "sample", "fmnist", "--flops", "lots"], "--flops: count 'lots': expected a number"),
+    ],
+)
+def test_every_bad_option_value_exits_2_in_one_line_before_any_work(tmp_path, args, needle):
+    r = CliRunner().invoke(main, [*args, "--run", str(tmp_path / "r")] if args[0] in ("export", "search") else args, prog_name="nastools")
+    lines = r.output.strip().splitlines()
+    assert r.exit_code == 2 and len(lines) == 1 and lines[0].startswith("Error: ") and needle in lines[0], r.output
+    assert f"(see: nastools {' '.join(args[:2] if args[0] == 'space' else args[:1])} --help)" in lines[0]
+    assert not (tmp_path / "r").exists()
+
+
+def test_choices_come_from_the_one_definition():
+    from nastools.constants import BACKENDS, DEVICES, FORMATS, PRECISIONS
+
+    def choices(cmd, name):
+        (opt,) = [p for p in main.commands[cmd].params if p.name == name]
+        return tuple(opt.type.choices)
+
+    assert choices("export", "fmt") == FORMATS and choices("export", "precision") == PRECISIONS
+    assert choices("profile", "precision") == PRECISIONS and choices("profile", "backend") == BACKENDS
+    assert choices("bench", "backend") == BACKENDS and choices("profile", "device") == DEVICES
 
 
 def test_an_os_error_that_escapes_a_command_is_one_line_naming_the_path():

@@ -305,11 +305,7 @@ def test_output_path_gets_the_ending_of_its_format(tmp_path):
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["--batch", "0"], "--batch"),
-        (["--format", "torchscript", "--precision", "int8"], "fp32 only"),
-        (["--parity-images", "0"], "--parity-images"),
-        (["--max-batch", "0"], "--max-batch 0"),
-        (["--workspace", "-1"], "--workspace -1 MiB"),
+        (["--format", "torchscript", "--precision", "int8"], "fp32 only"),  # values that parse (exit 2 otherwise: test_cli)
         (["--out", "model.engine"], "a .engine file is a trt model, not --format onnx"),
         (["--format", "torchscript", "--out", "m.onnx"], "name it m.pt"),
     ],
@@ -317,6 +313,18 @@ def test_output_path_gets_the_ending_of_its_format(tmp_path):
 def test_bad_options_are_one_line(tiny_run, args, needle):
     run, _ = tiny_run
     assert needle in _one_line_error(["export", "--run", str(run), "--arch", str(run / "arch.json"), *args])
+
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [({"batch": 0}, "--batch 0"), ({"max_batch": 0}, "--max-batch 0"), ({"workspace": -1 << 20}, "--workspace -1 MiB"),
+     ({"format": "tflite"}, "--format"), ({"precision": "int4"}, "--precision")],
+)
+def test_export_subnet_checks_its_arguments_before_any_work(tiny_run, tmp_path, kwargs, needle):
+    run, _ = tiny_run
+    with pytest.raises(NastoolsError, match=needle):
+        export_subnet(run, run / "arch.json", out=tmp_path / "m.onnx", **kwargs)
+    assert not list(tmp_path.iterdir())
 
 
 # ---------------------------------------------------------------- TensorRT (GPU machines only)
@@ -351,5 +359,5 @@ def test_an_unwritable_out_or_a_binary_arch_file_is_one_line_before_any_work(tin
     assert "its folder" in _one_line_error([*base, "--out", str(afile / "m.onnx")])
     assert "cannot write there" in _one_line_error([*base, "--out", "/proc/nastools-x/m.onnx"])
     assert "--out: empty path" in _one_line_error([*base, "--out", ""])
-    assert "is not valid JSON" in _one_line_error(["export", "--run", str(run), "--arch", str(binary)])
+    assert "is not UTF-8 text" in _one_line_error(["export", "--run", str(run), "--arch", str(binary)])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "bin.json"]

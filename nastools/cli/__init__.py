@@ -9,11 +9,14 @@ from __future__ import annotations
 import errno
 import json
 import sys
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
 import click
 
 from nastools import __version__
+from nastools.constants import DEVICES
+from nastools.data import DATASETS
 from nastools.errors import NastoolsError
 
 
@@ -66,8 +69,78 @@ def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(f)
 
 
+def run_option(default: str = "default", help: str = "Run name (runs/NAME) or folder holding supernet.pt."):
+    """The ``--run`` option: the run a command reads or writes."""
+    return click.option("--run", default=default, show_default=True, help=help)
+
+
+def dataset_option(help: str = "[default: the run's]"):
+    """The ``--dataset`` option, one of :data:`nastools.data.DATASETS`."""
+    return click.option("--dataset", type=click.Choice(DATASETS), default=None, help=help)
+
+
+def data_option(help: str = "Dataset folder  [default: the dataset's standard place, see nastools.data]"):
+    """The ``--data`` option: the folder a dataset is read from."""
+    return click.option("--data", type=click.Path(), default=None, help=help)
+
+
+def device_option(help: str = "Device to measure on."):
+    """The ``--device`` option of commands that measure on this machine: one of
+    :data:`nastools.constants.DEVICES`."""
+    return click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True, help=help)
+
+
 def echo_json(data: Any) -> None:
+    """Print ``data`` as indented JSON on stdout."""
     click.echo(json.dumps(data, indent=2))
+
+
+@dataclass(frozen=True)
+class Output:
+    """Where a command's lines go: with ``--json``, stdout holds only the JSON document and
+    progress lines go to stderr; without it, everything is text on stdout."""
+
+    as_json: bool = False
+
+    def log(self, message: str) -> None:
+        """A progress or narration line."""
+        click.echo(message, err=self.as_json)
+
+
+class Parsed(click.ParamType):
+    """A value that a library function parses; its one-line error becomes a usage error
+    (exit 2) that names the option. ``keep_text`` passes the text on once it parses (for
+    library calls that take the text)."""
+
+    def __init__(self, name: str, parse: Callable[[str], Any], keep_text: bool = False) -> None:
+        self.name, self.parse, self.keep_text = name, parse, keep_text
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if not isinstance(value, str):  # a default that is already parsed
+            return value
+        try:
+            parsed = self.parse(value)
+        except NastoolsError as exc:
+            msg, opt = str(exc), param.opts[0] if param is not None and param.opts else None
+            raise click.UsageError(msg if opt is None or msg.startswith(opt) else f"{opt}: {msg}", ctx) from None
+        return value if self.keep_text else parsed
+
+
+class IntList(click.ParamType):
+    """Integers separated by commas or spaces: ``28,32``, ``28, 32`` or ``28 32``."""
+
+    name = "integers"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> list[int]:
+        if isinstance(value, list):
+            return value
+        try:
+            out = [int(v) for v in str(value).replace(",", " ").split()]
+        except ValueError:
+            out = []
+        if not out:
+            self.fail(f"got {value!r}, expected comma-separated integers such as 224 or 28,32", param, ctx)
+        return out
 
 
 def format_table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
@@ -93,9 +166,10 @@ def _is_num(text: str) -> bool:
 
 
 # command groups register themselves on import
-from nastools.cli import space as _space  # noqa: E402,F401
-from nastools.cli import search as _search  # noqa: E402,F401
-from nastools.cli import train as _train  # noqa: E402,F401
-from nastools.cli import export as _export  # noqa: E402,F401
-from nastools.cli import profile as _profile  # noqa: E402,F401
 from nastools.cli import demo as _demo  # noqa: E402,F401
+from nastools.cli import export as _export  # noqa: E402,F401
+from nastools.cli import importer as _importer  # noqa: E402,F401
+from nastools.cli import profile as _profile  # noqa: E402,F401
+from nastools.cli import search as _search  # noqa: E402,F401
+from nastools.cli import space as _space  # noqa: E402,F401
+from nastools.cli import train as _train  # noqa: E402,F401

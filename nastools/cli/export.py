@@ -2,25 +2,43 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from nastools.cli import echo_json, json_option, main
+from nastools.cli import Parsed, data_option, dataset_option, echo_json, json_option, main, run_option
+from nastools.constants import BACKENDS, FORMATS, PRECISIONS
 from nastools.errors import NastoolsError
 
-FORMATS = ("onnx", "trt", "torchscript")
-PRECISIONS = ("fp32", "fp16", "int8")
+
+class BatchSize(click.ParamType):
+    """A batch size >= 1, or ``dynamic`` (None): a dynamic batch axis."""
+
+    name = "batch"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | None:
+        if value is None or isinstance(value, int):
+            return value
+        if str(value).strip().lower() == "dynamic":
+            return None
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+        if n < 1:
+            self.fail(f"got {value!r}, expected a positive integer or 'dynamic'", param, ctx)
+        return n
 
 
-def _batch(value: str) -> int | None:
-    if str(value).lower() == "dynamic":
-        return None
-    try:
-        n = int(value)
-    except ValueError:
-        raise NastoolsError(f"--batch {value!r}: expected a positive integer or 'dynamic'") from None
-    if n < 1:
-        raise NastoolsError(f"--batch {value!r}: expected a positive integer or 'dynamic'")
-    return n
+def _duration(option: str) -> Parsed:
+    """A bench duration (``200ms``, ``3s``), checked when the command line is parsed."""
+
+    def check(text: str) -> None:
+        from nastools.export.bench import parse_duration
+
+        parse_duration(text, option)
+
+    return Parsed("duration", check, keep_text=True)
 
 
 def _pct(x: float) -> str:
@@ -31,16 +49,16 @@ def _pct(x: float) -> str:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="onnx", show_default=True, help="Model format.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True, help="fp16/int8: ONNX graph or TensorRT engine in that precision.")
 @click.option("--arch", "arch", default=None, help="Arch JSON file  [default: the run's search/best.json]")
-@click.option("--run", default="default", show_default=True, help="Run name (runs/NAME) or folder holding supernet.pt.")
-@click.option("--batch", default="dynamic", show_default=True, help="Batch size, or 'dynamic' for a dynamic batch axis.")
-@click.option("--max-batch", default=256, show_default=True, type=int, help="TensorRT: largest batch of the dynamic profile.")
+@run_option()
+@click.option("--batch", default="dynamic", show_default=True, type=BatchSize(), help="Batch size, or 'dynamic' for a dynamic batch axis.")
+@click.option("--max-batch", default=256, show_default=True, type=click.IntRange(1), help="TensorRT: largest batch of the dynamic profile.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Output file  [default: runs/NAME/export/<arch-id>[-precision].<ext>]")
-@click.option("--dataset", default=None, help="Dataset for BN recalibration, calibration and parity  [default: the run's, else fashion-mnist]")
-@click.option("--data", type=click.Path(), default=None, help="Dataset folder (see nastools.data).")
-@click.option("--calib-images", default=2000, show_default=True, type=int, help="Training images for BN recalibration (and int8 calibration, at most 1000).")
-@click.option("--parity-images", default=1000, show_default=True, type=int, help="Test images for the parity check.")
-@click.option("--eval-images", default=None, type=int, help="Test images for top-1  [default: all]")
-@click.option("--workspace", default=1024, show_default=True, type=int, help="TensorRT workspace limit in MiB.")
+@dataset_option("Dataset for BN recalibration, calibration and parity  [default: the run's, else fashion-mnist]")
+@data_option()
+@click.option("--calib-images", default=2000, show_default=True, type=click.IntRange(1), help="Training images for BN recalibration (and int8 calibration, at most 1000).")
+@click.option("--parity-images", default=1000, show_default=True, type=click.IntRange(1), help="Test images for the parity check.")
+@click.option("--eval-images", default=None, type=click.IntRange(1), help="Test images for top-1  [default: all]")
+@click.option("--workspace", default=1024, show_default=True, type=click.IntRange(1), help="TensorRT workspace limit in MiB.")
 @click.option("--timing-cache", type=click.Path(dir_okay=False), default=None, help="TensorRT timing cache file  [default: timing.cache beside the engine]")
 @json_option
 def export_cmd(fmt, precision, arch, run, batch, max_batch, out, dataset, data, calib_images, parity_images, eval_images, workspace, timing_cache, as_json) -> None:
@@ -59,15 +77,12 @@ def export_cmd(fmt, precision, arch, run, batch, max_batch, out, dataset, data, 
     from nastools.export import export_subnet
     from nastools.export.parity import describe_parity
 
-    for name, value in (("--calib-images", calib_images), ("--parity-images", parity_images), ("--eval-images", eval_images)):
-        if value is not None and value < 1:
-            raise NastoolsError(f"{name} {value}: expected a number of images >= 1")
     result = export_subnet(
         run,
         arch,
         format=fmt,
         precision=precision,
-        batch=_batch(batch),
+        batch=batch,
         out=out,
         dataset=dataset,
         data=data,
@@ -110,11 +125,11 @@ def export_cmd(fmt, precision, arch, run, batch, max_batch, out, dataset, data, 
 
 @main.command("bench")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--backend", type=click.Choice(("ort", "trt", "torch")), default=None, help="Runtime  [default: from the extension: .onnx ort, .engine trt, .pt torch]")
+@click.option("--backend", type=click.Choice(BACKENDS), default=None, help="Runtime  [default: from the extension: .onnx ort, .engine trt, .pt torch]")
 @click.option("--batch", default=1, show_default=True, type=click.IntRange(1, 4096), help="Batch size of each inference (refused if it would not fit in memory).")
 @click.option("--threads", default=None, type=click.IntRange(1, 1024), help="CPU threads (ort intra-op, torch)  [default: the runtime's]")
-@click.option("--warmup", default="200ms", show_default=True, help="Warm-up time before timing, with a unit: us, ms, s, min or h (e.g. 200ms, 1s; 0s for none; at most 1h).")
-@click.option("--duration", default="3s", show_default=True, help="Timed duration, with a unit (e.g. 3s, 500ms; at most 1h), and at least 10 inferences.")
+@click.option("--warmup", default="200ms", show_default=True, type=_duration("--warmup"), help="Warm-up time before timing, with a unit: us, ms, s, min or h (e.g. 200ms, 1s; 0s for none; at most 1h).")
+@click.option("--duration", default="3s", show_default=True, type=_duration("--duration"), help="Timed duration, with a unit (e.g. 3s, 500ms; at most 1h), and at least 10 inferences.")
 @json_option
 def bench_cmd(model, backend, batch, threads, warmup, duration, as_json) -> None:
     """Time MODEL like trtexec: min, mean, median, p90, p95, p99 latency and throughput.

@@ -2,20 +2,39 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
-from nastools.cli import echo_json, format_table, json_option, main
+from nastools.cli import Output, data_option, dataset_option, echo_json, format_table, json_option, main, run_option
+from nastools.search.evolution import STRATEGIES
+
+
+class TableArg(click.ParamType):
+    """``DEVICE=PATH`` or a bare ``PATH.json`` (this CPU's table, device ``default``)."""
+
+    name = "[DEVICE=]PATH"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[str, str]:
+        if isinstance(value, tuple):
+            return value
+        if "=" not in value and not value.endswith(".json"):
+            self.fail(f"got {value!r}, expected DEVICE=PATH or a .json file, e.g. --table cpu=latency_tables/fmnist/my.json", param, ctx)
+        dev, path = value.split("=", 1) if "=" in value else ("default", value)
+        return dev.strip(), path.strip()
 
 
 @main.command("search")
-@click.option("--run", default="default", show_default=True, help="Run name (runs/NAME) or folder with supernet.pt.")
+@run_option()
 @click.option("--latency", multiple=True, help="Latency budget(s): 10ms, 800us, 2ms,4ms,8ms or DEVICE=10ms (repeatable).")
 @click.option("--flops", multiple=True, help="FLOPs (MACs) budget(s), e.g. 20M or 10M,20M.")
 @click.option("--params", multiple=True, help="Parameter budget(s), e.g. 1.5M.")
-@click.option("--table", "tables", multiple=True, metavar="[DEVICE=]PATH", help="Latency table to use for DEVICE (a bare PATH: this CPU's) instead of the newest matching one in latency_tables/.")
+@click.option("--table", "tables", multiple=True, type=TableArg(), metavar="[DEVICE=]PATH",
+              help="Latency table to use for DEVICE (a bare PATH: this CPU's) instead of the newest matching one "
+                   "in the working directory's latency_tables/ or the shipped tables.")
 @click.option("--population", default=16, show_default=True, type=click.IntRange(2, 10000))
 @click.option("--generations", default=6, show_default=True, type=click.IntRange(0, 10000))
-@click.option("--strategy", default="archive", show_default=True, type=click.Choice(["archive", "nsga2"]))
+@click.option("--strategy", default="archive", show_default=True, type=click.Choice(STRATEGIES))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--calib-images", default=1000, show_default=True, type=click.IntRange(1), help="Training images for BN recalibration per arch.")
 @click.option("--eval-images", default=2000, show_default=True, type=click.IntRange(1), help="Validation images evaluated per arch.")
@@ -26,8 +45,8 @@ from nastools.cli import echo_json, format_table, json_option, main
               help="Use a latency table made here as profiled, without rescaling it to this machine's speed now.")
 @click.option("--fresh", is_flag=True, help="Ignore a saved search state and accuracy cache.")
 @click.option("--out", "out_dir", default=None, help="Output folder (default: <run>/search).")
-@click.option("--dataset", default=None, help="Dataset for BN recalibration and validation  [default: the run's]")
-@click.option("--data", default=None, help="Dataset folder (default: the built-in Fashion-MNIST).")
+@dataset_option("Dataset for BN recalibration and validation  [default: the run's]")
+@data_option()
 @json_option
 def search(run, latency, flops, params, tables, population, generations, strategy, seed, calib_images, eval_images,
            predictor, no_measure, no_drift, fresh, out_dir, dataset, data, as_json) -> None:
@@ -40,23 +59,16 @@ def search(run, latency, flops, params, tables, population, generations, strateg
               nastools search --flops 10M,20M,30M --generations 10
               nastools search --latency cpu=2ms --latency gpu=0.5ms --table gpu=latency_tables/fmnist/x.json
     """
-    from nastools.errors import NastoolsError
     from nastools.search.budget import parse_budgets
     from nastools.search.runner import SearchOptions, format_cost, run_search
 
-    table_map = {}
-    for t in tables:
-        if "=" not in t and not t.endswith(".json"):
-            raise NastoolsError(f"--table {t!r}: expected DEVICE=PATH or a .json file, e.g. --table cpu=latency_tables/fmnist/my.json")
-        dev, path = t.split("=", 1) if "=" in t else ("default", t)
-        table_map[dev.strip()] = path.strip()
+    table_map = dict(tables)
     budgets = parse_budgets(latency, flops, params)
     opts = SearchOptions(
         population=population, generations=generations, strategy=strategy, seed=seed, calib_images=calib_images,
         eval_images=eval_images, predictor=predictor, dataset=dataset, data=data, measure=not no_measure, drift=not no_drift,
     )
-    log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
-    rep = run_search(run, budgets, tables=table_map, options=opts, fresh=fresh, out_dir=out_dir, progress=True, log=log)
+    rep = run_search(run, budgets, tables=table_map, options=opts, fresh=fresh, out_dir=out_dir, progress=True, log=Output(as_json).log)
     lat_keys = sorted({k for b in budgets if b.metric == "latency" for k in [b.cost_name]})
     rows, data_out = [], []
     for p in rep.picks:

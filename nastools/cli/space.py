@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from nastools.cli import echo_json, format_table, json_option, main
+from nastools.cli import Parsed, echo_json, format_table, json_option, main
 from nastools.space import SearchSpace, format_count, list_spaces, load_arch, load_space, parse_count
 
 
@@ -95,11 +95,11 @@ def space_show(space: str, as_json: bool) -> None:
 @space_group.command("sample")
 @click.argument("space")
 @click.option("-n", "--num", default=5, show_default=True, type=click.IntRange(1, 1_000_000), help="How many archs.")
-@click.option("--flops", "flops", default=None, help="Sample near this FLOPs target, e.g. 20M.")
+@click.option("--flops", "flops", type=Parsed("count", parse_count), default=None, help="Sample near this FLOPs target, e.g. 20M.")
 @click.option("--tolerance", default=0.05, show_default=True, type=click.FloatRange(0.001, 1.0), help="Relative FLOPs window.")
 @click.option("--seed", default=None, type=int, help="Random seed (default: fresh).")
 @json_option
-def space_sample(space: str, num: int, flops: str | None, tolerance: float, seed: int | None, as_json: bool) -> None:
+def space_sample(space: str, num: int, flops: float | None, tolerance: float, seed: int | None, as_json: bool) -> None:
     """Sample archs of SPACE: one Arch JSON line each, with id, FLOPs and params.
 
     \b
@@ -110,10 +110,9 @@ def space_sample(space: str, num: int, flops: str | None, tolerance: float, seed
 
     sp = load_space(space)
     rng = random.Random(seed)
-    target = parse_count(flops) if flops is not None else None
     out = []
     for _ in range(num):
-        arch = sp.sample_near_flops(target, rng, tolerance=tolerance) if target else sp.sample(rng)
+        arch = sp.sample_near_flops(flops, rng, tolerance=tolerance) if flops else sp.sample(rng)
         f, p = sp.cost(arch)
         out.append({**arch.to_dict(), "id": arch.id, "flops": f, "params": p})
     if as_json:

@@ -7,15 +7,17 @@
   :func:`build_engine`: the steps, usable on their own.
 - :func:`bench_model` (``nastools bench``): trtexec-like latency statistics (ort|trt|torch).
 
-TensorRT is imported lazily, only by the code that builds or runs an engine.
+Models are loaded and run through :mod:`nastools.runtime`; TensorRT is imported lazily, only
+by the code that builds or runs an engine.
 """
 
 from nastools.export.api import ExportResult, default_arch_path, export_subnet, resolve_arch, sidecar_path
 from nastools.export.bench import BenchResult, bench_model, latency_stats, make_runner, parse_duration
 from nastools.export.fold import fold_batchnorm, fold_conv_bn
 from nastools.export.precision import convert_fp16, quantize_int8
-from nastools.export.tensorrt import BatchProfile, build_engine
+from nastools.export.tensorrt import build_engine
 from nastools.export.to_onnx import FORBIDDEN_OPS, check_onnx, export_onnx, graph_ops
+from nastools.runtime.trt import BatchProfile
 
 __all__ = [
     "BatchProfile",

@@ -19,15 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from nastools.checkpoint import checkpoint_path, checkpoint_space, load_checkpoint, run_dir, run_splits
-from nastools.errors import NastoolsError, brief
-from nastools.export.bench import _SUFFIX_BACKEND
-from nastools.io import atomic_write, atomic_write_json, writable_file
+from nastools.checkpoint import checkpoint_space, find_checkpoint, load_checkpoint, run_dir, run_splits
+from nastools.constants import FORMATS, PRECISIONS
+from nastools.errors import NastoolsError
+from nastools.io import atomic_write, atomic_write_json, read_json, writable_file
+from nastools.runtime import SUFFIX_BACKEND
 from nastools.space import Arch, load_arch
 
 SIDECAR_FORMAT = "nastools.export/1"
-FORMATS = ("onnx", "trt", "torchscript")
-PRECISIONS = ("fp32", "fp16", "int8")
 SUFFIX = {"onnx": ".onnx", "trt": ".engine", "torchscript": ".pt"}
 BENCH_BACKEND = {"onnx": "ort", "trt": "trt", "torchscript": "torch"}  # the runtime bench uses for each format
 DEFAULT_RUN = "default"
@@ -77,15 +76,48 @@ def resolve_arch(run: str | Path, arch: Arch | str | Path | None, space) -> tupl
         arch = path
     source: Any = arch
     path = Path(str(arch))
-    if not str(arch).lstrip().startswith("{") and path.is_file():
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-            raise NastoolsError(f"arch file {str(path)!r} is not valid JSON: {brief(exc, 120)}") from None
+    if not str(arch).lstrip().startswith("{") and path.exists():
+        data = read_json(path, "arch file")  # a folder, a device, a binary or malformed file: one line
         # a search result may wrap the arch: {"arch": {...}, "accuracy": ...}
         source = data["arch"] if isinstance(data, dict) and isinstance(data.get("arch"), dict) else data
     info = {k: v for k, v in source.items() if k in ("top1", "id")} if isinstance(source, dict) else {}
     return load_arch(source, space), info
+
+
+def check_export_memory(space, arch: Arch, batch: int | None, format: str) -> int:
+    """Refuse, before any work, a fixed ``batch`` whose export would not fit in memory: the
+    export traces the subnet on a whole batch, and the parity check runs the written model
+    (padded to its static batch) the same way. Estimated from the arch's blocks (input, and
+    the largest block's input, expanded and output tensors), against this machine's available
+    memory (and the GPU's free memory for TensorRT), as ``nastools bench`` does; where the
+    available memory is unknown, the input is capped at ``MAX_INPUT_GIB``. Returns the
+    estimate in bytes (0 for a dynamic batch)."""
+    from nastools.export.bench import MAX_INPUT_GIB, _gib
+    from nastools.machine import available_memory
+
+    if batch is None:
+        return 0
+    image = 4 * space.input_channels * arch.resolution**2
+    acts = 4 * max(b.size**2 * (b.in_chs + 2 * b.mid_chs) + b.out_size**2 * b.out_chs for b in space.blocks(arch))
+    need = batch * (2 * image + acts)  # the input, its padded copy, the largest block's tensors
+    free = available_memory()
+    if free is None and batch * image > MAX_INPUT_GIB * 2**30:
+        raise NastoolsError(f"--batch {batch}: the input alone would take {_gib(batch * image)} (at most {_gib(MAX_INPUT_GIB * 2**30)}); "
+                            f"pass a smaller --batch or --batch dynamic")
+    if free is not None and need > free:
+        raise NastoolsError(f"--batch {batch}: exporting arch {arch.id} needs about {_gib(need)} for its input and activations; this "
+                            f"machine has {_gib(free)} available: pass a smaller --batch or --batch dynamic")
+    if format == "trt":
+        try:
+            import torch
+
+            gpu_free = torch.cuda.mem_get_info()[0] if torch.cuda.is_available() else None
+        except RuntimeError:
+            gpu_free = None
+        if gpu_free is not None and batch * (image + acts) > gpu_free:
+            raise NastoolsError(f"--batch {batch}: a TensorRT engine for it needs about {_gib(batch * (image + acts))} of GPU memory; "
+                                f"the GPU has {_gib(gpu_free)} free: pass a smaller --batch or --batch dynamic")
+    return need
 
 
 def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
@@ -130,7 +162,7 @@ def output_path(out: str | Path | None, format: str) -> Path | None:
         raise NastoolsError("--out: empty path")
     out = Path(out)
     suffix = out.suffix.lower()
-    owner = next((f for f, b in BENCH_BACKEND.items() if _SUFFIX_BACKEND.get(suffix) == b), None)
+    owner = next((f for f, b in BENCH_BACKEND.items() if SUFFIX_BACKEND.get(suffix) == b), None)
     if owner is None:
         return out.with_name(out.name + SUFFIX[format])
     if owner != format:
@@ -169,7 +201,7 @@ def export_subnet(
     """
     from tqdm import tqdm
 
-    from nastools.export.tensorrt import import_tensorrt
+    from nastools.runtime.trt import import_tensorrt
 
     _check_choice("--format", format, FORMATS)
     _check_choice("--precision", precision, PRECISIONS)
@@ -187,6 +219,7 @@ def export_subnet(
     ckpt = load_checkpoint(run)
     space = checkpoint_space(ckpt)
     arch, arch_info = resolve_arch(run, arch, space)
+    check_export_memory(space, arch, batch, format)
     out = writable_file(out or default_output(run, arch, format, precision), "--out")  # before any work
     splits = run_splits(ckpt, dataset, data)
     ds_name = splits.name
@@ -210,12 +243,13 @@ def _export(steps, *, run, arch, arch_info, format, precision, batch, out, split
     """The work of :func:`export_subnet` once its inputs are checked."""
     import torch
 
-    from nastools.export.bench import TORCHSCRIPT_META, make_runner
     from nastools.export.fold import fold_batchnorm
     from nastools.export.parity import parity, run_batched, top1
     from nastools.export.precision import convert_fp16, quantize_int8
-    from nastools.export.tensorrt import DEFAULT_WORKSPACE, BatchProfile, build_engine, strongly_typed
+    from nastools.export.tensorrt import build_engine
     from nastools.export.to_onnx import check_onnx, export_onnx
+    from nastools.runtime import TORCHSCRIPT_META, make_runner
+    from nastools.runtime.trt import DEFAULT_WORKSPACE, BatchProfile, strongly_typed
     from nastools.supernet import Supernet
     from nastools.train.evaluate import calibration_batches, evaluate_top1, recalibrate_bn
 
@@ -252,7 +286,7 @@ def _export(steps, *, run, arch, arch_info, format, precision, batch, out, split
             "preprocessing": f"{ds_name} images scaled to [0,1], normalised with the dataset mean/std, bilinear resize to {arch.resolution}",
         },
         "batch": "dynamic" if batch is None else batch,
-        "source": {"run": str(run), "checkpoint": str(checkpoint_path(run))},
+        "source": {"run": str(run), "checkpoint": str(find_checkpoint(run))},
         "batchnorm": {"folded": True, "recalibrated": True, "recalibration_images": seen, "recalibration_split": f"{ds_name} train"},
         "accuracy": {"dataset": ds_name, "split": "test", "torch_top1": torch_top1, **({"search_top1": arch_info["top1"]} if "top1" in arch_info else {})},
         "versions": _versions(),

@@ -1,7 +1,7 @@
 """Parity of an exported model with its PyTorch source, and top-1 through a runtime.
 
 The reference is the PyTorch subnet itself (BN not folded) in eval mode; the exported model
-runs through a :class:`~nastools.export.bench.Runner` (ONNX Runtime, TensorRT, TorchScript)
+runs through a :class:`nastools.runtime.Runner` (ONNX Runtime, TensorRT, TorchScript)
 on the same real, preprocessed images.
 """
 
@@ -11,7 +11,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from nastools.export.bench import Runner
+from nastools.runtime import Runner
 
 #: default pass criteria per precision: (max abs logit diff, min top-1 agreement)
 TOLERANCES = {"fp32": (1e-3, 0.999), "fp16": (5e-2, 0.99), "int8": (float("inf"), 0.9)}

@@ -11,16 +11,15 @@
 
 from __future__ import annotations
 
-
 import tempfile
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 
+from nastools.constants import PRECISIONS
 from nastools.io import atomic_write
 
-PRECISIONS = ("fp32", "fp16", "int8")
 INT8_TARGETS = ("ort", "trt")
 
 

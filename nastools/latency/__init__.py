@@ -4,7 +4,16 @@ runs. ``tensorrt`` and CUDA-only packages are imported lazily inside their backe
 
 from nastools.latency.backends import BACKENDS, OrtCpuBackend, OrtCudaBackend, TorchBackend, make_backend
 from nastools.latency.measure import Backend, Measurement, Protocol, measure_interleaved
-from nastools.latency.profiler import calibrate, calibrate_and_validate, check_drift, measure_end_to_end, profile, profile_blocks, sample_archs, validate
+from nastools.latency.profiler import (
+    calibrate,
+    calibrate_and_validate,
+    check_drift,
+    measure_end_to_end,
+    profile,
+    profile_blocks,
+    sample_archs,
+    validate,
+)
 from nastools.latency.table import TABLE_FORMAT, LatencyTable, default_table_path
 from nastools.latency.validate import error_metrics, kendall_tau
 from nastools.latency.workload import Workload, block_workload, blocks_for, subnet_workload

@@ -1,8 +1,10 @@
-"""The measurement protocol, owned once by :class:`Backend`.
+"""The measurement protocol, owned once by :class:`Backend`: the latency tables' timing
+policy over :mod:`nastools.runtime` runners.
 
-A backend implements only :meth:`Backend.load`, :meth:`Backend.run` and
-:meth:`Backend.release` (and, for GPUs, :meth:`Backend.timed_run` with device events);
-warm-up, repetition until the median is stable, statistics and the result record live here.
+A backend names the runtime runner of a workload (:meth:`Backend.runner`); loading, running
+and releasing are the runner's. Warm-up, repetition until the median is stable, statistics
+and the result record live here; GPU runners that launch asynchronously are timed with
+device events on their stream, the others by the host clock.
 
 Why this protocol: on a shared machine another process steals the core now and then (a
 scheduler time slice is milliseconds, longer than a whole small model), which shows up as a
@@ -25,6 +27,7 @@ import numpy as np
 
 from nastools.errors import NastoolsError
 from nastools.latency.workload import Workload
+from nastools.runtime import Runner
 
 
 @dataclass(frozen=True)
@@ -73,10 +76,12 @@ class Measurement:
 
 
 class Backend:
-    """Base of every latency backend: load a workload, time it by the protocol, release it.
+    """A :mod:`nastools.runtime` backend timed by the measurement protocol.
 
-    Subclasses set :attr:`name` and implement :meth:`load`, :meth:`run`, :meth:`release`;
-    :meth:`describe` reports what the backend ran on (device, library and version).
+    Subclasses set :attr:`name` and implement :meth:`runner` (the runtime runner of one
+    workload) and :meth:`describe` (what the backend runs on, for table metadata). Loading,
+    binding the workload's example input, running and releasing are the runner's; warm-up,
+    repetition until the median is stable, statistics and the result record live here.
     """
 
     name = "base"
@@ -86,28 +91,63 @@ class Backend:
     precisions: tuple[str, ...] = ("fp32",)
     #: the attributes :meth:`load` sets for one workload; :meth:`hold` and :meth:`resume`
     #: swap them, so that several workloads stay loaded at once (:func:`measure_interleaved`)
-    state: tuple[str, ...] = ()
+    state: tuple[str, ...] = ("_runner",)
 
     def __init__(self, precision: str = "fp32", threads: int = 1) -> None:
         self.precision = precision
         self.threads = threads
+        self._runner: Runner | None = None
 
     # -- backend-specific ---------------------------------------------------------------
 
-    def load(self, workload: Workload) -> None:
-        """Prepare ``workload`` for :meth:`run` (build a session / engine, allocate buffers)."""
+    def runner(self, workload: Workload) -> Runner:
+        """The runtime runner (not loaded yet) of ``workload`` at this backend's precision."""
         raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """``{"device": ..., "backend": ..., "version": ...}`` for table metadata."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Free anything held across workloads (builders, caches)."""
+
+    # -- one workload, through its runner ---------------------------------------------------
+
+    def load(self, workload: Workload) -> None:
+        """Load ``workload`` and bind its example input, ready for :meth:`run`."""
+        runner = self.runner(workload)
+        runner.load()
+        try:
+            runner.bind(workload.example_input())
+        except BaseException:
+            runner.release()
+            raise
+        self._runner = runner
 
     def run(self) -> None:
         """One synchronous inference of the loaded workload."""
-        raise NotImplementedError
+        self._runner.run()
 
     def release(self) -> None:
         """Free what :meth:`load` allocated."""
+        if self._runner is not None:
+            self._runner.release()
+        self._runner = None
 
     def timed_run(self) -> tuple[float, bool]:
-        """One inference: (its duration in ms by the host clock, whether the OS preempted this
-        thread during it). GPU backends override this with device events (never preempted)."""
+        """One inference: (its duration in ms, whether the OS preempted this thread during it).
+        A runner that launches asynchronously on a GPU is timed with device events on its
+        stream (never preempted); any other by the host clock around a synchronous run."""
+        runner = self._runner
+        if runner.asynchronous:
+            import torch
+
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record(runner.stream)
+            runner.enqueue()
+            end.record(runner.stream)
+            end.synchronize()
+            return start.elapsed_time(end), False
         switches = resource.getrusage(resource.RUSAGE_THREAD).ru_nivcsw
         t0 = time.perf_counter_ns()
         self.run()
@@ -126,13 +166,6 @@ class Backend:
         """Make the workload :meth:`hold` returned ``held`` for the loaded one again."""
         for a, v in held.items():
             setattr(self, a, v)
-
-    def describe(self) -> dict[str, Any]:
-        """``{"device": ..., "backend": ..., "version": ...}`` for table metadata."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Free anything held across workloads (builders, caches)."""
 
     # -- the protocol -------------------------------------------------------------------
 

@@ -18,8 +18,7 @@ import torch.nn.functional as F
 
 from nastools.space import Arch, Block, SearchSpace, load_space
 from nastools.supernet.dynamic import DynamicBatchNorm2d, DynamicConv2d, DynamicLinear, DynamicSE, copy_bn
-from nastools.supernet.static import MBConv, StaticSubnet, Head, Stem, drop_path, make_act, make_gate
-
+from nastools.supernet.static import Head, MBConv, StaticSubnet, Stem, drop_path, make_act, make_gate
 
 _LEGACY_SHORTCUT = re.compile(r"stages\.\d+\.[1-9]\d*\.shortcut_conv\.weight")
 
@@ -108,19 +107,19 @@ class DynamicMBConv(nn.Module):
 
     def extract(self, block: Block) -> MBConv:
         m = MBConv(block, self.drop_connect)
-        if m.expand_conv is not None:
+        if block.expand != 1:  # else the static block's expansion is nn.Identity
             _copy(m.expand_conv.weight, self.expand_conv.active_weight(block.in_chs, block.mid_chs))
             copy_bn(m.expand_bn, self.expand_bn)
         _copy(m.dw_conv.weight, self.dw_conv.active_weight(block.mid_chs, block.mid_chs, block.kernel))
         copy_bn(m.dw_bn, self.dw_bn)
-        if m.se is not None:
+        if block.se:
             _copy(m.se.reduce.weight, self.se.reduce.active_weight(block.mid_chs, block.se_chs))
             _copy(m.se.reduce.bias, self.se.reduce.active_bias(block.se_chs))
             _copy(m.se.expand.weight, self.se.expand.active_weight(block.se_chs, block.mid_chs))
             _copy(m.se.expand.bias, self.se.expand.active_bias(block.mid_chs))
         _copy(m.project_conv.weight, self.project_conv.active_weight(block.mid_chs, block.out_chs))
         copy_bn(m.project_bn, self.project_bn)
-        if m.shortcut.conv is not None:
+        if block.has_shortcut_conv:
             _copy(m.shortcut.conv.weight, self.shortcut_conv.active_weight(block.in_chs, block.out_chs))
         return m
 
