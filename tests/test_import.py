@@ -1,0 +1,355 @@
+"""``nastools import attentivenas``: safe loading, tensor mapping, errors, and logit parity
+with the AttentiveNAS reference code.
+
+``tests/data/attentivenas_reference.pt`` holds what the reference code computes
+(``tests/data/make_attentivenas_reference.py`` made it; the reference code is not needed
+here): every state_dict name and shape of the reference supernet, and for A0-A6, the min,
+max and 12 random subnets the reference's FLOPs and the logits of its extracted subnet in
+eval mode, with every weight filled by a formula of its name (``fill``) and inputs from a
+formula (``images``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import pickle
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from nastools.checkpoint import load_checkpoint, load_supernet
+from nastools.cli import main
+from nastools.errors import NastoolsError
+from nastools.importers import attentivenas as an
+from nastools.importers.safe_pickle import Foreign, plain, safe_torch_load
+from nastools.space import load_space
+from nastools.supernet import Supernet
+
+DATA = Path(__file__).parent / "data"
+TOL = 1e-4
+
+
+def _maker():
+    spec = importlib.util.spec_from_file_location("make_attentivenas_reference", DATA / "make_attentivenas_reference.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+MAKER = _maker()
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return torch.load(DATA / "attentivenas_reference.pt", weights_only=True)
+
+
+@pytest.fixture(scope="module")
+def ref_state(reference):
+    """The reference supernet's state_dict, filled as the fixture's reference model was."""
+    return {name: MAKER.fill(name, tuple(shape)) for name, shape in reference["keys"]}
+
+
+@pytest.fixture(scope="module")
+def supernet(ref_state):
+    mapped, _ = an.map_state(ref_state, "fixture")
+    net = Supernet("attentivenas")
+    net.load_state_dict(mapped)
+    return net.eval()
+
+
+def _logits(net: Supernet, reference, name: str) -> torch.Tensor:
+    arch = an.reference_arch(reference["archs"][name])
+    with torch.no_grad():
+        return net.extract(arch).eval()(MAKER.images(reference["sizes"][name]))
+
+
+# ---------------------------------------------------------------------------- parity
+
+
+def test_static_subnets_match_reference_logits(supernet, reference):
+    names = list(reference["logits"])
+    assert {"a0", "a1", "a2", "a3", "a4", "a5", "a6", "min", "max"} <= set(names)
+    assert sum(n.startswith("random") for n in names) >= 10
+    errors = {n: float((_logits(supernet, reference, n) - reference["logits"][n]).abs().max()) for n in names}
+    assert max(errors.values()) <= TOL, errors
+
+
+def test_supernet_forward_matches_reference_logits(supernet, reference):
+    for name in ("a0", "a6"):
+        arch = an.reference_arch(reference["archs"][name])
+        supernet.set_active(arch)
+        with torch.no_grad():
+            y = supernet(MAKER.images(arch.resolution))
+        assert float((y - reference["logits"][name]).abs().max()) <= TOL, name
+
+
+def test_fixture_is_sensitive_to_one_weight(ref_state, reference):
+    """A 1% change of one BatchNorm weight deep in the net moves A0's logits far past the
+    tolerance, so the parity above checks every mapped tensor that A0 uses."""
+    mapped, _ = an.map_state(ref_state, "fixture")
+    mapped["stages.5.1.expand_bn.weight"] = mapped["stages.5.1.expand_bn.weight"] * 1.01
+    net = Supernet("attentivenas")
+    net.load_state_dict(mapped)
+    err = float((_logits(net.eval(), reference, "a0") - reference["logits"]["a0"]).abs().max())
+    assert err > 3 * TOL
+
+
+def test_flops_equal_the_reference_count_and_the_published_figures(reference):
+    sp = load_space("attentivenas")
+    for name, a in reference["archs"].items():
+        assert sp.flops(an.reference_arch(a, sp)) / 1e6 == pytest.approx(reference["flops"][name], rel=1e-9), name
+    for name, mflops in an.PUBLISHED_MFLOPS.items():
+        assert sp.flops(an.reference_arch(an.PARETO[name], sp)) / 1e6 == pytest.approx(mflops, rel=0.01), name
+        assert an.PARETO[name] == reference["archs"][name]
+
+
+# ---------------------------------------------------------------------------- mapping
+
+
+def test_every_reference_tensor_is_mapped_or_listed_as_unused(ref_state):
+    mapped, unused = an.map_state(ref_state, "fixture")
+    names = an.name_map()
+    assert set(mapped) == set(names)
+    used = {v for v in names.values() if v is not None}
+    assert used | set(unused) == set(ref_state) and not used & set(unused)
+    assert all(".bn_tracking." in n or ".shortcut.conv." in n for n in unused)
+    # every stage's first block keeps its shortcut conv; the 30 later blocks' are unused
+    assert sum(".shortcut." in n for n in unused) == sum(max(s.depths) - 1 for s in load_space("attentivenas").stages)
+    assert mapped["head.mix.bias"].abs().sum() == 0
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda s: s.pop("blocks.9.mobile_inverted_conv.depth_conv.se.fc.reduce.bias"),
+         "tensor 'blocks.9.mobile_inverted_conv.depth_conv.se.fc.reduce.bias' is missing (nastools 'stages.2.2.se.reduce.bias')"),
+        (lambda s: s.update({"first_conv.conv.conv.weight": torch.zeros(32, 3, 3, 3)}),
+         "tensor 'first_conv.conv.conv.weight' has shape [32, 3, 3, 3], expected [24, 3, 3, 3]"),
+        (lambda s: s.update({"classifier.linear.linear.bias": torch.full((1000,), float("nan"))}),
+         "tensor 'classifier.linear.linear.bias' holds NaN or infinite values"),
+        (lambda s: s.update({"blocks.0.extra.weight": torch.zeros(3)}),
+         "tensor 'blocks.0.extra.weight' is not part of an AttentiveNAS supernet"),
+        (lambda s: s.update({"blocks.0.shortcut.conv.conv.weight": torch.zeros(24, 24, 1, 1, dtype=torch.long)}),
+         "tensor 'blocks.0.shortcut.conv.conv.weight' is torch.int64 (torch.strided), expected torch.float32"),
+    ],
+    ids=["missing", "shape", "nan", "extra", "kind"],
+)
+def test_mapping_errors_are_one_line_naming_the_tensor(ref_state, change, message):
+    state = dict(ref_state)
+    change(state)
+    with pytest.raises(NastoolsError) as exc:
+        an.map_state(state, "checkpoint 'x.pth'")
+    text = str(exc.value)
+    assert message in text and "\n" not in text and text.startswith("checkpoint 'x.pth': ")
+
+
+def test_prefix_and_layouts():
+    t = torch.zeros(1)
+    assert an.strip_prefix({"module.a": t, "module.b": t}, "f") == ({"a": t, "b": t}, "module.")
+    assert an.strip_prefix({"a": t}, "f") == ({"a": t}, "")
+    with pytest.raises(NastoolsError, match="both with and without"):
+        an.strip_prefix({"module.a": t, "a": t}, "f")
+    assert an.find_state_dict({"state_dict": {"a": t}, "args": None}, "f") == ({"a": t}, "state_dict")
+    assert an.find_state_dict({"model": {"a": t}}, "f") == ({"a": t}, "model")
+    assert an.find_state_dict({"a": t}, "f") == ({"a": t}, "")
+    with pytest.raises(NastoolsError, match="has no 'state_dict' or 'model' entry"):
+        an.find_state_dict({"epoch": 3}, "f")
+
+
+def test_reference_arch_checks_its_input():
+    arch = an.reference_arch(an.PARETO["a0"])
+    assert arch.resolution == 192 and arch.stem == 16 and arch.head == 1792 and len(arch.stages) == 7
+    with pytest.raises(NastoolsError, match="expected 9 widths"):
+        an.reference_arch({**an.PARETO["a0"], "width": [16, 16]})
+    with pytest.raises(NastoolsError):
+        an.reference_arch({**an.PARETO["a0"], "resolution": 100})
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def _fake_reference_modules():
+    """Stand-ins for the reference's ``utils.config`` module, to pickle a config object of
+    that class; they are removed again before anything is loaded."""
+    mod = types.ModuleType("utils.config")
+
+    class AttrDict(dict):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.__dict__ = self
+            for k, v in self.items():
+                if isinstance(v, dict):
+                    self[k] = AttrDict(v)
+
+    class Config(AttrDict):
+        pass
+
+    for cls in (AttrDict, Config):
+        cls.__module__, cls.__qualname__ = "utils.config", cls.__name__
+        setattr(mod, cls.__name__, cls)
+    return mod
+
+
+def _supernet_config(**changes):
+    sp = load_space("attentivenas")
+    cfg = {"use_v3_head": True, "resolutions": list(sp.resolutions),
+           "first_conv": {"c": list(sp.stem_widths), "act_func": "swish", "s": 2},
+           "last_conv": {"c": list(sp.head_widths), "act_func": "swish"}}
+    for name, s in zip(("mb1", "mb2", "mb3", "mb4", "mb5", "mb6", "mb7"), sp.stages):
+        cfg[name] = {"c": list(s.widths), "d": list(s.depths), "k": list(s.kernels), "t": [int(e) for e in s.expands],
+                     "s": s.stride, "act_func": "swish", "se": s.se}
+    cfg.update(changes)
+    return cfg
+
+
+def _save_with_config(obj_fn, path: Path, *, legacy: bool) -> None:
+    """torch.save ``obj_fn(Config)`` with the reference's config class importable only
+    while saving."""
+    mods = {"utils": types.ModuleType("utils"), "utils.config": _fake_reference_modules()}
+    old = {k: sys.modules.get(k) for k in mods}
+    sys.modules.update(mods)
+    try:
+        with open(path, "wb") as f:
+            torch.save(obj_fn(mods["utils.config"].Config), f, _use_new_zipfile_serialization=not legacy)
+    finally:
+        for k, v in old.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+
+
+class _RunsCode:
+    """Pickles as a call of ``os.system``: loading it with plain pickle runs a command."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "zip"])
+def test_code_in_a_pickle_does_not_run(tmp_path, legacy):
+    marker = tmp_path / "ran"
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        torch.save({"state_dict": {"module.w": torch.ones(2)}, "args": [_RunsCode(marker)], "epoch": 1}, f,
+                   _use_new_zipfile_serialization=not legacy)
+    data = safe_torch_load(path)
+    assert not marker.exists()
+    assert torch.equal(data["state_dict"]["module.w"], torch.ones(2))
+    evil = data["args"][0]
+    assert isinstance(evil, Foreign) and evil.qualname in ("posix.system", "os.system")
+    assert plain(data["args"]) == [{"__class__": evil.qualname, "args": [f"touch {marker}"]}]
+    # plain torch.load would run it; weights_only refuses the whole file
+    with pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=True)
+
+
+def test_code_as_the_whole_file_is_a_one_line_error(tmp_path):
+    marker = tmp_path / "ran"
+    path = tmp_path / "evil.pth"
+    torch.save(_RunsCode(marker), path)
+    with pytest.raises(NastoolsError) as exc:
+        an.import_attentivenas(path, tmp_path / "run")
+    assert "holds a pickled" in str(exc.value) and "\n" not in str(exc.value)
+    assert not marker.exists() and not (tmp_path / "run").exists()
+    raw = tmp_path / "raw.pkl"  # a bare pickle, not a torch.save file
+    raw.write_bytes(pickle.dumps(_RunsCode(marker)))
+    with pytest.raises(NastoolsError, match="truncated, damaged or not a torch.save file"):
+        safe_torch_load(raw)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "zip"])
+def test_reference_config_becomes_plain_data(tmp_path, legacy):
+    path = tmp_path / "cfg.pth"
+    _save_with_config(lambda Config: {"args": Config({"n_classes": 1000, "supernet_config": _supernet_config()}),
+                                      "state_dict": {}}, path, legacy=legacy)
+    data = safe_torch_load(path)
+    assert "utils.config" not in sys.modules and "utils" not in sys.modules
+    cfg = plain(data["args"])
+    assert cfg["__class__"] == "utils.config.Config" and cfg["n_classes"] == 1000
+    assert cfg["supernet_config"]["mb3"]["c"] == [32, 40]
+    an.check_config(cfg, "f")  # the attentivenas space's own choices
+
+
+def test_config_of_another_space_is_refused(tmp_path):
+    cfg = {"supernet_config": _supernet_config(mb3={"c": [32, 48], "d": [3], "k": [3], "t": [4], "s": 2, "se": True})}
+    with pytest.raises(NastoolsError, match=r"supernet_config.mb3.c = \[32, 48\], the 'attentivenas' space has \[32, 40\]"):
+        an.check_config(cfg, "checkpoint 'x'")
+
+
+def test_truncated_and_foreign_files_are_one_line_errors_and_write_nothing(tmp_path):
+    run = tmp_path / "run"
+    good = io.BytesIO()
+    torch.save({"state_dict": {"module.conv1.weight": torch.zeros(4, 3, 3, 3)}}, good, _use_new_zipfile_serialization=False)
+    cases = {
+        "truncated.pth": (good.getvalue()[: len(good.getvalue()) // 2], "truncated, damaged or not a torch.save file"),
+        "resnet.pth": (good.getvalue(), "tensor 'first_conv.conv.conv.weight' is missing"),
+        "empty.pth": (b"", "truncated, damaged or not a torch.save file"),
+    }
+    for name, (blob, message) in cases.items():
+        (tmp_path / name).write_bytes(blob)
+        with pytest.raises(NastoolsError) as exc:
+            an.import_attentivenas(tmp_path / name, run)
+        assert message in str(exc.value) and "\n" not in str(exc.value), name
+        assert not run.exists(), name
+    with pytest.raises(NastoolsError, match="does not exist"):
+        an.import_attentivenas(tmp_path / "nothing.pth", run)
+
+
+def test_wrong_shape_writes_nothing(tmp_path, ref_state, monkeypatch):
+    state = {f"module.{k}": v for k, v in ref_state.items()}
+    state["module.last_conv.feature_mix_layer.conv.conv.weight"] = torch.zeros(1984, 1344)
+    monkeypatch.setattr("nastools.importers.safe_pickle.safe_torch_load", lambda path: {"state_dict": state})
+    with pytest.raises(NastoolsError, match=r"'last_conv.feature_mix_layer.conv.conv.weight' has shape \[1984, 1344\], "
+                                            r"expected \[1984, 1344, 1, 1\]"):
+        an.import_attentivenas(tmp_path / "x.pth", tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_existing_run_is_kept_without_force(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "supernet.pt").write_bytes(b"trained")
+    with pytest.raises(NastoolsError, match="already has a supernet .* pass --force"):
+        an.import_attentivenas(tmp_path / "nothing.pth", run)
+    assert (run / "supernet.pt").read_bytes() == b"trained"
+
+
+def test_cli_imports_a_published_layout_checkpoint_into_a_run(tmp_path, ref_state, reference):
+    """The published layout end to end: a legacy-format file of {"state_dict" with
+    "module." names, "args": <config object>, optimizer, ...} through ``nastools import``;
+    the run loads as any other and its subnets give the reference's logits."""
+    path = tmp_path / "attentive_nas_pretrained.pth.tar"
+    state = {f"module.{k}": v for k, v in ref_state.items()}
+    _save_with_config(lambda Config: {"epoch": 360, "state_dict": state, "optimizer": {"state": {}, "param_groups": []},
+                                      "args": Config({"n_classes": 1000, "supernet_config": _supernet_config()})},
+                      path, legacy=True)
+    run = tmp_path / "runs" / "an"
+    r = CliRunner().invoke(main, ["import", "attentivenas", str(path), "--run", str(run), "--json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.output)
+    assert report["layout"] == "state_dict" and report["prefix"] == "module." and report["mapped"] == 772
+    assert len(report["unused"]) == len(ref_state) - 772 and report["zeroed"] == ["head.mix.bias"]
+    assert "utils.config" not in sys.modules
+    data = load_checkpoint(run, "attentivenas")
+    assert data["imported"]["from"] == str(path) and data["trained"]["config"]["dataset"] == "imagefolder"
+    assert data["imported"]["config"]["supernet_config"]["mb7"]["c"] == [216, 224]
+    net = load_supernet(run).eval()
+    arch = load_space("attentivenas").arch_from_dict(json.loads((run / "archs" / "a0.json").read_text()))
+    with torch.no_grad():
+        y = net.extract(arch).eval()(MAKER.images(arch.resolution))
+    assert float((y - reference["logits"]["a0"]).abs().max()) <= TOL
+    again = CliRunner().invoke(main, ["import", "attentivenas", str(path), "--run", str(run)])
+    assert again.exit_code == 1 and "already has a supernet" in again.output and len(again.output.strip().splitlines()) == 1
