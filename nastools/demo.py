@@ -24,7 +24,8 @@ from typing import Any, Callable
 from nastools.checkpoint import checkpoint_path, run_dir
 from nastools.errors import NastoolsError
 from nastools.io import atomic_write_json, writable_dir
-from nastools.space import format_count, load_space
+from nastools.search.latency_cost import LatencyCost
+from nastools.space import SearchSpace, format_count, load_space
 
 STATE_NAME = "demo.json"
 
@@ -65,26 +66,21 @@ class DemoSettings:
                    budget_point=0.75)
 
 
-def _matching_table(space, cpu: str):
-    """A latency table of ``space`` (the user's or a shipped one) made on this CPU model with ORT, 1 thread, batch 1
-    (one of this very CPU generation first)."""
-    from nastools.errors import NastoolsError
-    from nastools.latency.table import LatencyTable, table_files
-    from nastools.machine import cpu_match
+def _matching_table(space: SearchSpace, cpu: str):
+    """A latency table of ``space`` (the user's or a shipped one) made on this CPU model, named
+    ``cpu``, with ORT, 1 thread, batch 1, fp32 and a calibration (one of this very CPU
+    generation first; :func:`nastools.search.latency_cost.find_table`), or None."""
+    from nastools.search.latency_cost import find_table
 
-    matches = []
-    for p in table_files(space.name):
-        try:
-            t = LatencyTable.load(p, space)
-        except NastoolsError:
-            continue
+    def fits(t) -> bool:
         m = t.meta
-        if m.get("device") == cpu and m.get("backend") == "ort" and m.get("batch") == 1 and m.get("threads") == 1 and m.get("precision") == "fp32" and "scale" in t.calibration:
-            matches.append((cpu_match(m), t))
-    return max(matches, key=lambda x: x[0])[1] if matches else None  # the first of the closest
+        return (m.get("device") == cpu and m.get("backend") == "ort" and m.get("batch") == 1 and m.get("threads") == 1
+                and m.get("precision") == "fp32" and "scale" in t.calibration)
+
+    return find_table(space, "default", accept=fits)
 
 
-def _shipped_supernet(space) -> str | None:
+def _shipped_supernet(space: SearchSpace) -> str | None:
     """The name of the shipped supernet trained on ``space`` (same fingerprint), if any."""
     from nastools.checkpoint import load_checkpoint
     from nastools.pretrained import DEMO_SUPERNET, list_pretrained
@@ -112,154 +108,188 @@ def _read_state(path: Path) -> dict[str, Any]:
     return state
 
 
-def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the demo pipeline; returns the summary (also written to ``runs/<run>/demo.json``)."""
-    s = settings or DemoSettings()
-    space = load_space(s.space)
-    rdir = run_dir(s.run)
-    if fresh and rdir.exists():
-        shutil.rmtree(rdir)
-    writable_dir(rdir, "--run folder").mkdir(parents=True, exist_ok=True)
-    state_path = rdir / STATE_NAME
-    state = _read_state(state_path) if state_path.is_file() else {"stages": {}}
-    stages: dict[str, Any] = state["stages"]
+class _Stages:
+    """The demo's stages as recorded in ``demo.json``: each runs once, and a later call
+    reuses its recorded result."""
 
-    def stage(name: str, title: str, fn: Callable[[], dict]) -> dict:
-        if name in stages:
-            log(f"== {title}: done earlier, reusing ({stages[name]['seconds']:.0f} s then; --fresh to redo)")
-            return stages[name]
-        log(f"== {title}")
+    def __init__(self, path: Path, log: Callable[[str], None]) -> None:
+        self.path, self.log = path, log
+        self.state = _read_state(path) if path.is_file() else {"stages": {}}
+        self.done: dict[str, Any] = self.state["stages"]
+
+    def run(self, name: str, title: str, fn: Callable[[], dict]) -> dict:
+        """The result of stage ``name``: recorded earlier, or ``fn()`` run now (and timed)."""
+        if name in self.done:
+            self.log(f"== {title}: done earlier, reusing ({self.done[name]['seconds']:.0f} s then; --fresh to redo)")
+            return self.done[name]
+        self.log(f"== {title}")
         t0 = time.perf_counter()
         out = fn()
         out["seconds"] = time.perf_counter() - t0
-        stages[name] = out
-        atomic_write_json(state_path, state)
-        log(f"   ({out['seconds']:.0f} s)")
+        self.done[name] = out
+        atomic_write_json(self.path, self.state)
+        self.log(f"   ({out['seconds']:.0f} s)")
         return out
 
-    # 1. train, or take the shipped supernet ----------------------------------------------
+    def finish(self, summary: dict[str, Any]) -> None:
+        """Record the summary beside the stages."""
+        self.state["summary"] = summary
+        atomic_write_json(self.path, self.state)
+
+
+@dataclass
+class _Demo:
+    """What every stage reads: the settings, the space, the run folder and the log."""
+
+    settings: DemoSettings
+    space: SearchSpace
+    rdir: Path
+    log: Callable[[str], None]
+
+
+# --------------------------------------------------------------------------- 1. supernet
+
+
+def _take_shipped(demo: _Demo, name: str) -> dict:
+    from nastools.checkpoint import find_checkpoint
+    from nastools.pretrained import describe
+
+    ckpt = find_checkpoint(name)
+    demo.log(f"   {describe(name)}")
+    demo.log(f"   weights {ckpt} (nastools demo --train 6m trains a fresh supernet instead)")
+    return {"checkpoint": str(ckpt), "supernet": name, "shipped": True, "about": describe(name)}
+
+
+def _train(demo: _Demo, train_time: str) -> dict:
+    from nastools.train.trainer import TrainConfig, train
+
+    s, rdir = demo.settings, demo.rdir
+    ckpt = checkpoint_path(rdir)
+    cfg = TrainConfig(space=s.space, sampler="attentive-best", epochs=s.train_epochs, batch_size=s.batch_size, lr=s.lr,
+                      warmup_epochs=s.train_epochs / 20, seed=s.seed, eval_images=s.eval_images, calib_images=s.calib_images)
+    resume = ckpt.is_file()
+    if resume:
+        demo.log("   resuming the interrupted training run")
+    summary = train(None if resume else cfg, rdir, resume=resume, max_steps=s.train_steps, time_budget=train_time)
+    demo.log(f"   {_train_line(summary)}")
+    about = f"trained by this demo: attentive-best, {summary.get('step')} steps of batch {s.batch_size} ({summary.get('seconds')} s)"
+    return {"checkpoint": str(ckpt), "supernet": str(rdir), "shipped": False, "about": about, "summary": _jsonable(summary)}
+
+
+def _supernet_stage(demo: _Demo, stages: _Stages) -> dict:
+    """Stage 1: the shipped supernet of the space, else (or with ``train_time``) a fresh one."""
+    s, space = demo.settings, demo.space
     shipped = None if s.train_time is not None else _shipped_supernet(space)
-    train_time = s.train_time or s.default_train_time
-
-    def do_shipped() -> dict:
-        from nastools.checkpoint import find_checkpoint
-        from nastools.pretrained import describe
-
-        ckpt = find_checkpoint(shipped)
-        log(f"   {describe(shipped)}")
-        log(f"   weights {ckpt} (nastools demo --train 6m trains a fresh supernet instead)")
-        return {"checkpoint": str(ckpt), "supernet": shipped, "shipped": True, "about": describe(shipped)}
-
-    def do_train() -> dict:
-        from nastools.train.trainer import TrainConfig, train
-
-        ckpt = checkpoint_path(rdir)
-        cfg = TrainConfig(space=s.space, sampler="attentive-best", epochs=s.train_epochs, batch_size=s.batch_size, lr=s.lr,
-                          warmup_epochs=s.train_epochs / 20, seed=s.seed, eval_images=s.eval_images, calib_images=s.calib_images)
-        resume = ckpt.is_file()
-        if resume:
-            log("   resuming the interrupted training run")
-        summary = train(None if resume else cfg, rdir, resume=resume, max_steps=s.train_steps, time_budget=train_time)
-        log(f"   {_train_line(summary)}")
-        about = f"trained by this demo: attentive-best, {summary.get('step')} steps of batch {s.batch_size} ({summary.get('seconds')} s)"
-        return {"checkpoint": str(ckpt), "supernet": str(rdir), "shipped": False, "about": about, "summary": _jsonable(summary)}
-
-    steps = f"{s.train_steps} steps" if s.train_steps else f"{s.train_epochs:g} epoch"
     if shipped:
-        trained = stage("train", f"take the shipped {space.name} supernet", do_shipped)
-    else:
-        trained = stage("train", f"train the {space.name} supernet (attentive-best, {steps} of batch {s.batch_size}, at most {train_time})", do_train)
-    source = trained.get("supernet", str(rdir))  # the run whose checkpoint search and export read
+        return stages.run("train", f"take the shipped {space.name} supernet", lambda: _take_shipped(demo, shipped))
+    train_time = s.train_time or s.default_train_time
+    steps = f"{s.train_steps} steps" if s.train_steps else f"{s.train_epochs:g} epoch"
+    title = f"train the {space.name} supernet (attentive-best, {steps} of batch {s.batch_size}, at most {train_time})"
+    return stages.run("train", title, lambda: _train(demo, train_time))
 
-    # 2. profile -------------------------------------------------------------------------
-    def do_profile() -> dict:
-        from nastools.latency import OrtCpuBackend, Protocol, profile
-        from nastools.machine import cpu_name
 
-        cpu = cpu_name()
-        table = _matching_table(space, cpu)
-        if table is not None:
-            from nastools.machine import generation_mismatch
+# --------------------------------------------------------------------------- 2. profile
 
-            same = ", another generation of it" if generation_mismatch(table.meta) else ""
-            log(f"   reusing the shipped table {table.path} (profiled on this CPU model, {cpu}{same})")
-            return {"table": str(table.path), "reused": True}
-        log(f"   no shipped table for {cpu!r}: profiling this CPU through ONNX Runtime (1 thread, quick protocol)")
-        proto = Protocol(warmup_s=0.01, min_warmup=3, min_runs=10, round_s=0.02, max_s=s.profile_max_s)
-        out = rdir / "latency" / f"{space.name}.json"
-        table = profile(space, OrtCpuBackend(threads=1), out=out, protocol=proto, calibration_runs=s.calibration_runs)
-        return {"table": str(table.path), "reused": False, "blocks": len(table)}
 
-    profiled = stage("profile", "profile this CPU", do_profile)
+def _profile(demo: _Demo) -> dict:
+    """Stage 2: reuse a table of this CPU model, else profile this CPU with the quick protocol."""
+    from nastools.latency import OrtCpuBackend, Protocol, profile
+    from nastools.machine import cpu_name, generation_mismatch
 
-    # 3. search --------------------------------------------------------------------------
-    def do_search() -> dict:
-        from nastools.latency.table import LatencyTable
-        from nastools.search.budget import Budget
-        from nastools.search.runner import SearchOptions, run_search
+    space, log = demo.space, demo.log
+    cpu = cpu_name()
+    table = _matching_table(space, cpu)
+    if table is not None:
+        same = ", another generation of it" if generation_mismatch(table.meta) else ""
+        log(f"   reusing the shipped table {table.path} (profiled on this CPU model, {cpu}{same})")
+        return {"table": str(table.path), "reused": True}
+    log(f"   no shipped table for {cpu!r}: profiling this CPU through ONNX Runtime (1 thread, quick protocol)")
+    proto = Protocol(warmup_s=0.01, min_warmup=3, min_runs=10, round_s=0.02, max_s=demo.settings.profile_max_s)
+    out = demo.rdir / "latency" / f"{space.name}.json"
+    table = profile(space, OrtCpuBackend(threads=1), out=out, protocol=proto, calibration_runs=demo.settings.calibration_runs)
+    return {"table": str(table.path), "reused": False, "blocks": len(table)}
 
-        table = LatencyTable.load(profiled["table"], space)
-        from nastools.search.runner import _drifted
 
-        factor = 1.0
-        if profiled["reused"]:  # a shipped table: at this machine's speed now (the search scales it the same way)
-            from nastools.latency import check_drift
+# --------------------------------------------------------------------------- 3. search
 
-            d = check_drift(table)
-            factor = d["factor"] if d else 1.0
-        predict = _drifted(table.predict, factor)
-        lo, hi = predict(space.min_arch()), predict(space.max_arch())
-        lat = lo + (hi - lo) * s.budget_point
-        flo = (space.flops(space.min_arch()) + space.flops(space.max_arch())) / 2
-        where = (f"middle of {lo:.3f}-{hi:.3f} ms" if s.budget_point == 0.5
-                 else f"{s.budget_point:.0%} of the way from {lo:.3f} to {hi:.3f} ms")
-        log(f"   budgets: latency <= {lat:.3f} ms ({where}) and FLOPs <= {format_count(flo)}")
-        # a table profiled a minute ago describes this machine as it is
-        opts = SearchOptions(population=s.population, generations=s.generations, seed=s.seed, calib_images=s.calib_images,
-                             eval_images=s.eval_images, drift=profiled["reused"], drift_factors={"latency:default": factor})
-        rep = run_search(source, [Budget("latency", lat, "default"), Budget("flops", flo)], tables={"default": str(table.path)},
-                         options=opts, out_dir=rdir / "search", log=lambda m: log(f"   {m}"))
-        pick = rep.picks[0]
-        if pick.candidate is None:
-            from nastools.errors import NastoolsError
 
-            raise NastoolsError("the demo search found no subnet within its budgets; rerun with --fresh")
-        c = pick.candidate
-        log(f"   chose {c.arch.id}: validation top-1 {c.top1:.2f}%, {format_count(c.costs['flops'])} FLOPs, "
-            f"predicted {c.costs['latency:default']:.3f} ms"
-            + (f", measured {pick.measured_ms:.3f} ms" if pick.measured_ms else ""))
-        for r in pick.replaced:
-            log(f"   replaced {r['id']}: measured {r['measured_ms']:.3f} ms over the {r['limit_ms']:.3f} ms budget")
-        return {"best": str(rep.out_dir / "best.json"), "pareto": str(rep.out_dir / "pareto.json"),
-                "plot": str(rep.out_dir / "pareto.png"), "id": c.arch.id, "val_top1": c.top1, "flops": c.costs["flops"],
-                "params": c.costs["params"], "predicted_ms": c.costs["latency:default"], "search_measured_ms": pick.measured_ms,
-                "latency_budget_ms": lat, "flops_budget": flo, "evaluations": rep.timing["evaluations"]}
+def _budgets(demo: _Demo, latency: LatencyCost) -> tuple[float, float]:
+    """The latency budget (``budget_point`` of the way between the cheapest and the costliest
+    subnet's prediction) and the FLOPs budget (halfway), logged."""
+    s, space = demo.settings, demo.space
+    lo, hi = latency.predict(space.min_arch()), latency.predict(space.max_arch())
+    lat = lo + (hi - lo) * s.budget_point
+    flo = (space.flops(space.min_arch()) + space.flops(space.max_arch())) / 2
+    where = (f"middle of {lo:.3f}-{hi:.3f} ms" if s.budget_point == 0.5
+             else f"{s.budget_point:.0%} of the way from {lo:.3f} to {hi:.3f} ms")
+    demo.log(f"   budgets: latency <= {lat:.3f} ms ({where}) and FLOPs <= {format_count(flo)}")
+    return lat, flo
 
-    searched = stage("search", "search under a latency and a FLOPs budget", do_search)
 
-    # 4. export and bench -----------------------------------------------------------------
-    def do_export() -> dict:
-        from nastools.export.api import export_subnet
-        from nastools.export.bench import bench_model
-        from nastools.export.parity import describe_parity
+def _search(demo: _Demo, profiled: dict, source: str) -> dict:
+    """Stage 3: search ``source``'s supernet under a latency and a FLOPs budget."""
+    from nastools.latency.table import LatencyTable
+    from nastools.search.budget import Budget
+    from nastools.search.runner import SearchOptions, run_search
 
-        out = {}
-        for precision in ("fp32", "int8"):
-            res = export_subnet(source, searched["best"], format="onnx", precision=precision, calib_images=s.export_calib_images,
-                                eval_images=s.export_eval_images, out=rdir / "export" / f"{searched['id']}{'' if precision == 'fp32' else '-' + precision}.onnx", progress=False)
-            b = bench_model(res.path, backend="ort", batch=1, threads=1, duration=s.bench_duration)
-            acc = res.sidecar.get("accuracy", {})
-            par = res.sidecar.get("parity", {})
-            out[precision] = {"model": str(res.path), "sidecar": str(res.sidecar_path), "test_top1": acc.get("model_top1"),
-                              "parity": {k: par.get(k) for k in ("max_abs_diff", "top1_agreement", "passed") if k in par},
-                              "bench": {k: b.to_dict()[k] for k in ("median_ms", "p90_ms", "p99_ms", "throughput_ips")}}
-            log(f"   {precision}: {res.path.name}, test top-1 {_pct(acc.get('model_top1'))}, "
-                f"ORT CPU median {b.median_ms:.3f} ms (p90 {b.p90_ms:.3f}), parity {describe_parity(par)}")
-        return out
+    s, log = demo.settings, demo.log
+    latency = LatencyCost(LatencyTable.load(profiled["table"], demo.space))
+    if profiled["reused"]:  # a shipped table: at this machine's speed now (the search scales it the same way)
+        latency.settle_drift()
+    lat, flo = _budgets(demo, latency)
+    # a table profiled a minute ago describes this machine as it is
+    opts = SearchOptions(population=s.population, generations=s.generations, seed=s.seed, calib_images=s.calib_images,
+                         eval_images=s.eval_images, drift=profiled["reused"], drift_factors={"latency:default": latency.factor})
+    rep = run_search(source, [Budget("latency", lat, "default"), Budget("flops", flo)], tables={"default": str(latency.table.path)},
+                     options=opts, out_dir=demo.rdir / "search", log=lambda m: log(f"   {m}"))
+    pick = rep.picks[0]
+    if pick.candidate is None:
+        raise NastoolsError("the demo search found no subnet within its budgets; rerun with --fresh")
+    c = pick.candidate
+    log(f"   chose {c.arch.id}: validation top-1 {c.top1:.2f}%, {format_count(c.costs['flops'])} FLOPs, "
+        f"predicted {c.costs['latency:default']:.3f} ms"
+        + (f", measured {pick.measured_ms:.3f} ms" if pick.measured_ms else ""))
+    for r in pick.replaced:
+        log(f"   replaced {r['id']}: measured {r['measured_ms']:.3f} ms over the {r['limit_ms']:.3f} ms budget")
+    return {"best": str(rep.out_dir / "best.json"), "pareto": str(rep.out_dir / "pareto.json"),
+            "plot": str(rep.out_dir / "pareto.png"), "id": c.arch.id, "val_top1": c.top1, "flops": c.costs["flops"],
+            "params": c.costs["params"], "predicted_ms": c.costs["latency:default"], "search_measured_ms": pick.measured_ms,
+            "latency_budget_ms": lat, "flops_budget": flo, "evaluations": rep.timing["evaluations"]}
 
-    exported = stage("export", "export to ONNX (fp32, int8) and bench", do_export)
 
-    summary = {
+# --------------------------------------------------------------------------- 4. export
+
+
+def _export(demo: _Demo, searched: dict, source: str) -> dict:
+    """Stage 4: export the pick to ONNX in fp32 and int8 and bench both on ORT CPU."""
+    from nastools.export.api import export_subnet
+    from nastools.export.bench import bench_model
+    from nastools.export.parity import describe_parity
+
+    s = demo.settings
+    out = {}
+    for precision in ("fp32", "int8"):
+        path = demo.rdir / "export" / f"{searched['id']}{'' if precision == 'fp32' else '-' + precision}.onnx"
+        res = export_subnet(source, searched["best"], format="onnx", precision=precision, calib_images=s.export_calib_images,
+                            eval_images=s.export_eval_images, out=path, progress=False)
+        b = bench_model(res.path, backend="ort", batch=1, threads=1, duration=s.bench_duration)
+        acc = res.sidecar.get("accuracy", {})
+        par = res.sidecar.get("parity", {})
+        out[precision] = {"model": str(res.path), "sidecar": str(res.sidecar_path), "test_top1": acc.get("model_top1"),
+                          "parity": {k: par.get(k) for k in ("max_abs_diff", "top1_agreement", "passed") if k in par},
+                          "bench": {k: b.to_dict()[k] for k in ("median_ms", "p90_ms", "p99_ms", "throughput_ips")}}
+        demo.log(f"   {precision}: {res.path.name}, test top-1 {_pct(acc.get('model_top1'))}, "
+                 f"ORT CPU median {b.median_ms:.3f} ms (p90 {b.p90_ms:.3f}), parity {describe_parity(par)}")
+    return out
+
+
+# --------------------------------------------------------------------------- 5. summary
+
+
+def _summary(space: SearchSpace, rdir: Path, stages: dict[str, Any]) -> dict[str, Any]:
+    """The demo's result from its finished stages."""
+    trained, profiled, searched, exported = (stages[k] for k in ("train", "profile", "search", "export"))
+    return {
         "arch": searched["id"],
         "space": space.name,
         "supernet": trained.get("about", str(rdir)),
@@ -278,8 +308,9 @@ def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: 
                   exported["fp32"]["model"], exported["int8"]["model"], exported["fp32"]["sidecar"], exported["int8"]["sidecar"]],
         "stage_seconds": {k: round(v["seconds"], 1) for k, v in stages.items()},
     }
-    state["summary"] = summary
-    atomic_write_json(state_path, state)
+
+
+def _log_summary(summary: dict[str, Any], space: SearchSpace, log: Callable[[str], None]) -> None:
     log("== summary")
     log(f"   supernet: {summary['supernet']}")
     log(f"   arch {summary['arch']} ({space.name}): {format_count(summary['flops'])} FLOPs, {format_count(summary['params'])} params")
@@ -291,6 +322,26 @@ def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: 
     log("   files:")
     for f in summary["files"]:
         log(f"     {f}")
+
+
+def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run the demo pipeline; returns the summary (also written to ``runs/<run>/demo.json``)."""
+    s = settings or DemoSettings()
+    space = load_space(s.space)
+    rdir = run_dir(s.run)
+    if fresh and rdir.exists():
+        shutil.rmtree(rdir)
+    writable_dir(rdir, "--run folder").mkdir(parents=True, exist_ok=True)
+    stages = _Stages(rdir / STATE_NAME, log)
+    demo = _Demo(s, space, rdir, log)
+    trained = _supernet_stage(demo, stages)
+    source = trained.get("supernet", str(rdir))  # the run whose checkpoint search and export read
+    profiled = stages.run("profile", "profile this CPU", lambda: _profile(demo))
+    searched = stages.run("search", "search under a latency and a FLOPs budget", lambda: _search(demo, profiled, source))
+    stages.run("export", "export to ONNX (fp32, int8) and bench", lambda: _export(demo, searched, source))
+    summary = _summary(space, rdir, stages.done)
+    stages.finish(summary)
+    _log_summary(summary, space, log)
     return summary
 
 

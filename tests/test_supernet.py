@@ -13,7 +13,7 @@ torch.set_num_threads(2)
 
 ALLOWED_STATIC = (
     StaticSubnet, nn.Sequential, nn.Conv2d, nn.BatchNorm2d, nn.Linear, nn.SiLU, nn.ReLU, nn.Hardswish,
-    nn.Hardsigmoid, nn.Sigmoid, nn.Dropout, nn.AvgPool2d,
+    nn.Hardsigmoid, nn.Sigmoid, nn.Dropout, nn.AvgPool2d, nn.Identity,
 )
 
 
@@ -213,3 +213,24 @@ def test_build_block_runs_each_block_alone(fmnist):
         y = m(x)
         expected = (1, b.num_classes) if b.kind == "head" else (1, b.out_chs, b.out_size, b.out_size)
         assert tuple(y.shape) == expected
+
+
+def test_static_registries_cover_the_space_names_and_list_them_for_an_unknown_one():
+    from nastools.space import ACTIVATIONS, GATES
+    from nastools.supernet import static
+
+    assert set(static.ACTIVATIONS) == set(ACTIVATIONS) and set(static.GATES) == set(GATES)
+    assert isinstance(static.make_act("hswish"), nn.Hardswish) and isinstance(static.make_gate("sigmoid"), nn.Sigmoid)
+    with pytest.raises(ValueError, match="unknown activation 'gelu': expected one of swish, relu, hswish"):
+        static.make_act("gelu")
+
+
+def test_static_blocks_read_straight_through_absent_parts(fmnist_net, fmnist):
+    # no expansion, no SE, identity shortcut: nn.Identity in their place, no None
+    arch = fmnist.min_arch()
+    sub = fmnist_net.extract(arch)
+    first = sub.blocks[0]  # mb1: expand 1, no SE, 8 -> 8 channels at stride 1
+    assert first.block.expand == 1 and not first.block.se and first.shortcut.is_identity
+    for part in (first.expand_conv, first.expand_bn, first.expand_act, first.se, first.shortcut.pool, first.shortcut.conv):
+        assert isinstance(part, nn.Identity)
+    assert not any(v is None for m in sub.modules() for v in vars(m)["_modules"].values())

@@ -31,7 +31,7 @@ from nastools.latency.workload import blocks_for
 from nastools.search.budget import parse_budgets, parse_latency
 from nastools.space import Arch, SearchSpace, load_arch, load_space, space_from_dict
 from nastools.supernet import Supernet
-from nastools.train.predictor import AccuracyPredictor
+from nastools.train.accuracy_predictor import AccuracyPredictor
 
 SWEEP = settings(
     max_examples=150,
@@ -73,9 +73,11 @@ junk = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(-(10**6), 10**6)
-    | st.floats(allow_nan=True)
+    # no drawn subnormals: hypothesis refuses them once an ONNX Runtime session has set
+    # flush-to-zero on this thread (nastools.runtime.session_options); one stands in the list
+    | st.floats(allow_nan=True, allow_subnormal=False)
     | st.text(max_size=6)
-    | st.sampled_from([0, -1, 1e308, float("inf"), float("nan"), "x", "../x", "a/b", [], {}]),
+    | st.sampled_from([0, -1, 1e308, 5e-324, float("inf"), float("nan"), "x", "../x", "a/b", [], {}]),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
     max_leaves=8,
 )
@@ -682,13 +684,13 @@ def test_latency_budgets_take_the_units_bench_takes_and_only_finite_values():
 
 budget_text = st.one_of(
     st.text(max_size=12),
-    st.builds(lambda n, u: f"{n:g}{u}", st.floats(1e-3, 1e6), st.sampled_from(["ms", "us", "s", "min", "h", "M", "G"])),
+    st.builds(lambda n, u: f"{n:g}{u}", st.floats(1e-3, 1e6, allow_subnormal=False), st.sampled_from(["ms", "us", "s", "min", "h", "M", "G"])),
     st.builds(
         lambda n, u: f"{n}{u}",
         st.one_of(
-            st.floats(allow_nan=True, allow_infinity=True),
+            st.floats(allow_nan=True, allow_infinity=True, allow_subnormal=False),  # see junk above
             st.integers(-10, 10**30),
-            st.sampled_from(["1e400", "-0", ".5", "1.", "1e-400", "1" * 400]),
+            st.sampled_from(["1e400", "-0", ".5", "1.", "1e-400", "5e-324", "1" * 400]),
         ),
         st.sampled_from(["", "ms", "us", "µs", "s", "min", "h", "m", "MS", " ms", "K", "M", "G", "x"]),
     ),

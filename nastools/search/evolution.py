@@ -444,24 +444,7 @@ class EvolutionSearch:
         if resume and self.try_resume():
             self.resumed_generation = self.generation
         else:
-            init = []
-            seen = set()
-            misses = 0
-            # a budget just above the cheapest subnet admits only a few archs: after 10
-            # draws in a row that bring nothing new, start from fewer than ``population``
-            while len(init) < self.cfg.population and misses < 10:
-                # spread the initial population over the target budgets
-                j = len(init) % len(self.targets)
-                lim = {**self.limits, self.primary: self.targets[j]}
-                arch = self._sample_feasible(lim, floor=self._floor(j) if self.cfg.strategy == "archive" else None)
-                if arch.id in seen or not self._within(arch, self.limits):
-                    misses += 1
-                    continue
-                misses = 0
-                seen.add(arch.id)
-                init.append(arch)
-            if not init:
-                init.append(self.space.min_arch())
+            init = self._initial_population()
             for arch in init:
                 self.evaluate(arch)
             self.population = [a.id for a in init]
@@ -469,28 +452,7 @@ class EvolutionSearch:
             self.save()
             self._tick("initial population")
         while self.generation < self.cfg.generations:
-            pop = [self.evaluated[i] for i in self.population]
-            if self.cfg.strategy == "archive":
-                parents = self.archive()
-            else:
-                self._select_nsga2(pop, len(pop))
-                parents = pop
-            n = self.cfg.population
-            factor = self.cfg.predictor_factor if self.predictor is not None and len(self.evaluated) >= 8 else 1
-            kids = []
-            for parents, limits, floor, k in self._broods(parents, n):  # noqa: B020 - each brood's own parents
-                pool = self._offspring(parents, k * max(1, factor), limits, floor)
-                if factor > 1:
-                    scores = self.predictor(list(self.evaluated.values()), pool)
-                    ranked = sorted(zip(scores, range(len(pool))), key=lambda t: -t[0])
-                    pool = [pool[i] for _, i in ranked[:k]]
-                kids.extend(a for a in pool if a.id not in {x.id for x in kids})
-            new = [self.evaluate(a) for a in kids]
-            if self.cfg.strategy == "archive":
-                keep = {c.arch.id for c in self.archive()}
-                self.population = [c.arch.id for c in new] + [i for i in self.population if i in keep and i not in {c.arch.id for c in new}]
-            else:
-                self.population = [c.arch.id for c in self._select_nsga2(pop + new, n)]
+            self._next_generation()
             self.generation += 1
             self._record()
             self.save()
@@ -502,6 +464,55 @@ class EvolutionSearch:
             generations_done=self.generation,
             history=self.history,
         )
+
+    def _initial_population(self) -> list[Arch]:
+        """Up to ``population`` distinct feasible archs spread over the target budgets (the
+        cheapest subnet if none is found)."""
+        init = []
+        seen = set()
+        misses = 0
+        # a budget just above the cheapest subnet admits only a few archs: after 10
+        # draws in a row that bring nothing new, start from fewer than ``population``
+        while len(init) < self.cfg.population and misses < 10:
+            # spread the initial population over the target budgets
+            j = len(init) % len(self.targets)
+            lim = {**self.limits, self.primary: self.targets[j]}
+            arch = self._sample_feasible(lim, floor=self._floor(j) if self.cfg.strategy == "archive" else None)
+            if arch.id in seen or not self._within(arch, self.limits):
+                misses += 1
+                continue
+            misses = 0
+            seen.add(arch.id)
+            init.append(arch)
+        if not init:
+            init.append(self.space.min_arch())
+        return init
+
+    def _next_generation(self) -> None:
+        """Breed offspring (screened by the predictor once 8 archs are evaluated), evaluate
+        them and select the next :attr:`population`."""
+        pop = [self.evaluated[i] for i in self.population]
+        if self.cfg.strategy == "archive":
+            parents = self.archive()
+        else:
+            self._select_nsga2(pop, len(pop))
+            parents = pop
+        n = self.cfg.population
+        factor = self.cfg.predictor_factor if self.predictor is not None and len(self.evaluated) >= 8 else 1
+        kids = []
+        for parents, limits, floor, k in self._broods(parents, n):  # noqa: B020 - each brood's own parents
+            pool = self._offspring(parents, k * max(1, factor), limits, floor)
+            if factor > 1:
+                scores = self.predictor(list(self.evaluated.values()), pool)
+                ranked = sorted(zip(scores, range(len(pool))), key=lambda t: -t[0])
+                pool = [pool[i] for _, i in ranked[:k]]
+            kids.extend(a for a in pool if a.id not in {x.id for x in kids})
+        new = [self.evaluate(a) for a in kids]
+        if self.cfg.strategy == "archive":
+            keep = {c.arch.id for c in self.archive()}
+            self.population = [c.arch.id for c in new] + [i for i in self.population if i in keep and i not in {c.arch.id for c in new}]
+        else:
+            self.population = [c.arch.id for c in self._select_nsga2(pop + new, n)]
 
     def _record(self) -> None:
         front = pareto_front(list(self.evaluated.values()), self.primary)

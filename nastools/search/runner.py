@@ -18,9 +18,20 @@ from nastools.errors import NastoolsError
 from nastools.io import atomic_write_json, writable_dir
 from nastools.search.budget import Budget, format_latency
 from nastools.search.evolution import Candidate, EvolutionSearch, SearchConfig, best_under
+from nastools.search.latency_cost import (
+    DRIFT_TOLERANCE,
+    LatencyCost,
+    Measurer,
+    drift_message,
+    drifted,
+    resolve_table,
+    table_measurer,
+)
 from nastools.space import Arch, SearchSpace, format_count
 
 PARETO_FORMAT = "nastools.pareto/1"
+# what benchmarks/bench_search.py imports from here; new code uses nastools.search.latency_cost
+_measure_fn, _drifted, _drift_message = table_measurer, drifted, drift_message
 
 
 @dataclass
@@ -70,7 +81,28 @@ def ridge_screen(space: SearchSpace) -> Callable[[list[Candidate], list[Arch]], 
     return screen
 
 
-Measurer = Callable[[Sequence[Arch]], list[float]]
+def _reject_if_over(pick: Pick, limits: Mapping[str, float], sweep: str, measured: Mapping[tuple[str, str], float],
+                    measurable: Callable[[str], bool], slow: dict[str, float], excluded: set[str]) -> bool:
+    """Record the measurements of ``pick``'s candidate in its costs; if one is over its limit,
+    note the slowdown in ``slow``, reject the candidate (listed in ``pick.replaced``, added to
+    ``excluded``) and return True."""
+    cand, over = pick.candidate, None
+    for k in limits:
+        if not measurable(k):
+            continue
+        ms = measured[k, cand.arch.id]
+        cand.costs[f"measured:{k}"] = ms
+        if k == sweep:
+            pick.measured_ms = ms
+        if ms > limits[k]:
+            over = (k, ms)
+            slow[k] = max(slow.get(k, 1.0), ms / cand.costs[k])
+    if over is None:
+        return False
+    pick.replaced.append({"id": cand.arch.id, "cost": over[0], "measured_ms": over[1], "limit_ms": limits[over[0]]})
+    excluded.add(cand.arch.id)
+    pick.candidate, pick.measured_ms = None, None
+    return True
 
 
 def pick_measured(cands: Sequence[Candidate], sweep: str, budgets: Sequence[Mapping[str, float]],
@@ -112,26 +144,7 @@ def pick_measured(cands: Sequence[Candidate], sweep: str, budgets: Sequence[Mapp
         again = [(k, c) for i, k, c in todo if measured[k, c.arch.id] > budgets[i][k] and (k, c.arch.id) not in checked]
         measure(again)
         checked.update((k, c.arch.id) for k, c in again)
-        still = []
-        for i in active:
-            cand, over = picks[i].candidate, None
-            for k in budgets[i]:
-                if not measurable(k):
-                    continue
-                ms = measured[k, cand.arch.id]
-                cand.costs[f"measured:{k}"] = ms
-                if k == sweep:
-                    picks[i].measured_ms = ms
-                if ms > budgets[i][k]:
-                    over = (k, ms)
-                    slow[i][k] = max(slow[i].get(k, 1.0), ms / cand.costs[k])
-            if over is not None:
-                picks[i].replaced.append({"id": cand.arch.id, "cost": over[0], "measured_ms": over[1],
-                                          "limit_ms": budgets[i][over[0]]})
-                excluded[i].add(cand.arch.id)
-                picks[i].candidate, picks[i].measured_ms = None, None
-                still.append(i)
-        active = still
+        active = [i for i in active if _reject_if_over(picks[i], budgets[i], sweep, measured, measurable, slow[i], excluded[i])]
         if not active:
             break
     return picks
@@ -139,6 +152,9 @@ def pick_measured(cands: Sequence[Candidate], sweep: str, budgets: Sequence[Mapp
 
 @dataclass
 class SearchReport:
+    """What :func:`run_search` found: the picks per budget, the Pareto front, every
+    candidate evaluated, the output folder, timings and the drift records applied."""
+
     picks: list[Pick]
     front: list[Candidate]
     candidates: list[Candidate]
@@ -149,75 +165,8 @@ class SearchReport:
 
 
 def format_cost(name: str, value: float) -> str:
+    """A cost value in its unit: ``1.5ms``/``800us`` for latency, ``20M`` for counts."""
     return format_latency(value) if name.startswith("latency") else format_count(value)
-
-
-# --------------------------------------------------------------------------- latency tables
-
-
-def resolve_table(space: SearchSpace, device: str, tables: Mapping[str, str]):
-    """The latency table for a budget's device: ``tables[device]`` (a path) when given, else
-    the newest table of ``space`` (the working directory's ``latency_tables/<space>/``, then the
-    shipped ones) made on this machine (``default``/``cpu``;
-    one of this very CPU generation before one of another generation of the same model name)
-    or on a GPU (``gpu``)."""
-    from nastools.latency.table import TABLES_DIR, LatencyTable, table_files
-
-    path = tables.get(device)
-    if path is None and device in ("default", "cpu"):
-        path = tables.get("cpu" if device == "default" else "default")  # a plain --latency budget is on this CPU
-    if path is None and device.endswith(".json"):
-        path = device
-    if path is not None:
-        if not Path(path).exists():
-            raise NastoolsError(f"latency table {path!r} not found: build one with nastools profile --space {space.name} --out {path}")
-        return LatencyTable.load(path, space).check_target("cpu" if device == "default" else device)
-    if device not in ("default", "cpu", "gpu"):
-        hint = " (did you mean gpu?)" if device.lower().startswith(("gpu", "cuda")) else ""
-        raise NastoolsError(
-            f"latency budget on {device!r}: no table given for it{hint}; the shipped and profiled tables are found for "
-            f"cpu and gpu, any other device needs --table {device}=PATH"
-        )
-    from nastools.machine import cpu_match, cpu_name
-
-    folder = TABLES_DIR / space.name
-    want_gpu = device == "gpu"
-    found = []
-    for p in table_files(space.name):
-        try:
-            t = LatencyTable.load(p, space)
-        except NastoolsError:
-            continue
-        dev = str(t.meta.get("device", ""))
-        on_gpu = str(t.meta.get("target", "")).lower() == "gpu" or "nvidia" in dev.lower()
-        if want_gpu and on_gpu or (not want_gpu and not on_gpu and (device != "default" or dev == cpu_name())):
-            found.append((0 if on_gpu else cpu_match(t.meta), p.stat().st_mtime, p, t))
-    if not found and device == "default":
-        return resolve_table(space, "cpu", tables)
-    if not found:
-        flag = "--device gpu" if want_gpu else "--device cpu"
-        raise NastoolsError(
-            f"no latency table for space {space.name!r} on {device!r} in {str(folder)!r} or the shipped tables: "
-            f"run 'nastools profile --space {space.name} {flag}' first, or name one with --table {device}=PATH"
-        )
-    return max(found, key=lambda t: t[:2])[3]
-
-
-def _measure_fn(table) -> Measurer | None:
-    """End-to-end measurement through the table's backend, when the table was made here: the
-    calibration runs' protocol and statistic (:func:`nastools.latency.measure_end_to_end`),
-    so that measured and predicted latency compare like with like."""
-    from nastools.machine import cpu_name
-
-    meta = table.meta
-    if str(meta.get("device")) != cpu_name() or str(meta.get("backend")) not in ("ort", "torch"):
-        return None
-    from nastools.latency import measure_end_to_end
-
-    def measure(archs: Sequence[Arch]) -> list[float]:
-        return measure_end_to_end(table, archs)
-
-    return measure
 
 
 # --------------------------------------------------------------------------- the search
@@ -247,23 +196,6 @@ def check_budgets(space: SearchSpace, budgets: Sequence[Budget], costs: Mapping[
     return sweep, fixed
 
 
-DRIFT_TOLERANCE = 0.03  # a machine this close to its table's speed is taken as is
-
-
-def _drifted(predict: Callable[[Arch], float], factor: float) -> Callable[[Arch], float]:
-    """``predict`` scaled to the machine's speed now (unchanged within DRIFT_TOLERANCE)."""
-    if abs(factor - 1.0) <= DRIFT_TOLERANCE:
-        return predict
-    return lambda arch: factor * predict(arch)
-
-
-def _drift_message(device: str | None, factor: float) -> str:
-    if abs(factor - 1.0) <= DRIFT_TOLERANCE:
-        return f"latency on {device}: this machine runs the table's calibration subnets at {factor:.2f}x their recorded time: table used as profiled"
-    return (f"latency on {device}: this machine runs the table's calibration subnets at {factor:.2f}x their recorded time now "
-            f"(the machine or its speed changed since profiling): predictions scaled by {factor:.2f} (--no-drift to keep them as profiled)")
-
-
 def _read_json_dict(path: Path) -> dict:
     """The drift records in ``path`` (cost name -> ``{"factor", "table", ...}``): those with
     a finite, positive factor; {} when it is missing or not such a file (a hand-edited or
@@ -282,34 +214,8 @@ def _read_json_dict(path: Path) -> dict:
             and not isinstance(d.get("factor"), bool) and math.isfinite(d["factor"]) and d["factor"] > 0}
 
 
-def run_search(
-    run: str | Path = "default",
-    budgets: Sequence[Budget] = (),
-    *,
-    tables: Mapping[str, str] | None = None,
-    options: SearchOptions | None = None,
-    fresh: bool = False,
-    out_dir: str | Path | None = None,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-) -> SearchReport:
-    """Search the supernet of ``run`` under ``budgets``; see the module docstring. The output
-    folder is locked while the search writes it (:class:`nastools.lock.OutputLock`)."""
-    from contextlib import ExitStack
-
-    with ExitStack() as locks:
-        return _run_search(run, budgets, tables=tables, options=options, fresh=fresh, out_dir=out_dir, progress=progress,
-                           log=log, locks=locks)
-
-
-def _run_search(run, budgets, *, tables, options, fresh, out_dir, progress, log, locks) -> SearchReport:
-    import time
-
-    from nastools.lock import OutputLock
-    from nastools.search.evaluator import SubnetEvaluator
-
-    opts = options or SearchOptions()
-    tables = dict(tables or {})
+def _check_tables(budgets: Sequence[Budget], tables: Mapping[str, str]) -> None:
+    """Every ``--table DEVICE=PATH`` must serve a latency budget on that device."""
     used = {b.device or "default" for b in budgets if b.metric == "latency"}
     used |= {"cpu", "default"} if used & {"cpu", "default"} else set()
     for dev, path in tables.items():
@@ -318,70 +224,80 @@ def _run_search(run, budgets, *, tables, options, fresh, out_dir, progress, log,
                 f"--table {dev}={path}: no --latency budget on {dev!r} uses it "
                 f"(budgets on: {', '.join(sorted(used - {'default'})) or 'none'}); e.g. --latency {dev}=10ms"
             )
-    ckpt = find_checkpoint(run)
-    ckpt_data = load_checkpoint(ckpt)
+
+
+def _load_supernet(run: str | Path):
+    """(checkpoint path, its data without the weights, the supernet with them)."""
     from nastools.supernet import Supernet
 
+    ckpt = find_checkpoint(run)
+    ckpt_data = load_checkpoint(ckpt)
     net = Supernet(checkpoint_space(ckpt_data))
     net.load_state_dict(ckpt_data.pop("model"))
-    space = net.space
+    return ckpt, ckpt_data, net
+
+
+def _output_dir(run: str | Path, ckpt: Path, out_dir: str | Path | None) -> Path:
+    """``--out``, else ``<run>/search`` (beside a checkpoint given by path), checked writable
+    before the search rather than at its first save."""
     if out_dir is not None and not str(out_dir).strip():
         raise NastoolsError("--out: empty path")
     out = Path(out_dir) if out_dir else run_dir(run) if ckpt.name == "supernet.pt" and not str(run).endswith(".pt") else ckpt.parent
-    out = writable_dir(out / "search" if out_dir is None else out, "--out")  # before the search, not at its first save
-    locks.enter_context(OutputLock(out, "search output folder", elsewhere="pass another --out", note=log))
-    state_path, cache_path, drift_path = out / "state.json", out / "accuracy_cache.json", out / "drift.json"
-    if fresh:
-        for p in (state_path, cache_path, drift_path):
-            p.unlink(missing_ok=True)
-    # a resumed search keeps the speed it measured when it started (its candidates' costs)
-    held = _read_json_dict(drift_path) if state_path.is_file() else {}
+    return writable_dir(out / "search" if out_dir is None else out, "--out")
 
-    costs: dict[str, Callable[[Arch], float]] = {"flops": space.flops, "params": space.params}
-    measurers: dict[str, Measurer | None] = {}
-    drift: dict[str, dict] = {}
+
+@dataclass
+class _Costs:
+    """The search's cost models: cost name -> predictor, -> end-to-end measurer (latency
+    costs of tables made here), and the drift records applied."""
+
+    predict: dict[str, Callable[[Arch], float]]
+    measurers: dict[str, Measurer | None] = field(default_factory=dict)
+    drift: dict[str, dict] = field(default_factory=dict)
+
+
+def _cost_models(space: SearchSpace, budgets: Sequence[Budget], tables: Mapping[str, str], opts: SearchOptions,
+                 held: Mapping[str, dict], log: Callable[[str], None]) -> _Costs:
+    """FLOPs, params and one :class:`LatencyCost` per latency budget's device; ``held`` are
+    the drift records a resumed search keeps."""
+    costs = _Costs({"flops": space.flops, "params": space.params})
     # every device's table first: a missing one is an error before any drift check is timed
-    tables_for = {b.cost_name: resolve_table(space, b.device or "default", tables) for b in budgets if b.metric == "latency"}
+    latency = {b.cost_name: LatencyCost.resolve(space, b.device or "default", tables) for b in budgets if b.metric == "latency"}
     for b in budgets:
-        if b.metric == "latency" and b.cost_name not in costs:
-            table = tables_for[b.cost_name]
-            measurers[b.cost_name] = _measure_fn(table) if opts.measure else None
-            log(f"latency on {b.device}: table {table.path} ({table.meta.get('device')}, {table.meta.get('backend')})")
-            if measurers[b.cost_name] is not None:
-                from nastools.machine import GENERATION_KEYS, generation_mismatch, this_generation
+        if b.metric != "latency" or b.cost_name in costs.predict:
+            continue
+        name, lat = b.cost_name, latency[b.cost_name]
+        measure = costs.measurers[name] = lat.measurer() if opts.measure else None
+        log(f"latency on {b.device}: table {lat.table.path} ({lat.table.meta.get('device')}, {lat.table.meta.get('backend')})")
+        note = lat.generation_note(space.name) if measure is not None else None
+        if note:
+            log(f"latency on {b.device}: note: {note}")
+        costs.predict[name] = lat.predict
+        if opts.drift and measure is not None and lat.settle_drift(held.get(name), (opts.drift_factors or {}).get(name)):
+            costs.drift[name] = lat.drift
+            log(drift_message(b.device, lat.factor))
+    return costs
 
-                if generation_mismatch(table.meta):
-                    theirs = ", ".join(str(table.meta[k]) for k in GENERATION_KEYS if table.meta.get(k))
-                    log(f"latency on {b.device}: note: the table was profiled on another generation of this CPU model "
-                        f"({theirs}; this one: {', '.join(this_generation().values())}), so its blocks may rank differently here: "
-                        f"'nastools profile --space {space.name}' makes a table of this machine")
-            costs[b.cost_name] = table.predict
-            if opts.drift and measurers[b.cost_name] is not None:
-                d = held.get(b.cost_name) if held.get(b.cost_name, {}).get("table") == str(table.path) else None
-                if d is None and b.cost_name in (opts.drift_factors or {}):
-                    d = {"factor": float(opts.drift_factors[b.cost_name]), "given": True}
-                if d is None:
-                    from nastools.latency import check_drift
 
-                    d = check_drift(table)
-                if d is not None:
-                    drift[b.cost_name] = {**d, "table": str(table.path)}
-                    costs[b.cost_name] = _drifted(table.predict, d["factor"])
-                    log(_drift_message(b.device, d["factor"]))
-    sweep, fixed = check_budgets(space, budgets, costs)
-    limits = {**fixed, sweep: max(b.limit for b in budgets if b.cost_name == sweep)}
-    out.mkdir(parents=True, exist_ok=True)
-    if drift:
-        atomic_write_json(drift_path, drift)
+def _evaluator(net, ckpt: Path, ckpt_data: dict, opts: SearchOptions, cache_path: Path):
+    """Accuracy of a subnet: BN recalibration and top-1 on the run's own validation slice,
+    cached in ``cache_path`` under a tag of the checkpoint and the data."""
+    from nastools.search.evaluator import SubnetEvaluator
 
-    splits = run_splits(ckpt_data, opts.dataset, opts.data)  # the run's own validation slice
-    evaluator = SubnetEvaluator(
+    splits = run_splits(ckpt_data, opts.dataset, opts.data)
+    return SubnetEvaluator(
         net, splits, calib_images=opts.calib_images, eval_images=opts.eval_images, batch_size=opts.batch_size,
         seed=opts.seed, cache_path=cache_path,
         tag=f"{ckpt.resolve()}:{ckpt.stat().st_mtime_ns}:{splits.name}:val={len(splits.val)}:{splits.seed}",
     )
 
-    screen = ridge_screen(space)
+
+def _evolve(space: SearchSpace, evaluator, costs: _Costs, limits: dict[str, float], sweep: str, targets: list[float],
+            opts: SearchOptions, state_path: Path, progress: bool):
+    """Run the evolution (resuming a saved state) with a progress bar; returns the result,
+    the generation it resumed at (or None), the ids of accuracies reused from the cache and
+    the seconds it took."""
+    import time
 
     bar = None
     if progress:
@@ -399,8 +315,6 @@ def _run_search(run, budgets, *, tables, options, fresh, out_dir, progress, log,
         population=opts.population, generations=opts.generations, mutate_prob=opts.mutate_prob,
         strategy=opts.strategy, seed=opts.seed, predictor_factor=opts.predictor_factor if opts.predictor else 0,
     )
-    t0 = time.perf_counter()
-    targets = sorted({b.limit for b in budgets if b.cost_name == sweep})
     saved = set(evaluator.cache)  # accuracies an earlier (perhaps killed) search left on disk
     reused: list[str] = []
 
@@ -409,30 +323,66 @@ def _run_search(run, budgets, *, tables, options, fresh, out_dir, progress, log,
             reused.append(arch.id)
         return evaluator(arch)
 
-    engine = EvolutionSearch(space, accuracy, costs, limits, sweep, cfg, state_path=state_path, targets=targets,
-                             predictor=screen if opts.predictor else None, progress=tick)
+    t0 = time.perf_counter()
+    engine = EvolutionSearch(space, accuracy, costs.predict, limits, sweep, cfg, state_path=state_path, targets=targets,
+                             predictor=ridge_screen(space) if opts.predictor else None, progress=tick)
     try:
         result = engine.run(resume=True)
     finally:  # an error (an unreadable state, Ctrl-C) prints on its own line, not after the bar
         if bar is not None:
             bar.close()
-    resumed = engine.resumed_generation
-    elapsed = time.perf_counter() - t0
-    if resumed is not None or reused:
-        # the state is saved each generation and every accuracy as it is measured, so a killed
-        # search loses at most the arch it was evaluating
-        where = f"resumed the saved search at generation {resumed} of {cfg.generations}; " if resumed is not None else ""
-        log(f"{where}{len(reused)} cached accuracies reused from {cache_path}")
+    return result, engine.resumed_generation, reused, time.perf_counter() - t0
 
-    sweep_values = sorted({b.limit for b in budgets if b.cost_name == sweep})
-    picks = pick_measured(result.candidates, sweep, [{**fixed, sweep: v} for v in sweep_values], measurers,
-                          opts.measure_retries)
 
-    report = SearchReport(picks, result.archive, result.candidates, out,
-                          {**evaluator.timing(), "search_s": elapsed, "evaluations": result.evaluations, "reused": len(reused)},
-                          resumed_generations=int(resumed or 0), drift=drift)
-    write_outputs(report, space, sweep, budgets)
-    return report
+def run_search(
+    run: str | Path = "default",
+    budgets: Sequence[Budget] = (),
+    *,
+    tables: Mapping[str, str] | None = None,
+    options: SearchOptions | None = None,
+    fresh: bool = False,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> SearchReport:
+    """Search the supernet of ``run`` under ``budgets``; see the module docstring. The output
+    folder is locked while the search writes it (:class:`nastools.lock.OutputLock`)."""
+    from nastools.lock import OutputLock
+
+    opts = options or SearchOptions()
+    tables = dict(tables or {})
+    _check_tables(budgets, tables)
+    ckpt, ckpt_data, net = _load_supernet(run)
+    space = net.space
+    out = _output_dir(run, ckpt, out_dir)
+    with OutputLock(out, "search output folder", elsewhere="pass another --out", note=log):
+        state_path, cache_path, drift_path = out / "state.json", out / "accuracy_cache.json", out / "drift.json"
+        if fresh:
+            for p in (state_path, cache_path, drift_path):
+                p.unlink(missing_ok=True)
+        # a resumed search keeps the speed it measured when it started (its candidates' costs)
+        held = _read_json_dict(drift_path) if state_path.is_file() else {}
+        costs = _cost_models(space, budgets, tables, opts, held, log)
+        sweep, fixed = check_budgets(space, budgets, costs.predict)
+        targets = sorted({b.limit for b in budgets if b.cost_name == sweep})
+        out.mkdir(parents=True, exist_ok=True)
+        if costs.drift:
+            atomic_write_json(drift_path, costs.drift)
+        evaluator = _evaluator(net, ckpt, ckpt_data, opts, cache_path)
+        result, resumed, reused, elapsed = _evolve(space, evaluator, costs, {**fixed, sweep: max(targets)}, sweep, targets,
+                                                   opts, state_path, progress)
+        if resumed is not None or reused:
+            # the state is saved each generation and every accuracy as it is measured, so a killed
+            # search loses at most the arch it was evaluating
+            where = f"resumed the saved search at generation {resumed} of {opts.generations}; " if resumed is not None else ""
+            log(f"{where}{len(reused)} cached accuracies reused from {cache_path}")
+        picks = pick_measured(result.candidates, sweep, [{**fixed, sweep: v} for v in targets], costs.measurers,
+                              opts.measure_retries)
+        report = SearchReport(picks, result.archive, result.candidates, out,
+                              {**evaluator.timing(), "search_s": elapsed, "evaluations": result.evaluations, "reused": len(reused)},
+                              resumed_generations=int(resumed or 0), drift=costs.drift)
+        write_outputs(report, space, sweep, budgets)
+        return report
 
 
 def write_outputs(report: SearchReport, space: SearchSpace, sweep: str, budgets: Sequence[Budget]) -> None:
@@ -476,3 +426,20 @@ def write_outputs(report: SearchReport, space: SearchSpace, sweep: str, budgets:
     from nastools.search.plot import plot_pareto
 
     plot_pareto(out / "pareto.png", report.candidates, report.front, sweep, [b.limit for b in budgets if b.cost_name == sweep], report.picks)
+
+
+__all__ = [
+    "DRIFT_TOLERANCE",
+    "PARETO_FORMAT",
+    "LatencyCost",
+    "Pick",
+    "SearchOptions",
+    "SearchReport",
+    "check_budgets",
+    "format_cost",
+    "pick_measured",
+    "resolve_table",
+    "ridge_screen",
+    "run_search",
+    "write_outputs",
+]

@@ -7,7 +7,7 @@ these same modules one block at a time, and the exporter writes them to ONNX.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -15,24 +15,26 @@ import torch.nn.functional as F
 
 from nastools.space import Arch, Block
 
+#: activation modules by a space's ``act`` name (:data:`nastools.space.ACTIVATIONS`)
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {"swish": nn.SiLU, "relu": nn.ReLU, "hswish": nn.Hardswish}
+#: SE gate modules by a space's ``se.gate`` name (:data:`nastools.space.GATES`)
+GATES: dict[str, Callable[[], nn.Module]] = {"hsigmoid": nn.Hardsigmoid, "sigmoid": nn.Sigmoid}
+
+
+def _lookup(registry: dict[str, Callable[[], nn.Module]], name: str, what: str) -> nn.Module:
+    if name not in registry:
+        raise ValueError(f"unknown {what} {name!r}: expected one of {', '.join(registry)}")
+    return registry[name]()
+
 
 def make_act(name: str) -> nn.Module:
     """The activation module for a space's ``act`` name."""
-    if name == "swish":
-        return nn.SiLU()
-    if name == "relu":
-        return nn.ReLU()
-    if name == "hswish":
-        return nn.Hardswish()
-    raise ValueError(f"unknown activation {name!r}")
+    return _lookup(ACTIVATIONS, name, "activation")
 
 
 def make_gate(name: str) -> nn.Module:
-    if name == "hsigmoid":
-        return nn.Hardsigmoid()
-    if name == "sigmoid":
-        return nn.Sigmoid()
-    raise ValueError(f"unknown gate {name!r}")
+    """The SE gate module for a space's ``se.gate`` name."""
+    return _lookup(GATES, name, "gate")
 
 
 def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
@@ -42,6 +44,20 @@ def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
     keep = 1.0 - rate
     mask = torch.empty((x.shape[0], 1, 1, 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
     return x * mask / keep
+
+
+class DropPath(nn.Module):
+    """:func:`drop_path` as a module: on an identity residual, in training mode only."""
+
+    def __init__(self, rate: float = 0.0) -> None:
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return drop_path(x, self.rate, self.training)
+
+    def extra_repr(self) -> str:
+        return f"rate={self.rate:g}"
 
 
 class SqueezeExcite(nn.Module):
@@ -76,61 +92,45 @@ class Stem(nn.Module):
 
 class Shortcut(nn.Module):
     """The residual path of an MBConv block: identity, or avg-pool and/or 1x1 conv when the
-    stride or the channels change (as AttentiveNAS does)."""
+    stride or the channels change (as AttentiveNAS does). Absent parts are ``nn.Identity``."""
 
     def __init__(self, block: Block) -> None:
         super().__init__()
-        self.pool = (
-            nn.AvgPool2d(block.stride, block.stride, padding=block.size % 2) if block.stride > 1 else None
-        )
-        self.conv = nn.Conv2d(block.in_chs, block.out_chs, 1, bias=False) if block.has_shortcut_conv else None
-
-    @property
-    def is_identity(self) -> bool:
-        return self.pool is None and self.conv is None
+        self.pool = nn.AvgPool2d(block.stride, block.stride, padding=block.size % 2) if block.stride > 1 else nn.Identity()
+        self.conv = nn.Conv2d(block.in_chs, block.out_chs, 1, bias=False) if block.has_shortcut_conv else nn.Identity()
+        self.is_identity = block.stride == 1 and not block.has_shortcut_conv
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.pool is not None:
-            x = self.pool(x)
-        if self.conv is not None:
-            x = self.conv(x)
-        return x
+        return self.conv(self.pool(x))
 
 
 class MBConv(nn.Module):
     """Inverted residual: [1x1 expand, BN, act], kxk depthwise, BN, act, [SE], 1x1 project,
-    BN, plus the shortcut."""
+    BN, plus the shortcut. Absent parts (no expansion, no SE) are ``nn.Identity``; drop-connect
+    applies on an identity shortcut only."""
 
     def __init__(self, block: Block, drop_connect: float = 0.0) -> None:
         super().__init__()
         self.block = block
-        self.drop_connect = drop_connect
         mid, k = block.mid_chs, block.kernel
-        if block.expand != 1:
-            self.expand_conv = nn.Conv2d(block.in_chs, mid, 1, bias=False)
-            self.expand_bn = nn.BatchNorm2d(mid)
-            self.expand_act = make_act(block.act)
-        else:
-            self.expand_conv = None
+        expand = block.expand != 1
+        self.expand_conv = nn.Conv2d(block.in_chs, mid, 1, bias=False) if expand else nn.Identity()
+        self.expand_bn = nn.BatchNorm2d(mid) if expand else nn.Identity()
+        self.expand_act = make_act(block.act) if expand else nn.Identity()
         self.dw_conv = nn.Conv2d(mid, mid, k, block.stride, k // 2, groups=mid, bias=False)
         self.dw_bn = nn.BatchNorm2d(mid)
         self.dw_act = make_act(block.act)
-        self.se = SqueezeExcite(mid, block.se_chs, block.gate) if block.se else None
+        self.se = SqueezeExcite(mid, block.se_chs, block.gate) if block.se else nn.Identity()
         self.project_conv = nn.Conv2d(mid, block.out_chs, 1, bias=False)
         self.project_bn = nn.BatchNorm2d(block.out_chs)
         self.shortcut = Shortcut(block)
+        self.drop_path = DropPath(drop_connect) if self.shortcut.is_identity else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = x
-        if self.expand_conv is not None:
-            y = self.expand_act(self.expand_bn(self.expand_conv(y)))
-        y = self.dw_act(self.dw_bn(self.dw_conv(y)))
-        if self.se is not None:
-            y = self.se(y)
+        y = self.expand_act(self.expand_bn(self.expand_conv(x)))
+        y = self.se(self.dw_act(self.dw_bn(self.dw_conv(y))))
         y = self.project_bn(self.project_conv(y))
-        if self.shortcut.is_identity:
-            return x + drop_path(y, self.drop_connect, self.training)
-        return self.shortcut(x) + y
+        return self.shortcut(x) + self.drop_path(y)
 
 
 class Head(nn.Module):
@@ -155,15 +155,19 @@ class Head(nn.Module):
         return self.classifier(self.dropout(x))
 
 
+#: the static module of each block kind, built from its record
+BLOCKS: dict[str, Callable[..., nn.Module]] = {
+    "stem": lambda block, dropout, drop_connect: Stem(block),
+    "mbconv": lambda block, dropout, drop_connect: MBConv(block, drop_connect),
+    "head": lambda block, dropout, drop_connect: Head(block, dropout),
+}
+
+
 def build_block(block: Block, *, dropout: float = 0.0, drop_connect: float = 0.0) -> nn.Module:
     """A freshly initialised static module for one block record."""
-    if block.kind == "stem":
-        return Stem(block)
-    if block.kind == "mbconv":
-        return MBConv(block, drop_connect)
-    if block.kind == "head":
-        return Head(block, dropout)
-    raise ValueError(f"unknown block kind {block.kind!r}")
+    if block.kind not in BLOCKS:
+        raise ValueError(f"unknown block kind {block.kind!r}: expected one of {', '.join(BLOCKS)}")
+    return BLOCKS[block.kind](block, dropout, drop_connect)
 
 
 class StaticSubnet(nn.Module):

@@ -204,6 +204,21 @@ class _BNSnapshot:
 
 
 @dataclass
+class _FitLoop:
+    """The state of one :meth:`Trainer.fit` call: where it stops, its clocks and counters."""
+
+    end: int  # the step this call stops at
+    budget: float | None  # seconds
+    every: float | None  # seconds between mid-epoch checkpoints
+    t0: float
+    saved_at: float = 0.0
+    stopped: str | None = None
+    last_eval_step: int | None = None
+    images_seen: int = 0
+    train_s: float = 0.0
+
+
+@dataclass
 class StepResult:
     loss: float
     losses: list[float]
@@ -243,7 +258,7 @@ class Trainer:
         self.sampler = make_sampler(config.sampler, self.space, candidates=config.candidates, flops_dist=flops_dist)
         self.predictor = None
         if config.rank_by == "predictor":
-            from nastools.train.predictor import AccuracyPredictor
+            from nastools.train.accuracy_predictor import AccuracyPredictor
 
             self.predictor = AccuracyPredictor.fit_file(config.predictor, self.space)
         self.rng = random.Random(config.seed)
@@ -492,7 +507,6 @@ class Trainer:
         for attentivenas (188 MB); at the default 10 minutes, under 0.2% of the run."""
         from tqdm import tqdm
 
-        cfg = self.config
         self._progress = progress
         budget = parse_duration(time_budget)
         every = parse_duration(checkpoint_every)
@@ -502,59 +516,23 @@ class Trainer:
         if threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGINT, signal.SIGTERM):
                 handlers[sig] = signal.signal(sig, self._on_signal)
-        t0 = time.perf_counter()
+        loop = _FitLoop(end=end, budget=budget, every=every, t0=time.perf_counter())
         start_step = self.step
         # the bar counts to where this call stops (--steps), not to the end of the schedule
         bar = tqdm(total=end, initial=self.step, disable=not (progress and self.env.is_main), unit="step", dynamic_ncols=True)
-        stopped, last_eval_step, images_seen, train_s = None, None, 0, 0.0
-        saved_at = time.perf_counter()
+        loop.saved_at = time.perf_counter()
         try:
-            while self.step < end and stopped is None:
-                epoch, skip = divmod(self.step, self.steps_per_epoch)
-                for images, labels in self.batches(epoch, skip):
-                    ts = time.perf_counter()
-                    res = self.train_step(images, labels)
-                    dt = time.perf_counter() - ts
-                    images_seen += cfg.batch_size
-                    train_s += dt
-                    ips = cfg.batch_size / dt
-                    lr = self.optimizer.param_groups[0]["lr"]
-                    bar.update(1)
-                    bar.set_postfix_str(f"ep {epoch + 1}/{math.ceil(cfg.epochs)} loss {res.loss:.3f} lr {lr:.4f} {ips:.0f} img/s")
-                    if self.step % cfg.log_every == 0 or self.step == end:
-                        self._log(
-                            {"type": "step", "epoch": epoch, "step": self.step, "loss": round(res.loss, 5),
-                             "losses": [round(v, 5) for v in res.losses], "lr": lr, "images_per_s": round(ips, 1),
-                             "archs": [a.id for a in res.archs], "time": round(time.perf_counter() - t0, 2)}
-                        )
-                    stop = self._stop_signal is not None or (budget is not None and time.perf_counter() - t0 >= budget)
-                    if D.any_rank(stop, self.env, self.device):
-                        stopped = f"signal {self._stop_signal}" if self._stop_signal else "time budget"
-                        break
-                    if self.step >= end:
-                        break
-                    due = every is not None and time.perf_counter() - saved_at >= every
-                    if D.any_rank(due, self.env, self.device) and self.step % self.steps_per_epoch:
-                        ts = time.perf_counter()
-                        self.save()  # mid-epoch: the resume skips the batches done (divmod above)
-                        self._log({"type": "checkpoint", "step": self.step, "seconds": round(time.perf_counter() - ts, 3),
-                                   "time": round(time.perf_counter() - t0, 2)})
-                        saved_at = time.perf_counter()
-                if self.step % self.steps_per_epoch == 0:  # an epoch ended: evaluate and checkpoint
-                    if evaluate:
-                        self._epoch_record(self.step // self.steps_per_epoch, t0)
-                        last_eval_step = self.step
-                    self.save()
-                    saved_at = time.perf_counter()
+            while self.step < end and loop.stopped is None:
+                self._fit_epoch(loop, bar, evaluate)
         finally:
             bar.close()
             for sig, h in handlers.items():
                 signal.signal(sig, h)
-        if evaluate and last_eval_step != self.step and self.step > start_step:  # a finished run was evaluated when it stopped
+        if evaluate and loop.last_eval_step != self.step and self.step > start_step:  # a finished run was evaluated when it stopped
             self.save()  # first: a second Ctrl-C during the evaluation loses no step
-            self._epoch_record(self.step / self.steps_per_epoch, t0, partial=True)
+            self._epoch_record(self.step / self.steps_per_epoch, loop.t0, partial=True)
         path = self.save()
-        summary = {
+        return {
             "rank": self.env.rank,
             "world_size": self.env.world_size,
             "run": str(self.run_dir),
@@ -562,12 +540,64 @@ class Trainer:
             "step": self.step,
             "total_steps": self.total_steps,
             "epoch": round(self.step / self.steps_per_epoch, 3),
-            "stopped": stopped or ("steps" if self.step < self.total_steps else "done"),
-            "seconds": round(time.perf_counter() - t0, 1),
-            "images_per_s": round(images_seen / max(1e-9, train_s), 1),  # training steps only
+            "stopped": loop.stopped or ("steps" if self.step < self.total_steps else "done"),
+            "seconds": round(time.perf_counter() - loop.t0, 1),
+            "images_per_s": round(loop.images_seen / max(1e-9, loop.train_s), 1),  # training steps only
             "top1": self.history[-1] if self.history else None,
         }
-        return summary
+
+    def _fit_epoch(self, loop: "_FitLoop", bar, evaluate: bool) -> None:
+        """The rest of the current epoch (from the batch the step count says), or up to a stop;
+        at the epoch's end an evaluation and a checkpoint."""
+        epoch, skip = divmod(self.step, self.steps_per_epoch)
+        for images, labels in self.batches(epoch, skip):
+            self._fit_step(images, labels, epoch, loop, bar)
+            if self._stop_requested(loop) or self.step >= loop.end:
+                break
+            self._checkpoint_if_due(loop)
+        if self.step % self.steps_per_epoch == 0:  # an epoch ended: evaluate and checkpoint
+            if evaluate:
+                self._epoch_record(self.step // self.steps_per_epoch, loop.t0)
+                loop.last_eval_step = self.step
+            self.save()
+            loop.saved_at = time.perf_counter()
+
+    def _fit_step(self, images: torch.Tensor, labels: torch.Tensor, epoch: int, loop: "_FitLoop", bar) -> None:
+        """One training step, its throughput on the bar and, every ``log_every`` steps, a log record."""
+        cfg = self.config
+        ts = time.perf_counter()
+        res = self.train_step(images, labels)
+        dt = time.perf_counter() - ts
+        loop.images_seen += cfg.batch_size
+        loop.train_s += dt
+        ips = cfg.batch_size / dt
+        lr = self.optimizer.param_groups[0]["lr"]
+        bar.update(1)
+        bar.set_postfix_str(f"ep {epoch + 1}/{math.ceil(cfg.epochs)} loss {res.loss:.3f} lr {lr:.4f} {ips:.0f} img/s")
+        if self.step % cfg.log_every == 0 or self.step == loop.end:
+            self._log(
+                {"type": "step", "epoch": epoch, "step": self.step, "loss": round(res.loss, 5),
+                 "losses": [round(v, 5) for v in res.losses], "lr": lr, "images_per_s": round(ips, 1),
+                 "archs": [a.id for a in res.archs], "time": round(time.perf_counter() - loop.t0, 2)}
+            )
+
+    def _stop_requested(self, loop: "_FitLoop") -> bool:
+        """Whether any rank got a signal or ran out of time (every rank then stops at this step)."""
+        stop = self._stop_signal is not None or (loop.budget is not None and time.perf_counter() - loop.t0 >= loop.budget)
+        if D.any_rank(stop, self.env, self.device):
+            loop.stopped = f"signal {self._stop_signal}" if self._stop_signal else "time budget"
+            return True
+        return False
+
+    def _checkpoint_if_due(self, loop: "_FitLoop") -> None:
+        """A mid-epoch checkpoint when ``checkpoint_every`` has passed since the last one on any rank."""
+        due = loop.every is not None and time.perf_counter() - loop.saved_at >= loop.every
+        if D.any_rank(due, self.env, self.device) and self.step % self.steps_per_epoch:
+            ts = time.perf_counter()
+            self.save()  # mid-epoch: the resume skips the batches done (divmod in _fit_epoch)
+            self._log({"type": "checkpoint", "step": self.step, "seconds": round(time.perf_counter() - ts, 3),
+                       "time": round(time.perf_counter() - loop.t0, 2)})
+            loop.saved_at = time.perf_counter()
 
     def _epoch_record(self, epoch: float, t0: float, partial: bool = False) -> None:
         top1 = self.evaluate()

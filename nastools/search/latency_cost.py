@@ -1,0 +1,186 @@
+"""Latency as a search cost: which table a budget uses, and that table's predictions at the
+speed this machine runs now.
+
+:func:`find_table` is the one place that discovers tables (the working directory's
+``latency_tables/<space>/``, then the shipped ones); :func:`resolve_table` adds the tables a
+user names; a :class:`LatencyCost` owns one resolved table, whether its archs can be measured
+end to end here, and the drift factor its predictions are scaled by.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from nastools.errors import NastoolsError
+from nastools.space import Arch, SearchSpace
+
+if TYPE_CHECKING:
+    from nastools.latency.table import LatencyTable
+
+Measurer = Callable[[Sequence[Arch]], list[float]]
+
+DRIFT_TOLERANCE = 0.03  # a machine this close to its table's speed is taken as is
+
+
+def on_gpu(meta: Mapping[str, Any]) -> bool:
+    """Whether a table's metadata says it was profiled on a GPU."""
+    return str(meta.get("target", "")).lower() == "gpu" or "nvidia" in str(meta.get("device", "")).lower()
+
+
+def find_table(space: SearchSpace, device: str = "default", accept: Callable[["LatencyTable"], bool] | None = None):
+    """The table of ``space`` a budget on ``device`` uses when no table is named, or None.
+
+    Looks through every readable table of the space (the working directory's
+    ``latency_tables/<space>/``, then the shipped ones): for ``gpu`` the GPU tables, for
+    ``cpu`` the CPU tables, for ``default`` those made on this CPU model; ``accept`` narrows
+    the choice further. Among CPU tables one of this very CPU generation comes before one of
+    another generation of the same model name (:func:`nastools.machine.cpu_match`), then the
+    newest file wins."""
+    from nastools.latency.table import LatencyTable, table_files
+    from nastools.machine import cpu_match, cpu_name
+
+    want_gpu = device == "gpu"
+    found = []
+    for p in table_files(space.name):
+        try:
+            t = LatencyTable.load(p, space)
+        except NastoolsError:
+            continue
+        gpu = on_gpu(t.meta)
+        if gpu != want_gpu or (device == "default" and str(t.meta.get("device", "")) != cpu_name()):
+            continue
+        if accept is None or accept(t):
+            found.append((0 if gpu else cpu_match(t.meta), p.stat().st_mtime, t))
+    return max(found, key=lambda f: f[:2])[2] if found else None
+
+
+def resolve_table(space: SearchSpace, device: str, tables: Mapping[str, str]):
+    """The latency table for a budget's device: ``tables[device]`` (a path) when given, else
+    the newest table of ``space`` (the working directory's ``latency_tables/<space>/``, then the
+    shipped ones) made on this machine (``default``/``cpu``;
+    one of this very CPU generation before one of another generation of the same model name)
+    or on a GPU (``gpu``)."""
+    from pathlib import Path
+
+    from nastools.latency.table import TABLES_DIR, LatencyTable
+
+    path = tables.get(device)
+    if path is None and device in ("default", "cpu"):
+        path = tables.get("cpu" if device == "default" else "default")  # a plain --latency budget is on this CPU
+    if path is None and device.endswith(".json"):
+        path = device
+    if path is not None:
+        if not Path(path).exists():
+            raise NastoolsError(f"latency table {path!r} not found: build one with nastools profile --space {space.name} --out {path}")
+        return LatencyTable.load(path, space).check_target("cpu" if device == "default" else device)
+    if device not in ("default", "cpu", "gpu"):
+        hint = " (did you mean gpu?)" if device.lower().startswith(("gpu", "cuda")) else ""
+        raise NastoolsError(
+            f"latency budget on {device!r}: no table given for it{hint}; the shipped and profiled tables are found for "
+            f"cpu and gpu, any other device needs --table {device}=PATH"
+        )
+    table = find_table(space, device)
+    if table is None and device == "default":
+        return resolve_table(space, "cpu", tables)
+    if table is None:
+        flag = "--device gpu" if device == "gpu" else "--device cpu"
+        raise NastoolsError(
+            f"no latency table for space {space.name!r} on {device!r} in {str(TABLES_DIR / space.name)!r} or the shipped tables: "
+            f"run 'nastools profile --space {space.name} {flag}' first, or name one with --table {device}=PATH"
+        )
+    return table
+
+
+def table_measurer(table: "LatencyTable") -> Measurer | None:
+    """End-to-end measurement through the table's backend, when the table was made here: the
+    calibration runs' protocol and statistic (:func:`nastools.latency.measure_end_to_end`),
+    so that measured and predicted latency compare like with like. None for a table of
+    another machine or of a backend that is not timed end to end here."""
+    from nastools.machine import cpu_name
+
+    meta = table.meta
+    if str(meta.get("device")) != cpu_name() or str(meta.get("backend")) not in ("ort", "torch"):
+        return None
+    from nastools.latency import measure_end_to_end
+
+    def measure(archs: Sequence[Arch]) -> list[float]:
+        return measure_end_to_end(table, archs)
+
+    return measure
+
+
+def drifted(predict: Callable[[Arch], float], factor: float) -> Callable[[Arch], float]:
+    """``predict`` scaled to the machine's speed now (unchanged within DRIFT_TOLERANCE)."""
+    if abs(factor - 1.0) <= DRIFT_TOLERANCE:
+        return predict
+    return lambda arch: factor * predict(arch)
+
+
+def drift_message(device: str | None, factor: float) -> str:
+    """The line the search logs about a drift factor measured for ``device``'s table."""
+    if abs(factor - 1.0) <= DRIFT_TOLERANCE:
+        return f"latency on {device}: this machine runs the table's calibration subnets at {factor:.2f}x their recorded time: table used as profiled"
+    return (f"latency on {device}: this machine runs the table's calibration subnets at {factor:.2f}x their recorded time now "
+            f"(the machine or its speed changed since profiling): predictions scaled by {factor:.2f} (--no-drift to keep them as profiled)")
+
+
+@dataclass(eq=False)
+class LatencyCost:
+    """Predicted latency (ms) of an arch from one table, scaled by the drift ``factor``
+    (this machine's speed now against the table's calibration runs) unless that is within
+    :data:`DRIFT_TOLERANCE` of 1. Call it, or :meth:`predict`, as a search cost."""
+
+    table: "LatencyTable"
+    device: str = "default"
+    factor: float = 1.0
+    drift: dict | None = None  # the record ``factor`` came from, with the table's path
+
+    @classmethod
+    def resolve(cls, space: SearchSpace, device: str = "default", tables: Mapping[str, str] | None = None) -> "LatencyCost":
+        """The cost of a budget on ``device``, from :func:`resolve_table`."""
+        return cls(resolve_table(space, device, tables or {}), device)
+
+    def measurer(self) -> Measurer | None:
+        """End-to-end measurement of archs as the table measures them, when it was made here (:func:`table_measurer`)."""
+        return table_measurer(self.table)
+
+    def predict(self, arch: Arch) -> float:
+        """The table's prediction for ``arch``, at this machine's speed now."""
+        ms = self.table.predict(arch)
+        return self.factor * ms if abs(self.factor - 1.0) > DRIFT_TOLERANCE else ms
+
+    __call__ = predict
+
+    def settle_drift(self, held: Mapping[str, Any] | None = None, given: float | None = None) -> dict | None:
+        """Set :attr:`factor` from the drift record a resumed search ``held`` for this very
+        table, else from a factor already measured (``given``), else by timing the table's
+        calibration subnets now (:func:`nastools.latency.check_drift`). Returns the record
+        (``{"factor", ..., "table"}``), or None when the table has no calibration runs."""
+        d = dict(held) if held is not None and held.get("table") == str(self.table.path) else None
+        if d is None and given is not None:
+            d = {"factor": float(given), "given": True}
+        if d is None:
+            from nastools.latency import check_drift
+
+            d = check_drift(self.table)
+        if d is None:
+            return None
+        self.drift = {**d, "table": str(self.table.path)}
+        self.factor = d["factor"]
+        return self.drift
+
+    def generation_note(self, space: str) -> str | None:
+        """A note when the table was profiled on another generation of this CPU model, else None."""
+        from nastools.machine import GENERATION_KEYS, generation_mismatch, this_generation
+
+        meta = self.table.meta
+        if not generation_mismatch(meta):
+            return None
+        theirs = ", ".join(str(meta[k]) for k in GENERATION_KEYS if meta.get(k))
+        return (f"the table was profiled on another generation of this CPU model "
+                f"({theirs}; this one: {', '.join(this_generation().values())}), so its blocks may rank differently here: "
+                f"'nastools profile --space {space}' makes a table of this machine")
+
+
+__all__ = ["DRIFT_TOLERANCE", "LatencyCost", "Measurer", "drift_message", "drifted", "find_table", "resolve_table", "table_measurer"]

@@ -1,0 +1,76 @@
+"""nastools.search.latency_cost: table discovery written once, and a latency cost that owns
+its table and its drift factor (tiny synthetic tables, nothing timed)."""
+
+import os
+
+import pytest
+from conftest import TINY_SPACE
+
+from nastools.latency import LatencyTable
+from nastools.search.latency_cost import DRIFT_TOLERANCE, LatencyCost, find_table
+from nastools.space import space_from_dict
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return space_from_dict(TINY_SPACE)
+
+
+def _table(space, path, device="Test CPU", mtime=1000):
+    t = LatencyTable.new(space, device=device, backend="ort", version="0", precision="fp32", batch=1, threads=1)
+    for i, b in enumerate(space.all_blocks()):
+        ms = 0.01 + 0.001 * i
+        t.set(b, {"median_ms": ms, "p10_ms": ms * 0.9, "p90_ms": ms * 1.2, "n": 30, "passes": 2})
+    t.calibration = {"scale": 1.0, "per_block_ms": 0.0, "per_mparam_ms": 0.0, "per_melem_ms": 0.0, "per_mexpanded_ms": 0.0,
+                     "offset_ms": 0.01, "runs": []}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t.save(path)
+    os.utime(path, (mtime, mtime))
+    return LatencyTable.load(path, space)
+
+
+def test_latency_cost_scales_by_its_drift_factor_beyond_the_tolerance(tiny, tmp_path):
+    cost = LatencyCost(_table(tiny, tmp_path / "t.json"))
+    arch = tiny.max_arch()
+    assert cost(arch) == cost.table.predict(arch) and cost.factor == 1.0
+    cost.factor = 1.0 + DRIFT_TOLERANCE / 2  # within the tolerance: as profiled
+    assert cost.predict(arch) == cost.table.predict(arch)
+    cost.factor = 1.5
+    assert cost.predict(arch) == pytest.approx(1.5 * cost.table.predict(arch))
+
+
+def test_settle_drift_takes_a_held_record_of_its_table_then_a_given_factor_then_measures(tiny, tmp_path, monkeypatch):
+    import nastools.latency
+
+    cost = LatencyCost(_table(tiny, tmp_path / "t.json"))
+    mine = str(cost.table.path)
+
+    def no_measuring(table):
+        raise AssertionError("held or given: nothing to measure")
+
+    monkeypatch.setattr(nastools.latency, "check_drift", no_measuring)
+    assert cost.settle_drift({"factor": 1.2, "table": mine}, given=0.7) == {"factor": 1.2, "table": mine}
+    assert cost.settle_drift({"factor": 1.2, "table": "another.json"}, given=0.7) == {"factor": 0.7, "given": True, "table": mine}
+    assert cost.factor == 0.7
+    monkeypatch.setattr(nastools.latency, "check_drift", lambda table: {"factor": 1.3, "ratios": [1.3]})
+    assert cost.settle_drift() == {"factor": 1.3, "ratios": [1.3], "table": mine} and cost.drift["factor"] == cost.factor == 1.3
+    monkeypatch.setattr(nastools.latency, "check_drift", lambda table: None)  # no calibration runs to compare with
+    assert cost.settle_drift() is None and cost.factor == 1.3
+
+
+def test_find_table_filters_by_device_and_accept_and_takes_the_newest(tiny, tmp_path, monkeypatch):
+    import nastools.latency.table as tb
+    import nastools.machine as m
+
+    monkeypatch.setattr(tb, "TABLES_DIR", tmp_path / "user")
+    monkeypatch.setattr(tb, "shipped_tables_dir", lambda: tmp_path / "shipped")
+    monkeypatch.setattr(m, "cpu_name", lambda: "Test CPU")
+    old = _table(tiny, tmp_path / "user" / "tiny" / "old.json", mtime=1000).path
+    new = _table(tiny, tmp_path / "shipped" / "tiny" / "new.json", mtime=2000).path
+    other = _table(tiny, tmp_path / "user" / "tiny" / "other.json", device="Other CPU", mtime=3000).path
+    assert find_table(tiny, "default").path == new  # this CPU model's, the newest
+    assert find_table(tiny, "default", accept=lambda t: t.path != new).path == old
+    assert find_table(tiny, "cpu").path == new  # this CPU model before a newer table of another
+    assert find_table(tiny, "cpu", accept=lambda t: t.path == other).path == other
+    assert find_table(tiny, "gpu") is None and find_table(tiny, "default", accept=lambda t: False) is None
+    assert LatencyCost.resolve(tiny, "default").table.path == new
