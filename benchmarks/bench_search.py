@@ -119,20 +119,20 @@ def main() -> None:
     costs = {"flops": space.flops, "params": space.params}
     measure, drift = None, None
     if args.metric == "latency":
-        from nastools.search.runner import _measure_fn, resolve_table
+        from nastools.search.latency_cost import resolve_table, table_measurer
 
         tab = resolve_table(space, "cpu", {})
         costs["latency:cpu"] = tab.predict
-        measure = _measure_fn(tab)
+        measure = table_measurer(tab)
         primary = "latency:cpu"
         print(f"latency table: {tab.path}")
         if measure is not None and not args.no_drift:  # what `nastools search` does with a table made here
             from nastools.latency import check_drift
-            from nastools.search.runner import _drift_message, _drifted
+            from nastools.search.latency_cost import drift_message, drifted
 
             drift = check_drift(tab)
-            costs["latency:cpu"] = _drifted(tab.predict, drift["factor"])
-            print(_drift_message("cpu", drift["factor"]) + f" (ratios {drift['ratios']})")
+            costs["latency:cpu"] = drifted(tab.predict, drift["factor"])
+            print(drift_message("cpu", drift["factor"]) + f" (ratios {drift['ratios']})")
     else:
         primary = "flops"
     lo = costs[primary](space.min_arch())

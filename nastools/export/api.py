@@ -15,7 +15,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -230,52 +230,115 @@ def export_subnet(
         )
     steps = tqdm(total=6, desc="export", unit="step", disable=not progress, leave=False)
     try:
-        return _export(
-            steps, run=run, arch=arch, arch_info=arch_info, format=format, precision=precision, batch=batch, out=out,
-            splits=splits, space=space, ckpt=ckpt, ds_name=ds_name, calib_images=calib_images, parity_images=parity_images,
-            eval_images=eval_images, opset=opset, max_batch=max_batch, workspace=workspace, timing_cache=timing_cache, trt=trt,
+        job = ExportJob(
+            run=run, arch=arch, arch_info=arch_info, format=format, precision=precision, batch=batch, out=out, splits=splits,
+            space=space, ckpt=ckpt, calib_images=calib_images, parity_images=parity_images, eval_images=eval_images, opset=opset,
+            max_batch=max_batch, workspace=workspace, timing_cache=timing_cache, trt=trt,
         )  # fmt: skip
+        return _export(steps, job)
     finally:
         steps.close()
 
 
-def _export(steps, *, run, arch, arch_info, format, precision, batch, out, splits, space, ckpt, ds_name, calib_images, parity_images, eval_images, opset, max_batch, workspace, timing_cache, trt) -> ExportResult:  # fmt: skip
-    """The work of :func:`export_subnet` once its inputs are checked."""
+@dataclass
+class ExportJob:
+    """The checked inputs of one export: what :func:`export_subnet` resolved before any work."""
+
+    run: str | Path
+    arch: Arch
+    arch_info: dict[str, Any]  # extra fields of the arch file (``top1`` of a search result)
+    format: str
+    precision: str
+    batch: int | None  # None: a dynamic batch axis
+    out: Path
+    splits: Any  # the run's dataset splits (``run_splits``): .name, .train, .test
+    space: Any
+    ckpt: dict[str, Any]
+    calib_images: int = 2000
+    parity_images: int = 1000
+    eval_images: int | None = None
+    opset: int = 17
+    max_batch: int = 256
+    workspace: int | None = None
+    timing_cache: str | Path | None = None
+    trt: Any = None  # the tensorrt module, for --format trt
+
+    @property
+    def ds_name(self) -> str:
+        return self.splits.name
+
+
+@dataclass
+class ExportContext:
+    """One export under way: its job, the recalibrated subnet, the parity inputs and their
+    PyTorch reference logits, the sidecar being filled, a scratch folder and the progress bar."""
+
+    job: ExportJob
+    subnet: Any
+    parity_x: np.ndarray
+    reference: np.ndarray
+    sidecar: dict[str, Any]
+    tmp: Path
+    steps: Any
+
+    def eval_batches(self):
+        """The test images that give top-1 accuracy, prepared like the model's inputs."""
+        return _prepared(self.subnet, self.job.splits.test, self.job.eval_images)
+
+
+def _export(steps, job: ExportJob) -> ExportResult:
+    """The work of :func:`export_subnet` once its inputs are checked: prepare the subnet,
+    write the model with its format's exporter, verify the written file, write the sidecar."""
     import torch
 
-    from nastools.export.fold import fold_batchnorm
-    from nastools.export.parity import parity, run_batched, top1
-    from nastools.export.precision import convert_fp16, quantize_int8
-    from nastools.export.tensorrt import build_engine
-    from nastools.export.to_onnx import check_onnx, export_onnx
-    from nastools.runtime import TORCHSCRIPT_META, make_runner
-    from nastools.runtime.trt import DEFAULT_WORKSPACE, BatchProfile, strongly_typed
+    subnet, seen, torch_top1 = _prepare_subnet(job, steps)
+    job.out = Path(job.out) if job.out else default_output(job.run, job.arch, job.format, job.precision)
+    job.out.parent.mkdir(parents=True, exist_ok=True)
+
+    parity_x = np.concatenate([x for x, _ in _prepared(subnet, job.splits.test, job.parity_images)])
+    with torch.no_grad():
+        reference = subnet(torch.from_numpy(parity_x)).numpy()
+    sidecar = _base_sidecar(job, subnet, seen, torch_top1)
+
+    with tempfile.TemporaryDirectory(dir=job.out.parent, prefix=".export.") as tmp:
+        ctx = ExportContext(job, subnet, parity_x, reference, sidecar, Path(tmp), steps)
+        EXPORTERS[job.format].write(ctx)
+    steps.update()
+
+    _verify(ctx)
+    steps.update()
+    side = atomic_write_json(sidecar_path(job.out), sidecar)
+    return ExportResult(job.out, side, sidecar)
+
+
+def _prepare_subnet(job: ExportJob, steps) -> tuple[Any, int, float]:
+    """The job's static subnet, BatchNorm recalibrated on training images, in eval mode; the
+    number of recalibration images it saw, and its PyTorch top-1 on the test set."""
     from nastools.supernet import Supernet
     from nastools.train.evaluate import calibration_batches, evaluate_top1, recalibrate_bn
 
-    net = Supernet(space)
-    net.load_state_dict(ckpt["model"])
-    subnet = net.extract(arch).eval()
+    net = Supernet(job.space)
+    net.load_state_dict(job.ckpt["model"])
+    subnet = net.extract(job.arch).eval()
     del net
     steps.update()
 
-    seen = recalibrate_bn(subnet, calibration_batches(splits.train, 250, calib_images))
+    seen = recalibrate_bn(subnet, calibration_batches(job.splits.train, 250, job.calib_images))
     subnet.eval()
-    torch_top1 = evaluate_top1(subnet, splits.test, max_images=eval_images)
+    torch_top1 = evaluate_top1(subnet, job.splits.test, max_images=job.eval_images)
     steps.update()
+    return subnet, seen, torch_top1
 
-    out = Path(out) if out else default_output(run, arch, format, precision)
-    out.parent.mkdir(parents=True, exist_ok=True)
 
-    parity_x = np.concatenate([x for x, _ in _prepared(subnet, splits.test, parity_images)])
-    with torch.no_grad():
-        reference = subnet(torch.from_numpy(parity_x)).numpy()
-
-    sidecar: dict[str, Any] = {
+def _base_sidecar(job: ExportJob, subnet, seen: int, torch_top1: float) -> dict[str, Any]:
+    """The sidecar's fields known before the model is written (the exporter and the verify
+    step add theirs)."""
+    arch, space, ds_name, batch = job.arch, job.space, job.ds_name, job.batch
+    return {
         "format": SIDECAR_FORMAT,
-        "model": out.name,
-        "model_format": format,
-        "precision": precision,
+        "model": job.out.name,
+        "model_format": job.format,
+        "precision": job.precision,
         "arch_id": arch.id,
         "arch": arch.to_dict(),
         "space": {"name": space.name, "fingerprint": space.fingerprint},
@@ -286,76 +349,137 @@ def _export(steps, *, run, arch, arch_info, format, precision, batch, out, split
             "preprocessing": f"{ds_name} images scaled to [0,1], normalised with the dataset mean/std, bilinear resize to {arch.resolution}",
         },
         "batch": "dynamic" if batch is None else batch,
-        "source": {"run": str(run), "checkpoint": str(find_checkpoint(run))},
+        "source": {"run": str(job.run), "checkpoint": str(find_checkpoint(job.run))},
         "batchnorm": {"folded": True, "recalibrated": True, "recalibration_images": seen, "recalibration_split": f"{ds_name} train"},
-        "accuracy": {"dataset": ds_name, "split": "test", "torch_top1": torch_top1, **({"search_top1": arch_info["top1"]} if "top1" in arch_info else {})},
+        "accuracy": {"dataset": ds_name, "split": "test", "torch_top1": torch_top1, **({"search_top1": job.arch_info["top1"]} if "top1" in job.arch_info else {})},
         "versions": _versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-    }
+    }  # fmt: skip
 
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".export.") as tmp:
-        tmp = Path(tmp)
-        eval_batches = lambda: _prepared(subnet, splits.test, eval_images)  # noqa: E731
-        if format in ("onnx", "trt"):
-            onnx_out = out if format == "onnx" else out.with_suffix(".onnx")
-            fp32_path = tmp / "fp32.onnx"
-            export_onnx(subnet, fp32_path, batch=batch, opset=opset)
-            steps.update()
-            if precision == "int8":
-                with make_runner(fp32_path, "ort") as r:
-                    fp32_top1, _ = top1(r, eval_batches())
-                quantize_int8(fp32_path, onnx_out, _calibration_arrays(subnet, splits.train, min(calib_images, 1000)), target="trt" if format == "trt" else "ort")
-                sidecar["quantization"] = {
-                    "method": "onnxruntime.quantization static QDQ, MinMax calibration, int8 symmetric per-channel weights, "
-                    + ("symmetric int8 activations (TensorRT)" if format == "trt" else "7-bit weight range (reduce_range), asymmetric uint8 activations (x86 U8S8 kernels)"),
-                    "calibration_images": min(calib_images, 1000),
-                    "calibration_split": f"{ds_name} train",
-                }
-                sidecar["accuracy"]["fp32_top1"] = fp32_top1
-            elif precision == "fp16" and (format == "onnx" or strongly_typed(trt)):
-                convert_fp16(fp32_path, onnx_out)
-            else:
-                atomic_write(onnx_out, lambda f: f.write(fp32_path.read_bytes()), mode="wb")
-            info = check_onnx(onnx_out)
-            sidecar["onnx"] = {"file": onnx_out.name, "opset": info["opset"], "ops": info["ops"], "checker": "passed", "exporter": "torch.onnx (TorchScript, dynamo=False)"}
-            steps.update()
-        if format == "trt":
-            profile = BatchProfile.for_batch(batch, max_batch=max_batch)
-            cache = Path(timing_cache) if timing_cache else out.parent / "timing.cache"
-            sidecar["tensorrt"] = build_engine(
-                onnx_out, out, precision=precision, profile=profile, workspace=workspace or DEFAULT_WORKSPACE, timing_cache=cache
-            )
-            sidecar["versions"]["tensorrt"] = sidecar["tensorrt"]["tensorrt"]
-            sidecar["gpu"] = sidecar["tensorrt"]["gpu"]
-        if format == "torchscript":
-            folded = fold_batchnorm(subnet).cpu()
-            meta = json.dumps({"input_chw": list(subnet.input_shape), "arch": arch.to_dict()})
-            ts_tmp = tmp / "model.pt"
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still the portable format
-                traced = torch.jit.trace(folded, torch.from_numpy(parity_x[:2]))
-                torch.jit.save(traced, str(ts_tmp), _extra_files={TORCHSCRIPT_META: meta})
-            atomic_write(out, lambda f: f.write(ts_tmp.read_bytes()), mode="wb")
-            steps.update(2)
-    steps.update()
 
-    with make_runner(out) as runner:
-        chunk = min(500, max_batch) if format == "trt" else 500
-        logits = run_batched(runner, parity_x, chunk)
-        model_top1, n_eval = top1(runner, _prepared(subnet, splits.test, eval_images), chunk)
-    runtime = {
-        "onnx": f"onnxruntime {sidecar['versions']['onnxruntime']} CPU",
-        "trt": f"TensorRT {sidecar.get('tensorrt', {}).get('tensorrt')} on {sidecar.get('gpu')}",
-        "torchscript": f"torch {torch.__version__} TorchScript CPU",
-    }[format]
-    sidecar["parity"] = {"reference": "PyTorch fp32 subnet (BN not folded), eval mode", "runtime": runtime, **parity(reference, logits, precision)}
+def _write_onnx(ctx: ExportContext, onnx_out: Path) -> None:
+    """Export the subnet to ONNX and write it to ``onnx_out`` at the job's precision (int8
+    QDQ, fp16, or fp32 as exported); fill the sidecar's ``onnx`` (and ``quantization``)."""
+    from nastools.export.parity import top1
+    from nastools.export.precision import convert_fp16, quantize_int8
+    from nastools.export.to_onnx import check_onnx, export_onnx
+    from nastools.runtime import make_runner
+    from nastools.runtime.trt import strongly_typed
+
+    job, sidecar = ctx.job, ctx.sidecar
+    fp32_path = ctx.tmp / "fp32.onnx"
+    export_onnx(ctx.subnet, fp32_path, batch=job.batch, opset=job.opset)
+    ctx.steps.update()
+    if job.precision == "int8":
+        with make_runner(fp32_path, "ort") as r:
+            fp32_top1, _ = top1(r, ctx.eval_batches())
+        calibration = _calibration_arrays(ctx.subnet, job.splits.train, min(job.calib_images, 1000))
+        quantize_int8(fp32_path, onnx_out, calibration, target="trt" if job.format == "trt" else "ort")
+        sidecar["quantization"] = {
+            "method": "onnxruntime.quantization static QDQ, MinMax calibration, int8 symmetric per-channel weights, "
+            + ("symmetric int8 activations (TensorRT)" if job.format == "trt" else "7-bit weight range (reduce_range), asymmetric uint8 activations (x86 U8S8 kernels)"),
+            "calibration_images": min(job.calib_images, 1000),
+            "calibration_split": f"{job.ds_name} train",
+        }  # fmt: skip
+        sidecar["accuracy"]["fp32_top1"] = fp32_top1
+    elif job.precision == "fp16" and (job.format == "onnx" or strongly_typed(job.trt)):
+        convert_fp16(fp32_path, onnx_out)
+    else:
+        atomic_write(onnx_out, lambda f: f.write(fp32_path.read_bytes()), mode="wb")
+    info = check_onnx(onnx_out)
+    sidecar["onnx"] = {"file": onnx_out.name, "opset": info["opset"], "ops": info["ops"], "checker": "passed", "exporter": "torch.onnx (TorchScript, dynamo=False)"}  # fmt: skip
+    ctx.steps.update()
+
+
+def _export_onnx(ctx: ExportContext) -> None:
+    """``--format onnx``: the ONNX model is the output."""
+    _write_onnx(ctx, ctx.job.out)
+
+
+def _export_trt(ctx: ExportContext) -> None:
+    """``--format trt``: an ONNX model beside the output (``<name>.onnx``), built into a
+    TensorRT engine; fill the sidecar's ``tensorrt`` and ``gpu``."""
+    from nastools.export.tensorrt import build_engine
+    from nastools.runtime.trt import DEFAULT_WORKSPACE, BatchProfile
+
+    job, sidecar = ctx.job, ctx.sidecar
+    onnx_out = job.out.with_suffix(".onnx")
+    _write_onnx(ctx, onnx_out)
+    profile = BatchProfile.for_batch(job.batch, max_batch=job.max_batch)
+    cache = Path(job.timing_cache) if job.timing_cache else job.out.parent / "timing.cache"
+    sidecar["tensorrt"] = build_engine(
+        onnx_out, job.out, precision=job.precision, profile=profile, workspace=job.workspace or DEFAULT_WORKSPACE, timing_cache=cache
+    )
+    sidecar["versions"]["tensorrt"] = sidecar["tensorrt"]["tensorrt"]
+    sidecar["gpu"] = sidecar["tensorrt"]["gpu"]
+
+
+def _export_torchscript(ctx: ExportContext) -> None:
+    """``--format torchscript``: the subnet with BatchNorm folded, traced, with its input
+    shape and arch in the file's extra files."""
+    import torch
+
+    from nastools.export.fold import fold_batchnorm
+    from nastools.runtime import TORCHSCRIPT_META
+
+    subnet = ctx.subnet
+    folded = fold_batchnorm(subnet).cpu()
+    meta = json.dumps({"input_chw": list(subnet.input_shape), "arch": ctx.job.arch.to_dict()})
+    ts_tmp = ctx.tmp / "model.pt"
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still the portable format
+        traced = torch.jit.trace(folded, torch.from_numpy(ctx.parity_x[:2]))
+        torch.jit.save(traced, str(ts_tmp), _extra_files={TORCHSCRIPT_META: meta})
+    atomic_write(ctx.job.out, lambda f: f.write(ts_tmp.read_bytes()), mode="wb")
+    ctx.steps.update(2)
+
+
+def _torchscript_runtime(sidecar: dict[str, Any]) -> str:
+    import torch
+
+    return f"torch {torch.__version__} TorchScript CPU"
+
+
+@dataclass(frozen=True)
+class Exporter:
+    """One format: ``write`` puts the model at ``ctx.job.out`` (filling its sidecar sections);
+    ``runtime`` names, from the sidecar, what runs the written file in the parity check;
+    ``chunk`` is the batch that check runs it with."""
+
+    write: Callable[[ExportContext], None]
+    runtime: Callable[[dict[str, Any]], str]
+    chunk: Callable[[ExportJob], int] = lambda job: 500
+
+
+EXPORTERS: dict[str, Exporter] = {
+    "onnx": Exporter(_export_onnx, lambda sidecar: f"onnxruntime {sidecar['versions']['onnxruntime']} CPU"),
+    "trt": Exporter(
+        _export_trt,
+        lambda sidecar: f"TensorRT {sidecar.get('tensorrt', {}).get('tensorrt')} on {sidecar.get('gpu')}",
+        lambda job: min(500, job.max_batch),  # within the engine's batch profile
+    ),
+    "torchscript": Exporter(_export_torchscript, _torchscript_runtime),
+}
+
+
+def _verify(ctx: ExportContext) -> None:
+    """Run the written model on the parity images and the test set: fill the sidecar's
+    ``parity`` (against the PyTorch reference) and ``accuracy`` (the model's top-1, and for
+    int8 the drop from fp32)."""
+    from nastools.export.parity import parity, run_batched, top1
+    from nastools.runtime import make_runner
+
+    job, sidecar = ctx.job, ctx.sidecar
+    exporter = EXPORTERS[job.format]
+    with make_runner(job.out) as runner:
+        chunk = exporter.chunk(job)
+        logits = run_batched(runner, ctx.parity_x, chunk)
+        model_top1, n_eval = top1(runner, ctx.eval_batches(), chunk)
+    sidecar["parity"] = {"reference": "PyTorch fp32 subnet (BN not folded), eval mode", "runtime": exporter.runtime(sidecar), **parity(ctx.reference, logits, job.precision)}  # fmt: skip
     sidecar["accuracy"].update({"model_top1": model_top1, "images": n_eval})
-    if precision == "int8":
+    if job.precision == "int8":
         sidecar["accuracy"]["int8_top1"] = model_top1
         sidecar["accuracy"]["drop_points"] = 100.0 * (sidecar["accuracy"]["fp32_top1"] - model_top1)
-    steps.update()
-    side = atomic_write_json(sidecar_path(out), sidecar)
-    return ExportResult(out, side, sidecar)
 
 
 __all__ = ["DEFAULT_RUN", "ExportResult", "FORMATS", "PRECISIONS", "default_arch_path", "export_subnet", "resolve_arch", "sidecar_path"]

@@ -156,7 +156,7 @@ def not_torchscript(path: Path) -> str | None:
         return None
     import torch
 
-    from nastools.checkpoint import CHECKPOINT_FORMAT, _run_arg
+    from nastools.checkpoint import CHECKPOINT_FORMAT, run_arg
 
     try:
         data = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -165,7 +165,7 @@ def not_torchscript(path: Path) -> str | None:
     if isinstance(data, dict) and data.get("format") == CHECKPOINT_FORMAT:
         return (
             f"{str(path)!r} is a nastools supernet checkpoint, not a model: export a subnet first "
-            f"(nastools export --run {_run_arg(path, path)} --format onnx, or --format torchscript)"
+            f"(nastools export --run {run_arg(path)} --format onnx, or --format torchscript)"
         )
     return (
         f"{str(path)!r} is a torch.save file (weights or a pickled object), not a TorchScript module: "
