@@ -19,7 +19,9 @@ batch size, the number of DDP ranks, nor where a resumed run starts), and the tr
 run's own random state is untouched. Costs about 8 ms per 128 Fashion-MNIST images on one
 core (``crop-flip``), under 1% of a supernet training step.
 
-Evaluation, BN recalibration and search never augment.
+Evaluation, BN recalibration and search never augment, except that ``nastools eval`` of an
+imported AttentiveNAS/AlphaNet run recalibrates BN on training-time images as the reference
+does (:func:`nastools.data.calibration_transform`).
 """
 
 from __future__ import annotations

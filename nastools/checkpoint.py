@@ -57,10 +57,15 @@ def find_checkpoint(run_or_path: str | Path) -> Path:
     return pretrained_checkpoint(run_or_path) or path
 
 
-def _run_arg(run_or_path: str | Path, path: Path) -> str:
-    """What to pass as ``--run`` to train into ``path``: the name of a run under runs/, else
-    its folder (``--run tmp`` would train into runs/tmp, not /tmp)."""
-    folder = path.parent
+def run_arg(path: str | Path) -> str:
+    """The ``--run`` value naming the run folder that holds the file ``path`` (a checkpoint),
+    for messages that tell the user what to run: the run's name when the folder is
+    ``runs/<name>``, else the folder itself (``--run tmp`` would mean runs/tmp, not /tmp).
+
+    >>> run_arg("runs/fmnist/supernet.pt"), run_arg("/tmp/supernet.pt")
+    ('fmnist', '/tmp')
+    """
+    folder = Path(path).parent
     return folder.name if folder == RUNS_DIR / folder.name else str(folder)
 
 
@@ -97,7 +102,7 @@ def load_checkpoint(run_or_path: str | Path, space: SearchSpace | str | None = N
         raise NastoolsError(f"checkpoint {str(path)!r} is a folder, not a checkpoint file")
     if not path.exists():
         raise NastoolsError(
-            f"no checkpoint at {str(path)!r}: train a supernet first (nastools train --run {_run_arg(run_or_path, path)}) or pass --run"
+            f"no checkpoint at {str(path)!r}: train a supernet first (nastools train --run {run_arg(path)}) or pass --run"
         )
     if not path.is_file():
         raise NastoolsError(f"checkpoint {str(path)!r} is not a regular file (a device or a pipe?): give the path of a checkpoint file")
@@ -203,7 +208,7 @@ def check_train_state(state: Any, model: Mapping, space: SearchSpace, where: str
     if not isinstance(cfg, Mapping):
         raise NastoolsError(f"{where}: its training state has no valid config (got {type(cfg).__name__}): a damaged checkpoint")
     for key, kinds, text in (("dataset", str, "a dataset name"), ("data", (str, type(None)), "a folder"),
-                             ("val_size", int, "an integer"), ("seed", int, "an integer")):
+                             ("val_size", int, "an integer"), ("seed", int, "an integer"), ("image_recipe", str, "an image recipe name")):
         if key in cfg and (not isinstance(cfg[key], kinds) or isinstance(cfg[key], bool)):
             raise NastoolsError(f"{where}: training config {key} is {cfg[key]!r}, expected {text}")
     if not resume:
@@ -249,16 +254,24 @@ def checkpoint_space(data: dict) -> SearchSpace:
     return space_from_dict(data["space"], source="checkpoint space")
 
 
-def run_splits(data: dict, dataset: str | None = None, data_dir: str | Path | None = None):
+def run_config(data: dict) -> dict:
+    """The training config stored in a loaded checkpoint (empty when it has none)."""
+    return (data.get("train") or data.get("trained") or {}).get("config") or {}
+
+
+def run_splits(data: dict, dataset: str | None = None, data_dir: str | Path | None = None, *, image_size: int = 224):
     """The dataset splits of the run whose loaded checkpoint is ``data``: its dataset and
     folder unless ``dataset``/``data_dir`` say otherwise, and its validation slice (the
-    run's ``val_size`` and ``seed``), so that no "val" image is one the supernet trained on."""
+    run's ``val_size`` and ``seed``), so that no "val" image is one the supernet trained on.
+    Image folders are read at ``image_size`` with the run's ``image_recipe``
+    (:class:`nastools.data.ImageRecipe`)."""
     from nastools.data import load_splits
 
-    cfg = (data.get("train") or data.get("trained") or {}).get("config") or {}
+    cfg = run_config(data)
     name = dataset or cfg.get("dataset") or "fashion-mnist"
     folder = data_dir or (cfg.get("data") if name == (cfg.get("dataset") or "fashion-mnist") else None)
-    return load_splits(name, folder, val_size=cfg.get("val_size", 5000), seed=int(cfg.get("seed", 0)))
+    return load_splits(name, folder, val_size=cfg.get("val_size", 5000), seed=int(cfg.get("seed", 0)),
+                       image_size=image_size, image_recipe=cfg.get("image_recipe"))
 
 
 def load_supernet(run_or_path: str | Path, space: SearchSpace | str | None = None, map_location: str = "cpu"):

@@ -5,7 +5,8 @@
   ``--data DIR``; the ``.gz`` files are unpacked once into a cache folder.
 - ``cifar10``: ``torchvision.datasets.CIFAR10`` from local ``cifar-10-batches-py`` files.
 - ``imagefolder``: ImageNet-style ``DIR/train/<class>/*.jpg`` (and ``DIR/val`` for the test
-  set when present), resized to ``image_size``.
+  set when present), resized and centre-cropped to ``image_size`` as an :class:`ImageRecipe`
+  says (nastools' own, or the AttentiveNAS/AlphaNet evaluation of imported runs).
 
 The training set is split into ``train`` and a held-out ``val`` slice (for BN recalibration
 and search); ``test`` is only for final reports. Small datasets are held in memory as
@@ -354,21 +355,119 @@ class ImageSet:
         return ImageSet(self.folder, self.indices, transform, seed_of=lambda i: image_seed(seed, epoch, i))
 
 
-def eval_transform(image_size: int):
-    """The deterministic transform of image-folder images: resize, centre crop, normalise."""
+#: ImageNet per-channel statistics (image folders)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ImageRecipe:
+    """How the images of an image folder become model inputs, for evaluation and for BN
+    recalibration. A run's recipe is ``image_recipe`` in its training config (default
+    ``nastools``); see :data:`IMAGE_RECIPES`.
+
+    - ``interpolation``: of the resize (and of the random-resized crop when calibrating);
+    - ``resize`` / ``crop``: the shorter side is resized to ``resize`` and the centre
+      ``crop`` x ``crop`` kept; ``None`` means at the arch's resolution ``r``
+      (``crop = r``, ``resize = int(r * 1.14)``);
+    - ``resample``: with a fixed ``crop``, the normalised crop is then resized to ``r`` by
+      this tensor interpolation (``torch.nn.functional.interpolate``, no antialiasing);
+    - ``calib_images`` / ``calib_batch``: BN recalibration images and batch size;
+    - ``calib_augment``: recalibrate on training-time images (random-resized crop at
+      ``crop``, horizontal flip, AutoAugment) rather than on evaluation images.
+    """
+
+    name: str
+    interpolation: str = "bilinear"
+    resize: int | None = None
+    crop: int | None = None
+    resample: str | None = None
+    calib_images: int = 2000
+    calib_batch: int = 250
+    calib_augment: bool = False
+
+
+#: ``nastools``: its own recipe. ``attentivenas`` / ``alphanet``: what the evaluation scripts
+#: of facebookresearch/AttentiveNAS and AlphaNet do (resize 256, centre crop 224, ImageNet
+#: mean/std, bicubic resize of the crop to the arch's resolution inside the model; BN
+#: recalibrated on 64 training batches of 256 augmented images); AttentiveNAS's evaluation
+#: config resizes bilinearly, AlphaNet's keeps the bicubic default.
+IMAGE_RECIPES = {
+    "nastools": ImageRecipe("nastools"),
+    "attentivenas": ImageRecipe("attentivenas", "bilinear", 256, 224, "bicubic", 64 * 256, 256, True),
+    "alphanet": ImageRecipe("alphanet", "bicubic", 256, 224, "bicubic", 64 * 256, 256, True),
+}
+
+
+def image_recipe(name: "str | ImageRecipe | None" = None) -> ImageRecipe:
+    """The :class:`ImageRecipe` called ``name`` (None: ``nastools``)."""
+    if isinstance(name, ImageRecipe):
+        return name
+    recipe = IMAGE_RECIPES.get(name or "nastools")
+    if recipe is None:
+        raise NastoolsError(f"unknown image recipe {name!r}: expected one of {', '.join(IMAGE_RECIPES)}")
+    return recipe
+
+
+class Resample:
+    """Resize a (C, H, W) float tensor to ``size`` x ``size`` with ``mode`` (as a model
+    resizes its input batch: ``interpolate``, ``align_corners=False``)."""
+
+    def __init__(self, size: int, mode: str) -> None:
+        self.size, self.mode = size, mode
+
+    def __call__(self, x):
+        import torch.nn.functional as F
+
+        if x.shape[-2:] == (self.size, self.size):
+            return x
+        return F.interpolate(x[None], size=(self.size, self.size), mode=self.mode, align_corners=False)[0]
+
+    def __repr__(self) -> str:
+        return f"Resample(size={self.size}, mode={self.mode!r})"
+
+
+def _tail(recipe: ImageRecipe, image_size: int) -> list:
+    """To tensor, normalise, and the recipe's resample to ``image_size`` (if any)."""
     from torchvision import transforms
 
-    return transforms.Compose(
-        [
-            transforms.Resize(int(image_size * 1.14)),
-            transforms.CenterCrop(image_size),
-            transforms.ToTensor(),
-            transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-        ]
-    )
+    ops = [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    if recipe.crop is not None and recipe.crop != image_size:
+        ops.append(Resample(image_size, recipe.resample or recipe.interpolation))
+    return ops
 
 
-def _imagefolder(data, image_size: int):
+def eval_transform(image_size: int, recipe: "str | ImageRecipe | None" = None):
+    """The deterministic transform of image-folder images for a model input of
+    ``image_size`` (the arch's resolution): resize, centre crop, normalise (and resample),
+    as ``recipe`` says (:class:`ImageRecipe`; default ``nastools``)."""
+    from torchvision import transforms
+
+    r = image_recipe(recipe)
+    mode = transforms.InterpolationMode(r.interpolation)
+    crop = r.crop or image_size
+    resize = r.resize or int(image_size * 1.14)
+    return transforms.Compose([transforms.Resize(resize, interpolation=mode), transforms.CenterCrop(crop), *_tail(r, image_size)])
+
+
+def calibration_transform(image_size: int, recipe: "str | ImageRecipe | None" = None):
+    """The transform of the training images that recalibrate BN under ``recipe``: its
+    :func:`eval_transform`, or with ``calib_augment`` a random-resized crop at the recipe's
+    crop size, a horizontal flip and AutoAugment (torchvision's ImageNet policy), then the
+    same normalisation and resample. Random: wrap it with :func:`nastools.augment.seeded`
+    (:meth:`ImageSet.augmented`) for repeatable statistics."""
+    from torchvision import transforms
+
+    r = image_recipe(recipe)
+    if not r.calib_augment:
+        return eval_transform(image_size, r)
+    mode = transforms.InterpolationMode(r.interpolation)
+    crop = r.crop or image_size
+    ops = [transforms.RandomResizedCrop(crop, interpolation=mode), transforms.RandomHorizontalFlip(),
+           transforms.AutoAugment(transforms.AutoAugmentPolicy.IMAGENET, interpolation=mode)]
+    return transforms.Compose([*ops, *_tail(r, image_size)])
+
+
+def _imagefolder(data, image_size: int, recipe=None):
     from torchvision.datasets import ImageFolder
 
     if not data:
@@ -377,7 +476,7 @@ def _imagefolder(data, image_size: int):
     train_dir = root / "train" if (root / "train").is_dir() else root
     if not train_dir.is_dir():
         raise NastoolsError(f"image folder {str(root)!r} not found")
-    tf = eval_transform(image_size)
+    tf = eval_transform(image_size, recipe)
     try:
         folder = ImageFolder(str(train_dir))
         test_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
@@ -396,11 +495,12 @@ def load_splits(
     val_size: int | float = 5000,
     seed: int = 0,
     image_size: int = 224,
+    image_recipe: "str | ImageRecipe | None" = None,
 ) -> DataSplits:
     """Load a dataset and split a validation slice off its training set.
 
     ``val_size``: number of training images held out (or a fraction when < 1).
-    ``image_size`` only applies to ``imagefolder``.
+    ``image_size`` and ``image_recipe`` (:func:`eval_transform`) only apply to ``imagefolder``.
     """
     import torch
 
@@ -411,7 +511,7 @@ def load_splits(
     elif name == "cifar10":
         train_all, test, classes, chs, size = _cifar10(data)
     else:
-        train_all, test, classes, chs, size = _imagefolder(data, image_size)
+        train_all, test, classes, chs, size = _imagefolder(data, image_size, image_recipe)
     n = len(train_all)
     n_val = _val_count(val_size, n)
     if n_val >= n and name == "imagefolder":

@@ -29,6 +29,7 @@ from nastools.cli import main
 from nastools.errors import NastoolsError
 from nastools.importers import attentivenas as an
 from nastools.importers.safe_pickle import Foreign, plain, safe_torch_load
+from nastools.resources import shipped_arch
 from nastools.space import load_space
 from nastools.supernet import Supernet
 
@@ -345,6 +346,8 @@ def test_cli_imports_a_published_layout_checkpoint_into_a_run(tmp_path, ref_stat
     assert "utils.config" not in sys.modules
     data = load_checkpoint(run, "attentivenas")
     assert data["imported"]["from"] == str(path) and data["trained"]["config"]["dataset"] == "imagefolder"
+    assert report["image_recipe"] == data["trained"]["config"]["image_recipe"] == "attentivenas"
+    assert (run / "archs" / "a0.json").read_text() == shipped_arch("a0", "attentivenas").read_text()
     assert data["imported"]["config"]["supernet_config"]["mb7"]["c"] == [216, 224]
     net = load_supernet(run).eval()
     arch = load_space("attentivenas").arch_from_dict(json.loads((run / "archs" / "a0.json").read_text()))
@@ -353,3 +356,11 @@ def test_cli_imports_a_published_layout_checkpoint_into_a_run(tmp_path, ref_stat
     assert float((y - reference["logits"]["a0"]).abs().max()) <= TOL
     again = CliRunner().invoke(main, ["import", "attentivenas", str(path), "--run", str(run)])
     assert again.exit_code == 1 and "already has a supernet" in again.output and len(again.output.strip().splitlines()) == 1
+    forced = CliRunner().invoke(main, ["import", "attentivenas", str(path), "--run", str(run), "--force", "--image-recipe", "alphanet"])
+    assert forced.exit_code == 0 and "as alphanet's evaluation does" in forced.output, forced.output
+    assert load_checkpoint(run, "attentivenas")["trained"]["config"]["image_recipe"] == "alphanet"
+
+
+def test_recipe_follows_the_training_config():
+    assert an.detect_recipe(None) == an.detect_recipe({"exp_name": "attentive_nas_dynamic_model_bestup3"}) == "attentivenas"
+    assert an.detect_recipe({"alpha_min": -1.0, "alpha_max": 1.0}) == an.detect_recipe({"exp_name": "alphanet"}) == "alphanet"

@@ -38,6 +38,7 @@ def test_wheel_installs_and_finds_its_shipped_data_from_another_folder(tmp_path)
     (wheel,) = (tmp_path / "dist").glob("nastools-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"nastools/spaces/fmnist.yaml", "nastools/latency_tables/fmnist/amd-epyc-t1__ort__fp32__b1.json"} <= names
+    assert {f"nastools/spaces/archs/attentivenas/a{i}.json" for i in range(7)} <= names  # the published A0-A6
     assert {f"nastools/pretrained/{n}" for n in pretrained} <= names
 
     # a fresh venv that borrows this one's dependencies (torch and the rest) without its nastools
@@ -60,3 +61,5 @@ def test_wheel_installs_and_finds_its_shipped_data_from_another_folder(tmp_path)
     installed = purelib / "nastools"
     assert Path(where).parent == installed  # the wheel's copy, not the checkout's
     assert Path(table).is_relative_to(installed / "latency_tables" / "fmnist") and int(blocks) > 0
+    arch = "from nastools.space import load_arch; a = load_arch('a0.json', 'attentivenas'); print(a.resolution, a.head)"
+    assert _run(py, "-c", arch, cwd=elsewhere).split() == ["192", "1792"]  # a shipped arch by name, from elsewhere

@@ -95,25 +95,32 @@ def train_cmd(run, resume, steps, time_budget, checkpoint_every, no_progress, as
 
 
 @main.command("eval")
-@click.option("--arch", "arch_file", required=True, metavar="ARCH.json", help="The subnet to evaluate (Arch JSON).")
+@click.option("--arch", "arch_file", required=True, metavar="ARCH.json",
+              help="The subnet to evaluate: an Arch JSON file, or a shipped arch by name (a0 ... a6 of attentivenas).")
 @click.option("--run", "run", default="default", show_default=True, help="Run whose supernet to use.")
 @click.option("--dataset", type=click.Choice(DATASETS), default=None, help="[default: the run's]")
 @click.option("--data", default=None, help="Dataset folder.")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True)
-@click.option("--calib-images", type=click.IntRange(1), default=2000, show_default=True, help="Training images for BN recalibration.")
+@click.option("--calib-images", type=click.IntRange(1), default=None,
+              help="Training images for BN recalibration.  [default: 2000; 16384 for imported AttentiveNAS/AlphaNet runs on image folders]")
 @click.option("--max-images", type=click.IntRange(1), default=None, help="Evaluate on the first N images only.")
 @click.option("--device", default="cpu", show_default=True)
+@click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="Data loader processes (image folders).")
 @json_option
-def eval_cmd(arch_file, run, dataset, data, split, calib_images, max_images, device, as_json) -> None:
+def eval_cmd(arch_file, run, dataset, data, split, calib_images, max_images, device, workers, as_json) -> None:
     """Top-1 of one subnet of a trained supernet: BN recalibration, then the test set.
 
+    Image folders are read at the arch's resolution; a run imported from AttentiveNAS or
+    AlphaNet preprocesses and recalibrates BN as the reference evaluation does.
+
     \b
-    Example: nastools eval --arch arch.json --run default
+    Examples: nastools eval --arch arch.json --run default
+              nastools eval --run attentivenas --arch a0.json --dataset imagefolder --data ~/imagenet
     """
     from nastools.train.evaluate import evaluate_subnet
 
     res = evaluate_subnet(arch_file, run, dataset=dataset, data=data, split=split, calib_images=calib_images,
-                          max_images=max_images, device=device)
+                          max_images=max_images, device=device, workers=workers)
     if as_json:
         return echo_json(res)
     m = res["meta"]

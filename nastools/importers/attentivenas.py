@@ -105,11 +105,13 @@ class ImportReport:
     config: dict[str, Any] | None = None  # the reference's training config, as plain data
     checkpoint: str | None = None
     archs: list[str] = field(default_factory=list)
+    image_recipe: str | None = None  # how eval reads image folders for the run
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "source": self.source, "layout": self.layout, "prefix": self.prefix, "mapped": self.mapped,
             "unused": self.unused, "zeroed": self.zeroed, "checkpoint": self.checkpoint, "archs": self.archs,
+            "image_recipe": self.image_recipe,
         }
 
 
@@ -335,13 +337,27 @@ def read_reference(path: str | Path, space=None) -> tuple[dict[str, Any], Import
     return mapped, report
 
 
+def detect_recipe(config: Mapping[str, Any] | None) -> str:
+    """The image recipe (:data:`nastools.data.IMAGE_RECIPES`) of the reference evaluation
+    that goes with a checkpoint's training config: ``alphanet`` for AlphaNet's (its
+    alpha-divergence settings or experiment name), else ``attentivenas``."""
+    cfg = config if isinstance(config, Mapping) else {}
+    if any(k in cfg for k in ("alpha_min", "alpha_max", "iw_clip")) or "alphanet" in str(cfg.get("exp_name", "")).lower():
+        return "alphanet"
+    return "attentivenas"
+
+
 def import_attentivenas(path: str | Path, run: str | Path = SPACE, *, force: bool = False,
-                        arch_files: bool = True) -> ImportReport:
+                        arch_files: bool = True, image_recipe: str | None = None) -> ImportReport:
     """Turn a published AttentiveNAS or AlphaNet supernet checkpoint into the nastools run
     ``run``: ``runs/<run>/supernet.pt`` (``nastools search/eval/export --run <run>`` take
     it) and, with ``arch_files``, the reference's Pareto models as arch files in
     ``runs/<run>/archs/``. Nothing is written unless every tensor maps; an existing
-    checkpoint of the run is replaced only with ``force``."""
+    checkpoint of the run is replaced only with ``force``.
+
+    The run's training config names ``image_recipe``, how ``nastools eval`` reads image
+    folders for it (``attentivenas`` or ``alphanet``, the reference evaluations; default:
+    :func:`detect_recipe` of the checkpoint's training config)."""
     from nastools.checkpoint import checkpoint_path, run_dir, save_checkpoint
     from nastools.lock import OutputLock
     from nastools.supernet import Supernet
@@ -350,12 +366,18 @@ def import_attentivenas(path: str | Path, run: str | Path = SPACE, *, force: boo
     out = checkpoint_path(folder)
     if out.exists() and not force:
         raise NastoolsError(f"run {str(run)!r} already has a supernet ({str(out)!r}): pass --force to replace it, or another --run")
+    from nastools.data import image_recipe as find_recipe
+
+    if image_recipe is not None:
+        find_recipe(image_recipe)  # an unknown name fails before the file is read
     sp = _space()
     state, report = read_reference(path, sp)
+    report.image_recipe = image_recipe or detect_recipe(report.config)
     net = Supernet(sp)
     net.load_state_dict(state)
     archs = {name: reference_arch(cfg, sp) for name, cfg in PARETO.items()} if arch_files else {}
-    trained = {"config": {"dataset": "imagefolder", "data": None}}  # eval/search/export read ImageNet from --data
+    # eval/search/export read ImageNet from --data, as the reference evaluation does
+    trained = {"config": {"dataset": "imagefolder", "data": None, "image_recipe": report.image_recipe}}
     imported = {"from": str(path), "layout": report.layout, "prefix": report.prefix, "unused": report.unused,
                 "zeroed": report.zeroed, "config": report.config}
     with OutputLock(folder, "run", elsewhere="pass another --run"):

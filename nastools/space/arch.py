@@ -240,9 +240,12 @@ def parse_arch(data: Any) -> Arch:
 def load_arch(source: "str | Path | Mapping", space: "SearchSpace | str | None" = None) -> Arch:
     """Read an arch from a JSON file path, a JSON string or a dict, and validate it.
 
+    A name that is no file but names an arch shipped with nastools (``a0`` or ``a0.json``:
+    ``nastools/spaces/archs/<space>/``, the published archs of a space) reads that one.
     The space is the one given, else the one the arch names.
     """
     from nastools.io import parse_json, read_json
+    from nastools.resources import shipped_arch
     from nastools.space.schema import load_space
 
     if isinstance(source, Mapping):
@@ -252,6 +255,9 @@ def load_arch(source: "str | Path | Mapping", space: "SearchSpace | str | None" 
         if text.lstrip().startswith("{"):
             data = parse_json(text, "arch JSON")
         else:
+            if not Path(text).exists():
+                name = space if isinstance(space, str) or space is None else space.name
+                text = str(shipped_arch(text, name) or text)
             data = read_json(text, "arch file", hint="expected the path of an Arch JSON file")
     arch = parse_arch(data)
     sp = load_space(space if space is not None else arch.space)

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nastools.data import iter_batches
+from nastools.data import image_recipe, iter_batches
 
 #: images used for BN recalibration unless told otherwise (AttentiveNAS uses a few thousand)
 RECALIBRATION_IMAGES = 2000
@@ -91,15 +91,16 @@ def recalibrate_bn(model: nn.Module, batches: Iterable, *, max_batches: int | No
     return seen
 
 
-def calibration_batches(dataset, batch_size: int = 200, num_images: int = RECALIBRATION_IMAGES, seed: int = 0):
-    """A fixed, seeded random sample of ``num_images`` training images in batches."""
+def calibration_batches(dataset, batch_size: int = 200, num_images: int = RECALIBRATION_IMAGES, seed: int = 0, *, workers: int = 0):
+    """A fixed, seeded random sample of ``num_images`` training images in batches
+    (``workers``: data loader processes, for image folders)."""
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(dataset), generator=g)[: min(num_images, len(dataset))]
-    return iter_batches(dataset, batch_size, order=order)
+    return iter_batches(dataset, batch_size, order=order, workers=workers)
 
 
 @torch.inference_mode()
-def evaluate_top1(model: nn.Module, dataset, batch_size: int = 500, max_images: int | None = None) -> float:
+def evaluate_top1(model: nn.Module, dataset, batch_size: int = 500, max_images: int | None = None, *, workers: int = 0) -> float:
     """Top-1 accuracy (a fraction in [0, 1]) of ``model`` on ``dataset``, in eval mode.
 
     Reads the first ``max_images`` images (all by default) in order. Recalibrate BN first
@@ -110,7 +111,7 @@ def evaluate_top1(model: nn.Module, dataset, batch_size: int = 500, max_images: 
     device = model_device(model)
     correct = total = 0
     try:
-        for images, labels in iter_batches(dataset, batch_size, max_images=max_images):
+        for images, labels in iter_batches(dataset, batch_size, max_images=max_images, workers=workers):
             logits = model(prepare_input(model, images, device))
             correct += int((logits.argmax(1).cpu() == labels).sum())
             total += len(labels)
@@ -143,15 +144,21 @@ def evaluate_subnet(
     dataset: str | None = None,
     data=None,
     split: str = "test",
-    calib_images: int = RECALIBRATION_IMAGES,
+    calib_images: int | None = None,
     max_images: int | None = None,
     device: str = "cpu",
     splits=None,
+    workers: int = 0,
 ) -> dict:
     """Top-1 of one subnet of a run's supernet: BN recalibration on training images, then
-    ``split`` (the test set by default). ``arch``: an Arch, a dict or an Arch JSON path.
+    ``split`` (the test set by default). ``arch``: an Arch, a dict, an Arch JSON path or the
+    name of a shipped arch (``a0``). Image folders are read at the arch's resolution as the
+    run's image recipe says (:class:`nastools.data.ImageRecipe`: imported AttentiveNAS/AlphaNet
+    runs preprocess and recalibrate as the reference evaluation does); ``calib_images``
+    defaults to the recipe's (2000; 16384 for the reference recipes). ``workers``: data
+    loader processes that decode image-folder images.
     Returns the arch's JSON fields with ``id``, ``flops``, ``top1`` and what was measured."""
-    from nastools.checkpoint import checkpoint_space, load_checkpoint, run_splits
+    from nastools.checkpoint import checkpoint_space, load_checkpoint, run_config, run_splits
     from nastools.errors import NastoolsError
     from nastools.machine import check_torch_device
     from nastools.space import Arch, load_arch
@@ -168,23 +175,38 @@ def evaluate_subnet(
     net.load_state_dict(ckpt["model"])
     net = net.to(device)
     net.set_active(arch)
-    splits = splits if splits is not None else run_splits(ckpt, dataset, data)  # the run's val slice
+    splits = splits if splits is not None else run_splits(ckpt, dataset, data, image_size=arch.resolution)  # the run's val slice
     if splits.channels != space.input_channels or splits.num_classes != space.num_classes:
         raise NastoolsError(
             f"dataset {splits.name!r} ({splits.channels} channels, {splits.num_classes} classes) does not fit space "
             f"{space.name!r} ({space.input_channels} channels, {space.num_classes} classes)"
         )
     target = splits.test if split == "test" else splits.val
-    recalibrate_bn(net, calibration_batches(splits.train, 250, calib_images))
-    top1 = evaluate_top1(net, target, max_images=max_images)
+    recipe = image_recipe(run_config(ckpt).get("image_recipe") if splits.name == "imagefolder" else None)
+    calib_images = recipe.calib_images if calib_images is None else calib_images
+    calib_set, calib_batch = calibration_set(splits, recipe, arch.resolution)
+    recalibrate_bn(net, calibration_batches(calib_set, calib_batch, calib_images, workers=workers))
+    top1 = evaluate_top1(net, target, max_images=max_images, workers=workers)
     n = len(target) if max_images is None else min(max_images, len(target))
-    return {
-        **arch.to_dict(), "id": arch.id, "flops": space.flops(arch), "params": space.params(arch), "top1": top1,
-        "meta": {"run": str(run), "dataset": splits.name, "split": split, "images": n, "calib_images": calib_images},
-    }
+    meta = {"run": str(run), "dataset": splits.name, "split": split, "images": n, "calib_images": min(calib_images, len(calib_set))}
+    if splits.name == "imagefolder":
+        meta["image_recipe"] = recipe.name
+    return {**arch.to_dict(), "id": arch.id, "flops": space.flops(arch), "params": space.params(arch), "top1": top1, "meta": meta}
+
+
+def calibration_set(splits, recipe, resolution: int, seed: int = 0):
+    """The training images that recalibrate BN under image recipe ``recipe``, and the batch
+    size: the training split as it is, or (``calib_augment``, image folders) read through
+    the recipe's training-time transform, each image's randomness seeded."""
+    from nastools.data import ImageSet, calibration_transform
+
+    if recipe.calib_augment and isinstance(splits.train, ImageSet):
+        return splits.train.augmented(calibration_transform(resolution, recipe), seed, 0), recipe.calib_batch
+    return splits.train, recipe.calib_batch
 
 
 __all__ = [
+    "calibration_set",
     "evaluate_subnet",
     "RECALIBRATION_IMAGES",
     "calibration_batches",
