@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
-.PHONY: setup data demo test bench lint format clean
+.PHONY: setup data demo test bench lint format clean gpu-check
 
 setup: $(STAMP)
 
@@ -43,6 +43,20 @@ format: setup
 bench: setup data
 	$(PY) benchmarks/run.py $(BENCH)
 	$(PY) benchmarks/index.py
+
+# gpu-check: every GPU path on a small space in one call (at most 8 minutes), one JSON report in
+# benchmarks/results/gpu_check/<cpu-tag>/<date>.json (python -m nastools.gpucheck --help). It runs with
+# the host's own Python when its torch sees a CUDA GPU (a GPU host often brings its own torch and
+# no package registry), else with the venv's; nothing is installed. On a host without a CUDA GPU
+# it prints one line and exits 0.
+GPU_PY ?= $(shell $(PYTHON) -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' 2>/dev/null && echo $(PYTHON) || echo $(PY))
+
+GPU_REPORT = $(shell PYTHONPATH=$(CURDIR) $(GPU_PY) -c 'import sys; sys.path.insert(0, "benchmarks"); from _common import result_path; print(result_path("gpu_check"))')
+
+gpu-check:
+	@if $(GPU_PY) -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then \
+	  PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PY) -m nastools.gpucheck --out $(GPU_REPORT); \
+	else PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(GPU_PY) -m nastools.gpucheck; fi
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

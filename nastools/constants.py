@@ -12,6 +12,7 @@ Precision = Literal["fp32", "fp16", "int8"]
 ExportFormat = Literal["onnx", "trt", "torchscript"]
 BackendName = Literal["ort", "trt", "torch"]
 DeviceKind = Literal["cpu", "gpu"]
+Statistic = Literal["median", "p10", "p90", "p99"]
 
 #: numeric precisions a latency table or an exported model can have
 PRECISIONS: tuple[str, ...] = get_args(Precision)
@@ -21,5 +22,8 @@ FORMATS: tuple[str, ...] = get_args(ExportFormat)
 BACKENDS: tuple[str, ...] = get_args(BackendName)
 #: devices ``nastools profile`` measures on
 DEVICES: tuple[str, ...] = get_args(DeviceKind)
+#: the latency statistics a budget can be in (a table stores each as ``<name>_ms``)
+STATISTICS: tuple[str, ...] = get_args(Statistic)
 
-__all__ = ["BACKENDS", "DEVICES", "FORMATS", "PRECISIONS", "BackendName", "DeviceKind", "ExportFormat", "Precision"]
+__all__ = ["BACKENDS", "DEVICES", "FORMATS", "PRECISIONS", "STATISTICS", "BackendName", "DeviceKind", "ExportFormat",
+           "Precision", "Statistic"]

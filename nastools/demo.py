@@ -3,7 +3,9 @@
 1. take the trained supernet that ships with nastools for the space (``fmnist-attentive``),
    or, with ``train_time`` set (``--train 6m``) or for a space without one, train a supernet
    on Fashion-MNIST with attentive sampling for that budget;
-2. profile this CPU through ONNX Runtime, or reuse a shipped table made on this CPU model;
+2. profile this CPU through ONNX Runtime, or reuse a shipped table made on this CPU model
+   (one of another generation of it gets its overhead re-fitted on a few end-to-end runs
+   of this machine: :meth:`nastools.search.latency_cost.LatencyCost.refitted`);
 3. search under a latency budget from the middle of the table's range and a FLOPs budget;
 4. export the chosen subnet to ONNX (fp32 and int8) and bench both;
 5. print a summary: arch, test top-1, FLOPs, predicted vs measured latency, files written.
@@ -229,6 +231,7 @@ def _budgets(demo: _Demo, latency: LatencyCost) -> tuple[float, float]:
 def _search(demo: _Demo, profiled: dict, source: str) -> dict:
     """Stage 3: search ``source``'s supernet under a latency and a FLOPs budget."""
     from nastools.latency.table import LatencyTable
+    from nastools.machine import generation_mismatch
     from nastools.search.budget import Budget
     from nastools.search.runner import SearchOptions, run_search
 
@@ -236,32 +239,44 @@ def _search(demo: _Demo, profiled: dict, source: str) -> dict:
     latency = LatencyCost(LatencyTable.load(profiled["table"], demo.space))
     if profiled["reused"]:  # a shipped table: at this machine's speed now (the search scales it the same way)
         latency.settle_drift()
+    refit = None
+    if profiled["reused"] and generation_mismatch(latency.table.meta):
+        # another CPU generation: its blocks as profiled, its overhead re-fitted on this machine's drift-check runs
+        refit = latency.refitted(demo.rdir / "latency" / f"{demo.space.name}.refit.json")
+    if refit is not None:
+        log(f"   the table is of another CPU generation: its overhead re-fitted on {len(refit.calibration['runs'])} "
+            f"end-to-end runs of this machine, {refit.path}")
+        latency = LatencyCost(refit)
     lat, flo = _budgets(demo, latency)
-    # a table profiled a minute ago describes this machine as it is
+    # a table profiled a minute ago (or re-fitted just now) describes this machine as it is
+    drift = profiled["reused"] and refit is None
     opts = SearchOptions(population=s.population, generations=s.generations, seed=s.seed, calib_images=s.calib_images,
-                         eval_images=s.eval_images, drift=profiled["reused"], drift_factors={"latency:default": latency.factor})
+                         eval_images=s.eval_images, drift=drift, drift_factors={"latency:default": latency.factor})
     rep = run_search(source, [Budget("latency", lat, "default"), Budget("flops", flo)], tables={"default": str(latency.table.path)},
                      options=opts, out_dir=demo.rdir / "search", log=lambda m: log(f"   {m}"))
     pick = rep.picks[0]
     if pick.candidate is None:
         raise NastoolsError("the demo search found no subnet within its budgets; rerun with --fresh")
     c = pick.candidate
+    stat = latency.statistic
     log(f"   chose {c.arch.id}: validation top-1 {c.top1:.2f}%, {format_count(c.costs['flops'])} FLOPs, "
-        f"predicted {c.costs['latency:default']:.3f} ms"
-        + (f", measured {pick.measured_ms:.3f} ms" if pick.measured_ms else ""))
+        f"predicted {stat} {c.costs['latency:default']:.3f} ms"
+        + (f", measured {stat} {pick.measured_ms:.3f} ms" if pick.measured_ms else ""))
     for r in pick.replaced:
         log(f"   replaced {r['id']}: measured {r['measured_ms']:.3f} ms over the {r['limit_ms']:.3f} ms budget")
     return {"best": str(rep.out_dir / "best.json"), "pareto": str(rep.out_dir / "pareto.json"),
             "plot": str(rep.out_dir / "pareto.png"), "id": c.arch.id, "val_top1": c.top1, "flops": c.costs["flops"],
             "params": c.costs["params"], "predicted_ms": c.costs["latency:default"], "search_measured_ms": pick.measured_ms,
-            "latency_budget_ms": lat, "flops_budget": flo, "evaluations": rep.timing["evaluations"]}
+            "latency_budget_ms": lat, "flops_budget": flo, "evaluations": rep.timing["evaluations"], "statistic": stat,
+            **({"refit_table": str(refit.path)} if refit is not None else {})}
 
 
 # --------------------------------------------------------------------------- 4. export
 
 
 def _export(demo: _Demo, searched: dict, source: str) -> dict:
-    """Stage 4: export the pick to ONNX in fp32 and int8 and bench both on ORT CPU."""
+    """Stage 4: export the pick to ONNX in fp32 and int8 and bench both on ORT CPU (the
+    search's latency statistic among the figures kept)."""
     from nastools.export.api import export_subnet
     from nastools.export.bench import bench_model
     from nastools.export.parity import describe_parity
@@ -277,9 +292,9 @@ def _export(demo: _Demo, searched: dict, source: str) -> dict:
         par = res.sidecar.get("parity", {})
         out[precision] = {"model": str(res.path), "sidecar": str(res.sidecar_path), "test_top1": acc.get("model_top1"),
                           "parity": {k: par.get(k) for k in ("max_abs_diff", "top1_agreement", "passed") if k in par},
-                          "bench": {k: b.to_dict()[k] for k in ("median_ms", "p90_ms", "p99_ms", "throughput_ips")}}
+                          "bench": {k: b.to_dict()[k] for k in ("p10_ms", "median_ms", "p90_ms", "p99_ms", "throughput_ips")}}
         demo.log(f"   {precision}: {res.path.name}, test top-1 {_pct(acc.get('model_top1'))}, "
-                 f"ORT CPU median {b.median_ms:.3f} ms (p90 {b.p90_ms:.3f}), parity {describe_parity(par)}")
+                 f"ORT CPU p10 {b.p10_ms:.3f} ms, median {b.median_ms:.3f} ms, p90 {b.p90_ms:.3f} ms, parity {describe_parity(par)}")
     return out
 
 
@@ -289,6 +304,8 @@ def _export(demo: _Demo, searched: dict, source: str) -> dict:
 def _summary(space: SearchSpace, rdir: Path, stages: dict[str, Any]) -> dict[str, Any]:
     """The demo's result from its finished stages."""
     trained, profiled, searched, exported = (stages[k] for k in ("train", "profile", "search", "export"))
+    stat = searched.get("statistic", "p10")  # stages recorded before the statistic was: the table's p10
+    key = f"{stat}_ms"
     return {
         "arch": searched["id"],
         "space": space.name,
@@ -300,11 +317,12 @@ def _summary(space: SearchSpace, rdir: Path, stages: dict[str, Any]) -> dict[str
         "params": searched["params"],
         "latency_budget_ms": searched["latency_budget_ms"],
         "predicted_ms": searched["predicted_ms"],
-        "measured_ms_fp32": exported["fp32"]["bench"]["median_ms"],
-        "measured_ms_int8": exported["int8"]["bench"]["median_ms"],
-        "table": profiled["table"],
+        "statistic": stat,
+        "measured_ms_fp32": exported["fp32"]["bench"].get(key),
+        "measured_ms_int8": exported["int8"]["bench"].get(key),
+        "table": searched.get("refit_table", profiled["table"]),
         "table_reused": profiled["reused"],
-        "files": [trained["checkpoint"], profiled["table"], searched["best"], searched["pareto"], searched["plot"],
+        "files": [trained["checkpoint"], searched.get("refit_table", profiled["table"]), searched["best"], searched["pareto"], searched["plot"],
                   exported["fp32"]["model"], exported["int8"]["model"], exported["fp32"]["sidecar"], exported["int8"]["sidecar"]],
         "stage_seconds": {k: round(v["seconds"], 1) for k, v in stages.items()},
     }
@@ -316,8 +334,9 @@ def _log_summary(summary: dict[str, Any], space: SearchSpace, log: Callable[[str
     log(f"   arch {summary['arch']} ({space.name}): {format_count(summary['flops'])} FLOPs, {format_count(summary['params'])} params")
     log(f"   test top-1: fp32 {_pct(summary['test_top1_fp32'])}, int8 {_pct(summary['test_top1_int8'])} "
         f"(validation top-1 in search {summary['val_top1']:.2f}%)")
-    log(f"   latency (ORT CPU, 1 thread, batch 1): budget {summary['latency_budget_ms']:.3f} ms, predicted "
-        f"{summary['predicted_ms']:.3f} ms, measured {summary['measured_ms_fp32']:.3f} ms fp32 / {summary['measured_ms_int8']:.3f} ms int8")
+    log(f"   latency (ORT CPU, 1 thread, batch 1, the {summary['statistic']} of each): budget {summary['latency_budget_ms']:.3f} ms, "
+        f"predicted {summary['predicted_ms']:.3f} ms, measured (nastools bench) {_ms(summary['measured_ms_fp32'])} fp32 / "
+        f"{_ms(summary['measured_ms_int8'])} int8")
     log("   stage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in summary["stage_seconds"].items()))
     log("   files:")
     for f in summary["files"]:
@@ -343,6 +362,10 @@ def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: 
     stages.finish(summary)
     _log_summary(summary, space, log)
     return summary
+
+
+def _ms(v) -> str:
+    return "n/a" if v is None else f"{v:.3f} ms"
 
 
 def _pct(v) -> str:

@@ -49,11 +49,14 @@ def test_settle_drift_takes_a_held_record_of_its_table_then_a_given_factor_then_
         raise AssertionError("held or given: nothing to measure")
 
     monkeypatch.setattr(nastools.latency, "check_drift", no_measuring)
-    assert cost.settle_drift({"factor": 1.2, "table": mine}, given=0.7) == {"factor": 1.2, "table": mine}
-    assert cost.settle_drift({"factor": 1.2, "table": "another.json"}, given=0.7) == {"factor": 0.7, "given": True, "table": mine}
-    assert cost.factor == 0.7
+    stat = {"statistic": cost.statistic}
+    assert cost.settle_drift({"factor": 1.2, "table": mine}, given=0.7) == {"factor": 1.2, "table": mine, **stat}
+    assert cost.settle_drift({"factor": 1.2, "table": "another.json"}, given=0.7) == {"factor": 0.7, "given": True, "table": mine, **stat}
+    # a record held for another statistic of the same table is not this one's
+    assert cost.settle_drift({"factor": 1.2, "table": mine, "statistic": "p99"}, given=0.8)["factor"] == 0.8
+    assert cost.factor == 0.8
     monkeypatch.setattr(nastools.latency, "check_drift", lambda table: {"factor": 1.3, "ratios": [1.3]})
-    assert cost.settle_drift() == {"factor": 1.3, "ratios": [1.3], "table": mine} and cost.drift["factor"] == cost.factor == 1.3
+    assert cost.settle_drift() == {"factor": 1.3, "ratios": [1.3], "table": mine, **stat} and cost.drift["factor"] == cost.factor == 1.3
     monkeypatch.setattr(nastools.latency, "check_drift", lambda table: None)  # no calibration runs to compare with
     assert cost.settle_drift() is None and cost.factor == 1.3
 
@@ -74,3 +77,20 @@ def test_find_table_filters_by_device_and_accept_and_takes_the_newest(tiny, tmp_
     assert find_table(tiny, "cpu", accept=lambda t: t.path == other).path == other
     assert find_table(tiny, "gpu") is None and find_table(tiny, "default", accept=lambda t: False) is None
     assert LatencyCost.resolve(tiny, "default").table.path == new
+
+
+def test_refitted_fits_the_overhead_on_the_drift_checks_runs_of_this_machine(tiny, tmp_path):
+    import random
+
+    cost = LatencyCost(_table(tiny, tmp_path / "t.json"))
+    assert cost.refitted(tmp_path / "none.json") is None  # no drift check measured yet
+    rng = random.Random(0)
+    archs = list({a.key: a for a in (tiny.sample(rng) for _ in range(30))}.values())[:6]
+    # this machine: 1.5x the block sum plus 0.2 ms
+    cost.drift = {"factor": 1.5, "keys": [a.key for a in archs], "measured_ms": [1.5 * cost.table.block_sum(a) + 0.2 for a in archs]}
+    refit = cost.refitted(tmp_path / "refit.json")
+    assert refit.path == tmp_path / "refit.json" and refit.meta["refit"] == {"from": str(cost.table.path), "runs": 6}
+    assert refit.calibration["scale"] == pytest.approx(1.5) and refit.calibration["offset_ms"] == pytest.approx(0.2)
+    arch = tiny.max_arch()
+    assert LatencyTable.load(refit.path, tiny).predict(arch) == pytest.approx(1.5 * cost.table.block_sum(arch) + 0.2)
+    assert cost.table.calibration["scale"] == 1.0  # the table itself is untouched

@@ -147,7 +147,7 @@ def bench_cmd(model, backend, batch, threads, warmup, duration, as_json) -> None
     click.echo(f"model       {r.model} ({r.backend}, input {'x'.join(map(str, r.input_shape))}, threads {r.threads or 'default'})")
     click.echo(f"iterations  {r.iterations} in {r.duration_s:.2f} s after {r.warmup_s * 1e3:.0f} ms warm-up")
     click.echo(
-        f"latency     min {r.min_ms:.3f} ms, mean {r.mean_ms:.3f} ms, median {r.median_ms:.3f} ms, "
+        f"latency     min {r.min_ms:.3f} ms, p10 {r.p10_ms:.3f} ms, mean {r.mean_ms:.3f} ms, median {r.median_ms:.3f} ms, "
         f"p90 {r.p90_ms:.3f} ms, p95 {r.p95_ms:.3f} ms, p99 {r.p99_ms:.3f} ms, max {r.max_ms:.3f} ms"
     )
     click.echo(f"throughput  {r.throughput_qps:.1f} qps ({r.throughput_ips:.1f} images/s)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from nastools.cli import IntList, device_option, echo_json, format_table, json_option, main
-from nastools.constants import BACKENDS, PRECISIONS
+from nastools.constants import BACKENDS, PRECISIONS, STATISTICS
 
 
 @main.command("profile")
@@ -25,9 +25,13 @@ from nastools.constants import BACKENDS, PRECISIONS
               help="Measure N held-out random subnets end to end and report the table's error.")
 @click.option("--max-time", default=1.0, show_default=True, type=click.FloatRange(0.01, 60.0),
               help="Time cap per block measurement, seconds.")
+@click.option("--statistic", type=click.Choice(STATISTICS), default=None,
+              help="The latency statistic predictions add up: median, p10, p90 or p99. Default: the median on GPU (a "
+                   "dedicated device, as trtexec reports), the p10 on CPU (on a shared machine the latency other "
+                   "processes leave untouched, reproducible). Every entry records all four; a search may use another.")
 @json_option
 def profile_cmd(space, device, backend, precision, batch, threads, resolutions, out, calibration_runs, validate_runs,
-                max_time, as_json) -> None:
+                max_time, statistic, as_json) -> None:
     """Profile this machine into a latency lookup table (resumable: rerun to continue).
 
     \b
@@ -48,7 +52,7 @@ def profile_cmd(space, device, backend, precision, batch, threads, resolutions, 
 
     table = profile(sp, be, batch=batch, resolutions=resolutions, out=out,
                     protocol=Protocol(max_s=max_time), calibration_runs=calibration_runs,
-                    validate_runs=validate_runs, progress=True, announce=announce)
+                    validate_runs=validate_runs, progress=True, announce=announce, statistic=statistic)
     if as_json:
         return echo_json({"table": str(table.path), "meta": table.meta, "blocks": len(table), **table.summary()})
     click.echo(f"wrote {table.path}: {table.describe()}")

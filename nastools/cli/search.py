@@ -7,6 +7,7 @@ from typing import Any
 import click
 
 from nastools.cli import Output, data_option, dataset_option, echo_json, format_table, json_option, main, run_option
+from nastools.constants import STATISTICS
 from nastools.search.evolution import STRATEGIES
 
 
@@ -32,6 +33,11 @@ class TableArg(click.ParamType):
 @click.option("--table", "tables", multiple=True, type=TableArg(), metavar="[DEVICE=]PATH",
               help="Latency table to use for DEVICE (a bare PATH: this CPU's) instead of the newest matching one "
                    "in the working directory's latency_tables/ or the shipped tables.")
+@click.option("--statistic", type=click.Choice(STATISTICS), default=None,
+              help="The latency statistic budgets, predictions and measurements are in: median, p10, p90 or p99 (tail "
+                   "budgets). Default: the table's own, set by nastools profile: the median on GPU (a dedicated device, "
+                   "as trtexec reports), the p10 on CPU (on a shared machine the latency other processes leave "
+                   "untouched, reproducible).")
 @click.option("--population", default=16, show_default=True, type=click.IntRange(2, 10000))
 @click.option("--generations", default=6, show_default=True, type=click.IntRange(0, 10000))
 @click.option("--strategy", default="archive", show_default=True, type=click.Choice(STRATEGIES))
@@ -48,7 +54,7 @@ class TableArg(click.ParamType):
 @dataset_option("Dataset for BN recalibration and validation  [default: the run's]")
 @data_option()
 @json_option
-def search(run, latency, flops, params, tables, population, generations, strategy, seed, calib_images, eval_images,
+def search(run, latency, flops, params, tables, statistic, population, generations, strategy, seed, calib_images, eval_images,
            predictor, no_measure, no_drift, fresh, out_dir, dataset, data, as_json) -> None:
     """Search the supernet of a run for the most accurate subnets under budgets.
 
@@ -67,6 +73,7 @@ def search(run, latency, flops, params, tables, population, generations, strateg
     opts = SearchOptions(
         population=population, generations=generations, strategy=strategy, seed=seed, calib_images=calib_images,
         eval_images=eval_images, predictor=predictor, dataset=dataset, data=data, measure=not no_measure, drift=not no_drift,
+        statistic=statistic,
     )
     rep = run_search(run, budgets, tables=table_map, options=opts, fresh=fresh, out_dir=out_dir, progress=True, log=Output(as_json).log)
     lat_keys = sorted({k for b in budgets if b.metric == "latency" for k in [b.cost_name]})
@@ -86,8 +93,10 @@ def search(run, latency, flops, params, tables, population, generations, strateg
             rec.update(c.to_dict())
         data_out.append(rec)
     if as_json:
-        return echo_json({"picks": data_out, "out_dir": str(rep.out_dir), "timing": rep.timing})
-    click.echo(format_table(rows, ["budget", "arch", "top-1 %", "FLOPs", "params", "pred. latency", "measured"]))
+        return echo_json({"picks": data_out, "out_dir": str(rep.out_dir), "timing": rep.timing, "latency": rep.latency})
+    stats = "/".join(dict.fromkeys(v["statistic"] for v in rep.latency.values()))
+    suffix = f" ({stats})" if stats else ""
+    click.echo(format_table(rows, ["budget", "arch", "top-1 %", "FLOPs", "params", f"pred. latency{suffix}", f"measured{suffix}"]))
     for p in rep.picks:
         for r in p.replaced:
             click.echo(f"note: {r['id']} measured {r['measured_ms']:.3f} ms > {r['limit_ms']:.3f} ms on {r['cost']}; replaced by the next best")

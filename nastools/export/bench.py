@@ -90,6 +90,7 @@ class BenchResult:
     max_ms: float
     mean_ms: float
     median_ms: float
+    p10_ms: float
     p90_ms: float
     p95_ms: float
     p99_ms: float
@@ -97,6 +98,13 @@ class BenchResult:
     throughput_qps: float  # inferences (batches) per second
     throughput_ips: float  # images per second
     input_shape: tuple[int, ...] = ()
+
+    def stat_ms(self, statistic: str) -> float:
+        """The latency in ``statistic`` (``median``, ``p10``, ``p90``, ``p99``), the statistic a
+        latency table's prediction is compared in."""
+        from nastools.latency.table import stat_key
+
+        return float(getattr(self, stat_key(statistic)))
 
     def to_dict(self) -> dict[str, Any]:
         """The result as a JSON-ready dict (what ``nastools bench --json`` prints)."""
@@ -113,7 +121,7 @@ def percentile(sorted_ms: np.ndarray, p: float) -> float:
 
 
 def latency_stats(latencies_ms: np.ndarray) -> dict[str, float]:
-    """min, max, mean, median, p90, p95, p99, std of per-inference latencies (ms)."""
+    """min, max, mean, median, p10, p90, p95, p99, std of per-inference latencies (ms)."""
     a = np.sort(np.asarray(latencies_ms, dtype=np.float64))
     if len(a) == 0:
         raise ValueError("no latencies")
@@ -122,6 +130,7 @@ def latency_stats(latencies_ms: np.ndarray) -> dict[str, float]:
         "max_ms": float(a[-1]),
         "mean_ms": float(a.mean()),
         "median_ms": float(np.median(a)),
+        "p10_ms": percentile(a, 10),
         "p90_ms": percentile(a, 90),
         "p95_ms": percentile(a, 95),
         "p99_ms": percentile(a, 99),

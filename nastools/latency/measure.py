@@ -65,14 +65,17 @@ class Measurement:
     p90_ms: float
     n: int
     dropped: int = 0
+    #: None in records made before it was stored
+    p99_ms: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The measurement as a JSON-ready dict (floats rounded to 6 digits)."""
-        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items() if v is not None}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Measurement":
-        return cls(float(d["median_ms"]), float(d["p10_ms"]), float(d["p90_ms"]), int(d["n"]), int(d.get("dropped", 0)))
+        p99 = float(d["p99_ms"]) if "p99_ms" in d else None
+        return cls(float(d["median_ms"]), float(d["p10_ms"]), float(d["p90_ms"]), int(d["n"]), int(d.get("dropped", 0)), p99)
 
 
 class Backend:
@@ -232,8 +235,8 @@ def _kept(clean: list[float], every: list[float], min_runs: int) -> list[float]:
 
 def _record(clean: list[float], every: list[float], min_runs: int) -> Measurement:
     times = _kept(clean, every, min_runs)
-    p10, p50, p90 = np.percentile(np.asarray(times), [10, 50, 90])
-    return Measurement(float(p50), float(p10), float(p90), len(times), len(every) - len(times))
+    p10, p50, p90, p99 = np.percentile(np.asarray(times), [10, 50, 90, 99])
+    return Measurement(float(p50), float(p10), float(p90), len(times), len(every) - len(times), float(p99))
 
 
 #: untimed runs at the start of each visit of :func:`measure_interleaved`: after another

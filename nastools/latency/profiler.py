@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 from nastools.errors import NastoolsError
 from nastools.io import writable_file
 from nastools.latency.measure import Backend, Protocol, measure_interleaved
-from nastools.latency.table import FEATURES, LatencyTable, default_table_path
+from nastools.latency.table import FEATURES, LatencyTable, default_table_path, stat_name
 from nastools.latency.validate import scatter_plot, summarize
 from nastools.latency.workload import block_workload, blocks_for, subnet_workload
 from nastools.machine import memory_low
@@ -49,9 +49,11 @@ def _bar(total: int, desc: str, show: bool, initial: int = 0):
 
 
 def open_table(space: SearchSpace, backend: Backend, *, batch: int, resolutions: Sequence[int] | None,
-               out: str | Path | None, protocol: Protocol, root: Path | None = None, locks=None) -> LatencyTable:
+               out: str | Path | None, protocol: Protocol, root: Path | None = None, locks=None,
+               statistic: str | None = None) -> LatencyTable:
     """The table at ``out`` (default: the path from the backend's description under ``root``,
-    the working directory's ``latency_tables/``) to resume, or a new one. With ``locks`` (an
+    the working directory's ``latency_tables/``) to resume, or a new one predicting
+    ``statistic`` (None: :func:`~nastools.latency.table.default_statistic`). With ``locks`` (an
     ``ExitStack``), the table file is locked for this process before it is read, until the
     stack closes (:class:`nastools.lock.OutputLock`)."""
     info = backend.describe()
@@ -60,7 +62,7 @@ def open_table(space: SearchSpace, backend: Backend, *, batch: int, resolutions:
     target = "gpu" if backend.on_gpu else "cpu"
     fresh = LatencyTable.new(space, device=info["device"], backend=backend.name, version=info["version"],
                              precision=backend.precision, batch=batch, threads=backend.threads, resolutions=res,
-                             protocol=asdict(protocol), target=target, library=info["backend"])
+                             protocol=asdict(protocol), target=target, library=info["backend"], statistic=statistic)
     if not backend.on_gpu:
         from nastools.machine import this_generation
 
@@ -82,6 +84,12 @@ def open_table(space: SearchSpace, backend: Backend, *, batch: int, resolutions:
     if path.is_file():
         table = LatencyTable.load(path)
         table.check_resume(fresh.meta)
+        if statistic and table.statistic != fresh.statistic:
+            raise NastoolsError(
+                f"cannot resume latency table {str(path)!r} with --statistic {stat_name(fresh.statistic)}: it predicts the "
+                f"{stat_name(table.statistic)}; pass --statistic {stat_name(table.statistic)} (a search can still use any "
+                f"statistic the table stores: nastools search --statistic), or another --out"
+            )
         table.bind(space)
         table.meta["resolutions"] = sorted(set(table.meta.get("resolutions", [])) | set(res))
         return table
@@ -211,7 +219,8 @@ def measure_archs(table: LatencyTable, backend: Backend, archs: Sequence[Arch], 
             for a, (whole, parts) in zip(new, measured[len(anchors) :]):
                 vals = [scale * getattr(m, stat) for m in parts]
                 runs.append({"arch": a.key, "measured_ms": scale * getattr(whole, stat), "median_ms": scale * whole.median_ms,
-                             "p10_ms": scale * whole.p10_ms, "p90_ms": scale * whole.p90_ms, "n": whole.n,
+                             "p10_ms": scale * whole.p10_ms, "p90_ms": scale * whole.p90_ms,
+                             **({"p99_ms": scale * whole.p99_ms} if whole.p99_ms is not None else {}), "n": whole.n,
                              "pass_ms": vals, "spread_pct": 100 * (max(vals) - min(vals)) / min(vals),
                              **({"chunk_scale": round(scale, 5)} if anchors else {}),
                              **table.features(a), "flops": space.flops(a)})
@@ -231,13 +240,14 @@ def measure_end_to_end(table: LatencyTable, archs: Sequence[Arch], *, backend: B
     table's calibration and validation runs are (:func:`measure_archs`: the table's protocol
     and statistic, all of ``archs`` timed together round-robin, ``passes`` interleaved sets
     of rounds), so that it compares like with like with ``table.predict``. ``backend``
-    defaults to the table's own (CPU tables only: a GPU table needs its backend passed)."""
+    defaults to the table's own: its backend, device kind (``meta.target``) and precision."""
     from nastools.latency.backends import make_backend
 
     meta = table.meta
     own = backend is None
     if own:
-        backend = make_backend("cpu", str(meta["backend"]), str(meta.get("precision", "fp32")), int(meta.get("threads") or 1))
+        target = "gpu" if str(meta.get("target", "cpu")) == "gpu" else "cpu"
+        backend = make_backend(target, str(meta["backend"]), str(meta.get("precision", "fp32")), int(meta.get("threads") or 1))
     fields = set(Protocol.__dataclass_fields__)
     proto = Protocol(**{k: v for k, v in dict(meta.get("protocol") or {}).items() if k in fields})
     unique = list({a.key: a for a in archs}.values())
@@ -253,7 +263,8 @@ def measure_end_to_end(table: LatencyTable, archs: Sequence[Arch], *, backend: B
 
 def check_drift(table: LatencyTable, n: int = 6, *, backend: Backend | None = None, passes: int = 3) -> dict | None:
     """How fast this machine runs the table's calibration subnets now, against the end-to-end
-    times the table recorded for them: ``{"factor": median of now / then, "ratios", "archs"}``
+    times the table recorded for them: ``{"factor": median of now / then, "ratios", "archs",
+    "keys", "measured_ms"}`` (the arch ids, their keys and their times now)
     for up to ``n`` of them (measured by :func:`measure_end_to_end`, like the records), or None
     when the table holds no calibration runs to compare with. A shared or cloud machine's
     speed drifts by tens of percent over hours; the search scales a table's predictions by
@@ -266,7 +277,8 @@ def check_drift(table: LatencyTable, n: int = 6, *, backend: Backend | None = No
         return None
     now = measure_end_to_end(table, archs, backend=backend, passes=passes)
     ratios = [m / float(runs[a.key]["measured_ms"]) for a, m in zip(archs, now)]
-    return {"factor": statistics.median(ratios), "ratios": [round(r, 4) for r in ratios], "archs": [a.id for a in archs]}
+    return {"factor": statistics.median(ratios), "ratios": [round(r, 4) for r in ratios], "archs": [a.id for a in archs],
+            "keys": [a.key for a in archs], "measured_ms": [round(m, 6) for m in now]}
 
 
 def calibrate(table: LatencyTable, backend: Backend, n: int = 8, *, protocol: Protocol, progress: bool = True) -> dict:
@@ -375,10 +387,13 @@ def calibrate_and_validate(table: LatencyTable, backend: Backend, calibration_ru
 def profile(space: SearchSpace | str = "fmnist", backend: Backend | None = None, *, batch: int = 1,
             resolutions: Sequence[int] | None = None, out: str | Path | None = None, protocol: Protocol | None = None,
             calibration_runs: int = 40, validate_runs: int = 0, progress: bool = True,
-            announce: Callable[[LatencyTable], None] | None = None) -> LatencyTable:
+            announce: Callable[[LatencyTable], None] | None = None, statistic: str | None = None) -> LatencyTable:
     """Build (or resume) the latency table of ``space`` on ``backend`` (default ORT CPU, 1 thread):
     time every block, calibrate on ``calibration_runs`` subnets, validate on ``validate_runs``
-    (both measured in the same passes: :func:`calibrate_and_validate`). ``announce(table)``
+    (both measured in the same passes: :func:`calibrate_and_validate`); predictions add up
+    ``statistic`` (median, p10, p90, p99; None: the median on a GPU, the p10 on a CPU,
+    :func:`~nastools.latency.table.default_statistic`), and every entry and run records
+    them all. ``announce(table)``
     is called once every input is checked and the table is open, before any measurement (so
     that a user error is the only line printed)."""
     from nastools.latency.backends import make_backend
@@ -394,7 +409,8 @@ def profile(space: SearchSpace | str = "fmnist", backend: Backend | None = None,
 
     with ExitStack() as locks:
         locks.callback(be.close)
-        table = open_table(sp, be, batch=batch, resolutions=resolutions, out=out, protocol=proto, locks=locks)
+        table = open_table(sp, be, batch=batch, resolutions=resolutions, out=out, protocol=proto, locks=locks,
+                           statistic=statistic)
         if announce is not None:
             announce(table)
         profile_blocks(table, be, protocol=proto, progress=progress)

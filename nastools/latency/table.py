@@ -38,9 +38,32 @@ from nastools.space import Arch, Block, SearchSpace, load_space
 TABLE_FORMAT = "nastools.latency-table/1"
 #: the user's own tables (``nastools profile`` writes here), relative to the working directory
 TABLES_DIR = Path("latency_tables")
-STATISTICS = ("p10_ms", "median_ms")
+#: the statistics a table's entries and end-to-end runs may hold, as their keys (``p10`` -> ``p10_ms``)
+STATISTICS = ("p10_ms", "median_ms", "p90_ms", "p99_ms")
 # what must agree between a table on disk and a run that resumes it
 IDENTITY = ("space", "space_fingerprint", "device", "target", "backend", "precision", "batch", "threads")
+
+
+def stat_key(name: str) -> str:
+    """The record key of a statistic: ``p10`` -> ``p10_ms`` (a key is returned as is)."""
+    key = name if name.endswith("_ms") else f"{name}_ms"
+    if key not in STATISTICS:
+        raise NastoolsError(f"--statistic: got {name!r}, expected one of {', '.join(k[:-3] for k in STATISTICS)}")
+    return key
+
+
+def stat_name(key: str) -> str:
+    """The name a report gives a statistic: ``p10_ms`` -> ``p10``."""
+    return key[:-3] if key.endswith("_ms") else key
+
+
+def default_statistic(target: str) -> str:
+    """The statistic budgets and tables use unless told: the median on a GPU (a dedicated
+    device: what trtexec reports, and what a deployment reads as "10 ms"); the p10 on a CPU
+    (a shared machine: other processes slow a share of runs by a scheduler slice, by an amount
+    that changes from hour to hour, and the p10 is the latency they leave untouched,
+    reproducible from one run to the next and within a few % of the median on a quiet host)."""
+    return "median_ms" if target == "gpu" else "p10_ms"
 
 
 def slug(text: str) -> str:
@@ -193,6 +216,21 @@ def check_table(data: Any, source: str = "latency table") -> None:
         raise NastoolsError(f"{source}: validation.plot: got {_brief(val['plot'])}, expected a file name")
 
 
+def arch_of_key(key: str) -> Arch:
+    """The arch of a canonical key (:attr:`Arch.key`: ``space:r28-s16-16.1.3.1-...-h512``)."""
+    from nastools.space import StageArch
+
+    try:
+        space, rest = key.split(":", 1)
+        res, stem, *stages, head = rest.split("-")
+        parsed = [st.split(".", 3) for st in stages]
+        return Arch(space, int(res[1:]), int(stem[1:]),
+                    tuple(StageArch(int(w), int(d), int(k), int(e) if e.isdigit() else float(e)) for w, d, k, e in parsed),
+                    int(head[1:]))
+    except ValueError:
+        raise NastoolsError(f"latency table: run arch {_brief(key)} is not an arch key (space:r<res>-s<stem>-...-h<head>)") from None
+
+
 def _brief(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -215,7 +253,7 @@ class LatencyTable:
     @classmethod
     def new(cls, space: SearchSpace, *, device: str, backend: str, version: str, precision: str, batch: int,
             threads: int, resolutions: Sequence[int] | None = None, protocol: Mapping | None = None,
-            target: str = "cpu", library: str = "", statistic: str = "p10_ms") -> "LatencyTable":
+            target: str = "cpu", library: str = "", statistic: str | None = None) -> "LatencyTable":
         from nastools import __version__
 
         meta = {
@@ -230,7 +268,7 @@ class LatencyTable:
             "precision": precision,
             "batch": batch,
             "threads": threads,
-            "statistic": statistic,
+            "statistic": stat_key(statistic) if statistic else default_statistic(target),
             "nastools_version": __version__,
             "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "protocol": dict(protocol or {}),
@@ -284,10 +322,30 @@ class LatencyTable:
 
     @property
     def statistic(self) -> str:
-        """Which recorded statistic predictions add up: ``p10_ms`` (default for new tables: the
-        latency undisturbed by other processes, reproducible on a shared machine, and within a
-        few % of the median on a quiet one) or ``median_ms``."""
+        """Which recorded statistic predictions add up (:data:`STATISTICS`; new tables:
+        :func:`default_statistic` of their target unless profiled with another)."""
         return self.meta.get("statistic", "median_ms")
+
+    def with_statistic(self, statistic: str | None) -> "LatencyTable":
+        """This table predicting ``statistic`` (``median``, ``p10``, ``p90``, ``p99``; None: the
+        one it was profiled for): itself when it already does, else a copy
+        whose calibration is refitted on its end-to-end runs' figures of that statistic
+        (validation figures, made for the stored statistic, are left out of the copy). A
+        table whose entries or runs lack the statistic refuses it in one line."""
+        key = stat_key(statistic) if statistic else self.statistic
+        if key == self.statistic:
+            return self
+        where = f" {str(self.path)!r}" if self.path else ""
+        fix = f"profile it again to record {stat_name(key)} (nastools profile --space {self.meta['space']} --statistic {stat_name(key)})"
+        lacking = next((k for k, e in self.entries.items() if key not in e), None)
+        runs = self.calibration.get("runs", [])
+        if lacking is not None or any(key not in r for r in runs):
+            what = f"entry {lacking}" if lacking is not None else "its calibration runs"
+            raise NastoolsError(f"latency table{where} cannot predict the {stat_name(key)}: {what} holds no {key}; {fix}")
+        copy = LatencyTable({**self.meta, "statistic": key}, self.entries, {}, {}, self.path, self._space)
+        if "scale" in self.calibration:  # the block sum is a feature of the statistic too
+            copy.fit_calibration([{**r, "measured_ms": r[key], "sum_ms": copy.block_sum(arch_of_key(r["arch"]))} for r in runs])
+        return copy
 
     @property
     def space(self) -> SearchSpace:
@@ -486,7 +544,7 @@ class LatencyTable:
         m = self.meta
         return (
             f"{m['space']} on {m['device']} ({m['backend']} {m.get('backend_version', '')}, {m['precision']}, "
-            f"batch {m['batch']}, {m['threads']} thread(s)): {len(self.entries)} blocks"
+            f"batch {m['batch']}, {m['threads']} thread(s), {stat_name(self.statistic)}): {len(self.entries)} blocks"
         )
 
     def summary(self) -> dict[str, Any]:

@@ -92,15 +92,46 @@ def resolve_table(space: SearchSpace, device: str, tables: Mapping[str, str]):
     return table
 
 
-def table_measurer(table: "LatencyTable") -> Measurer | None:
-    """End-to-end measurement through the table's backend, when the table was made here: the
-    calibration runs' protocol and statistic (:func:`nastools.latency.measure_end_to_end`),
-    so that measured and predicted latency compare like with like. None for a table of
-    another machine or of a backend that is not timed end to end here."""
+def unverifiable(meta: Mapping[str, Any]) -> str | None:
+    """Why archs of a table with ``meta`` cannot be measured end to end here, through the
+    table's own backend, device and precision (one clause, e.g. "the table was made on
+    NVIDIA H100, this machine has no CUDA GPU"), or None when they can."""
     from nastools.machine import cpu_name
 
-    meta = table.meta
-    if str(meta.get("device")) != cpu_name() or str(meta.get("backend")) not in ("ort", "torch"):
+    backend, device = str(meta.get("backend")), str(meta.get("device"))
+    if on_gpu(meta):
+        import torch
+
+        if not torch.cuda.is_available():
+            return f"the table was made on {device}, and torch sees no CUDA GPU here"
+        here = torch.cuda.get_device_name(0)
+        if here != device:
+            return f"the table was made on {device}, this machine's GPU is {here}"
+        from nastools.runtime.onnxrt import cuda_provider_available
+        from nastools.runtime.trt import tensorrt_installed
+
+        if backend == "trt" and not tensorrt_installed():
+            return "the table's backend is TensorRT, which is not installed here (pip install nastools[trt])"
+        if backend == "ort" and not cuda_provider_available():
+            return "the table's backend is ONNX Runtime CUDA, absent here (pip install onnxruntime-gpu)"
+    elif device != cpu_name():
+        return f"the table was made on {device}, this machine is {cpu_name()}"
+    elif backend == "ort":
+        import importlib.util
+
+        if importlib.util.find_spec("onnxruntime") is None:
+            return "the table's backend is ONNX Runtime, not installed here (pip install onnxruntime)"
+    if backend not in ("ort", "torch", "trt") or backend == "trt" and not on_gpu(meta):
+        return f"the table's backend {backend!r} is not one nastools times end to end"
+    return None
+
+
+def table_measurer(table: "LatencyTable") -> Measurer | None:
+    """End-to-end measurement through the table's own backend, device and precision, when
+    they are available here (:func:`unverifiable` says why not otherwise): the calibration
+    runs' protocol and statistic (:func:`nastools.latency.measure_end_to_end`), so that
+    measured and predicted latency compare like with like. None where not available."""
+    if unverifiable(table.meta) is not None:
         return None
     from nastools.latency import measure_end_to_end
 
@@ -137,13 +168,28 @@ class LatencyCost:
     drift: dict | None = None  # the record ``factor`` came from, with the table's path
 
     @classmethod
-    def resolve(cls, space: SearchSpace, device: str = "default", tables: Mapping[str, str] | None = None) -> "LatencyCost":
-        """The cost of a budget on ``device``, from :func:`resolve_table`."""
-        return cls(resolve_table(space, device, tables or {}), device)
+    def resolve(cls, space: SearchSpace, device: str = "default", tables: Mapping[str, str] | None = None,
+                statistic: str | None = None) -> "LatencyCost":
+        """The cost of a budget on ``device``, from :func:`resolve_table`, predicting
+        ``statistic`` (None: the table's own, by default the median on a GPU and the p10 on a
+        CPU: :func:`nastools.latency.table.default_statistic`)."""
+        return cls(resolve_table(space, device, tables or {}).with_statistic(statistic), device)
+
+    @property
+    def statistic(self) -> str:
+        """The statistic predictions and measurements are in: ``median``, ``p10``, ``p90`` or ``p99``."""
+        from nastools.latency.table import stat_name
+
+        return stat_name(self.table.statistic)
 
     def measurer(self) -> Measurer | None:
-        """End-to-end measurement of archs as the table measures them, when it was made here (:func:`table_measurer`)."""
+        """End-to-end measurement of archs through the table's backend, device and precision,
+        when available here (:func:`table_measurer`)."""
         return table_measurer(self.table)
+
+    def unverifiable(self) -> str | None:
+        """Why archs cannot be measured here as the table measures them, or None (:func:`unverifiable`)."""
+        return unverifiable(self.table.meta)
 
     def predict(self, arch: Arch) -> float:
         """The table's prediction for ``arch``, at this machine's speed now."""
@@ -157,7 +203,8 @@ class LatencyCost:
         table, else from a factor already measured (``given``), else by timing the table's
         calibration subnets now (:func:`nastools.latency.check_drift`). Returns the record
         (``{"factor", ..., "table"}``), or None when the table has no calibration runs."""
-        d = dict(held) if held is not None and held.get("table") == str(self.table.path) else None
+        same = held is not None and held.get("table") == str(self.table.path)
+        d = dict(held) if same and held.get("statistic", self.statistic) == self.statistic else None
         if d is None and given is not None:
             d = {"factor": float(given), "given": True}
         if d is None:
@@ -166,9 +213,29 @@ class LatencyCost:
             d = check_drift(self.table)
         if d is None:
             return None
-        self.drift = {**d, "table": str(self.table.path)}
+        self.drift = {**d, "table": str(self.table.path), "statistic": self.statistic}
         self.factor = d["factor"]
         return self.drift
+
+    def refitted(self, path) -> "LatencyTable | None":
+        """A copy of the table, saved at ``path``, whose overhead model is fitted on this
+        machine's end-to-end runs of the drift check (:meth:`settle_drift`, scale and offset
+        on its 6 subnets) instead of scaled by one factor, or None without such runs. On a
+        table of another CPU generation (fmnist: the Zen 5 table on a Zen 4 VM) the refit
+        predicted 30 held-out subnets with MAPE 3.5% (bias -0.4%), the one factor with 5.5%
+        (bias -3.7%): benchmarks/investigations/borrowed_table_refit.py."""
+        from nastools.latency.profiler import with_features
+        from nastools.latency.table import LatencyTable, arch_of_key
+
+        d = self.drift or {}
+        if not d.get("keys") or len(d["keys"]) < 6:
+            return None
+        archs = [arch_of_key(k) for k in d["keys"]]
+        meta = {**self.table.meta, "refit": {"from": str(self.table.path), "runs": len(archs)}}
+        copy = LatencyTable(meta, self.table.entries, {}, {}, None, self.table.space)
+        copy.fit_calibration(with_features(copy, [{"arch": a.key, "measured_ms": m} for a, m in zip(archs, d["measured_ms"])], archs))
+        copy.save(path)
+        return copy
 
     def generation_note(self, space: str) -> str | None:
         """A note when the table was profiled on another generation of this CPU model, else None."""
@@ -183,4 +250,5 @@ class LatencyCost:
                 f"'nastools profile --space {space}' makes a table of this machine")
 
 
-__all__ = ["DRIFT_TOLERANCE", "LatencyCost", "Measurer", "drift_message", "drifted", "find_table", "resolve_table", "table_measurer"]
+__all__ = ["DRIFT_TOLERANCE", "LatencyCost", "Measurer", "drift_message", "drifted", "find_table", "resolve_table", "table_measurer",
+           "unverifiable"]

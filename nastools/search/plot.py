@@ -6,8 +6,10 @@ from pathlib import Path
 from typing import Sequence
 
 
-def plot_pareto(path: str | Path, evaluated: Sequence, front: Sequence, cost: str, budgets: Sequence[float], picks: Sequence = ()) -> Path:
-    """Write a PNG: grey dots (evaluated), a line (Pareto front), dashed budgets, stars (picks)."""
+def plot_pareto(path: str | Path, evaluated: Sequence, front: Sequence, cost: str, budgets: Sequence[float], picks: Sequence = (),
+                statistic: str | None = None) -> Path:
+    """Write a PNG: grey dots (evaluated), a line (Pareto front), dashed budgets, stars (picks);
+    a latency axis names its ``statistic`` (median, p10, ...)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -16,7 +18,7 @@ def plot_pareto(path: str | Path, evaluated: Sequence, front: Sequence, cost: st
     from nastools.io import atomic_write
 
     scale, unit = (1.0, "ms") if cost.startswith("latency") else (1e-6, "M")
-    label = f"{cost} ({unit})" if cost.startswith("latency") else f"{cost} ({unit})"
+    label = f"{cost}, {statistic} ({unit})" if statistic else f"{cost} ({unit})"
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
     ax.scatter([c.costs[cost] * scale for c in evaluated], [c.top1 for c in evaluated], s=10, c="0.7", label="evaluated")
     ax.plot([c.costs[cost] * scale for c in front], [c.top1 for c in front], "-o", ms=4, c="tab:blue", label="Pareto front")

@@ -2,8 +2,9 @@
 
 Reads a run's supernet, builds the cost models (FLOPs, params, latency from per-device
 tables), runs the evolutionary search with accuracy from the supernet (BN recalibration +
-validation top-1), picks the most accurate arch under each budget, checks latency picks
-end to end on this machine when the table was made here, and writes
+validation top-1), picks the most accurate arch under each budget, measures latency picks end to end
+through the table's own backend, device and precision where they are available here (and
+says so where not), and writes
 ``<run>/search/pareto.json``, ``pareto.png`` and ``best.json``.
 """
 
@@ -23,15 +24,11 @@ from nastools.search.latency_cost import (
     LatencyCost,
     Measurer,
     drift_message,
-    drifted,
     resolve_table,
-    table_measurer,
 )
 from nastools.space import Arch, SearchSpace, format_count
 
 PARETO_FORMAT = "nastools.pareto/1"
-# what benchmarks/bench_search.py imports from here; new code uses nastools.search.latency_cost
-_measure_fn, _drifted, _drift_message = table_measurer, drifted, drift_message
 
 
 @dataclass
@@ -56,6 +53,7 @@ class SearchOptions:
     measure_retries: int = 5
     drift: bool = True  # rescale a table made here to this machine's speed now (check_drift)
     drift_factors: dict[str, float] | None = None  # cost name -> a factor already measured (no check)
+    statistic: str | None = None  # median|p10|p90|p99 of latency budgets; None: each table's own
 
 
 @dataclass
@@ -162,6 +160,7 @@ class SearchReport:
     timing: dict
     resumed_generations: int = 0
     drift: dict = field(default_factory=dict)  # cost name -> check_drift() result, where measured
+    latency: dict = field(default_factory=dict)  # cost name -> {"statistic", "table", "verified", "reason"?}
 
 
 def format_cost(name: str, value: float) -> str:
@@ -254,6 +253,7 @@ class _Costs:
     predict: dict[str, Callable[[Arch], float]]
     measurers: dict[str, Measurer | None] = field(default_factory=dict)
     drift: dict[str, dict] = field(default_factory=dict)
+    latency: dict[str, dict] = field(default_factory=dict)  # cost name -> what SearchReport.latency holds
 
 
 def _cost_models(space: SearchSpace, budgets: Sequence[Budget], tables: Mapping[str, str], opts: SearchOptions,
@@ -262,13 +262,20 @@ def _cost_models(space: SearchSpace, budgets: Sequence[Budget], tables: Mapping[
     the drift records a resumed search keeps."""
     costs = _Costs({"flops": space.flops, "params": space.params})
     # every device's table first: a missing one is an error before any drift check is timed
-    latency = {b.cost_name: LatencyCost.resolve(space, b.device or "default", tables) for b in budgets if b.metric == "latency"}
+    latency = {b.cost_name: LatencyCost.resolve(space, b.device or "default", tables, opts.statistic)
+               for b in budgets if b.metric == "latency"}
     for b in budgets:
         if b.metric != "latency" or b.cost_name in costs.predict:
             continue
         name, lat = b.cost_name, latency[b.cost_name]
         measure = costs.measurers[name] = lat.measurer() if opts.measure else None
-        log(f"latency on {b.device}: table {lat.table.path} ({lat.table.meta.get('device')}, {lat.table.meta.get('backend')})")
+        log(f"latency on {b.device}: table {lat.table.path} ({lat.table.meta.get('device')}, {lat.table.meta.get('backend')}, "
+            f"{lat.table.meta.get('precision')}), budget and measurements in the {lat.statistic}")
+        why = lat.unverifiable() if opts.measure else None
+        costs.latency[name] = {"statistic": lat.statistic, "table": str(lat.table.path), "verified": measure is not None,
+                               **({"reason": why} if why else {})}
+        if why:
+            log(f"latency on {b.device}: note: picks not verified end to end: {why}")
         note = lat.generation_note(space.name) if measure is not None else None
         if note:
             log(f"latency on {b.device}: note: {note}")
@@ -380,7 +387,7 @@ def run_search(
                               opts.measure_retries)
         report = SearchReport(picks, result.archive, result.candidates, out,
                               {**evaluator.timing(), "search_s": elapsed, "evaluations": result.evaluations, "reused": len(reused)},
-                              resumed_generations=int(resumed or 0), drift=costs.drift)
+                              resumed_generations=int(resumed or 0), drift=costs.drift, latency=costs.latency)
         write_outputs(report, space, sweep, budgets)
         return report
 
@@ -413,6 +420,7 @@ def write_outputs(report: SearchReport, space: SearchSpace, sweep: str, budgets:
             "evaluated": [c.to_dict() for c in report.candidates],
             "timing": report.timing,
             "latency_drift": report.drift,
+            "latency": report.latency,
         },
     )
     chosen = [p for p in report.picks if p.candidate]
@@ -425,7 +433,8 @@ def write_outputs(report: SearchReport, space: SearchSpace, sweep: str, budgets:
         c.arch.save(out / "best.json", id=c.arch.id, top1=c.top1, flops=int(c.costs["flops"]), params=int(c.costs["params"]))
     from nastools.search.plot import plot_pareto
 
-    plot_pareto(out / "pareto.png", report.candidates, report.front, sweep, [b.limit for b in budgets if b.cost_name == sweep], report.picks)
+    plot_pareto(out / "pareto.png", report.candidates, report.front, sweep, [b.limit for b in budgets if b.cost_name == sweep], report.picks,
+                statistic=report.latency.get(sweep, {}).get("statistic"))
 
 
 __all__ = [
