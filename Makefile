@@ -27,11 +27,13 @@ demo: setup data
 
 test: setup data
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
 
 # lint: ruff's rules and the formatter's layout (configured in pyproject.toml); format: apply the layout
 lint: setup
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff format --check .
 
 format: setup

@@ -120,9 +120,14 @@ def summary(spec: str, t: LatencyTable, v: dict) -> dict:
         "flops_linear_calibration_error": held,
         "mape_ratio_held_out_flops_over_table": held["mape_pct"] / tab["mape_pct"] if held else None,
         # the same figures on the subnets whose 3 repeated measurements agree within 5%
-        "low_noise_subset": None if quiet is None else {"n": len(clean), "table_error": quiet["table"],
-                                                         "flops_linear_error": quiet["flops_linear"],
-                                                         "flops_linear_calibration_error": quiet.get("flops_linear_calibration")},
+        "low_noise_subset": None
+        if quiet is None
+        else {
+            "n": len(clean),
+            "table_error": quiet["table"],
+            "flops_linear_error": quiet["flops_linear"],
+            "flops_linear_calibration_error": quiet.get("flops_linear_calibration"),
+        },
         "targets": {
             "within_10_pct>=95": tab["within_10_pct"] >= 95,
             "kendall_tau>=0.9": tab["kendall_tau"] >= 0.9,
@@ -132,11 +137,21 @@ def summary(spec: str, t: LatencyTable, v: dict) -> dict:
 
 
 def row(label: str, r: dict, t: dict, b: dict, h: dict | None) -> tuple:
-    return (label, r["blocks"], f"{r['profile_s']:.0f}s", f"{r['noise']['median_spread_pct']:.1f}%",
-            f"{t['mape_pct']:.1f}%", f"{b['mape_pct']:.1f}%", f"{b['mape_pct'] / t['mape_pct']:.2f}x",
-            f"{h['mape_pct']:.1f}%" if h else "-",
-            f"{t['within_10_pct']:.0f}%", f"{b['within_10_pct']:.0f}%", f"{t['kendall_tau']:.3f}",
-            f"{b['kendall_tau']:.3f}", f"{r['predictions_per_s'] / 1e3:.0f}K")
+    return (
+        label,
+        r["blocks"],
+        f"{r['profile_s']:.0f}s",
+        f"{r['noise']['median_spread_pct']:.1f}%",
+        f"{t['mape_pct']:.1f}%",
+        f"{b['mape_pct']:.1f}%",
+        f"{b['mape_pct'] / t['mape_pct']:.2f}x",
+        f"{h['mape_pct']:.1f}%" if h else "-",
+        f"{t['within_10_pct']:.0f}%",
+        f"{b['within_10_pct']:.0f}%",
+        f"{t['kendall_tau']:.3f}",
+        f"{b['kendall_tau']:.3f}",
+        f"{r['predictions_per_s'] / 1e3:.0f}K",
+    )
 
 
 def main() -> None:
@@ -144,14 +159,26 @@ def main() -> None:
     ap.add_argument("--spaces", nargs="+", default=["fmnist", "attentivenas@224"])
     ap.add_argument("-n", type=int, default=100, help="held-out subnets per space")
     ap.add_argument("--calibrate", type=int, default=40, help="calibration subnets per space")
-    ap.add_argument("--fresh", action="store_true",
-                    help="redo the calibration and validation runs (the blocks are kept: delete the table to redo everything)")
-    ap.add_argument("--rescore", action="store_true",
-                    help="time nothing: recompute the figures from the measurements stored in the shipped tables")
-    ap.add_argument("--tables", nargs="+", type=Path, default=None,
-                    help="with --rescore: these table files (of any CPU) instead of this machine's tables of --spaces")
-    ap.add_argument("--variant", default=None,
-                    help="a run with other settings: results/bench_latency/<cpu>/<date>-<variant>.json (e.g. attentivenas, rescore)")
+    ap.add_argument(
+        "--fresh",
+        action="store_true",
+        help="redo the calibration and validation runs (the blocks are kept: delete the table to redo everything)",
+    )
+    ap.add_argument(
+        "--rescore", action="store_true", help="time nothing: recompute the figures from the measurements stored in the shipped tables"
+    )
+    ap.add_argument(
+        "--tables",
+        nargs="+",
+        type=Path,
+        default=None,
+        help="with --rescore: these table files (of any CPU) instead of this machine's tables of --spaces",
+    )
+    ap.add_argument(
+        "--variant",
+        default=None,
+        help="a run with other settings: results/bench_latency/<cpu>/<date>-<variant>.json (e.g. attentivenas, rescore)",
+    )
     args = ap.parse_args()
     if args.tables and not args.rescore:
         ap.error("--tables needs --rescore")
@@ -166,17 +193,50 @@ def main() -> None:
         if r["low_noise_subset"]:
             q = r["low_noise_subset"]
             rows.append(row(f"  spread<5% (n={q['n']})", r, q["table_error"], q["flops_linear_error"], q["flops_linear_calibration_error"]))
-    print(table(rows, ["space", "blocks", "profile", "noise", "MAPE", "FLOPs MAPE", "ratio", "held-out FLOPs MAPE", "±10%", "FLOPs ±10%",
-                       "tau", "FLOPs tau", "pred/s"]))
-    print("noise = median over subnets of (max-min)/min of 3 repeated measurements; ratio = FLOPs MAPE / table MAPE "
-          "(target >= 2); held-out FLOPs = the FLOPs line fitted on the calibration runs; targets: ±10% >= 95%, tau >= 0.9, pred/s >= 100K")
+    print(
+        table(
+            rows,
+            [
+                "space",
+                "blocks",
+                "profile",
+                "noise",
+                "MAPE",
+                "FLOPs MAPE",
+                "ratio",
+                "held-out FLOPs MAPE",
+                "±10%",
+                "FLOPs ±10%",
+                "tau",
+                "FLOPs tau",
+                "pred/s",
+            ],
+        )
+    )
+    print(
+        "noise = median over subnets of (max-min)/min of 3 repeated measurements; ratio = FLOPs MAPE / table MAPE "
+        "(target >= 2); held-out FLOPs = the FLOPs line fitted on the calibration runs; targets: ±10% >= 95%, tau >= 0.9, pred/s >= 100K"
+    )
     for r in results:
         tau = r["noise"].get("pass_kendall_tau")
-        print(f"{r['space']}: noise p90 {r['noise']['p90_spread_pct']:.0f}%"
-              + (f", Kendall tau between two measurement passes of the same subnets {tau:.3f}" if tau is not None else "")
-              + "; " + ", ".join(f"{k} {'PASS' if ok else 'FAIL'}" for k, ok in r["targets"].items()))
-    write_result("bench_latency", {"backend": "onnxruntime-cpu", "threads": 1, "batch": 1, "n": args.n, "results": results,
-                                   "rescored_from_stored_measurements": args.rescore}, variant=args.variant)
+        print(
+            f"{r['space']}: noise p90 {r['noise']['p90_spread_pct']:.0f}%"
+            + (f", Kendall tau between two measurement passes of the same subnets {tau:.3f}" if tau is not None else "")
+            + "; "
+            + ", ".join(f"{k} {'PASS' if ok else 'FAIL'}" for k, ok in r["targets"].items())
+        )
+    write_result(
+        "bench_latency",
+        {
+            "backend": "onnxruntime-cpu",
+            "threads": 1,
+            "batch": 1,
+            "n": args.n,
+            "results": results,
+            "rescored_from_stored_measurements": args.rescore,
+        },
+        variant=args.variant,
+    )
 
 
 if __name__ == "__main__":

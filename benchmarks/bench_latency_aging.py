@@ -98,14 +98,38 @@ def main() -> None:
     for r in results:
         s, d, i = r["table_as_stored"], r["table_drift_scaled"], r["table_in_run_drift_scaled"]
         f = r["flops_linear_in_sample"]
-        rows.append((r["space"], f"{r['drift']['factor']:.3f} / {r['drift_in_run']:.3f}", f"{r['noise']['median_spread_pct']:.1f}%",
-                     f"{s['mape_pct']:.1f}% / {d['mape_pct']:.1f}% / {i['mape_pct']:.1f}%",
-                     f"{s['within_10_pct']:.0f}% / {d['within_10_pct']:.0f}% / {i['within_10_pct']:.0f}%",
-                     f"{s['kendall_tau']:.3f}", f"{f['mape_pct']:.1f}%", f"{f['kendall_tau']:.3f}"))
-    print(table(rows, ["space", "drift before / in run", "noise", "MAPE stored / x before / x in run",
-                       "±10% stored / x before / x in run", "tau", "FLOPs MAPE (in-sample)", "FLOPs tau"]))
-    write_result("bench_latency_aging", {"backend": "onnxruntime-cpu", "threads": 1, "batch": 1, "n": args.n, "seed": SEED,
-                                         "results": results}, variant=args.variant)
+        rows.append(
+            (
+                r["space"],
+                f"{r['drift']['factor']:.3f} / {r['drift_in_run']:.3f}",
+                f"{r['noise']['median_spread_pct']:.1f}%",
+                f"{s['mape_pct']:.1f}% / {d['mape_pct']:.1f}% / {i['mape_pct']:.1f}%",
+                f"{s['within_10_pct']:.0f}% / {d['within_10_pct']:.0f}% / {i['within_10_pct']:.0f}%",
+                f"{s['kendall_tau']:.3f}",
+                f"{f['mape_pct']:.1f}%",
+                f"{f['kendall_tau']:.3f}",
+            )
+        )
+    print(
+        table(
+            rows,
+            [
+                "space",
+                "drift before / in run",
+                "noise",
+                "MAPE stored / x before / x in run",
+                "±10% stored / x before / x in run",
+                "tau",
+                "FLOPs MAPE (in-sample)",
+                "FLOPs tau",
+            ],
+        )
+    )
+    write_result(
+        "bench_latency_aging",
+        {"backend": "onnxruntime-cpu", "threads": 1, "batch": 1, "n": args.n, "seed": SEED, "results": results},
+        variant=args.variant,
+    )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,12 @@ def plot(path: Path, rows: list[dict], key: str, xlabel: str, scale: float) -> N
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    for kind, style in (("random", dict(s=12, c="0.6", label="random subnets")), ("min", dict(s=60, c="tab:green", marker="v", label="min")),
-                        ("max", dict(s=60, c="tab:red", marker="^", label="max")), ("search", dict(s=140, c="tab:orange", marker="*", label="search pick, <= 10M FLOPs"))):
+    for kind, style in (
+        ("random", dict(s=12, c="0.6", label="random subnets")),
+        ("min", dict(s=60, c="tab:green", marker="v", label="min")),
+        ("max", dict(s=60, c="tab:red", marker="^", label="max")),
+        ("search", dict(s=140, c="tab:orange", marker="*", label="search pick, <= 10M FLOPs")),
+    ):
         pts = [r for r in rows if r["kind"] == kind and r.get(key) is not None]
         ax.scatter([r[key] * scale for r in pts], [r["test_top1"] for r in pts], zorder=3, **style)
     ax.set_xlabel(xlabel)
@@ -85,34 +89,72 @@ def main() -> None:
 
     on_val = SubnetEvaluator(net, splits, calib_images=1000, eval_images=2000, seed=args.seed)
     costs = {"flops": space.flops, "params": space.params}
-    res = EvolutionSearch(space, on_val, costs, {"flops": 10e6}, "flops", SearchConfig(population=args.population, generations=args.generations, seed=args.seed)).run()
+    res = EvolutionSearch(
+        space,
+        on_val,
+        costs,
+        {"flops": 10e6},
+        "flops",
+        SearchConfig(population=args.population, generations=args.generations, seed=args.seed),
+    ).run()
     pick = best_under(res.candidates, {"flops": 10e6})
     archs.append(("search", pick.arch))
     rows = []
     for kind, a in archs:
-        rows.append({"kind": kind, "id": a.id, "flops": space.flops(a), "params": space.params(a), "latency_ms": latency(a),
-                     "test_top1": on_test(a), "val_top1": pick.top1 if kind == "search" else None})
+        rows.append(
+            {
+                "kind": kind,
+                "id": a.id,
+                "flops": space.flops(a),
+                "params": space.params(a),
+                "latency_ms": latency(a),
+                "test_top1": on_test(a),
+                "val_top1": pick.top1 if kind == "search" else None,
+            }
+        )
         print(f"{kind:7s} {a.id} {rows[-1]['flops'] / 1e6:6.1f}M  test top-1 {rows[-1]['test_top1']:.2f}%", flush=True)
     le10 = [r for r in rows if r["flops"] <= 10e6]
     got = {"max": rows[1]["test_top1"], "min": rows[0]["test_top1"], "best_le_10M": max(r["test_top1"] for r in le10)}
     print()
-    print(table([(k, f"{got[k]:.2f}", f">= {TARGETS[k]:.1f}", "met" if got[k] >= TARGETS[k] else "not met") for k in TARGETS],
-                ["subnet", "test top-1 %", "target", ""]))
-    print(f"search pick under 10M FLOPs: {pick.arch.id}, {pick.costs['flops'] / 1e6:.1f}M FLOPs, validation {pick.top1:.2f}%, "
-          f"test {rows[-1]['test_top1']:.2f}% ({res.evaluations} evaluations)")
+    print(
+        table(
+            [(k, f"{got[k]:.2f}", f">= {TARGETS[k]:.1f}", "met" if got[k] >= TARGETS[k] else "not met") for k in TARGETS],
+            ["subnet", "test top-1 %", "target", ""],
+        )
+    )
+    print(
+        f"search pick under 10M FLOPs: {pick.arch.id}, {pick.costs['flops'] / 1e6:.1f}M FLOPs, validation {pick.top1:.2f}%, "
+        f"test {rows[-1]['test_top1']:.2f}% ({res.evaluations} evaluations)"
+    )
     out = result_path("bench_pretrained")  # the plots go beside the result file: <date>-front-flops.png
     out.parent.mkdir(parents=True, exist_ok=True)
     plot(out.with_name(f"{out.stem}-front-flops.png"), rows, "flops", "FLOPs (M, multiply-accumulates)", 1e-6)
     if table_path:
-        plot(out.with_name(f"{out.stem}-front-latency.png"), rows, "latency_ms", "predicted latency on this CPU (ms, ORT, 1 thread, batch 1)", 1.0)
+        plot(
+            out.with_name(f"{out.stem}-front-latency.png"),
+            rows,
+            "latency_ms",
+            "predicted latency on this CPU (ms, ORT, 1 thread, batch 1)",
+            1.0,
+        )
     trained = ckpt.get("trained") or ckpt.get("train") or {}
-    write_result("bench_pretrained", {
-        "run": args.run, "fingerprint": ckpt.get("fingerprint"), "trained_steps": trained.get("step"),
-        "history": trained.get("history"), "calib_images": args.calib_images, "test_images": len(splits.test),
-        "targets": TARGETS, "top1": got, "search_pick": {"id": pick.arch.id, "flops": pick.costs["flops"], "val_top1": pick.top1,
-                                                          "evaluations": res.evaluations},
-        "latency_table": table_path, "rows": rows, "seconds": round(time.perf_counter() - t0, 1),
-    })
+    write_result(
+        "bench_pretrained",
+        {
+            "run": args.run,
+            "fingerprint": ckpt.get("fingerprint"),
+            "trained_steps": trained.get("step"),
+            "history": trained.get("history"),
+            "calib_images": args.calib_images,
+            "test_images": len(splits.test),
+            "targets": TARGETS,
+            "top1": got,
+            "search_pick": {"id": pick.arch.id, "flops": pick.costs["flops"], "val_top1": pick.top1, "evaluations": res.evaluations},
+            "latency_table": table_path,
+            "rows": rows,
+            "seconds": round(time.perf_counter() - t0, 1),
+        },
+    )
 
 
 if __name__ == "__main__":

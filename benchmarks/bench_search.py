@@ -70,22 +70,45 @@ def eval_speed(args) -> None:
         f, p = fast.timing(), plain.timing()
         fast_s.append(f["recalibration_s"] + f["evaluation_s"])
         plain_s.append(p["recalibration_s"] + p["evaluation_s"])
-        rows.append({"id": a.id, "flops": space.flops(a), "top1_fast": tf, "top1_plain": tp,
-                     "fast": f, "plain": p})
+        rows.append({"id": a.id, "flops": space.flops(a), "top1_fast": tf, "top1_plain": tp, "fast": f, "plain": p})
     ratio = sum(fast_s) / sum(plain_s)
     same = all(r["top1_fast"] == r["top1_plain"] for r in rows)
-    print(table([(r["id"], f"{r['flops'] / 1e6:.1f}M", f"{r['top1_plain']:.2f}", f"{r['top1_fast']:.2f}",
-                  f"{r['plain']['recalibration_s']:.3f}+{r['plain']['evaluation_s']:.3f}",
-                  f"{r['fast']['recalibration_s']:.3f}+{r['fast']['evaluation_s']:.3f}") for r in rows],
-                ["arch", "FLOPs", "top-1 plain", "top-1 fast", "plain s (recal+eval)", "fast s (recal+eval)"]))
-    print(f"\nper evaluated arch ({args.calib_images} recalibration + {args.eval_images} validation images, "
-          f"{args.threads} thread(s)): plain {statistics.mean(plain_s):.3f} s, fast {statistics.mean(fast_s):.3f} s, "
-          f"ratio {ratio:.3f} (target <= 0.33); top-1 identical on {sum(r['top1_fast'] == r['top1_plain'] for r in rows)}/{len(rows)} archs")
-    write_result("bench_search_eval_speed", {
-        "run": args.run, "archs": len(rows), "calib_images": args.calib_images, "eval_images": args.eval_images,
-        "threads": args.threads, "plain_s_per_arch": statistics.mean(plain_s), "fast_s_per_arch": statistics.mean(fast_s),
-        "ratio": ratio, "top1_identical": same, "rows": rows,
-    })
+    print(
+        table(
+            [
+                (
+                    r["id"],
+                    f"{r['flops'] / 1e6:.1f}M",
+                    f"{r['top1_plain']:.2f}",
+                    f"{r['top1_fast']:.2f}",
+                    f"{r['plain']['recalibration_s']:.3f}+{r['plain']['evaluation_s']:.3f}",
+                    f"{r['fast']['recalibration_s']:.3f}+{r['fast']['evaluation_s']:.3f}",
+                )
+                for r in rows
+            ],
+            ["arch", "FLOPs", "top-1 plain", "top-1 fast", "plain s (recal+eval)", "fast s (recal+eval)"],
+        )
+    )
+    print(
+        f"\nper evaluated arch ({args.calib_images} recalibration + {args.eval_images} validation images, "
+        f"{args.threads} thread(s)): plain {statistics.mean(plain_s):.3f} s, fast {statistics.mean(fast_s):.3f} s, "
+        f"ratio {ratio:.3f} (target <= 0.33); top-1 identical on {sum(r['top1_fast'] == r['top1_plain'] for r in rows)}/{len(rows)} archs"
+    )
+    write_result(
+        "bench_search_eval_speed",
+        {
+            "run": args.run,
+            "archs": len(rows),
+            "calib_images": args.calib_images,
+            "eval_images": args.eval_images,
+            "threads": args.threads,
+            "plain_s_per_arch": statistics.mean(plain_s),
+            "fast_s_per_arch": statistics.mean(fast_s),
+            "ratio": ratio,
+            "top1_identical": same,
+            "rows": rows,
+        },
+    )
 
 
 def main() -> None:
@@ -99,11 +122,19 @@ def main() -> None:
     ap.add_argument("--eval-images", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-drift", action="store_true", help="use the table as profiled (nastools search --no-drift)")
-    ap.add_argument("--reuse-cache", action="store_true",
-                    help="keep the accuracy cache of the previous run (same supernet and sizes): the searches replay "
-                         "exactly, only the latency checks are measured anew, and the timing comes from that run")
-    ap.add_argument("--eval-speed", type=int, default=0, metavar="N",
-                    help="only compare the time per evaluated arch of the fast and the plain scorer on N archs")
+    ap.add_argument(
+        "--reuse-cache",
+        action="store_true",
+        help="keep the accuracy cache of the previous run (same supernet and sizes): the searches replay "
+        "exactly, only the latency checks are measured anew, and the timing comes from that run",
+    )
+    ap.add_argument(
+        "--eval-speed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="only compare the time per evaluated arch of the fast and the plain scorer on N archs",
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.eval_speed:
@@ -144,8 +175,9 @@ def main() -> None:
         from nastools.search.runner import ridge_screen
 
         screen = ridge_screen(space) if predictor else None
-        cfg = SearchConfig(population=args.population, generations=args.generations, strategy=strategy, seed=seed,
-                           predictor_factor=4 if predictor else 0)
+        cfg = SearchConfig(
+            population=args.population, generations=args.generations, strategy=strategy, seed=seed, predictor_factor=4 if predictor else 0
+        )
         return EvolutionSearch(space, ev, costs, limits, primary, cfg, targets=budgets, predictor=screen).run()
 
     t0 = time.perf_counter()
@@ -157,14 +189,20 @@ def main() -> None:
             n_evals = res.evaluations
         rnd = random_search(space, ev, costs, limits, primary, n_evals, seed)
         per["random"].append([top1_under(rnd, {primary: b}) for b in budgets])
-        print(f"seed {seed}: {n_evals} evaluations per search, {ev.calls} distinct archs evaluated so far, {time.perf_counter() - t0:.0f} s")
+        print(
+            f"seed {seed}: {n_evals} evaluations per search, {ev.calls} distinct archs evaluated so far, {time.perf_counter() - t0:.0f} s"
+        )
     mean = {k: [statistics.mean(r[i] for r in v) for i in range(len(budgets))] for k, v in per.items()}
     evos = ("archive", "nsga2", "archive+predictor")
     wins = {k: sum(mean[k][i] >= mean["random"][i] for i in range(len(budgets))) for k in evos}
     unit = (lambda v: f"{v:.3f}ms") if primary.startswith("latency") else (lambda v: f"{v / 1e6:.1f}M")
     print(f"\nbest validation top-1 (%) under each {primary} budget, mean of {args.seeds} seeds, {n_evals} evaluations each")
-    print(table([(unit(b), *(f"{mean[k][i]:.2f}" for k in (*evos, "random"))) for i, b in enumerate(budgets)],
-                ["budget", "evolution (archive)", "evolution (nsga2)", "archive + predictor", "random"]))
+    print(
+        table(
+            [(unit(b), *(f"{mean[k][i]:.2f}" for k in (*evos, "random"))) for i, b in enumerate(budgets)],
+            ["budget", "evolution (archive)", "evolution (nsga2)", "archive + predictor", "random"],
+        )
+    )
     print("budgets where evolution >= random: " + ", ".join(f"{k} {wins[k]}/5" for k in evos) + " (target >= 4)")
 
     checks = []
@@ -184,14 +222,40 @@ def main() -> None:
             if c is None:  # nothing measured within the budget: the search returns nothing for it
                 checks.append({"budget_ms": b, "id": None, "replaced": p.replaced})
                 continue
-            checks.append({"budget_ms": b, "id": c.arch.id, "predicted_ms": c.costs[primary], "measured_ms": p.measured_ms,
-                           "ratio": p.measured_ms / b, "remeasured_ms": again[c.arch.id],
-                           "remeasured_ratio": again[c.arch.id] / b, "replaced": p.replaced})
-        print("\nreturned archs measured end to end (ORT CPU, the table's statistic, best of 3 interleaved passes), and measured again afterwards:")
-        print(table([(unit(r["budget_ms"]), r["id"], len(r["replaced"]), f"{r['predicted_ms']:.3f}", f"{r['measured_ms']:.3f}",
-                      f"{r['ratio']:.3f}", f"{r['remeasured_ratio']:.3f}") if r["id"] else (unit(r["budget_ms"]), "none", len(r["replaced"]), "-", "-", "-", "-")
-                     for r in checks],
-                    ["budget", "arch", "replaced", "predicted ms", "measured ms", "measured/budget", "again/budget"]))
+            checks.append(
+                {
+                    "budget_ms": b,
+                    "id": c.arch.id,
+                    "predicted_ms": c.costs[primary],
+                    "measured_ms": p.measured_ms,
+                    "ratio": p.measured_ms / b,
+                    "remeasured_ms": again[c.arch.id],
+                    "remeasured_ratio": again[c.arch.id] / b,
+                    "replaced": p.replaced,
+                }
+            )
+        print(
+            "\nreturned archs measured end to end (ORT CPU, the table's statistic, best of 3 interleaved passes), and measured again afterwards:"
+        )
+        print(
+            table(
+                [
+                    (
+                        unit(r["budget_ms"]),
+                        r["id"],
+                        len(r["replaced"]),
+                        f"{r['predicted_ms']:.3f}",
+                        f"{r['measured_ms']:.3f}",
+                        f"{r['ratio']:.3f}",
+                        f"{r['remeasured_ratio']:.3f}",
+                    )
+                    if r["id"]
+                    else (unit(r["budget_ms"]), "none", len(r["replaced"]), "-", "-", "-", "-")
+                    for r in checks
+                ],
+                ["budget", "arch", "replaced", "predicted ms", "measured ms", "measured/budget", "again/budget"],
+            )
+        )
 
     # predictor speed-up: evaluations to reach the final best (at the middle budget) of the plain search
     mid = {primary: budgets[2]}
@@ -213,23 +277,46 @@ def main() -> None:
         a, b = evals_to(plain.candidates), evals_to(pred.candidates)
         speed.append({"seed": seed, "plain_evals": a, "predictor_evals": b, "speedup": (a / b) if b else None})
     print("\npredictor: evaluations to reach the plain search's final best top-1 at the middle budget")
-    print(table([(s["seed"], s["plain_evals"], s["predictor_evals"] or "not reached", f"{s['speedup']:.2f}x" if s["speedup"] else "-") for s in speed],
-                ["seed", "plain", "with predictor", "speed-up"]))
+    print(
+        table(
+            [
+                (s["seed"], s["plain_evals"], s["predictor_evals"] or "not reached", f"{s['speedup']:.2f}x" if s["speedup"] else "-")
+                for s in speed
+            ],
+            ["seed", "plain", "with predictor", "speed-up"],
+        )
+    )
     timing = ev.timing()
     # a run with other settings than the claim's is a variant of the result
     variant = "-".join(v for v, on in (("flops", args.metric == "flops"), ("no-drift", args.no_drift)) if on) or None
     previous = latest_result("bench_search", variant)
     if args.reuse_cache and timing["archs"] == 0 and previous is not None:
         timing = {**json.loads(previous.read_text())["timing"], "from": "the run that filled the accuracy cache"}
-    print(f"\nper evaluated arch: BN recalibration {timing['recalibration_s']:.2f} s ({args.calib_images} images), "
-          f"evaluation {timing['evaluation_s']:.2f} s ({args.eval_images} images), {timing['archs']} archs")
-    write_result("bench_search", {
-        "run": args.run, "metric": primary, "budgets": budgets, "seeds": args.seeds, "evaluations_per_search": n_evals,
-        "mean_top1": mean, "per_seed": per, "wins_vs_random": wins, "latency_checks": checks, "latency_drift": drift,
-        "max_measured_over_budget": max((r["ratio"] for r in checks if r["id"]), default=None),
-        "max_remeasured_over_budget": max((r["remeasured_ratio"] for r in checks if r["id"]), default=None),
-        "predictor": speed, "timing": timing, "threads": args.threads,
-    }, variant=variant)
+    print(
+        f"\nper evaluated arch: BN recalibration {timing['recalibration_s']:.2f} s ({args.calib_images} images), "
+        f"evaluation {timing['evaluation_s']:.2f} s ({args.eval_images} images), {timing['archs']} archs"
+    )
+    write_result(
+        "bench_search",
+        {
+            "run": args.run,
+            "metric": primary,
+            "budgets": budgets,
+            "seeds": args.seeds,
+            "evaluations_per_search": n_evals,
+            "mean_top1": mean,
+            "per_seed": per,
+            "wins_vs_random": wins,
+            "latency_checks": checks,
+            "latency_drift": drift,
+            "max_measured_over_budget": max((r["ratio"] for r in checks if r["id"]), default=None),
+            "max_remeasured_over_budget": max((r["remeasured_ratio"] for r in checks if r["id"]), default=None),
+            "predictor": speed,
+            "timing": timing,
+            "threads": args.threads,
+        },
+        variant=variant,
+    )
 
 
 if __name__ == "__main__":

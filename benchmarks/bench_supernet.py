@@ -79,25 +79,49 @@ def main() -> None:
     torch.manual_seed(0)
     sp = load_space("fmnist")
     net = Supernet(sp)
-    archs = {"min": sp.min_arch(), "mid": sp.sample_near_flops((sp.flops(sp.min_arch()) + sp.flops(sp.max_arch())) / 2, 0), "max": sp.max_arch()}
+    archs = {
+        "min": sp.min_arch(),
+        "mid": sp.sample_near_flops((sp.flops(sp.min_arch()) + sp.flops(sp.max_arch())) / 2, 0),
+        "max": sp.max_arch(),
+    }
     steps = {}
     for name, arch in archs.items():
         ts, tt, r = step_ratio(net, arch, args.batch, args.pairs)
         steps[name] = {"arch": arch.id, "flops": sp.flops(arch), "supernet_s": ts, "static_s": tt, "ratio": r}
     print(f"training step, fmnist, batch {args.batch}, {args.pairs} alternating pairs (median)")
-    print(table([(k, v["arch"], f"{v['flops'] / 1e6:.1f}M", f"{v['supernet_s'] * 1e3:.1f}", f"{v['static_s'] * 1e3:.1f}", f"{v['ratio']:.3f}") for k, v in steps.items()],
-                ["arch", "id", "FLOPs", "supernet ms", "static ms", "ratio"]))
+    print(
+        table(
+            [
+                (
+                    k,
+                    v["arch"],
+                    f"{v['flops'] / 1e6:.1f}M",
+                    f"{v['supernet_s'] * 1e3:.1f}",
+                    f"{v['static_s'] * 1e3:.1f}",
+                    f"{v['ratio']:.3f}",
+                )
+                for k, v in steps.items()
+            ],
+            ["arch", "id", "FLOPs", "supernet ms", "static ms", "ratio"],
+        )
+    )
     rates = {}
     for name in ("attentivenas", "fmnist"):
         space = load_space(name)
         rates[name] = {"memo_per_s": sampling_rate(space), "no_memo_per_s": sampling_rate(space, memo=False)}
         rates[name]["speedup"] = rates[name]["memo_per_s"] / rates[name]["no_memo_per_s"]
     print("\narchs sampled with FLOPs per second")
-    print(table([(k, f"{v['memo_per_s']:,.0f}", f"{v['no_memo_per_s']:,.0f}", f"{v['speedup']:.1f}x") for k, v in rates.items()],
-                ["space", "archs/s", "baseline (no memo)", "speed-up"]))
+    print(
+        table(
+            [(k, f"{v['memo_per_s']:,.0f}", f"{v['no_memo_per_s']:,.0f}", f"{v['speedup']:.1f}x") for k, v in rates.items()],
+            ["space", "archs/s", "baseline (no memo)", "speed-up"],
+        )
+    )
     worst = max(v["ratio"] for v in steps.values())
     ok = worst <= 1.10 and rates["attentivenas"]["memo_per_s"] >= 20000
-    print(f"\nworst step ratio {worst:.3f} (target <= 1.10); attentivenas {rates['attentivenas']['memo_per_s']:,.0f} archs/s (target >= 20,000): {'PASS' if ok else 'FAIL'}")
+    print(
+        f"\nworst step ratio {worst:.3f} (target <= 1.10); attentivenas {rates['attentivenas']['memo_per_s']:,.0f} archs/s (target >= 20,000): {'PASS' if ok else 'FAIL'}"
+    )
     write_result("bench_supernet", {"batch": args.batch, "pairs": args.pairs, "train_step": steps, "sampling": rates, "pass": ok})
 
 

@@ -61,7 +61,11 @@ def _train_archs(t: Trainer, x, y, archs) -> None:
 def bench_cost(args) -> dict:
     torch.set_num_threads(args.threads)
     splits = load_splits("fashion-mnist")
-    t = Trainer(TrainConfig(batch_size=args.batch_size, sampler="attentive-best", candidates=3, score_images=args.score_images), "/tmp/bench-cost", splits=splits)
+    t = Trainer(
+        TrainConfig(batch_size=args.batch_size, sampler="attentive-best", candidates=3, score_images=args.score_images),
+        "/tmp/bench-cost",
+        splits=splits,
+    )
     tu = Trainer(TrainConfig(batch_size=args.batch_size, sampler="uniform"), "/tmp/bench-cost-u", splits=splits)
     tu.model.load_state_dict(t.model.state_dict())
     batches = t.batches(0, 0)
@@ -97,12 +101,16 @@ def bench_cost(args) -> dict:
         "ratio_of_medians": med(att) / med(same),
         "target": 1.15,
     }
-    print(table(
-        [("attentive-best K=3", f"{1000 * med(att):.0f}", f"{out['ratio_median']:.3f}"),
-         ("uniform, same archs", f"{1000 * med(same):.0f}", "1.000"),
-         ("uniform, random archs", f"{1000 * med(nat):.0f}", f"{med(att) / med(nat):.3f}")],
-        ["step", "median ms", "attentive / this"],
-    ))
+    print(
+        table(
+            [
+                ("attentive-best K=3", f"{1000 * med(att):.0f}", f"{out['ratio_median']:.3f}"),
+                ("uniform, same archs", f"{1000 * med(same):.0f}", "1.000"),
+                ("uniform, random archs", f"{1000 * med(nat):.0f}", f"{med(att) / med(nat):.3f}"),
+            ],
+            ["step", "median ms", "attentive / this"],
+        )
+    )
     return out
 
 
@@ -141,8 +149,15 @@ def bench_quality(args) -> dict:
     root = Path(args.workdir)
     runs = {}
     for name in SAMPLERS:
-        cfg = TrainConfig(batch_size=args.batch_size, lr=args.lr, sampler=name, seed=0, epochs=args.steps / spe,
-                          warmup_epochs=0.1 * args.steps / spe, log_every=10)
+        cfg = TrainConfig(
+            batch_size=args.batch_size,
+            lr=args.lr,
+            sampler=name,
+            seed=0,
+            epochs=args.steps / spe,
+            warmup_epochs=0.1 * args.steps / spe,
+            log_every=10,
+        )
         rd = root / name
         t0 = time.perf_counter()
         if (rd / "supernet.pt").exists():
@@ -170,8 +185,14 @@ def bench_quality(args) -> dict:
         rows.append((f"{lo / 1e6:.1f}-{hi / 1e6:.1f}M", len(archs), *(f"{100 * results[n][i]['best']:.2f}" for n in SAMPLERS)))
     print(table(rows, ["FLOPs bin", "archs", *SAMPLERS]))
     return {
-        "budget": {"steps": args.steps, "batch_size": args.batch_size, "images": args.steps * args.batch_size,
-                   "epochs": round(args.steps / spe, 3), "lr": args.lr, "threads": 1},
+        "budget": {
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "images": args.steps * args.batch_size,
+            "epochs": round(args.steps / spe, 3),
+            "lr": args.lr,
+            "threads": 1,
+        },
         "eval": {"val_images": args.val_images, "calib_images": args.calib_images, "archs_per_bin": args.per_bin},
         "train_seconds": {n: runs[n]["train_s"] for n in SAMPLERS},
         "bins": results,
@@ -187,9 +208,31 @@ def bench_ddp(args) -> dict:
     for n, threads in ((1, 1), (1, 2), (2, 1)):
         run = space / f"np{n}t{threads}"
         subprocess.run(["rm", "-rf", str(run)], check=True)
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}", "-m", "nastools", "--", "train",
-               "--run", str(run), "--batch-size", str(args.batch_size), "--steps", str(args.ddp_steps), "--sampler", "uniform",
-               "--no-progress", "--json", "--eval-images", "100", "--log-every", "1"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc-per-node={n}",
+            "-m",
+            "nastools",
+            "--",
+            "train",
+            "--run",
+            str(run),
+            "--batch-size",
+            str(args.batch_size),
+            "--steps",
+            str(args.ddp_steps),
+            "--sampler",
+            "uniform",
+            "--no-progress",
+            "--json",
+            "--eval-images",
+            "100",
+            "--log-every",
+            "1",
+        ]
         env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
         t0 = time.perf_counter()
         p = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -204,8 +247,12 @@ def bench_ddp(args) -> dict:
         out[f"np{n}t{threads}"] = {"processes": n, "threads_per_process": threads, "images_per_s": round(ips, 1), "wall_s": round(wall, 1)}
     out["speedup_vs_1proc_2threads"] = out["np2t1"]["images_per_s"] / out["np1t2"]["images_per_s"]
     out["speedup_vs_1proc_1thread"] = out["np2t1"]["images_per_s"] / out["np1t1"]["images_per_s"]
-    print(table([(v["processes"], v["threads_per_process"], v["images_per_s"]) for k, v in out.items() if k.startswith("np")],
-                ["processes", "threads each", "images/s"]))
+    print(
+        table(
+            [(v["processes"], v["threads_per_process"], v["images_per_s"]) for k, v in out.items() if k.startswith("np")],
+            ["processes", "threads each", "images/s"],
+        )
+    )
     print(f"2 processes vs 1 (2 threads): {out['speedup_vs_1proc_2threads']:.2f}x; vs 1 (1 thread): {out['speedup_vs_1proc_1thread']:.2f}x")
     return out
 

@@ -88,8 +88,9 @@ def save_checkpoint(path: str | Path, supernet, **state: Any) -> Path:
     return atomic_write(path, lambda f: f.write(buf.getvalue()), mode="wb")
 
 
-def load_checkpoint(run_or_path: str | Path, space: SearchSpace | str | None = None, map_location: str = "cpu",
-                    *, train: bool = False) -> dict:
+def load_checkpoint(
+    run_or_path: str | Path, space: SearchSpace | str | None = None, map_location: str = "cpu", *, train: bool = False
+) -> dict:
     """Read a checkpoint (``weights_only=True``) and validate it: its format, its space (the
     one given, if any), its weights (:func:`check_weights`) and training record and, with
     ``train`` (a resume), its training state (:func:`check_train_state`). Every problem is
@@ -101,9 +102,7 @@ def load_checkpoint(run_or_path: str | Path, space: SearchSpace | str | None = N
     if path.is_dir():
         raise NastoolsError(f"checkpoint {str(path)!r} is a folder, not a checkpoint file")
     if not path.exists():
-        raise NastoolsError(
-            f"no checkpoint at {str(path)!r}: train a supernet first (nastools train --run {run_arg(path)}) or pass --run"
-        )
+        raise NastoolsError(f"no checkpoint at {str(path)!r}: train a supernet first (nastools train --run {run_arg(path)}) or pass --run")
     if not path.is_file():
         raise NastoolsError(f"checkpoint {str(path)!r} is not a regular file (a device or a pipe?): give the path of a checkpoint file")
     try:
@@ -207,8 +206,13 @@ def check_train_state(state: Any, model: Mapping, space: SearchSpace, where: str
     cfg = state.get("config", None if resume else {})
     if not isinstance(cfg, Mapping):
         raise NastoolsError(f"{where}: its training state has no valid config (got {type(cfg).__name__}): a damaged checkpoint")
-    for key, kinds, text in (("dataset", str, "a dataset name"), ("data", (str, type(None)), "a folder"),
-                             ("val_size", int, "an integer"), ("seed", int, "an integer"), ("image_recipe", str, "an image recipe name")):
+    for key, kinds, text in (
+        ("dataset", str, "a dataset name"),
+        ("data", (str, type(None)), "a folder"),
+        ("val_size", int, "an integer"),
+        ("seed", int, "an integer"),
+        ("image_recipe", str, "an image recipe name"),
+    ):
         if key in cfg and (not isinstance(cfg[key], kinds) or isinstance(cfg[key], bool)):
             raise NastoolsError(f"{where}: training config {key} is {cfg[key]!r}, expected {text}")
     if not resume:
@@ -227,8 +231,9 @@ def check_train_state(state: Any, model: Mapping, space: SearchSpace, where: str
     if not all(isinstance(g, Mapping) and isinstance(g.get("params"), list) for g in groups):
         raise fail("has a malformed optimizer parameter group")
     rng = state.get("sampler_rng")
-    if not (isinstance(rng, (list, tuple)) and len(rng) == 3 and isinstance(rng[1], (list, tuple))
-            and all(isinstance(v, int) for v in rng[1])):
+    if not (
+        isinstance(rng, (list, tuple)) and len(rng) == 3 and isinstance(rng[1], (list, tuple)) and all(isinstance(v, int) for v in rng[1])
+    ):
         raise fail("has no valid sampler random state")
     trng = state.get("torch_rng")
     if not isinstance(trng, torch.Tensor) or trng.dtype != torch.uint8 or trng.ndim != 1:
@@ -270,8 +275,14 @@ def run_splits(data: dict, dataset: str | None = None, data_dir: str | Path | No
     cfg = run_config(data)
     name = dataset or cfg.get("dataset") or "fashion-mnist"
     folder = data_dir or (cfg.get("data") if name == (cfg.get("dataset") or "fashion-mnist") else None)
-    return load_splits(name, folder, val_size=cfg.get("val_size", 5000), seed=int(cfg.get("seed", 0)),
-                       image_size=image_size, image_recipe=cfg.get("image_recipe"))
+    return load_splits(
+        name,
+        folder,
+        val_size=cfg.get("val_size", 5000),
+        seed=int(cfg.get("seed", 0)),
+        image_size=image_size,
+        image_recipe=cfg.get("image_recipe"),
+    )
 
 
 def load_supernet(run_or_path: str | Path, space: SearchSpace | str | None = None, map_location: str = "cpu"):

@@ -25,5 +25,15 @@ DEVICES: tuple[str, ...] = get_args(DeviceKind)
 #: the latency statistics a budget can be in (a table stores each as ``<name>_ms``)
 STATISTICS: tuple[str, ...] = get_args(Statistic)
 
-__all__ = ["BACKENDS", "DEVICES", "FORMATS", "PRECISIONS", "STATISTICS", "BackendName", "DeviceKind", "ExportFormat",
-           "Precision", "Statistic"]
+__all__ = [
+    "BACKENDS",
+    "DEVICES",
+    "FORMATS",
+    "PRECISIONS",
+    "STATISTICS",
+    "BackendName",
+    "DeviceKind",
+    "ExportFormat",
+    "Precision",
+    "Statistic",
+]

@@ -103,7 +103,11 @@ def _fmnist_root(data: str | Path | None) -> Path:
             continue
         _check_fmnist(root / "FashionMNIST" / "raw", shown)
         return root
-    hint = "install it with: sudo apt-get install dataset-fashion-mnist (or pass --data DIR)" if not data else "pass the folder holding train-images-idx3-ubyte(.gz)"
+    hint = (
+        "install it with: sudo apt-get install dataset-fashion-mnist (or pass --data DIR)"
+        if not data
+        else "pass the folder holding train-images-idx3-ubyte(.gz)"
+    )
     where = f"{str(src)!r}" if src.is_dir() else f"{str(src)!r} (no such folder)"
     raise NastoolsError(f"Fashion-MNIST not found in {where}: {hint}")
 
@@ -113,7 +117,9 @@ def _incomplete_fmnist(base: Path, plain: list[str], packed: list[str]) -> NoRet
     missing = [f for f in FMNIST_FILES if f not in plain and f not in packed]
     if missing:
         names = ", ".join(f"{f}(.gz)" for f in missing)
-        raise NastoolsError(f"Fashion-MNIST in {str(base)!r} is incomplete: {names} missing (it needs all four of {', '.join(FMNIST_FILES)}, each optionally .gz)")
+        raise NastoolsError(
+            f"Fashion-MNIST in {str(base)!r} is incomplete: {names} missing (it needs all four of {', '.join(FMNIST_FILES)}, each optionally .gz)"
+        )
     only = [f for f in FMNIST_FILES if f not in plain]
     raise NastoolsError(
         f"Fashion-MNIST in {str(base)!r} mixes unpacked and .gz files ({', '.join(only)} only as .gz): "
@@ -168,8 +174,7 @@ def _gunzip(src: Path, out: Path) -> None:
                     chunk = fi.read(1 << 20)
                 except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
                     raise NastoolsError(
-                        f"Fashion-MNIST file {str(src)!r} is truncated or corrupt ({brief(exc)}): "
-                        "replace it with the original .gz file"
+                        f"Fashion-MNIST file {str(src)!r} is truncated or corrupt ({brief(exc)}): replace it with the original .gz file"
                     ) from None
                 if not chunk:
                     break
@@ -308,7 +313,9 @@ def _bad_cifar(root: Path, folder: Path, exc: BaseException | None = None) -> No
     files = _cifar_files()
     missing = [n for n, _ in files if not (folder / n).is_file()]
     corrupt = [n for n, md5 in files if n not in missing and not check_integrity(str(folder / n), md5)]
-    problems = ([f"missing {', '.join(missing)}"] if missing else []) + ([f"corrupt (checksum mismatch) {', '.join(corrupt)}"] if corrupt else [])
+    problems = ([f"missing {', '.join(missing)}"] if missing else []) + (
+        [f"corrupt (checksum mismatch) {', '.join(corrupt)}"] if corrupt else []
+    )
     if not problems:
         raise NastoolsError(f"cannot read CIFAR-10 in {str(folder)!r}: {brief(exc or 'unknown error')}")
     what = " and ".join(w for w, bad in (("incomplete", missing), ("corrupt", corrupt)) if bad)
@@ -462,8 +469,11 @@ def calibration_transform(image_size: int, recipe: "str | ImageRecipe | None" = 
         return eval_transform(image_size, r)
     mode = transforms.InterpolationMode(r.interpolation)
     crop = r.crop or image_size
-    ops = [transforms.RandomResizedCrop(crop, interpolation=mode), transforms.RandomHorizontalFlip(),
-           transforms.AutoAugment(transforms.AutoAugmentPolicy.IMAGENET, interpolation=mode)]
+    ops = [
+        transforms.RandomResizedCrop(crop, interpolation=mode),
+        transforms.RandomHorizontalFlip(),
+        transforms.AutoAugment(transforms.AutoAugmentPolicy.IMAGENET, interpolation=mode),
+    ]
     return transforms.Compose([*ops, *_tail(r, image_size)])
 
 

@@ -60,12 +60,25 @@ class DemoSettings:
     @classmethod
     def quick(cls, space: str = "fmnist", run: str = "demo") -> "DemoSettings":
         """Tiny budgets: a smoke run of every stage (what CI runs)."""
-        return cls(space=space, run=run, default_train_time="10m", train_steps=4, batch_size=32, profile_max_s=0.02,
-                   calibration_runs=6, population=4, generations=1, calib_images=64, eval_images=128,
-                   export_calib_images=64, export_eval_images=256, bench_duration="0.3s",
-                   # a tiny space's subnets run in ~30 us, where one measurement's noise is ~10%:
-                   # a budget at the middle of their narrow range is missed by every pick at times
-                   budget_point=0.75)
+        return cls(
+            space=space,
+            run=run,
+            default_train_time="10m",
+            train_steps=4,
+            batch_size=32,
+            profile_max_s=0.02,
+            calibration_runs=6,
+            population=4,
+            generations=1,
+            calib_images=64,
+            eval_images=128,
+            export_calib_images=64,
+            export_eval_images=256,
+            bench_duration="0.3s",
+            # a tiny space's subnets run in ~30 us, where one measurement's noise is ~10%:
+            # a budget at the middle of their narrow range is missed by every pick at times
+            budget_point=0.75,
+        )
 
 
 def _matching_table(space: SearchSpace, cpu: str):
@@ -76,8 +89,14 @@ def _matching_table(space: SearchSpace, cpu: str):
 
     def fits(t) -> bool:
         m = t.meta
-        return (m.get("device") == cpu and m.get("backend") == "ort" and m.get("batch") == 1 and m.get("threads") == 1
-                and m.get("precision") == "fp32" and "scale" in t.calibration)
+        return (
+            m.get("device") == cpu
+            and m.get("backend") == "ort"
+            and m.get("batch") == 1
+            and m.get("threads") == 1
+            and m.get("precision") == "fp32"
+            and "scale" in t.calibration
+        )
 
     return find_table(space, "default", accept=fits)
 
@@ -103,9 +122,14 @@ def _read_state(path: Path) -> dict[str, Any]:
         state = read_json(path, "demo state")
     except NastoolsError as exc:
         raise NastoolsError(f"{exc}: delete it or pass --fresh") from None
-    if not (isinstance(state, dict) and isinstance(state.get("stages"), dict)
-            and all(isinstance(v, dict) and isinstance(v.get("seconds"), (int, float)) and not isinstance(v["seconds"], bool)
-                    for v in state["stages"].values())):
+    if not (
+        isinstance(state, dict)
+        and isinstance(state.get("stages"), dict)
+        and all(
+            isinstance(v, dict) and isinstance(v.get("seconds"), (int, float)) and not isinstance(v["seconds"], bool)
+            for v in state["stages"].values()
+        )
+    ):
         raise NastoolsError(f"demo state {str(path)!r} is not a nastools demo state: delete it or pass --fresh")
     return state
 
@@ -167,8 +191,17 @@ def _train(demo: _Demo, train_time: str) -> dict:
 
     s, rdir = demo.settings, demo.rdir
     ckpt = checkpoint_path(rdir)
-    cfg = TrainConfig(space=s.space, sampler="attentive-best", epochs=s.train_epochs, batch_size=s.batch_size, lr=s.lr,
-                      warmup_epochs=s.train_epochs / 20, seed=s.seed, eval_images=s.eval_images, calib_images=s.calib_images)
+    cfg = TrainConfig(
+        space=s.space,
+        sampler="attentive-best",
+        epochs=s.train_epochs,
+        batch_size=s.batch_size,
+        lr=s.lr,
+        warmup_epochs=s.train_epochs / 20,
+        seed=s.seed,
+        eval_images=s.eval_images,
+        calib_images=s.calib_images,
+    )
     resume = ckpt.is_file()
     if resume:
         demo.log("   resuming the interrupted training run")
@@ -222,8 +255,7 @@ def _budgets(demo: _Demo, latency: LatencyCost) -> tuple[float, float]:
     lo, hi = latency.predict(space.min_arch()), latency.predict(space.max_arch())
     lat = lo + (hi - lo) * s.budget_point
     flo = (space.flops(space.min_arch()) + space.flops(space.max_arch())) / 2
-    where = (f"middle of {lo:.3f}-{hi:.3f} ms" if s.budget_point == 0.5
-             else f"{s.budget_point:.0%} of the way from {lo:.3f} to {hi:.3f} ms")
+    where = f"middle of {lo:.3f}-{hi:.3f} ms" if s.budget_point == 0.5 else f"{s.budget_point:.0%} of the way from {lo:.3f} to {hi:.3f} ms"
     demo.log(f"   budgets: latency <= {lat:.3f} ms ({where}) and FLOPs <= {format_count(flo)}")
     return lat, flo
 
@@ -244,31 +276,59 @@ def _search(demo: _Demo, profiled: dict, source: str) -> dict:
         # another CPU generation: its blocks as profiled, its overhead re-fitted on this machine's drift-check runs
         refit = latency.refitted(demo.rdir / "latency" / f"{demo.space.name}.refit.json")
     if refit is not None:
-        log(f"   the table is of another CPU generation: its overhead re-fitted on {len(refit.calibration['runs'])} "
-            f"end-to-end runs of this machine, {refit.path}")
+        log(
+            f"   the table is of another CPU generation: its overhead re-fitted on {len(refit.calibration['runs'])} "
+            f"end-to-end runs of this machine, {refit.path}"
+        )
         latency = LatencyCost(refit)
     lat, flo = _budgets(demo, latency)
     # a table profiled a minute ago (or re-fitted just now) describes this machine as it is
     drift = profiled["reused"] and refit is None
-    opts = SearchOptions(population=s.population, generations=s.generations, seed=s.seed, calib_images=s.calib_images,
-                         eval_images=s.eval_images, drift=drift, drift_factors={"latency:default": latency.factor})
-    rep = run_search(source, [Budget("latency", lat, "default"), Budget("flops", flo)], tables={"default": str(latency.table.path)},
-                     options=opts, out_dir=demo.rdir / "search", log=lambda m: log(f"   {m}"))
+    opts = SearchOptions(
+        population=s.population,
+        generations=s.generations,
+        seed=s.seed,
+        calib_images=s.calib_images,
+        eval_images=s.eval_images,
+        drift=drift,
+        drift_factors={"latency:default": latency.factor},
+    )
+    rep = run_search(
+        source,
+        [Budget("latency", lat, "default"), Budget("flops", flo)],
+        tables={"default": str(latency.table.path)},
+        options=opts,
+        out_dir=demo.rdir / "search",
+        log=lambda m: log(f"   {m}"),
+    )
     pick = rep.picks[0]
     if pick.candidate is None:
         raise NastoolsError("the demo search found no subnet within its budgets; rerun with --fresh")
     c = pick.candidate
     stat = latency.statistic
-    log(f"   chose {c.arch.id}: validation top-1 {c.top1:.2f}%, {format_count(c.costs['flops'])} FLOPs, "
+    log(
+        f"   chose {c.arch.id}: validation top-1 {c.top1:.2f}%, {format_count(c.costs['flops'])} FLOPs, "
         f"predicted {stat} {c.costs['latency:default']:.3f} ms"
-        + (f", measured {stat} {pick.measured_ms:.3f} ms" if pick.measured_ms else ""))
+        + (f", measured {stat} {pick.measured_ms:.3f} ms" if pick.measured_ms else "")
+    )
     for r in pick.replaced:
         log(f"   replaced {r['id']}: measured {r['measured_ms']:.3f} ms over the {r['limit_ms']:.3f} ms budget")
-    return {"best": str(rep.out_dir / "best.json"), "pareto": str(rep.out_dir / "pareto.json"),
-            "plot": str(rep.out_dir / "pareto.png"), "id": c.arch.id, "val_top1": c.top1, "flops": c.costs["flops"],
-            "params": c.costs["params"], "predicted_ms": c.costs["latency:default"], "search_measured_ms": pick.measured_ms,
-            "latency_budget_ms": lat, "flops_budget": flo, "evaluations": rep.timing["evaluations"], "statistic": stat,
-            **({"refit_table": str(refit.path)} if refit is not None else {})}
+    return {
+        "best": str(rep.out_dir / "best.json"),
+        "pareto": str(rep.out_dir / "pareto.json"),
+        "plot": str(rep.out_dir / "pareto.png"),
+        "id": c.arch.id,
+        "val_top1": c.top1,
+        "flops": c.costs["flops"],
+        "params": c.costs["params"],
+        "predicted_ms": c.costs["latency:default"],
+        "search_measured_ms": pick.measured_ms,
+        "latency_budget_ms": lat,
+        "flops_budget": flo,
+        "evaluations": rep.timing["evaluations"],
+        "statistic": stat,
+        **({"refit_table": str(refit.path)} if refit is not None else {}),
+    }
 
 
 # --------------------------------------------------------------------------- 4. export
@@ -285,16 +345,30 @@ def _export(demo: _Demo, searched: dict, source: str) -> dict:
     out = {}
     for precision in ("fp32", "int8"):
         path = demo.rdir / "export" / f"{searched['id']}{'' if precision == 'fp32' else '-' + precision}.onnx"
-        res = export_subnet(source, searched["best"], format="onnx", precision=precision, calib_images=s.export_calib_images,
-                            eval_images=s.export_eval_images, out=path, progress=False)
+        res = export_subnet(
+            source,
+            searched["best"],
+            format="onnx",
+            precision=precision,
+            calib_images=s.export_calib_images,
+            eval_images=s.export_eval_images,
+            out=path,
+            progress=False,
+        )
         b = bench_model(res.path, backend="ort", batch=1, threads=1, duration=s.bench_duration)
         acc = res.sidecar.get("accuracy", {})
         par = res.sidecar.get("parity", {})
-        out[precision] = {"model": str(res.path), "sidecar": str(res.sidecar_path), "test_top1": acc.get("model_top1"),
-                          "parity": {k: par.get(k) for k in ("max_abs_diff", "top1_agreement", "passed") if k in par},
-                          "bench": {k: b.to_dict()[k] for k in ("p10_ms", "median_ms", "p90_ms", "p99_ms", "throughput_ips")}}
-        demo.log(f"   {precision}: {res.path.name}, test top-1 {_pct(acc.get('model_top1'))}, "
-                 f"ORT CPU p10 {b.p10_ms:.3f} ms, median {b.median_ms:.3f} ms, p90 {b.p90_ms:.3f} ms, parity {describe_parity(par)}")
+        out[precision] = {
+            "model": str(res.path),
+            "sidecar": str(res.sidecar_path),
+            "test_top1": acc.get("model_top1"),
+            "parity": {k: par.get(k) for k in ("max_abs_diff", "top1_agreement", "passed") if k in par},
+            "bench": {k: b.to_dict()[k] for k in ("p10_ms", "median_ms", "p90_ms", "p99_ms", "throughput_ips")},
+        }
+        demo.log(
+            f"   {precision}: {res.path.name}, test top-1 {_pct(acc.get('model_top1'))}, "
+            f"ORT CPU p10 {b.p10_ms:.3f} ms, median {b.median_ms:.3f} ms, p90 {b.p90_ms:.3f} ms, parity {describe_parity(par)}"
+        )
     return out
 
 
@@ -322,8 +396,17 @@ def _summary(space: SearchSpace, rdir: Path, stages: dict[str, Any]) -> dict[str
         "measured_ms_int8": exported["int8"]["bench"].get(key),
         "table": searched.get("refit_table", profiled["table"]),
         "table_reused": profiled["reused"],
-        "files": [trained["checkpoint"], searched.get("refit_table", profiled["table"]), searched["best"], searched["pareto"], searched["plot"],
-                  exported["fp32"]["model"], exported["int8"]["model"], exported["fp32"]["sidecar"], exported["int8"]["sidecar"]],
+        "files": [
+            trained["checkpoint"],
+            searched.get("refit_table", profiled["table"]),
+            searched["best"],
+            searched["pareto"],
+            searched["plot"],
+            exported["fp32"]["model"],
+            exported["int8"]["model"],
+            exported["fp32"]["sidecar"],
+            exported["int8"]["sidecar"],
+        ],
         "stage_seconds": {k: round(v["seconds"], 1) for k, v in stages.items()},
     }
 
@@ -332,11 +415,15 @@ def _log_summary(summary: dict[str, Any], space: SearchSpace, log: Callable[[str
     log("== summary")
     log(f"   supernet: {summary['supernet']}")
     log(f"   arch {summary['arch']} ({space.name}): {format_count(summary['flops'])} FLOPs, {format_count(summary['params'])} params")
-    log(f"   test top-1: fp32 {_pct(summary['test_top1_fp32'])}, int8 {_pct(summary['test_top1_int8'])} "
-        f"(validation top-1 in search {summary['val_top1']:.2f}%)")
-    log(f"   latency (ORT CPU, 1 thread, batch 1, the {summary['statistic']} of each): budget {summary['latency_budget_ms']:.3f} ms, "
+    log(
+        f"   test top-1: fp32 {_pct(summary['test_top1_fp32'])}, int8 {_pct(summary['test_top1_int8'])} "
+        f"(validation top-1 in search {summary['val_top1']:.2f}%)"
+    )
+    log(
+        f"   latency (ORT CPU, 1 thread, batch 1, the {summary['statistic']} of each): budget {summary['latency_budget_ms']:.3f} ms, "
         f"predicted {summary['predicted_ms']:.3f} ms, measured (nastools bench) {_ms(summary['measured_ms_fp32'])} fp32 / "
-        f"{_ms(summary['measured_ms_int8'])} int8")
+        f"{_ms(summary['measured_ms_int8'])} int8"
+    )
     log("   stage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in summary["stage_seconds"].items()))
     log("   files:")
     for f in summary["files"]:

@@ -39,6 +39,5 @@ def require(module: str, extra: str | None = None, what: str | None = None):
     except ImportError as exc:  # pragma: no cover - depends on the machine
         hint = f"pip install 'nastools[{extra}]'" if extra else f"pip install {module.split('.')[0]}"
         raise NastoolsError(
-            f"{what or module} needs the Python package '{module}', which is not importable "
-            f"here ({exc}); install it with: {hint}"
+            f"{what or module} needs the Python package '{module}', which is not importable here ({exc}); install it with: {hint}"
         ) from None

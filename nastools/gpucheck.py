@@ -120,8 +120,10 @@ def missing_pieces() -> dict[str, str]:
 
     missing: dict[str, str] = {}
     if not torch.cuda.is_available():
-        missing["cuda"] = (f"no CUDA GPU visible to torch {torch.__version__} (CUDA build: {torch.version.cuda or 'none'}): "
-                           f"run on an NVIDIA GPU host with a CUDA build of torch")
+        missing["cuda"] = (
+            f"no CUDA GPU visible to torch {torch.__version__} (CUDA build: {torch.version.cuda or 'none'}): "
+            f"run on an NVIDIA GPU host with a CUDA build of torch"
+        )
     if not cuda_provider_available():
         missing["ort-cuda"] = "ONNX Runtime has no CUDAExecutionProvider here: pip install onnxruntime-gpu"
     if not tensorrt_installed():
@@ -161,18 +163,21 @@ def cli(ctx: Context, *args: str, cap_s: float = 150.0) -> dict[str, Any]:
     """Run ``python -m nastools ARGS --json`` in a subprocess, within ``cap_s`` and the
     check's deadline; its JSON output, or :class:`StepFailed` with its error's last line."""
     limit = max(1.0, min(cap_s, ctx.left_s()))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
-                                                                      os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")])),
+    }
     try:
-        p = subprocess.run([ctx.python, "-m", "nastools", *args, "--json"], capture_output=True, text=True, timeout=limit,
-                           cwd=ctx.work, env=env)
+        p = subprocess.run(
+            [ctx.python, "-m", "nastools", *args, "--json"], capture_output=True, text=True, timeout=limit, cwd=ctx.work, env=env
+        )
     except subprocess.TimeoutExpired:
         raise StepFailed(f"nastools {args[0]} ran past {limit:.0f} s") from None
     if p.returncode != 0:
         lines = [ln for ln in (p.stderr + p.stdout).splitlines() if ln.strip()]
         raise StepFailed(f"nastools {args[0]} exited {p.returncode}: {lines[-1] if lines else '(no output)'}")
     out = p.stdout
-    return json.loads(out[out.index("{"):]) if "{" in out else {}
+    return json.loads(out[out.index("{") :]) if "{" in out else {}
 
 
 # --------------------------------------------------------------------------- the steps
@@ -180,8 +185,25 @@ def cli(ctx: Context, *args: str, cap_s: float = 150.0) -> dict[str, Any]:
 
 def _train(ctx: Context) -> dict[str, Any]:
     ctx.space.write_text(SMALL_SPACE)
-    out = cli(ctx, "train", "--space", str(ctx.space), "--run", str(ctx.run_dir), "--device", "cuda", "--steps", "30",
-              "--batch-size", "64", "--sampler", "attentive-best", "--eval-images", "500", "--no-progress")
+    out = cli(
+        ctx,
+        "train",
+        "--space",
+        str(ctx.space),
+        "--run",
+        str(ctx.run_dir),
+        "--device",
+        "cuda",
+        "--steps",
+        "30",
+        "--batch-size",
+        "64",
+        "--sampler",
+        "attentive-best",
+        "--eval-images",
+        "500",
+        "--no-progress",
+    )
     return {k: v for k, v in out.items() if isinstance(v, (int, float, str)) or k == "top1"}
 
 
@@ -190,12 +212,36 @@ def _profile(backend: str, precision: str = "fp32") -> Callable[[Context], dict[
         if not ctx.space.is_file():
             ctx.space.write_text(SMALL_SPACE)
         path = ctx.work / "tables" / f"{backend}-{precision}.json"
-        out = cli(ctx, "profile", "--space", str(ctx.space), "--device", "gpu", "--backend", backend, "--precision", precision,
-                  "--calibrate", "8", "--validate", "8", "--max-time", "0.2", "--out", str(path), cap_s=120)
+        out = cli(
+            ctx,
+            "profile",
+            "--space",
+            str(ctx.space),
+            "--device",
+            "gpu",
+            "--backend",
+            backend,
+            "--precision",
+            precision,
+            "--calibrate",
+            "8",
+            "--validate",
+            "8",
+            "--max-time",
+            "0.2",
+            "--out",
+            str(path),
+            cap_s=120,
+        )
         ctx.files[f"table-{backend}-{precision}"] = str(path)
         table = out.get("validation", {}).get("table") or {}
-        return {"table": str(path), "blocks": out.get("blocks"), "statistic": out.get("meta", {}).get("statistic"),
-                "device": out.get("meta", {}).get("device"), **{k: table.get(k) for k in ("mape_pct", "within_10_pct", "kendall_tau")}}
+        return {
+            "table": str(path),
+            "blocks": out.get("blocks"),
+            "statistic": out.get("meta", {}).get("statistic"),
+            "device": out.get("meta", {}).get("device"),
+            **{k: table.get(k) for k in ("mape_pct", "within_10_pct", "kendall_tau")},
+        }
 
     return run
 
@@ -207,8 +253,25 @@ def _search(ctx: Context) -> dict[str, Any]:
     table = LatencyTable.load(table_path, str(ctx.space))
     space = table.space
     limit = (table.predict(space.min_arch()) + table.predict(space.max_arch())) / 2
-    out = cli(ctx, "search", "--run", str(ctx.run_dir), "--latency", f"gpu={limit:.4f}ms", "--table", f"gpu={table_path}",
-              "--population", "6", "--generations", "2", "--calib-images", "256", "--eval-images", "500", "--fresh")
+    out = cli(
+        ctx,
+        "search",
+        "--run",
+        str(ctx.run_dir),
+        "--latency",
+        f"gpu={limit:.4f}ms",
+        "--table",
+        f"gpu={table_path}",
+        "--population",
+        "6",
+        "--generations",
+        "2",
+        "--calib-images",
+        "256",
+        "--eval-images",
+        "500",
+        "--fresh",
+    )
     lat = out.get("latency", {}).get("latency:gpu", {})
     pick = (out.get("picks") or [{}])[0]
     if not lat.get("verified"):
@@ -216,15 +279,40 @@ def _search(ctx: Context) -> dict[str, Any]:
     if pick.get("id") is None:
         raise StepFailed(f"no subnet within the budget of {limit:.4f} ms")
     ctx.files["arch"] = str(ctx.run_dir / "search" / "best.json")
-    return {"table": table_path, "budget_ms": round(limit, 4), "statistic": lat.get("statistic"), "arch": pick.get("id"),
-            "predicted_ms": pick.get("costs", {}).get("latency:gpu"), "measured_ms": pick.get("costs", {}).get("measured:latency:gpu")}
+    return {
+        "table": table_path,
+        "budget_ms": round(limit, 4),
+        "statistic": lat.get("statistic"),
+        "arch": pick.get("id"),
+        "predicted_ms": pick.get("costs", {}).get("latency:gpu"),
+        "measured_ms": pick.get("costs", {}).get("measured:latency:gpu"),
+    }
 
 
 def _export(fmt: str, precision: str, suffix: str) -> Callable[[Context], dict[str, Any]]:
     def run(ctx: Context) -> dict[str, Any]:
         path = ctx.work / "export" / f"pick-{precision}{suffix}"
-        out = cli(ctx, "export", "--run", str(ctx.run_dir), "--arch", ctx.files["arch"], "--format", fmt, "--precision", precision,
-                  "--out", str(path), "--calib-images", "256", "--eval-images", "1000", "--parity-images", "256", cap_s=180)
+        out = cli(
+            ctx,
+            "export",
+            "--run",
+            str(ctx.run_dir),
+            "--arch",
+            ctx.files["arch"],
+            "--format",
+            fmt,
+            "--precision",
+            precision,
+            "--out",
+            str(path),
+            "--calib-images",
+            "256",
+            "--eval-images",
+            "1000",
+            "--parity-images",
+            "256",
+            cap_s=180,
+        )
         ctx.files[f"{fmt}-{precision}"] = str(path)
         parity = out.get("parity") or {}
         return {"model": str(path), "parity": {k: parity.get(k) for k in ("max_abs_diff", "top1_agreement", "passed") if k in parity}}
@@ -284,18 +372,29 @@ STEPS: tuple[Step, ...] = (
     Step("profile: ONNX Runtime CUDA fp32", ("cuda", "ort-cuda"), (), _profile("ort")),
     Step("profile: TensorRT fp32", ("cuda", "tensorrt"), (), _profile("trt")),
     Step("profile: TensorRT int8", ("cuda", "tensorrt"), (), _profile("trt", "int8")),
-    Step("search: GPU budget, picks verified on the GPU", DATA, ("train: torch CUDA, attentive sampler",), _search,
-         any_of=("profile: TensorRT fp32", "profile: ONNX Runtime CUDA fp32", "profile: torch CUDA fp32")),
+    Step(
+        "search: GPU budget, picks verified on the GPU",
+        DATA,
+        ("train: torch CUDA, attentive sampler",),
+        _search,
+        any_of=("profile: TensorRT fp32", "profile: ONNX Runtime CUDA fp32", "profile: torch CUDA fp32"),
+    ),
     Step("export: onnx fp32", DATA, ("search: GPU budget, picks verified on the GPU",), _export("onnx", "fp32", ".onnx")),
     Step("export: torchscript fp32", DATA, ("search: GPU budget, picks verified on the GPU",), _export("torchscript", "fp32", ".ts")),
-    *(Step(f"export: trt {p}", (*DATA, "tensorrt"), ("search: GPU budget, picks verified on the GPU",), _export("trt", p, ".engine"))
-      for p in ("fp32", "fp16", "int8")),
+    *(
+        Step(f"export: trt {p}", (*DATA, "tensorrt"), ("search: GPU budget, picks verified on the GPU",), _export("trt", p, ".engine"))
+        for p in ("fp32", "fp16", "int8")
+    ),
     Step("bench: onnx fp32 (ORT CPU)", DATA, ("export: onnx fp32",), _bench("onnx-fp32")),
     Step("bench: torchscript fp32", DATA, ("export: torchscript fp32",), _bench("torchscript-fp32")),
     *(Step(f"bench: trt {p}", (*DATA, "tensorrt"), (f"export: trt {p}",), _bench(f"trt-{p}")) for p in ("fp32", "fp16", "int8")),
     Step("parity: ONNX Runtime CUDA vs CPU", (*DATA, "ort-cuda"), ("export: onnx fp32",), _parity(_ort_cuda_runner, "onnx-fp32", 1e-3)),
-    Step("parity: TensorRT fp32 vs ONNX Runtime CPU", (*DATA, "tensorrt"), ("export: onnx fp32", "export: trt fp32"),
-         _parity(_trt_runner, "trt-fp32", 1e-2)),
+    Step(
+        "parity: TensorRT fp32 vs ONNX Runtime CPU",
+        (*DATA, "tensorrt"),
+        ("export: onnx fp32", "export: trt fp32"),
+        _parity(_trt_runner, "trt-fp32", 1e-2),
+    ),
 )
 
 
@@ -336,9 +435,15 @@ def run_steps(steps: Sequence[Step], ctx: Context, missing: dict[str, str]) -> l
 
 def report(records: list[dict[str, Any]], info: dict[str, Any], seconds: float) -> dict[str, Any]:
     """The JSON report: format, date, machine, steps and the count of each status."""
-    return {"format": REPORT_FORMAT, "benchmark": "gpu_check",
-            "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": info,
-            "seconds": round(seconds, 1), "counts": {s: sum(r["status"] == s for r in records) for s in STATUSES}, "steps": records}
+    return {
+        "format": REPORT_FORMAT,
+        "benchmark": "gpu_check",
+        "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": info,
+        "seconds": round(seconds, 1),
+        "counts": {s: sum(r["status"] == s for r in records) for s in STATUSES},
+        "steps": records,
+    }
 
 
 def format_report(rep: dict[str, Any]) -> str:
@@ -349,8 +454,10 @@ def format_report(rep: dict[str, Any]) -> str:
         secs = f"{r['seconds']:6.1f} s" if "seconds" in r else " " * 8
         lines.append(f"{r['status']:<13} {secs}  {r['step']}" + (f": {note}" if note else ""))
     c = rep["counts"]
-    lines.append(f"{c['passed']} passed, {c['failed']} failed, {c['not available']} not available, {c['skipped']} skipped "
-                 f"in {rep['seconds']:.0f} s on {rep['machine'].get('gpu', 'no GPU')}")
+    lines.append(
+        f"{c['passed']} passed, {c['failed']} failed, {c['not available']} not available, {c['skipped']} skipped "
+        f"in {rep['seconds']:.0f} s on {rep['machine'].get('gpu', 'no GPU')}"
+    )
     return "\n".join(lines)
 
 
@@ -361,8 +468,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     import tempfile
 
     ap = argparse.ArgumentParser(prog="nastools.gpucheck", description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=None, help="report path (default: gpu_check.json in the work folder; make gpu-check "
-                    "writes benchmarks/results/gpu_check/<cpu-tag>/<date>.json)")
+    ap.add_argument(
+        "--out",
+        default=None,
+        help="report path (default: gpu_check.json in the work folder; make gpu-check "
+        "writes benchmarks/results/gpu_check/<cpu-tag>/<date>.json)",
+    )
     ap.add_argument("--work", default=None, help="folder for the run, tables and exports (default: a temporary one)")
     args = ap.parse_args(argv)
     t0 = time.monotonic()

@@ -104,8 +104,12 @@ def writable_file(path: str | Path, what: str) -> Path:
     return p
 
 
-_FILE_KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
-               (stat.S_ISSOCK, "a socket"))
+_FILE_KINDS = (
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 def read_text(path: str | Path, what: str, *, hint: str = "", allow_empty: bool = False) -> str:

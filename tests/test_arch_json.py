@@ -64,7 +64,20 @@ def test_arbitrary_json_never_crashes(value):
         assert parse_arch(json.loads(arch.to_json())) == arch and len(arch.stages) == len(value["stages"])
 
 
-FIELDS = ["format", "space", "resolution", "stem", "stages", "head", "stage.width", "stage.depth", "stage.kernel", "stage.expand", "stage", "extra"]
+FIELDS = [
+    "format",
+    "space",
+    "resolution",
+    "stem",
+    "stages",
+    "head",
+    "stage.width",
+    "stage.depth",
+    "stage.kernel",
+    "stage.expand",
+    "stage",
+    "extra",
+]
 
 
 @given(archs(), st.sampled_from(FIELDS), json_values, st.data())

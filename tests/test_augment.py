@@ -96,14 +96,24 @@ def test_training_batches_are_augmented_and_none_gives_the_plain_batches(tiny_pa
 
 
 def test_evaluation_never_augments(tiny_path, splits, tmp_path):
-    a = Trainer(TrainConfig(space=tiny_path, batch_size=32, augment="none", eval_images=100, calib_images=64), tmp_path / "a", splits=splits)
-    b = Trainer(TrainConfig(space=tiny_path, batch_size=32, augment="crop-flip-erase", eval_images=100, calib_images=64), tmp_path / "b", splits=splits)
+    a = Trainer(
+        TrainConfig(space=tiny_path, batch_size=32, augment="none", eval_images=100, calib_images=64), tmp_path / "a", splits=splits
+    )
+    b = Trainer(
+        TrainConfig(space=tiny_path, batch_size=32, augment="crop-flip-erase", eval_images=100, calib_images=64),
+        tmp_path / "b",
+        splits=splits,
+    )
     b.model.load_state_dict(a.model.state_dict())
     assert a.evaluate() == b.evaluate()
 
 
 def test_a_run_from_before_augmentation_resumes_without_it(tiny_path, splits, tmp_path):
-    t = Trainer(TrainConfig(space=tiny_path, batch_size=32, epochs=1, augment="none", eval_images=50, calib_images=50), tmp_path / "r", splits=splits)
+    t = Trainer(
+        TrainConfig(space=tiny_path, batch_size=32, epochs=1, augment="none", eval_images=50, calib_images=50),
+        tmp_path / "r",
+        splits=splits,
+    )
     t.fit(max_steps=1, progress=False)
     data = torch.load(tmp_path / "r" / "supernet.pt", weights_only=True)
     del data["train"]["config"]["augment"]  # as written before --augment existed
@@ -120,7 +130,9 @@ def test_image_folder_training_view_is_seeded_per_image(tmp_path):
         (tmp_path / "train" / c).mkdir(parents=True)
         for i in range(6):
             g = torch.Generator().manual_seed(i + (100 if c == "b" else 0))
-            Image.fromarray(torch.randint(0, 255, (40, 40, 3), generator=g, dtype=torch.uint8).numpy()).save(tmp_path / "train" / c / f"{i}.png")
+            Image.fromarray(torch.randint(0, 255, (40, 40, 3), generator=g, dtype=torch.uint8).numpy()).save(
+                tmp_path / "train" / c / f"{i}.png"
+            )
     s = load_splits("imagefolder", tmp_path, val_size=2, image_size=32)
     tf = train_transform(AUTO["imagefolder"], "imagefolder", 32)
     view = s.train.augmented(tf, seed=0, epoch=0)

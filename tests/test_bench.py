@@ -61,7 +61,9 @@ def torch_save_files(onnx_model):
 
 def _largest_module_output_bytes(sub, batch: int) -> int:
     sizes = []
-    hooks = [m.register_forward_hook(lambda m, i, o: sizes.append(o.numel() * o.element_size())) for m in sub.modules() if not list(m.children())]
+    hooks = [
+        m.register_forward_hook(lambda m, i, o: sizes.append(o.numel() * o.element_size())) for m in sub.modules() if not list(m.children())
+    ]
     with torch.no_grad():
         sub(torch.zeros(batch, *sub.input_shape))
     for h in hooks:
@@ -80,7 +82,18 @@ def test_latency_stats_nearest_rank():
 
 @pytest.mark.parametrize(
     "text, seconds",
-    [("200ms", 0.2), ("3s", 3.0), ("500us", 5e-4), ("1min", 60.0), ("1h", 3600.0), (" 200 MS ", 0.2), (".5s", 0.5), ("0s", 0.0), (0.5, 0.5), (0, 0.0)],
+    [
+        ("200ms", 0.2),
+        ("3s", 3.0),
+        ("500us", 5e-4),
+        ("1min", 60.0),
+        ("1h", 3600.0),
+        (" 200 MS ", 0.2),
+        (".5s", 0.5),
+        ("0s", 0.0),
+        (0.5, 0.5),
+        (0, 0.0),
+    ],
 )
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == pytest.approx(seconds)
@@ -141,7 +154,9 @@ def test_runner_output_matches_torch(onnx_model_and_subnet):
 
 
 def test_bench_cli_json(onnx_model):
-    res = CliRunner().invoke(main, ["bench", str(onnx_model), "--batch", "2", "--threads", "1", "--warmup", "10ms", "--duration", "100ms", "--json"])
+    res = CliRunner().invoke(
+        main, ["bench", str(onnx_model), "--batch", "2", "--threads", "1", "--warmup", "10ms", "--duration", "100ms", "--json"]
+    )
     assert res.exit_code == 0, res.output
     d = json.loads(res.output)
     for key in ("min_ms", "mean_ms", "median_ms", "p90_ms", "p95_ms", "p99_ms", "throughput_qps", "throughput_ips"):

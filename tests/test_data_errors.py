@@ -176,11 +176,16 @@ def test_corrupt_cifar_folder_names_missing_and_corrupt_files(tmp_path):
     with pytest.raises(NastoolsError) as info:
         load_splits("cifar10", tmp_path / "C")
     msg = str(info.value)
-    assert msg.startswith(f"CIFAR-10 in {str(batches)!r} is incomplete and corrupt: missing data_batch_2, data_batch_3, data_batch_4, data_batch_5, test_batch, batches.meta; corrupt (checksum mismatch) data_batch_1;")
+    assert msg.startswith(
+        f"CIFAR-10 in {str(batches)!r} is incomplete and corrupt: missing data_batch_2, data_batch_3, data_batch_4, data_batch_5, test_batch, batches.meta; corrupt (checksum mismatch) data_batch_1;"
+    )
     assert "download=True" not in msg and "nastools never downloads" in msg
     for name in ("data_batch_2", "data_batch_3", "data_batch_4", "data_batch_5", "test_batch", "batches.meta"):
         (batches / name).write_text("x\n")
-    with pytest.raises(NastoolsError, match=r"is corrupt: corrupt \(checksum mismatch\) data_batch_1, .*, batches\.meta; unpack the original cifar-10-python\.tar\.gz") as info:
+    with pytest.raises(
+        NastoolsError,
+        match=r"is corrupt: corrupt \(checksum mismatch\) data_batch_1, .*, batches\.meta; unpack the original cifar-10-python\.tar\.gz",
+    ) as info:
         load_splits("cifar10", tmp_path / "C")
     assert "download" not in str(info.value).replace("never downloads", "")
 

@@ -23,7 +23,7 @@ def test_demo_quick_runs_every_stage_and_resumes(tmp_path):
     args = ["demo", "--quick", "--space", str(space_file), "--run", str(run), "--json"]
     first = CliRunner().invoke(main, args)
     assert first.exit_code == 0, first.output
-    summary = json.loads(first.output[first.output.index("{\n"):])
+    summary = json.loads(first.output[first.output.index("{\n") :])
     for f in summary["files"]:
         assert (tmp_path / f).exists() or __import__("pathlib").Path(f).exists(), f
     assert set(summary["stage_seconds"]) == {"train", "profile", "search", "export"}
@@ -40,7 +40,7 @@ def test_demo_quick_runs_every_stage_and_resumes(tmp_path):
     second = CliRunner().invoke(main, args)
     assert second.exit_code == 0, second.output
     assert second.output.count("done earlier, reusing") == 4
-    assert json.loads(second.output[second.output.index("{\n"):])["arch"] == summary["arch"]
+    assert json.loads(second.output[second.output.index("{\n") :])["arch"] == summary["arch"]
 
 
 def test_demo_reuses_the_shipped_table_of_this_cpu_generation(tmp_path, monkeypatch):
@@ -62,8 +62,10 @@ def test_demo_reuses_the_shipped_table_of_this_cpu_generation(tmp_path, monkeypa
     monkeypatch.setattr(tb, "shipped_tables_dir", lambda: tmp_path / "none")  # only the two above
     monkeypatch.setattr(m, "cpu_name", lambda: "AMD EPYC")
     space = load_space("fmnist")
-    for isa, cpu_id, want in [("avx512_vnni", "AuthenticAMD family 26 model 2", "zen5.json"),
-                              ("avx2", "AuthenticAMD family 23 model 49", shipped.name)]:
+    for isa, cpu_id, want in [
+        ("avx512_vnni", "AuthenticAMD family 26 model 2", "zen5.json"),
+        ("avx2", "AuthenticAMD family 23 model 49", shipped.name),
+    ]:
         monkeypatch.setattr(m, "cpu_isa", lambda isa=isa: isa)
         monkeypatch.setattr(m, "cpu_id", lambda cpu_id=cpu_id: cpu_id)
         assert _matching_table(space, "AMD EPYC").path.name == want
@@ -104,13 +106,15 @@ def test_demo_searches_the_shipped_supernet_by_default_and_trains_with_train(tmp
     run = tmp_path / "demo"
     res = CliRunner().invoke(main, ["demo", "--quick", "--space", str(space_file), "--run", str(run), "--json"])
     assert res.exit_code == 0, res.output
-    summary = json.loads(res.output[res.output.index("{\n"):])
+    summary = json.loads(res.output[res.output.index("{\n") :])
     assert "take the shipped" in res.output and "tiny-shipped" in summary["supernet"] and "trained by nobody" in summary["supernet"]
     assert not (run / "supernet.pt").exists()  # nothing trained, nothing copied
     assert summary["files"][0] == str(ship / "supernet.pt")
     assert (run / "search" / "best.json").is_file() and (run / "export" / f"{summary['arch']}.onnx").is_file()
     # --train trains a fresh supernet into the run instead
-    res = CliRunner().invoke(main, ["demo", "--quick", "--space", str(space_file), "--run", str(tmp_path / "d2"), "--train", "5m", "--json"])
+    res = CliRunner().invoke(
+        main, ["demo", "--quick", "--space", str(space_file), "--run", str(tmp_path / "d2"), "--train", "5m", "--json"]
+    )
     assert res.exit_code == 0, res.output
-    summary = json.loads(res.output[res.output.index("{\n"):])
+    summary = json.loads(res.output[res.output.index("{\n") :])
     assert (tmp_path / "d2" / "supernet.pt").is_file() and "trained by this demo" in summary["supernet"]

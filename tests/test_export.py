@@ -182,14 +182,32 @@ def test_export_fp32_from_best_json_via_cli(tiny_run, tmp_path):
     out = tmp_path / "model.onnx"
     res = CliRunner().invoke(
         main,
-        ["export", "--run", str(run), "--out", str(out), "--calib-images", "300", "--parity-images", "200", "--eval-images", "500", "--json"],
+        [
+            "export",
+            "--run",
+            str(run),
+            "--out",
+            str(out),
+            "--calib-images",
+            "300",
+            "--parity-images",
+            "200",
+            "--eval-images",
+            "500",
+            "--json",
+        ],
     )
     assert res.exit_code == 0, res.output
     s = json.loads(res.output)
     side = json.loads((tmp_path / "model.onnx.json").read_text())
     assert side["arch"] == arch.to_dict() and s["arch_id"] == arch.id
     assert side["flops"] == load_space("fmnist").flops(arch)
-    assert side["batchnorm"] == {"folded": True, "recalibrated": True, "recalibration_images": 300, "recalibration_split": "fashion-mnist train"}
+    assert side["batchnorm"] == {
+        "folded": True,
+        "recalibrated": True,
+        "recalibration_images": 300,
+        "recalibration_split": "fashion-mnist train",
+    }
     assert side["accuracy"]["search_top1"] == 0.5
     assert side["parity"]["passed"] and side["parity"]["top1_agreement"] == 1.0 and side["parity"]["images"] == 200
     acc = side["accuracy"]
@@ -210,7 +228,9 @@ def test_export_int8_end_to_end(tiny_run, tmp_path):
     assert {"fp32_top1", "int8_top1", "drop_points"} <= set(acc)
     assert abs(acc["int8_top1"] - acc["fp32_top1"]) <= 0.05
     p = res.sidecar["parity"]
-    assert p["passed"] and 0.9 <= p["top1_agreement"] and p["max_abs_diff"] > 0, {k: p[k] for k in ("top1_agreement", "max_abs_diff", "passed")}  # quantized: close, not equal
+    assert p["passed"] and 0.9 <= p["top1_agreement"] and p["max_abs_diff"] > 0, {
+        k: p[k] for k in ("top1_agreement", "max_abs_diff", "passed")
+    }  # quantized: close, not equal
     assert res.sidecar["quantization"]["calibration_split"] == "fashion-mnist train"
 
 
@@ -317,8 +337,13 @@ def test_bad_options_are_one_line(tiny_run, args, needle):
 
 @pytest.mark.parametrize(
     "kwargs, needle",
-    [({"batch": 0}, "--batch 0"), ({"max_batch": 0}, "--max-batch 0"), ({"workspace": -1 << 20}, "--workspace -1 MiB"),
-     ({"format": "tflite"}, "--format"), ({"precision": "int4"}, "--precision")],
+    [
+        ({"batch": 0}, "--batch 0"),
+        ({"max_batch": 0}, "--max-batch 0"),
+        ({"workspace": -1 << 20}, "--workspace -1 MiB"),
+        ({"format": "tflite"}, "--format"),
+        ({"precision": "int4"}, "--precision"),
+    ],
 )
 def test_export_subnet_checks_its_arguments_before_any_work(tiny_run, tmp_path, kwargs, needle):
     run, _ = tiny_run
@@ -337,7 +362,9 @@ def test_tensorrt_engine_export_and_bench(tiny_run, tmp_path, precision):
     from nastools.export import bench_model
 
     run, _ = tiny_run
-    res = export_subnet(run, run / "arch.json", format="trt", precision=precision, out=tmp_path / f"{precision}.engine", max_batch=64, **SMALL)
+    res = export_subnet(
+        run, run / "arch.json", format="trt", precision=precision, out=tmp_path / f"{precision}.engine", max_batch=64, **SMALL
+    )
     t = res.sidecar["tensorrt"]
     assert res.path.is_file() and (tmp_path / "timing.cache").is_file()
     assert t["profile"] == {"min": 1, "opt": 32, "max": 64} and t["gpu"] != "unknown" and t["tensorrt"]
@@ -345,7 +372,9 @@ def test_tensorrt_engine_export_and_bench(tiny_run, tmp_path, precision):
     r = bench_model(res.path, batch=8, warmup="50ms", duration="200ms")
     assert r.backend == "trt" and r.iterations >= 10 and r.min_ms <= r.median_ms <= r.p99_ms
     assert t["timing_cache_reused"] is False and (precision != "fp32" or t["tf32"] in (False, None))
-    again = export_subnet(run, run / "arch.json", format="trt", precision=precision, out=tmp_path / f"again-{precision}.engine", max_batch=64, **SMALL)
+    again = export_subnet(
+        run, run / "arch.json", format="trt", precision=precision, out=tmp_path / f"again-{precision}.engine", max_batch=64, **SMALL
+    )
     assert again.sidecar["tensorrt"]["timing_cache_reused"] is True  # the timing.cache the first build wrote
 
 

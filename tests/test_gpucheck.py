@@ -32,9 +32,15 @@ def test_steps_pass_fail_skip_and_name_what_to_install(tmp_path):
     def bug(ctx):
         raise KeyError("k")
 
-    steps = [gc.Step("a", (), (), ok), gc.Step("b", (), ("a",), bad), gc.Step("c", (), ("b",), ok),
-             gc.Step("d", ("tensorrt",), (), ok), gc.Step("e", (), (), bug), gc.Step("f", (), (), ok, any_of=("b", "a")),
-             gc.Step("g", (), (), ok, any_of=("b", "d"))]
+    steps = [
+        gc.Step("a", (), (), ok),
+        gc.Step("b", (), ("a",), bad),
+        gc.Step("c", (), ("b",), ok),
+        gc.Step("d", ("tensorrt",), (), ok),
+        gc.Step("e", (), (), bug),
+        gc.Step("f", (), (), ok, any_of=("b", "a")),
+        gc.Step("g", (), (), ok, any_of=("b", "d")),
+    ]
     ctx = gc.Context(tmp_path, deadline=gc.time.monotonic() + 60)
     recs = {r["step"]: r for r in gc.run_steps(steps, ctx, {"tensorrt": "TensorRT is not installed: pip install 'nastools[trt]'"})}
     assert recs["a"]["status"] == "passed" and recs["a"]["detail"] == {"x": 1}
@@ -71,14 +77,17 @@ def test_every_command_the_gpu_steps_run_parses(tmp_path, monkeypatch):
         calls.append(args)
         _parses([*args, "--json"])
         if args[0] == "profile":  # a table the search step can read
-            t = LatencyTable.new(space, device="NVIDIA H100", backend="trt", version="10", precision="fp32", batch=1,
-                                 threads=1, target="gpu")
+            t = LatencyTable.new(
+                space, device="NVIDIA H100", backend="trt", version="10", precision="fp32", batch=1, threads=1, target="gpu"
+            )
             for b in space.all_blocks():
                 t.set(b, {"median_ms": 0.01, "p10_ms": 0.009, "p90_ms": 0.012, "n": 30})
             t.save(args[args.index("--out") + 1])
         if args[0] == "search":
-            return {"latency": {"latency:gpu": {"statistic": "median", "verified": True}},
-                    "picks": [{"id": "abc", "costs": {"latency:gpu": 0.1, "measured:latency:gpu": 0.1}}]}
+            return {
+                "latency": {"latency:gpu": {"statistic": "median", "verified": True}},
+                "picks": [{"id": "abc", "costs": {"latency:gpu": 0.1, "measured:latency:gpu": 0.1}}],
+            }
         return {}
 
     monkeypatch.setattr(gc, "cli", fake_cli)

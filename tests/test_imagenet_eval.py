@@ -36,8 +36,14 @@ def _reference_eval(resolution: int, interpolation) -> transforms.Compose:
     """The reference's evaluation preprocessing of one image, batch resize included."""
     mean = torch.tensor([123.675, 116.280, 103.530]) / 255.0
     std = torch.tensor([58.395, 57.12, 57.375]) / 255.0
-    tf = transforms.Compose([transforms.Resize(256, interpolation=interpolation), transforms.CenterCrop(224),
-                             transforms.ToTensor(), transforms.Normalize(mean, std)])
+    tf = transforms.Compose(
+        [
+            transforms.Resize(256, interpolation=interpolation),
+            transforms.CenterCrop(224),
+            transforms.ToTensor(),
+            transforms.Normalize(mean, std),
+        ]
+    )
 
     def run(img):
         x = tf(img)[None]
@@ -77,8 +83,9 @@ def _images(folder: Path):
 
 
 @pytest.mark.parametrize("resolution", [192, 224, 288])
-@pytest.mark.parametrize("recipe, interpolation", [("attentivenas", transforms.InterpolationMode.BILINEAR),
-                                                   ("alphanet", transforms.InterpolationMode.BICUBIC)])
+@pytest.mark.parametrize(
+    "recipe, interpolation", [("attentivenas", transforms.InterpolationMode.BILINEAR), ("alphanet", transforms.InterpolationMode.BICUBIC)]
+)
 def test_reference_recipes_equal_the_reference_pipeline(folder, recipe, interpolation, resolution):
     ours, theirs = eval_transform(resolution, recipe), _reference_eval(resolution, interpolation)
     for img in _images(folder):
@@ -99,8 +106,14 @@ def test_the_recipes_differ_where_the_references_do(folder):
 
 def test_nastools_recipe_crops_at_the_resolution(folder):
     img = _images(folder)[1]
-    want = transforms.Compose([transforms.Resize(int(192 * 1.14)), transforms.CenterCrop(192), transforms.ToTensor(),
-                               transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
+    want = transforms.Compose(
+        [
+            transforms.Resize(int(192 * 1.14)),
+            transforms.CenterCrop(192),
+            transforms.ToTensor(),
+            transforms.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )
     assert torch.equal(eval_transform(192)(img), want(img))
     assert image_recipe(None) is IMAGE_RECIPES["nastools"] and not IMAGE_RECIPES["nastools"].calib_augment
     with pytest.raises(NastoolsError, match="unknown image recipe 'timm'"):
@@ -135,12 +148,18 @@ def test_imagefolder_splits_at_the_arch_resolution(folder):
 
 
 def _small_space():
-    return space_from_dict({
-        "name": "tiny-rgb", "input_channels": 3, "num_classes": 2, "resolutions": [32, 48], "act": "swish",
-        "stem": {"widths": [8], "kernel": 3, "stride": 2},
-        "stages": [{"name": "mb1", "widths": [8], "depths": [1], "kernels": [3], "expands": [1], "stride": 1, "se": False}],
-        "head": {"widths": [32], "expand": 2},
-    })
+    return space_from_dict(
+        {
+            "name": "tiny-rgb",
+            "input_channels": 3,
+            "num_classes": 2,
+            "resolutions": [32, 48],
+            "act": "swish",
+            "stem": {"widths": [8], "kernel": 3, "stride": 2},
+            "stages": [{"name": "mb1", "widths": [8], "depths": [1], "kernels": [3], "expands": [1], "stride": 1, "se": False}],
+            "head": {"widths": [32], "expand": 2},
+        }
+    )
 
 
 @pytest.mark.parametrize("recipe", [None, "attentivenas"])

@@ -130,16 +130,26 @@ def test_every_reference_tensor_is_mapped_or_listed_as_unused(ref_state):
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda s: s.pop("blocks.9.mobile_inverted_conv.depth_conv.se.fc.reduce.bias"),
-         "tensor 'blocks.9.mobile_inverted_conv.depth_conv.se.fc.reduce.bias' is missing (nastools 'stages.2.2.se.reduce.bias')"),
-        (lambda s: s.update({"first_conv.conv.conv.weight": torch.zeros(32, 3, 3, 3)}),
-         "tensor 'first_conv.conv.conv.weight' has shape [32, 3, 3, 3], expected [24, 3, 3, 3]"),
-        (lambda s: s.update({"classifier.linear.linear.bias": torch.full((1000,), float("nan"))}),
-         "tensor 'classifier.linear.linear.bias' holds NaN or infinite values"),
-        (lambda s: s.update({"blocks.0.extra.weight": torch.zeros(3)}),
-         "tensor 'blocks.0.extra.weight' is not part of an AttentiveNAS supernet"),
-        (lambda s: s.update({"blocks.0.shortcut.conv.conv.weight": torch.zeros(24, 24, 1, 1, dtype=torch.long)}),
-         "tensor 'blocks.0.shortcut.conv.conv.weight' is torch.int64 (torch.strided), expected torch.float32"),
+        (
+            lambda s: s.pop("blocks.9.mobile_inverted_conv.depth_conv.se.fc.reduce.bias"),
+            "tensor 'blocks.9.mobile_inverted_conv.depth_conv.se.fc.reduce.bias' is missing (nastools 'stages.2.2.se.reduce.bias')",
+        ),
+        (
+            lambda s: s.update({"first_conv.conv.conv.weight": torch.zeros(32, 3, 3, 3)}),
+            "tensor 'first_conv.conv.conv.weight' has shape [32, 3, 3, 3], expected [24, 3, 3, 3]",
+        ),
+        (
+            lambda s: s.update({"classifier.linear.linear.bias": torch.full((1000,), float("nan"))}),
+            "tensor 'classifier.linear.linear.bias' holds NaN or infinite values",
+        ),
+        (
+            lambda s: s.update({"blocks.0.extra.weight": torch.zeros(3)}),
+            "tensor 'blocks.0.extra.weight' is not part of an AttentiveNAS supernet",
+        ),
+        (
+            lambda s: s.update({"blocks.0.shortcut.conv.conv.weight": torch.zeros(24, 24, 1, 1, dtype=torch.long)}),
+            "tensor 'blocks.0.shortcut.conv.conv.weight' is torch.int64 (torch.strided), expected torch.float32",
+        ),
     ],
     ids=["missing", "shape", "nan", "extra", "kind"],
 )
@@ -201,12 +211,22 @@ def _fake_reference_modules():
 
 def _supernet_config(**changes):
     sp = load_space("attentivenas")
-    cfg = {"use_v3_head": True, "resolutions": list(sp.resolutions),
-           "first_conv": {"c": list(sp.stem_widths), "act_func": "swish", "s": 2},
-           "last_conv": {"c": list(sp.head_widths), "act_func": "swish"}}
+    cfg = {
+        "use_v3_head": True,
+        "resolutions": list(sp.resolutions),
+        "first_conv": {"c": list(sp.stem_widths), "act_func": "swish", "s": 2},
+        "last_conv": {"c": list(sp.head_widths), "act_func": "swish"},
+    }
     for name, s in zip(("mb1", "mb2", "mb3", "mb4", "mb5", "mb6", "mb7"), sp.stages):
-        cfg[name] = {"c": list(s.widths), "d": list(s.depths), "k": list(s.kernels), "t": [int(e) for e in s.expands],
-                     "s": s.stride, "act_func": "swish", "se": s.se}
+        cfg[name] = {
+            "c": list(s.widths),
+            "d": list(s.depths),
+            "k": list(s.kernels),
+            "t": [int(e) for e in s.expands],
+            "s": s.stride,
+            "act_func": "swish",
+            "se": s.se,
+        }
     cfg.update(changes)
     return cfg
 
@@ -243,8 +263,11 @@ def test_code_in_a_pickle_does_not_run(tmp_path, legacy):
     marker = tmp_path / "ran"
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
-        torch.save({"state_dict": {"module.w": torch.ones(2)}, "args": [_RunsCode(marker)], "epoch": 1}, f,
-                   _use_new_zipfile_serialization=not legacy)
+        torch.save(
+            {"state_dict": {"module.w": torch.ones(2)}, "args": [_RunsCode(marker)], "epoch": 1},
+            f,
+            _use_new_zipfile_serialization=not legacy,
+        )
     data = safe_torch_load(path)
     assert not marker.exists()
     assert torch.equal(data["state_dict"]["module.w"], torch.ones(2))
@@ -274,8 +297,9 @@ def test_code_as_the_whole_file_is_a_one_line_error(tmp_path):
 @pytest.mark.parametrize("legacy", [True, False], ids=["legacy", "zip"])
 def test_reference_config_becomes_plain_data(tmp_path, legacy):
     path = tmp_path / "cfg.pth"
-    _save_with_config(lambda Config: {"args": Config({"n_classes": 1000, "supernet_config": _supernet_config()}),
-                                      "state_dict": {}}, path, legacy=legacy)
+    _save_with_config(
+        lambda Config: {"args": Config({"n_classes": 1000, "supernet_config": _supernet_config()}), "state_dict": {}}, path, legacy=legacy
+    )
     data = safe_torch_load(path)
     assert "utils.config" not in sys.modules and "utils" not in sys.modules
     cfg = plain(data["args"])
@@ -313,8 +337,11 @@ def test_wrong_shape_writes_nothing(tmp_path, ref_state, monkeypatch):
     state = {f"module.{k}": v for k, v in ref_state.items()}
     state["module.last_conv.feature_mix_layer.conv.conv.weight"] = torch.zeros(1984, 1344)
     monkeypatch.setattr("nastools.importers.safe_pickle.safe_torch_load", lambda path: {"state_dict": state})
-    with pytest.raises(NastoolsError, match=r"'last_conv.feature_mix_layer.conv.conv.weight' has shape \[1984, 1344\], "
-                                            r"expected \[1984, 1344, 1, 1\]"):
+    with pytest.raises(
+        NastoolsError,
+        match=r"'last_conv.feature_mix_layer.conv.conv.weight' has shape \[1984, 1344\], "
+        r"expected \[1984, 1344, 1, 1\]",
+    ):
         an.import_attentivenas(tmp_path / "x.pth", tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
@@ -334,9 +361,16 @@ def test_cli_imports_a_published_layout_checkpoint_into_a_run(tmp_path, ref_stat
     the run loads as any other and its subnets give the reference's logits."""
     path = tmp_path / "attentive_nas_pretrained.pth.tar"
     state = {f"module.{k}": v for k, v in ref_state.items()}
-    _save_with_config(lambda Config: {"epoch": 360, "state_dict": state, "optimizer": {"state": {}, "param_groups": []},
-                                      "args": Config({"n_classes": 1000, "supernet_config": _supernet_config()})},
-                      path, legacy=True)
+    _save_with_config(
+        lambda Config: {
+            "epoch": 360,
+            "state_dict": state,
+            "optimizer": {"state": {}, "param_groups": []},
+            "args": Config({"n_classes": 1000, "supernet_config": _supernet_config()}),
+        },
+        path,
+        legacy=True,
+    )
     run = tmp_path / "runs" / "an"
     r = CliRunner().invoke(main, ["import", "attentivenas", str(path), "--run", str(run), "--json"])
     assert r.exit_code == 0, r.output

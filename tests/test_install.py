@@ -34,7 +34,20 @@ def test_wheel_installs_and_finds_its_shipped_data_from_another_folder(tmp_path)
     for name in pretrained:  # what shipped supernets may hold
         (src / "nastools" / "pretrained" / name).parent.mkdir(parents=True, exist_ok=True)
         (src / "nastools" / "pretrained" / name).write_text("x")
-    _run(sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index", "-w", tmp_path / "dist", src, cwd=tmp_path)
+    _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "-q",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "-w",
+        tmp_path / "dist",
+        src,
+        cwd=tmp_path,
+    )
     (wheel,) = (tmp_path / "dist").glob("nastools-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"nastools/spaces/fmnist.yaml", "nastools/latency_tables/fmnist/amd-epyc-t1__ort__fp32__b1.json"} <= names

@@ -55,8 +55,13 @@ def test_writable_dir_and_file_refuse_unwritable_places_with_one_line_and_leave_
 
     afile = tmp_path / "afile"
     afile.write_text("x")
-    for bad, match in ((afile, "is a file, not a folder"), (afile / "sub", "cannot write there"), ("/proc/nastools-x", "cannot write there"),
-                       ("", "empty path"), ("  ", "empty path")):
+    for bad, match in (
+        (afile, "is a file, not a folder"),
+        (afile / "sub", "cannot write there"),
+        ("/proc/nastools-x", "cannot write there"),
+        ("", "empty path"),
+        ("  ", "empty path"),
+    ):
         with pytest.raises(NastoolsError, match=match):
             writable_dir(bad, "--out")
     with pytest.raises(NastoolsError, match="is a folder: give a file path"):

@@ -53,8 +53,7 @@ def tiny():
 def profiled(tiny, tmp_path_factory):
     """The tiny space profiled through ORT CPU, calibrated and validated, once per module."""
     out = tmp_path_factory.mktemp("lt") / "tiny.json"
-    table = profile(tiny, OrtCpuBackend(threads=1), out=out, protocol=QUICK, calibration_runs=6, validate_runs=5,
-                    progress=False)
+    table = profile(tiny, OrtCpuBackend(threads=1), out=out, protocol=QUICK, calibration_runs=6, validate_runs=5, progress=False)
     return table
 
 
@@ -110,15 +109,26 @@ def test_profiled_table_round_trips_and_predicts_sum_plus_overhead(profiled, tin
         assert mparams == pytest.approx(tiny.params(arch) / 1e6)
         melems = sum(b.size * b.size * b.in_chs for b in blocks) / 1e6
         mexpanded = sum(b.size * b.size * b.mid_chs for b in blocks if b.kind == "mbconv") / 1e6
-        assert again.features(arch) == pytest.approx({"sum_ms": total, "n_blocks": len(blocks), "mparams": mparams,
-                                                      "melems": melems, "mexpanded": mexpanded})
-        expected = (c["scale"] * total + c["per_block_ms"] * len(blocks) + c["per_mparam_ms"] * mparams
-                    + c["per_melem_ms"] * melems + c["per_mexpanded_ms"] * mexpanded + c["offset_ms"])
+        assert again.features(arch) == pytest.approx(
+            {"sum_ms": total, "n_blocks": len(blocks), "mparams": mparams, "melems": melems, "mexpanded": mexpanded}
+        )
+        expected = (
+            c["scale"] * total
+            + c["per_block_ms"] * len(blocks)
+            + c["per_mparam_ms"] * mparams
+            + c["per_melem_ms"] * melems
+            + c["per_mexpanded_ms"] * mexpanded
+            + c["offset_ms"]
+        )
         assert again.predict(arch) == pytest.approx(expected)
         assert again.predict(arch) == pytest.approx(total + again.overhead(arch))
         # any coefficient moves the prediction by its feature: none is left out of predict()
-        for coef, feat in (("per_block_ms", len(blocks)), ("per_mparam_ms", mparams), ("per_melem_ms", melems),
-                           ("per_mexpanded_ms", mexpanded)):
+        for coef, feat in (
+            ("per_block_ms", len(blocks)),
+            ("per_mparam_ms", mparams),
+            ("per_melem_ms", melems),
+            ("per_mexpanded_ms", mexpanded),
+        ):
             moved = LatencyTable.from_dict({**again.to_dict(), "calibration": {**c, coef: c[coef] + 1.0}})
             moved.bind(tiny)
             assert moved.predict(arch) == pytest.approx(expected + feat)
@@ -252,9 +262,16 @@ def test_metrics():
 def test_table_file_names_drop_trademark_marks():
     from nastools.latency.table import default_table_path
 
-    assert default_table_path("fmnist", "Intel(R) Xeon(R) Processor", "ort", "fp32", 1, 1).name == "intel-xeon-processor-t1__ort__fp32__b1.json"
-    assert default_table_path("fmnist", "AMD EPYC 7B13 64-Core Processor", "ort", "fp32", 1).name == "amd-epyc-7b13-64-core-processor__ort__fp32__b1.json"
+    assert (
+        default_table_path("fmnist", "Intel(R) Xeon(R) Processor", "ort", "fp32", 1, 1).name
+        == "intel-xeon-processor-t1__ort__fp32__b1.json"
+    )
+    assert (
+        default_table_path("fmnist", "AMD EPYC 7B13 64-Core Processor", "ort", "fp32", 1).name
+        == "amd-epyc-7b13-64-core-processor__ort__fp32__b1.json"
+    )
     assert default_table_path("fmnist", "NVIDIA H200 (TM)", "trt", "fp16", 8).name == "nvidia-h200__trt__fp16__b8.json"
+
 
 def test_shipped_tables_are_package_data_and_the_users_come_first(tmp_path, monkeypatch):
     import shutil
@@ -278,7 +295,6 @@ def test_shipped_tables_are_package_data_and_the_users_come_first(tmp_path, monk
     assert [p.name for p in files[:2]] == sorted([names[-1], "zz-mine.json"])  # the user's first
     assert all(p.is_relative_to(shipped) for p in files[2:]) and len(files) == len(names) + 1
     assert table_files("no-such-space") == []
-
 
 
 def _timed(be, workload):
@@ -360,11 +376,23 @@ def test_cli_profile_tiny_space_json(tmp_path):
     space_file = tmp_path / "tiny.yaml"
     space_file.write_text(yaml.safe_dump(TINY))
     out = tmp_path / "tiny_table.json"
-    args = ["profile", "--space", str(space_file), "--resolutions", "12", "--out", str(out), "--calibrate", "6",
-            "--max-time", "0.02", "--json"]
+    args = [
+        "profile",
+        "--space",
+        str(space_file),
+        "--resolutions",
+        "12",
+        "--out",
+        str(out),
+        "--calibrate",
+        "6",
+        "--max-time",
+        "0.02",
+        "--json",
+    ]
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 0, res.output
-    data = json.loads(res.output[res.output.index("{"):])
+    data = json.loads(res.output[res.output.index("{") :])
     assert data["blocks"] == len(blocks_for(space_from_dict(TINY), [12])) == len(LatencyTable.load(out))
     assert data["meta"]["resolutions"] == [12] and data["calibration"]["scale"] > 0
     # rerun in text mode with validation: the blocks are done, so it only times 6 held-out
@@ -434,8 +462,13 @@ def test_calibration_on_few_or_noisy_runs_keeps_predictions_increasing(tiny):
     t = LatencyTable.new(tiny, device="cpu", backend="ort", version="0", precision="fp32", batch=1, threads=1)
 
     def feats(i):
-        return {"sum_ms": 0.1 * (i + 1), "n_blocks": 4 + i % 3, "mparams": 0.3 * ((7 * i) % 5),
-                "melems": 0.02 * ((3 * i) % 7), "mexpanded": 0.05 * ((5 * i) % 11)}
+        return {
+            "sum_ms": 0.1 * (i + 1),
+            "n_blocks": 4 + i % 3,
+            "mparams": 0.3 * ((7 * i) % 5),
+            "melems": 0.02 * ((3 * i) % 7),
+            "mexpanded": 0.05 * ((5 * i) % 11),
+        }
 
     def runs(measured):
         return [{"arch": f"a{i}", "measured_ms": m, **feats(i)} for i, m in enumerate(measured)]
@@ -474,8 +507,9 @@ def test_old_calibrations_predict_without_the_element_terms_and_refit_with_them(
     arch = tiny.max_arch()
     c, f = t.calibration, t.features(arch)
     assert f["melems"] > 0 and f["mexpanded"] > 0
-    assert t.predict(arch) == pytest.approx(c["scale"] * f["sum_ms"] + c["per_block_ms"] * f["n_blocks"]
-                                            + c["per_mparam_ms"] * f["mparams"] + c["offset_ms"])
+    assert t.predict(arch) == pytest.approx(
+        c["scale"] * f["sum_ms"] + c["per_block_ms"] * f["n_blocks"] + c["per_mparam_ms"] * f["mparams"] + c["offset_ms"]
+    )
     runs = with_features(t, c["runs"], sample_archs(tiny, len(c["runs"]), CALIBRATION_SEED, tiny.resolutions))
     assert [r["melems"] for r in runs] == [r["melems"] for r in profiled.calibration["runs"]]
     assert [r["mexpanded"] for r in runs] == [r["mexpanded"] for r in profiled.calibration["runs"]]
@@ -506,8 +540,9 @@ def test_calibration_and_validation_subnets_are_measured_in_the_same_passes(tiny
             super().load(workload)
 
     # the tiny space has 16 subnets: 6 to calibrate on, 8 others to validate on
-    table = profile(tiny, Recording(threads=1), out=tmp_path / "t.json", protocol=QUICK, calibration_runs=6,
-                    validate_runs=8, progress=False)
+    table = profile(
+        tiny, Recording(threads=1), out=tmp_path / "t.json", protocol=QUICK, calibration_runs=6, validate_runs=8, progress=False
+    )
     cal = {a.key for a in sample_archs(tiny, 6, CALIBRATION_SEED, tiny.resolutions)}
     val = [a.key for a in sample_archs(tiny, 8, VALIDATION_SEED, tiny.resolutions, cal)]
     assert len(cal) == 6 and len(val) == 8
@@ -665,8 +700,9 @@ def test_check_drift_compares_the_calibration_subnets_now_with_their_records(pro
     assert check_drift(uncalibrated) is None
 
 
-@pytest.mark.parametrize("theirs", [{"cpu_isa": "sse4_2"}, {"cpu_id": "AuthenticAMD family 25 model 17"}],
-                         ids=["other-isa", "same-isa-other-family"])
+@pytest.mark.parametrize(
+    "theirs", [{"cpu_isa": "sse4_2"}, {"cpu_id": "AuthenticAMD family 25 model 17"}], ids=["other-isa", "same-isa-other-family"]
+)
 def test_profile_keeps_a_table_of_another_cpu_generation_apart(tiny, tmp_path, monkeypatch, theirs):
     import nastools.latency.table as tb
     import nastools.machine

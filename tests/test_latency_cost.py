@@ -21,8 +21,15 @@ def _table(space, path, device="Test CPU", mtime=1000):
     for i, b in enumerate(space.all_blocks()):
         ms = 0.01 + 0.001 * i
         t.set(b, {"median_ms": ms, "p10_ms": ms * 0.9, "p90_ms": ms * 1.2, "n": 30, "passes": 2})
-    t.calibration = {"scale": 1.0, "per_block_ms": 0.0, "per_mparam_ms": 0.0, "per_melem_ms": 0.0, "per_mexpanded_ms": 0.0,
-                     "offset_ms": 0.01, "runs": []}
+    t.calibration = {
+        "scale": 1.0,
+        "per_block_ms": 0.0,
+        "per_mparam_ms": 0.0,
+        "per_melem_ms": 0.0,
+        "per_mexpanded_ms": 0.0,
+        "offset_ms": 0.01,
+        "runs": [],
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     t.save(path)
     os.utime(path, (mtime, mtime))

@@ -35,7 +35,11 @@ def test_parse_budgets():
     assert parse_latency("10ms") == 10 and parse_latency("800us") == pytest.approx(0.8) and parse_latency("0.5s") == 500
     bs = parse_budgets(("2ms,4ms", "gpu=1ms"), ("300M",), ("5M",))
     assert [(b.metric, b.limit, b.device) for b in bs] == [
-        ("latency", 2, "default"), ("latency", 4, "default"), ("latency", 1, "gpu"), ("flops", 3e8, None), ("params", 5e6, None)
+        ("latency", 2, "default"),
+        ("latency", 4, "default"),
+        ("latency", 1, "gpu"),
+        ("flops", 3e8, None),
+        ("params", 5e6, None),
     ]
     for bad in ("10", "ms", "-3ms", "10 parsecs", "=3ms"):
         with pytest.raises(NastoolsError, match=repr(bad)):
@@ -194,7 +198,7 @@ def test_search_cli_multi_budget(tiny_run):
     budgets = [lo * 1.5, (lo + hi) / 2, hi]
     result = _search(run, "--flops", ",".join(f"{b:.0f}" for b in budgets), "--json")
     assert result.exit_code == 0, result.output
-    out = json.loads(result.output[result.output.index("{"):])
+    out = json.loads(result.output[result.output.index("{") :])
     picks = out["picks"]
     assert len(picks) == 3
     pareto = json.loads((run / "search" / "pareto.json").read_text())
@@ -216,8 +220,8 @@ def test_search_cli_resumes_and_caches(tiny_run):
     first = _search(run, "--flops", budget, "--params", "1M", "--fresh", "--json")
     assert first.exit_code == 0, first.output
     again = _search(run, "--flops", budget, "--params", "1M", "--json")
-    a = json.loads(first.output[first.output.index("{"):])
-    b = json.loads(again.output[again.output.index("{"):])
+    a = json.loads(first.output[first.output.index("{") :])
+    b = json.loads(again.output[again.output.index("{") :])
     assert a["picks"] == b["picks"]
     assert b["timing"]["archs"] == 0  # everything came from the saved state and cache
     assert a["picks"][0]["costs"]["params"] <= 1e6
@@ -285,11 +289,21 @@ def test_search_cli_latency_on_two_devices(tiny_run, tiny_tables):
     lim_a = (ort.predict(space.min_arch()) + ort.predict(space.max_arch())) / 2
     lim_b = (eager.predict(space.min_arch()) + eager.predict(space.max_arch())) / 2
     result = _search(
-        run, "--latency", f"cpu={lim_a:.4f}ms", "--latency", f"eager={lim_b:.4f}ms",
-        "--table", f"cpu={ort.path}", "--table", f"eager={eager.path}", "--no-measure", "--fresh", "--json",
+        run,
+        "--latency",
+        f"cpu={lim_a:.4f}ms",
+        "--latency",
+        f"eager={lim_b:.4f}ms",
+        "--table",
+        f"cpu={ort.path}",
+        "--table",
+        f"eager={eager.path}",
+        "--no-measure",
+        "--fresh",
+        "--json",
     )
     assert result.exit_code == 0, result.output
-    out = json.loads(result.output[result.output.index("{"):])
+    out = json.loads(result.output[result.output.index("{") :])
     (pick,) = out["picks"]  # two devices constrain one pick jointly
     arch = space.arch_from_dict(pick["arch"])
     assert ort.predict(arch) <= lim_a and eager.predict(arch) <= lim_b
@@ -306,8 +320,9 @@ def test_a_plain_latency_budget_uses_the_table_given_for_the_cpu(tiny_run, tiny_
     mine = tmp_path / "mine.json"
     mine.write_text(ort.path.read_text())
     lim = (ort.predict(space.min_arch()) + ort.predict(space.max_arch())) / 2
-    result = _search(run, "--latency", f"{lim:.4f}ms", "--table", table_arg.format(mine), "--no-measure", "--fresh",
-                     "--out", str(tmp_path / "search"))
+    result = _search(
+        run, "--latency", f"{lim:.4f}ms", "--table", table_arg.format(mine), "--no-measure", "--fresh", "--out", str(tmp_path / "search")
+    )
     assert result.exit_code == 0, result.output
     assert f"table {mine} " in result.output  # not the newest table of latency_tables/
 
@@ -319,7 +334,7 @@ def test_search_measures_latency_picks_end_to_end(tiny_run, tiny_tables):
     hi = 3 * ort.predict(space.max_arch())
     result = _search(run, "--latency", f"{hi:.4f}ms", "--table", f"default={ort.path}", "--fresh", "--json")
     assert result.exit_code == 0, result.output
-    (pick,) = json.loads(result.output[result.output.index("{"):])["picks"]
+    (pick,) = json.loads(result.output[result.output.index("{") :])["picks"]
     # the table was profiled on this machine, so the pick was timed end to end through ORT
     assert 0 < pick["costs"]["measured:latency:default"] <= hi
     assert pick["replaced"] == []  # every subnet fits this budget (replacement: test_pick_measured_*)
@@ -355,7 +370,7 @@ def test_search_resume_keeps_its_drift_and_no_drift_uses_the_table_as_profiled(t
     assert json.loads((run / "search" / "pareto.json").read_text())["latency_drift"]["latency:default"]["factor"] == factor
     plain = _search(run, *args, "--fresh", "--no-drift")
     assert plain.exit_code == 0, plain.output
-    (pick,) = json.loads(plain.output[plain.output.index("{"):])["picks"]
+    (pick,) = json.loads(plain.output[plain.output.index("{") :])["picks"]
     assert pick["costs"]["latency:default"] == pytest.approx(ort.predict(space.arch_from_dict(pick["arch"])))
     assert json.loads((run / "search" / "pareto.json").read_text())["latency_drift"] == {}
 
@@ -374,8 +389,10 @@ def test_search_notes_a_table_of_another_cpu_generation(tiny_run, tiny_tables, t
     for table in (ort.path, other.path):
         result = _search(run, "--latency", f"{hi:.4f}ms", "--table", f"default={table}", "--fresh", "--no-drift")
         assert result.exit_code == 0, result.output
-        notes.append("profiled on another generation of this CPU model" in result.output
-                     and "GenuineIntel family 6 model 85; this one:" in result.output)
+        notes.append(
+            "profiled on another generation of this CPU model" in result.output
+            and "GenuineIntel family 6 model 85; this one:" in result.output
+        )
     assert notes == [False, True]
 
 
@@ -510,10 +527,30 @@ def test_a_sigkilled_search_reuses_every_accuracy_it_measured(tiny_run, tmp_path
 
     run, space = tiny_run
     out = tmp_path / "out"
-    args = ["search", "--run", str(run), "--flops", f"{space.flops(space.max_arch()):.0f}", "--population", "4",
-            "--generations", "3", "--calib-images", "250", "--eval-images", "2000", "--out", str(out)]
-    p = subprocess.Popen([sys.executable, "-m", "nastools", *args], env={**os.environ, "OMP_NUM_THREADS": "1"},
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    args = [
+        "search",
+        "--run",
+        str(run),
+        "--flops",
+        f"{space.flops(space.max_arch()):.0f}",
+        "--population",
+        "4",
+        "--generations",
+        "3",
+        "--calib-images",
+        "250",
+        "--eval-images",
+        "2000",
+        "--out",
+        str(out),
+    ]
+    p = subprocess.Popen(
+        [sys.executable, "-m", "nastools", *args],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
     def counts():
         try:

@@ -25,10 +25,11 @@ def test_picks_are_measured_through_the_tables_own_backend(tiny_run, tiny_tables
     monkeypatch.setattr(backends, "make_backend", lambda *a, **k: made.append(a) or real(*a, **k))
     hi = 3 * table.predict(space.max_arch())  # every subnet fits, whatever this machine's speed now
     out = tmp_path / "search"
-    result = _search(run, "--latency", f"{hi:.4f}ms", "--table", f"default={table.path}", "--fresh", "--no-drift",
-                     "--out", str(out), "--json")
+    result = _search(
+        run, "--latency", f"{hi:.4f}ms", "--table", f"default={table.path}", "--fresh", "--no-drift", "--out", str(out), "--json"
+    )
     assert result.exit_code == 0, result.output
-    (pick,) = json.loads(result.output[result.output.index("{"):])["picks"]
+    (pick,) = json.loads(result.output[result.output.index("{") :])["picks"]
     assert 0 < pick["costs"]["measured:latency:default"] <= hi
     assert made and all(a[:2] == ("cpu", which) for a in made)  # the table's backend, not ORT for every table
     lat = _pareto(out)["latency"]["latency:default"]
@@ -41,8 +42,19 @@ def test_a_budget_in_another_statistic_predicts_and_reports_it(tiny_run, tiny_ta
     median = ort.with_statistic("median")
     lim = (median.predict(space.min_arch()) + median.predict(space.max_arch())) / 2
     out = tmp_path / "search"
-    result = _search(run, "--latency", f"{lim:.4f}ms", "--table", f"default={ort.path}", "--statistic", "median",
-                     "--no-measure", "--fresh", "--out", str(out))
+    result = _search(
+        run,
+        "--latency",
+        f"{lim:.4f}ms",
+        "--table",
+        f"default={ort.path}",
+        "--statistic",
+        "median",
+        "--no-measure",
+        "--fresh",
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     assert "budget and measurements in the median" in result.output and "pred. latency (median)" in result.output
     pareto = _pareto(out)
@@ -62,10 +74,18 @@ def test_another_machines_table_says_its_picks_were_not_verified(tiny_run, tiny_
     gpu = LatencyTable.load(ort.path, space)
     gpu.meta.update(device="NVIDIA H100 80GB HBM3", target="gpu", backend="trt", statistic="median_ms")
     gpu.save(tmp_path / "gpu.json")
-    cases = [(("--latency", f"{hi:.4f}ms", "--table", f"default={other.path}"), "latency:default",
-              "the table was made on Some Other CPU 9000, this machine is"),
-             (("--latency", f"gpu={hi:.4f}ms", "--table", f"gpu={gpu.path}"), "latency:gpu",
-              "the table was made on NVIDIA H100 80GB HBM3, and torch sees no CUDA GPU here")]
+    cases = [
+        (
+            ("--latency", f"{hi:.4f}ms", "--table", f"default={other.path}"),
+            "latency:default",
+            "the table was made on Some Other CPU 9000, this machine is",
+        ),
+        (
+            ("--latency", f"gpu={hi:.4f}ms", "--table", f"gpu={gpu.path}"),
+            "latency:gpu",
+            "the table was made on NVIDIA H100 80GB HBM3, and torch sees no CUDA GPU here",
+        ),
+    ]
     for i, (args, cost, reason) in enumerate(cases):
         out = tmp_path / f"search{i}"
         result = _search(run, *args, "--fresh", "--out", str(out))
@@ -121,13 +141,19 @@ def test_a_torch_cuda_tables_picks_are_measured_on_the_gpu(tiny_run, tmp_path): 
     from nastools.latency import Protocol, TorchBackend, profile
 
     run, space = tiny_run
-    table = profile(space, TorchBackend(threads=1, device="cuda"), out=tmp_path / "gpu.json", protocol=Protocol.quick(),
-                    calibration_runs=6, progress=False)
+    table = profile(
+        space,
+        TorchBackend(threads=1, device="cuda"),
+        out=tmp_path / "gpu.json",
+        protocol=Protocol.quick(),
+        calibration_runs=6,
+        progress=False,
+    )
     assert table.statistic == "median_ms"  # the default on a GPU
     hi = 3 * table.predict(space.max_arch())
     out = tmp_path / "search"
     result = _search(run, "--latency", f"gpu={hi:.4f}ms", "--table", f"gpu={table.path}", "--fresh", "--out", str(out), "--json")
     assert result.exit_code == 0, result.output
-    (pick,) = json.loads(result.output[result.output.index("{"):])["picks"]
+    (pick,) = json.loads(result.output[result.output.index("{") :])["picks"]
     assert 0 < pick["costs"]["measured:latency:gpu"] <= hi
     assert _pareto(out)["latency"]["latency:gpu"] == {"statistic": "median", "table": str(table.path), "verified": True}

@@ -15,9 +15,7 @@ def _attentive(res, widths, depths, kernels, expands, head, stem=16):
 def test_attentivenas_matches_published_flops(attentivenas):
     # AttentiveNAS-A0 and A6 as in the public eval config; the paper reports 203 and 709 MFLOPs.
     a0 = _attentive(192, [16, 24, 32, 64, 112, 192, 216], [1, 3, 3, 3, 3, 3, 1], [3] * 7, [1, 4, 4, 4, 4, 6, 6], 1792)
-    a6 = _attentive(
-        288, [16, 24, 32, 64, 112, 216, 224], [1, 3, 3, 4, 4, 6, 1], [3, 3, 3, 3, 3, 5, 3], [1, 4, 6, 5, 4, 6, 6], 1984
-    )
+    a6 = _attentive(288, [16, 24, 32, 64, 112, 216, 224], [1, 3, 3, 4, 4, 6, 1], [3, 3, 3, 3, 3, 5, 3], [1, 4, 6, 5, 4, 6, 6], 1984)
     assert round(attentivenas.flops(attentivenas.validate(a0)) / 1e6) == 203
     assert round(attentivenas.flops(attentivenas.validate(a6)) / 1e6) == 709
     assert attentivenas.min_arch() == a0  # A0 is the smallest subnet

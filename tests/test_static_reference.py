@@ -24,9 +24,14 @@ REFERENCE = Path(__file__).parent / "data" / "static_subnet_reference.json"
 CASES = {"swish-hsigmoid": ("swish", "hsigmoid"), "relu-sigmoid": ("relu", "sigmoid"), "hswish-hsigmoid": ("hswish", "hsigmoid")}
 # stem 16 -> mb1 8 wide (shortcut conv, no expand conv), twice (identity residual);
 # mb2 24 wide, stride 2 (avg-pool + conv shortcut), kernel 5, expand 4, with SE, twice
-ARCH = {"format": "nastools.arch/1", "space": "tiny", "resolution": 28, "stem": 16,
-        "stages": [{"width": 8, "depth": 2, "kernel": 3, "expand": 1}, {"width": 24, "depth": 2, "kernel": 5, "expand": 4}],
-        "head": 64}
+ARCH = {
+    "format": "nastools.arch/1",
+    "space": "tiny",
+    "resolution": 28,
+    "stem": 16,
+    "stages": [{"width": 8, "depth": 2, "kernel": 3, "expand": 1}, {"width": 24, "depth": 2, "kernel": 5, "expand": 4}],
+    "head": 64,
+}
 
 
 def _case(act: str, gate: str):

@@ -20,8 +20,9 @@ def tiny():
 
 def _table(space, target="cpu", p99=True, statistic=None):
     """A calibrated table whose statistics differ by a known factor: p10 0.9x, p90 1.2x, p99 1.5x the median."""
-    t = LatencyTable.new(space, device="Test CPU", backend="ort", version="0", precision="fp32", batch=1, threads=1,
-                         target=target, statistic=statistic)
+    t = LatencyTable.new(
+        space, device="Test CPU", backend="ort", version="0", precision="fp32", batch=1, threads=1, target=target, statistic=statistic
+    )
     factors = {"median_ms": 1.0, "p10_ms": 0.9, "p90_ms": 1.2, **({"p99_ms": 1.5} if p99 else {})}
     for i, b in enumerate(space.all_blocks()):
         t.set(b, {**{k: (0.01 + 0.001 * i) * f for k, f in factors.items()}, "n": 30})
@@ -31,8 +32,7 @@ def _table(space, target="cpu", p99=True, statistic=None):
         a = space.sample(rng)
         feats = t.features(a)
         median = 1.1 * t.with_statistic("median").block_sum(a) + 0.02
-        runs.append({"arch": a.key, **{k: median * f for k, f in factors.items()}, "measured_ms": median * factors[t.statistic],
-                     **feats})
+        runs.append({"arch": a.key, **{k: median * f for k, f in factors.items()}, "measured_ms": median * factors[t.statistic], **feats})
     t.fit_calibration(runs)
     return t
 
@@ -97,8 +97,18 @@ def test_bench_records_the_p10_and_answers_any_statistic():
 
     stats = latency_stats(np.arange(1.0, 101.0))
     assert stats["p10_ms"] == 10.0 and stats["median_ms"] == 50.5
-    r = BenchResult(model="m", backend="ort", batch=1, threads=1, warmup_s=0, duration_s=1, iterations=100,
-                    throughput_qps=100, throughput_ips=100, **stats)
+    r = BenchResult(
+        model="m",
+        backend="ort",
+        batch=1,
+        threads=1,
+        warmup_s=0,
+        duration_s=1,
+        iterations=100,
+        throughput_qps=100,
+        throughput_ips=100,
+        **stats,
+    )
     assert r.stat_ms("p10") == 10.0 and r.stat_ms("median") == 50.5 and r.stat_ms("p99") == 99.0
 
 
@@ -109,10 +119,24 @@ def test_the_demo_summary_compares_prediction_and_measurement_in_one_statistic(t
     stages = {
         "train": {"checkpoint": "c.pt", "seconds": 1},
         "profile": {"table": "t.json", "reused": True, "seconds": 1},
-        "search": {"id": "a", "val_top1": 90.0, "flops": 1e6, "params": 1e4, "latency_budget_ms": 0.7, "predicted_ms": 0.52,
-                   "statistic": "p10", "best": "b", "pareto": "p", "plot": "g", "seconds": 1},
-        "export": {"fp32": {"test_top1": 0.9, "bench": bench, "model": "m", "sidecar": "s"},
-                   "int8": {"test_top1": 0.9, "bench": {**bench, "p10_ms": 0.3}, "model": "m8", "sidecar": "s8"}, "seconds": 1},
+        "search": {
+            "id": "a",
+            "val_top1": 90.0,
+            "flops": 1e6,
+            "params": 1e4,
+            "latency_budget_ms": 0.7,
+            "predicted_ms": 0.52,
+            "statistic": "p10",
+            "best": "b",
+            "pareto": "p",
+            "plot": "g",
+            "seconds": 1,
+        },
+        "export": {
+            "fp32": {"test_top1": 0.9, "bench": bench, "model": "m", "sidecar": "s"},
+            "int8": {"test_top1": 0.9, "bench": {**bench, "p10_ms": 0.3}, "model": "m8", "sidecar": "s8"},
+            "seconds": 1,
+        },
     }
     summary = _summary(tiny, __import__("pathlib").Path("run"), stages)
     assert summary["statistic"] == "p10" and summary["measured_ms_fp32"] == 0.5 and summary["measured_ms_int8"] == 0.3
@@ -139,12 +163,12 @@ def test_profile_stores_every_statistic_and_resumes_only_in_its_own(tiny, tmp_pa
     from nastools.latency import OrtCpuBackend, Protocol, profile
 
     out = tmp_path / "t.json"
-    table = profile(tiny, OrtCpuBackend(threads=1), out=out, protocol=Protocol.quick(), calibration_runs=6, progress=False,
-                    statistic="median")
+    table = profile(
+        tiny, OrtCpuBackend(threads=1), out=out, protocol=Protocol.quick(), calibration_runs=6, progress=False, statistic="median"
+    )
     assert table.statistic == "median_ms"
     assert all({"p10_ms", "median_ms", "p90_ms", "p99_ms"} <= set(e) for e in table.entries.values())
     assert all(r["measured_ms"] == r["median_ms"] and "p99_ms" in r for r in table.calibration["runs"])
     assert LatencyTable.load(out, tiny).with_statistic("p99").statistic == "p99_ms"
     with pytest.raises(NastoolsError, match="cannot resume .* with --statistic p10: it predicts the median"):
-        profile(tiny, OrtCpuBackend(threads=1), out=out, protocol=Protocol.quick(), calibration_runs=6, progress=False,
-                statistic="p10")
+        profile(tiny, OrtCpuBackend(threads=1), out=out, protocol=Protocol.quick(), calibration_runs=6, progress=False, statistic="p10")

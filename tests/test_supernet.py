@@ -12,8 +12,19 @@ from nastools.supernet.dynamic import DynamicBatchNorm2d, DynamicConv2d, Dynamic
 torch.set_num_threads(2)
 
 ALLOWED_STATIC = (
-    StaticSubnet, nn.Sequential, nn.Conv2d, nn.BatchNorm2d, nn.Linear, nn.SiLU, nn.ReLU, nn.Hardswish,
-    nn.Hardsigmoid, nn.Sigmoid, nn.Dropout, nn.AvgPool2d, nn.Identity,
+    StaticSubnet,
+    nn.Sequential,
+    nn.Conv2d,
+    nn.BatchNorm2d,
+    nn.Linear,
+    nn.SiLU,
+    nn.ReLU,
+    nn.Hardswish,
+    nn.Hardsigmoid,
+    nn.Sigmoid,
+    nn.Dropout,
+    nn.AvgPool2d,
+    nn.Identity,
 )
 
 

@@ -125,8 +125,14 @@ def test_a_space_whose_subnets_all_cost_the_same_has_one_flops_bin():
     # (width 0 bins once divided by zero in the default attentive sampler)
     from conftest import TINY_SPACE
 
-    one = space_from_dict({**TINY_SPACE, "stem": {"widths": [8], "kernel": 3, "stride": 2}, "head": {"widths": [32], "expand": 2},
-                           "stages": [{"name": "mb1", "widths": [8], "depths": [1], "kernels": [3], "expands": [1], "stride": 1, "se": False}]})
+    one = space_from_dict(
+        {
+            **TINY_SPACE,
+            "stem": {"widths": [8], "kernel": 3, "stride": 2},
+            "head": {"widths": [32], "expand": 2},
+            "stages": [{"name": "mb1", "widths": [8], "depths": [1], "kernels": [3], "expands": [1], "stride": 1, "se": False}],
+        }
+    )
     dist = FlopsDistribution.estimate(one, samples=50)
     assert dist.probs == (1.0,) and dist.sample(random.Random(0)) == one.flops(one.min_arch())
 
@@ -208,7 +214,7 @@ def test_rank_by_predictor_picks_the_highest_predicted_accuracy(tiny_path, split
     middles = t.config.num_archs - 2  # max, the middles, min
     assert middles == 2 and len(proposals) == middles and len(res.archs) == t.config.num_archs
     assert all(len(cands) == t.config.candidates > 1 for cands in proposals)  # a real choice each time
-    for cands, chosen in zip(proposals, res.archs[1:1 + middles]):
+    for cands, chosen in zip(proposals, res.archs[1 : 1 + middles]):
         preds = [t.predictor.predict(a) for a in cands]
         assert chosen == cands[preds.index(max(preds))]
     with pytest.raises(NastoolsError, match="--rank-by predictor needs --predictor"):
@@ -393,8 +399,23 @@ def _cli(*args, cwd=None):
 
 def test_cli_train_stops_on_steps_and_resumes(tiny_path, tmp_path):
     run = str(tmp_path / "cli")
-    r = _cli("train", "--space", tiny_path, "--run", run, "--batch-size", "64", "--epochs", "0.02", "--steps", "2",
-             "--eval-images", "100", "--no-progress", "--json")
+    r = _cli(
+        "train",
+        "--space",
+        tiny_path,
+        "--run",
+        run,
+        "--batch-size",
+        "64",
+        "--epochs",
+        "0.02",
+        "--steps",
+        "2",
+        "--eval-images",
+        "100",
+        "--no-progress",
+        "--json",
+    )
     assert r.exit_code == 0, r.output
     out = json.loads(r.stdout)
     assert out["step"] == 2 and out["stopped"] == "steps" and Path(out["checkpoint"]).is_file()
@@ -421,8 +442,22 @@ def test_cli_train_stops_on_steps_and_resumes(tiny_path, tmp_path):
 
 def test_checkpoint_of_another_space_or_corrupted_is_a_clear_error(tiny_path, tmp_path):
     run = tmp_path / "bad"
-    r = _cli("train", "--space", tiny_path, "--run", str(run), "--batch-size", "64", "--epochs", "0.01", "--steps", "1",
-             "--eval-images", "50", "--no-progress")
+    r = _cli(
+        "train",
+        "--space",
+        tiny_path,
+        "--run",
+        str(run),
+        "--batch-size",
+        "64",
+        "--epochs",
+        "0.01",
+        "--steps",
+        "1",
+        "--eval-images",
+        "50",
+        "--no-progress",
+    )
     assert r.exit_code == 0, r.output
     ckpt = run / "supernet.pt"
     good = ckpt.read_bytes()
@@ -463,8 +498,24 @@ def test_missing_dataset_says_how_to_install_it(tiny_path, tmp_path, monkeypatch
 def test_sigterm_checkpoints_and_the_run_resumes(tiny_path, tmp_path):
     run = tmp_path / "sig"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "nastools", "train", "--space", tiny_path, "--run", str(run), "--batch-size", "64",
-           "--epochs", "1", "--eval-images", "50", "--no-progress", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "nastools",
+        "train",
+        "--space",
+        tiny_path,
+        "--run",
+        str(run),
+        "--batch-size",
+        "64",
+        "--epochs",
+        "1",
+        "--eval-images",
+        "50",
+        "--no-progress",
+        "--json",
+    ]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     log = run / "train.jsonl"
     deadline = time.time() + 60
@@ -481,8 +532,22 @@ def test_sigterm_checkpoints_and_the_run_resumes(tiny_path, tmp_path):
 
 def test_eval_cli_matches_the_extracted_subnet(tiny_path, tmp_path):
     run = tmp_path / "ev"
-    r = _cli("train", "--space", tiny_path, "--run", str(run), "--batch-size", "64", "--epochs", "0.01", "--steps", "2",
-             "--eval-images", "50", "--no-progress")
+    r = _cli(
+        "train",
+        "--space",
+        tiny_path,
+        "--run",
+        str(run),
+        "--batch-size",
+        "64",
+        "--epochs",
+        "0.01",
+        "--steps",
+        "2",
+        "--eval-images",
+        "50",
+        "--no-progress",
+    )
     assert r.exit_code == 0, r.output
     space = load_space(tiny_path)
     arch = space.sample(5)
@@ -546,8 +611,25 @@ def test_train_refuses_unwritable_or_odd_runs_and_bad_numbers_before_training(ti
 
 def test_the_same_command_plus_resume_is_accepted_and_steps_is_the_bar_target(tiny_path, tmp_path):
     run = str(tmp_path / "r")
-    cmd = ["train", "--space", tiny_path, "--run", run, "--batch-size", "64", "--epochs", "0.05", "--sampler", "uniform",
-           "--seed", "0", "--augment", "auto", "--eval-images", "50"]
+    cmd = [
+        "train",
+        "--space",
+        tiny_path,
+        "--run",
+        run,
+        "--batch-size",
+        "64",
+        "--epochs",
+        "0.05",
+        "--sampler",
+        "uniform",
+        "--seed",
+        "0",
+        "--augment",
+        "auto",
+        "--eval-images",
+        "50",
+    ]
     r = _cli(*cmd, "--steps", "2", "--no-progress")
     assert r.exit_code == 0, r.output
     r = CliRunner().invoke(main, [*cmd, "--resume", "--steps", "4"], catch_exceptions=False)
@@ -565,13 +647,30 @@ def test_a_sigkilled_run_resumes_from_its_mid_epoch_checkpoint_to_the_same_weigh
     is taken over."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     target = 24  # steps; an epoch is 1718 steps of 32, so every checkpoint here is mid-epoch
-    base = [sys.executable, "-m", "nastools", "train", "--space", tiny_path, "--batch-size", "32", "--epochs", "1",
-            "--eval-images", "50", "--log-every", "1", "--no-progress"]
+    base = [
+        sys.executable,
+        "-m",
+        "nastools",
+        "train",
+        "--space",
+        tiny_path,
+        "--batch-size",
+        "32",
+        "--epochs",
+        "1",
+        "--eval-images",
+        "50",
+        "--log-every",
+        "1",
+        "--no-progress",
+    ]
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    a = subprocess.Popen([*base, "--run", str(whole), "--steps", str(target)], env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
-    b = subprocess.Popen([*base, "--run", str(killed), "--checkpoint-every", "0.3s"], env=env, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+    a = subprocess.Popen(
+        [*base, "--run", str(whole), "--steps", str(target)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    b = subprocess.Popen(
+        [*base, "--run", str(killed), "--checkpoint-every", "0.3s"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         log = killed / "train.jsonl"
         deadline = time.time() + 120
@@ -589,8 +688,13 @@ def test_a_sigkilled_run_resumes_from_its_mid_epoch_checkpoint_to_the_same_weigh
     done = state["step"]
     assert 0 < done < target, done
     # the same command line again, plus --resume and the step to stop at
-    resumed = subprocess.run([*base, "--run", str(killed), "--checkpoint-every", "0.3s", "--resume", "--steps", str(target)],
-                             env=env, capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [*base, "--run", str(killed), "--checkpoint-every", "0.3s", "--resume", "--steps", str(target)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"taking over the lock of pid {b.pid}" in resumed.stderr
     out, err = a.communicate(timeout=300)

@@ -13,9 +13,32 @@ def test_two_process_ddp_run_keeps_the_replicas_identical(tmp_path):
     space = tmp_path / "tiny.yaml"
     space.write_text(TINY)
     run = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "nastools", "--",
-           "train", "--space", str(space), "--run", str(run), "--batch-size", "32", "--epochs", "0.02", "--steps", "4",
-           "--eval-images", "100", "--no-progress", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "nastools",
+        "--",
+        "train",
+        "--space",
+        str(space),
+        "--run",
+        str(run),
+        "--batch-size",
+        "32",
+        "--epochs",
+        "0.02",
+        "--steps",
+        "4",
+        "--eval-images",
+        "100",
+        "--no-progress",
+        "--json",
+    ]
     p = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     summary = json.loads(p.stdout)  # only rank 0 prints

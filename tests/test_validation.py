@@ -684,7 +684,9 @@ def test_latency_budgets_take_the_units_bench_takes_and_only_finite_values():
 
 budget_text = st.one_of(
     st.text(max_size=12),
-    st.builds(lambda n, u: f"{n:g}{u}", st.floats(1e-3, 1e6, allow_subnormal=False), st.sampled_from(["ms", "us", "s", "min", "h", "M", "G"])),
+    st.builds(
+        lambda n, u: f"{n:g}{u}", st.floats(1e-3, 1e6, allow_subnormal=False), st.sampled_from(["ms", "us", "s", "min", "h", "M", "G"])
+    ),
     st.builds(
         lambda n, u: f"{n}{u}",
         st.one_of(

@@ -37,7 +37,7 @@ def main() -> None:
     cal = [a for a in sample_archs(table.space, len(recorded), CALIBRATION_SEED, table.meta["resolutions"]) if a.key in recorded][:12]
     held = [arch_of_key(r["arch"]) for r in table.validation["runs"][: args.held]]
     now = measure_end_to_end(table, cal + held, progress=True)
-    cal_ms, held_ms = now[: len(cal)], now[len(cal):]
+    cal_ms, held_ms = now[: len(cal)], now[len(cal) :]
     factor = statistics.median(m / float(recorded[a.key]["measured_ms"]) for a, m in zip(cal[:6], cal_ms))
     print(f"{table.meta['device']} {table.meta.get('cpu_id')} table on this machine: drift factor {factor:.3f}")
     print(f"  as profiled           {score([table.predict(a) for a in held], held_ms)}")

@@ -10,8 +10,14 @@ from nastools.cli import echo_json, json_option, main
 @main.command("demo")
 @click.option("--run", default="demo", show_default=True, help="Run name (runs/NAME) for everything the demo writes.")
 @click.option("--space", default="fmnist", show_default=True, help="Space name or YAML path.")
-@click.option("--train", "--train-time", "train_time", default=None, metavar="DURATION",
-              help="Train a fresh supernet for this long (e.g. 6m) instead of searching the shipped one.")
+@click.option(
+    "--train",
+    "--train-time",
+    "train_time",
+    default=None,
+    metavar="DURATION",
+    help="Train a fresh supernet for this long (e.g. 6m) instead of searching the shipped one.",
+)
 @click.option("--quick", is_flag=True, help="Tiny budgets in every stage: a smoke run (what CI runs).")
 @click.option("--fresh", is_flag=True, help="Start over instead of reusing finished stages.")
 @click.option("--seed", default=0, show_default=True, type=int)

@@ -47,21 +47,56 @@ def _pct(x: float) -> str:
 
 @main.command("export")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="onnx", show_default=True, help="Model format.")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True, help="fp16/int8: ONNX graph or TensorRT engine in that precision.")
+@click.option(
+    "--precision",
+    type=click.Choice(PRECISIONS),
+    default="fp32",
+    show_default=True,
+    help="fp16/int8: ONNX graph or TensorRT engine in that precision.",
+)
 @click.option("--arch", "arch", default=None, help="Arch JSON file  [default: the run's search/best.json]")
 @run_option()
 @click.option("--batch", default="dynamic", show_default=True, type=BatchSize(), help="Batch size, or 'dynamic' for a dynamic batch axis.")
 @click.option("--max-batch", default=256, show_default=True, type=click.IntRange(1), help="TensorRT: largest batch of the dynamic profile.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Output file  [default: runs/NAME/export/<arch-id>[-precision].<ext>]")
+@click.option(
+    "--out", type=click.Path(dir_okay=False), default=None, help="Output file  [default: runs/NAME/export/<arch-id>[-precision].<ext>]"
+)
 @dataset_option("Dataset for BN recalibration, calibration and parity  [default: the run's, else fashion-mnist]")
 @data_option()
-@click.option("--calib-images", default=2000, show_default=True, type=click.IntRange(1), help="Training images for BN recalibration (and int8 calibration, at most 1000).")
+@click.option(
+    "--calib-images",
+    default=2000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Training images for BN recalibration (and int8 calibration, at most 1000).",
+)
 @click.option("--parity-images", default=1000, show_default=True, type=click.IntRange(1), help="Test images for the parity check.")
 @click.option("--eval-images", default=None, type=click.IntRange(1), help="Test images for top-1  [default: all]")
 @click.option("--workspace", default=1024, show_default=True, type=click.IntRange(1), help="TensorRT workspace limit in MiB.")
-@click.option("--timing-cache", type=click.Path(dir_okay=False), default=None, help="TensorRT timing cache file  [default: timing.cache beside the engine]")
+@click.option(
+    "--timing-cache",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TensorRT timing cache file  [default: timing.cache beside the engine]",
+)
 @json_option
-def export_cmd(fmt, precision, arch, run, batch, max_batch, out, dataset, data, calib_images, parity_images, eval_images, workspace, timing_cache, as_json) -> None:
+def export_cmd(
+    fmt,
+    precision,
+    arch,
+    run,
+    batch,
+    max_batch,
+    out,
+    dataset,
+    data,
+    calib_images,
+    parity_images,
+    eval_images,
+    workspace,
+    timing_cache,
+    as_json,
+) -> None:
     """Export a subnet of a run as a verified ONNX model, TensorRT engine or TorchScript.
 
     Writes the model and a JSON sidecar (<model>.json) with the arch, FLOPs, precision,
@@ -125,11 +160,31 @@ def export_cmd(fmt, precision, arch, run, batch, max_batch, out, dataset, data, 
 
 @main.command("bench")
 @click.argument("model", type=click.Path(dir_okay=False))
-@click.option("--backend", type=click.Choice(BACKENDS), default=None, help="Runtime  [default: from the extension: .onnx ort, .engine trt, .pt torch]")
-@click.option("--batch", default=1, show_default=True, type=click.IntRange(1, 4096), help="Batch size of each inference (refused if it would not fit in memory).")
+@click.option(
+    "--backend", type=click.Choice(BACKENDS), default=None, help="Runtime  [default: from the extension: .onnx ort, .engine trt, .pt torch]"
+)
+@click.option(
+    "--batch",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 4096),
+    help="Batch size of each inference (refused if it would not fit in memory).",
+)
 @click.option("--threads", default=None, type=click.IntRange(1, 1024), help="CPU threads (ort intra-op, torch)  [default: the runtime's]")
-@click.option("--warmup", default="200ms", show_default=True, type=_duration("--warmup"), help="Warm-up time before timing, with a unit: us, ms, s, min or h (e.g. 200ms, 1s; 0s for none; at most 1h).")
-@click.option("--duration", default="3s", show_default=True, type=_duration("--duration"), help="Timed duration, with a unit (e.g. 3s, 500ms; at most 1h), and at least 10 inferences.")
+@click.option(
+    "--warmup",
+    default="200ms",
+    show_default=True,
+    type=_duration("--warmup"),
+    help="Warm-up time before timing, with a unit: us, ms, s, min or h (e.g. 200ms, 1s; 0s for none; at most 1h).",
+)
+@click.option(
+    "--duration",
+    default="3s",
+    show_default=True,
+    type=_duration("--duration"),
+    help="Timed duration, with a unit (e.g. 3s, 500ms; at most 1h), and at least 10 inferences.",
+)
 @json_option
 def bench_cmd(model, backend, batch, threads, warmup, duration, as_json) -> None:
     """Time MODEL like trtexec: min, mean, median, p90, p95, p99 latency and throughput.

@@ -18,9 +18,13 @@ def import_group() -> None:
 @click.argument("path", metavar="CHECKPOINT")
 @click.option("--run", default="attentivenas", show_default=True, help="Run to create (runs/NAME) or folder.")
 @click.option("--force", is_flag=True, help="Replace the run's existing supernet.pt.")
-@click.option("--image-recipe", type=click.Choice(["attentivenas", "alphanet"]), default=None,
-              help="Whose evaluation preprocessing nastools eval uses for the run (they differ in the resize "
-                   "interpolation).  [default: read from the checkpoint's training config]")
+@click.option(
+    "--image-recipe",
+    type=click.Choice(["attentivenas", "alphanet"]),
+    default=None,
+    help="Whose evaluation preprocessing nastools eval uses for the run (they differ in the resize "
+    "interpolation).  [default: read from the checkpoint's training config]",
+)
 @json_option
 def import_attentivenas_cmd(path: str, run: str, force: bool, image_recipe: str | None, as_json: bool) -> None:
     """Import an AttentiveNAS or AlphaNet supernet (e.g. attentive_nas_pretrained.pth.tar)

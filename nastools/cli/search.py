@@ -25,37 +25,93 @@ class TableArg(click.ParamType):
         return dev.strip(), path.strip()
 
 
+def _pick_row(p, budgets, lat_keys):
+    """The table row and the JSON record of one pick ``p`` of a search."""
+    from nastools.search.runner import format_cost
+
+    # the swept budget of this pick, then the fixed ones every pick also meets
+    also = [bb for bb in budgets if bb.cost_name != p.budget["cost"]]
+    limits = [(p.budget["cost"], p.budget["limit"])] + [(bb.cost_name, bb.limit) for bb in also]
+    budget = ", ".join(f"{k} <= {format_cost(k, v)}" for k, v in limits)
+    c = p.candidate
+    rec = {"budget": p.budget, "replaced": p.replaced}
+    if c is None:
+        return (budget, "none fits", "", "", "", "", ""), rec
+    pred = ", ".join(format_cost(k, c.costs[k]) for k in lat_keys) or "-"
+    meas = ", ".join(format_cost(k, c.costs[f"measured:{k}"]) for k in lat_keys if f"measured:{k}" in c.costs) or "-"
+    flops, params = format_cost("flops", c.costs["flops"]), format_cost("params", c.costs["params"])
+    rec.update(c.to_dict())
+    return (budget, c.arch.id, f"{c.top1:.2f}", flops, params, pred, meas), rec
+
+
 @main.command("search")
 @run_option()
 @click.option("--latency", multiple=True, help="Latency budget(s): 10ms, 800us, 2ms,4ms,8ms or DEVICE=10ms (repeatable).")
 @click.option("--flops", multiple=True, help="FLOPs (MACs) budget(s), e.g. 20M or 10M,20M.")
 @click.option("--params", multiple=True, help="Parameter budget(s), e.g. 1.5M.")
-@click.option("--table", "tables", multiple=True, type=TableArg(), metavar="[DEVICE=]PATH",
-              help="Latency table to use for DEVICE (a bare PATH: this CPU's) instead of the newest matching one "
-                   "in the working directory's latency_tables/ or the shipped tables.")
-@click.option("--statistic", type=click.Choice(STATISTICS), default=None,
-              help="The latency statistic budgets, predictions and measurements are in: median, p10, p90 or p99 (tail "
-                   "budgets). Default: the table's own, set by nastools profile: the median on GPU (a dedicated device, "
-                   "as trtexec reports), the p10 on CPU (on a shared machine the latency other processes leave "
-                   "untouched, reproducible).")
+@click.option(
+    "--table",
+    "tables",
+    multiple=True,
+    type=TableArg(),
+    metavar="[DEVICE=]PATH",
+    help="Latency table to use for DEVICE (a bare PATH: this CPU's) instead of the newest matching one "
+    "in the working directory's latency_tables/ or the shipped tables.",
+)
+@click.option(
+    "--statistic",
+    type=click.Choice(STATISTICS),
+    default=None,
+    help="The latency statistic budgets, predictions and measurements are in: median, p10, p90 or p99 (tail "
+    "budgets). Default: the table's own, set by nastools profile: the median on GPU (a dedicated device, "
+    "as trtexec reports), the p10 on CPU (on a shared machine the latency other processes leave "
+    "untouched, reproducible).",
+)
 @click.option("--population", default=16, show_default=True, type=click.IntRange(2, 10000))
 @click.option("--generations", default=6, show_default=True, type=click.IntRange(0, 10000))
 @click.option("--strategy", default="archive", show_default=True, type=click.Choice(STRATEGIES))
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--calib-images", default=1000, show_default=True, type=click.IntRange(1), help="Training images for BN recalibration per arch.")
+@click.option(
+    "--calib-images", default=1000, show_default=True, type=click.IntRange(1), help="Training images for BN recalibration per arch."
+)
 @click.option("--eval-images", default=2000, show_default=True, type=click.IntRange(1), help="Validation images evaluated per arch.")
-@click.option("--predictor/--no-predictor", default=True, show_default=True,
-              help="Screen offspring with an accuracy predictor fitted on the archs evaluated so far (4x bred, the best-ranked evaluated).")
+@click.option(
+    "--predictor/--no-predictor",
+    default=True,
+    show_default=True,
+    help="Screen offspring with an accuracy predictor fitted on the archs evaluated so far (4x bred, the best-ranked evaluated).",
+)
 @click.option("--no-measure", is_flag=True, help="Do not measure the chosen archs end to end.")
-@click.option("--no-drift", is_flag=True,
-              help="Use a latency table made here as profiled, without rescaling it to this machine's speed now.")
+@click.option(
+    "--no-drift", is_flag=True, help="Use a latency table made here as profiled, without rescaling it to this machine's speed now."
+)
 @click.option("--fresh", is_flag=True, help="Ignore a saved search state and accuracy cache.")
 @click.option("--out", "out_dir", default=None, help="Output folder (default: <run>/search).")
 @dataset_option("Dataset for BN recalibration and validation  [default: the run's]")
 @data_option()
 @json_option
-def search(run, latency, flops, params, tables, statistic, population, generations, strategy, seed, calib_images, eval_images,
-           predictor, no_measure, no_drift, fresh, out_dir, dataset, data, as_json) -> None:
+def search(
+    run,
+    latency,
+    flops,
+    params,
+    tables,
+    statistic,
+    population,
+    generations,
+    strategy,
+    seed,
+    calib_images,
+    eval_images,
+    predictor,
+    no_measure,
+    no_drift,
+    fresh,
+    out_dir,
+    dataset,
+    data,
+    as_json,
+) -> None:
     """Search the supernet of a run for the most accurate subnets under budgets.
 
     Writes <run>/search/pareto.json, pareto.png and best.json (the pick for the first budget).
@@ -66,31 +122,30 @@ def search(run, latency, flops, params, tables, statistic, population, generatio
               nastools search --latency cpu=2ms --latency gpu=0.5ms --table gpu=latency_tables/fmnist/x.json
     """
     from nastools.search.budget import parse_budgets
-    from nastools.search.runner import SearchOptions, format_cost, run_search
+    from nastools.search.runner import SearchOptions, run_search
 
     table_map = dict(tables)
     budgets = parse_budgets(latency, flops, params)
     opts = SearchOptions(
-        population=population, generations=generations, strategy=strategy, seed=seed, calib_images=calib_images,
-        eval_images=eval_images, predictor=predictor, dataset=dataset, data=data, measure=not no_measure, drift=not no_drift,
+        population=population,
+        generations=generations,
+        strategy=strategy,
+        seed=seed,
+        calib_images=calib_images,
+        eval_images=eval_images,
+        predictor=predictor,
+        dataset=dataset,
+        data=data,
+        measure=not no_measure,
+        drift=not no_drift,
         statistic=statistic,
     )
     rep = run_search(run, budgets, tables=table_map, options=opts, fresh=fresh, out_dir=out_dir, progress=True, log=Output(as_json).log)
     lat_keys = sorted({k for b in budgets if b.metric == "latency" for k in [b.cost_name]})
     rows, data_out = [], []
     for p in rep.picks:
-        # the swept budget of this pick, then the fixed ones every pick also meets
-        also = [bb for bb in budgets if bb.cost_name != p.budget["cost"]]
-        budget = ", ".join(f"{k} <= {format_cost(k, v)}" for k, v in [(p.budget["cost"], p.budget["limit"])] + [(bb.cost_name, bb.limit) for bb in also])
-        c = p.candidate
-        rec = {"budget": p.budget, "replaced": p.replaced}
-        if c is None:
-            rows.append((budget, "none fits", "", "", "", "", ""))
-        else:
-            pred = ", ".join(format_cost(k, c.costs[k]) for k in lat_keys) or "-"
-            meas = ", ".join(format_cost(k, c.costs[f"measured:{k}"]) for k in lat_keys if f"measured:{k}" in c.costs) or "-"
-            rows.append((budget, c.arch.id, f"{c.top1:.2f}", format_cost("flops", c.costs["flops"]), format_cost("params", c.costs["params"]), pred, meas))
-            rec.update(c.to_dict())
+        row, rec = _pick_row(p, budgets, lat_keys)
+        rows.append(row)
         data_out.append(rec)
     if as_json:
         return echo_json({"picks": data_out, "out_dir": str(rep.out_dir), "timing": rep.timing, "latency": rep.latency})
@@ -99,7 +154,9 @@ def search(run, latency, flops, params, tables, statistic, population, generatio
     click.echo(format_table(rows, ["budget", "arch", "top-1 %", "FLOPs", "params", f"pred. latency{suffix}", f"measured{suffix}"]))
     for p in rep.picks:
         for r in p.replaced:
-            click.echo(f"note: {r['id']} measured {r['measured_ms']:.3f} ms > {r['limit_ms']:.3f} ms on {r['cost']}; replaced by the next best")
+            click.echo(
+                f"note: {r['id']} measured {r['measured_ms']:.3f} ms > {r['limit_ms']:.3f} ms on {r['cost']}; replaced by the next best"
+            )
     t = rep.timing
     click.echo(
         f"{t['evaluations']} archs evaluated in {t['search_s']:.0f} s "

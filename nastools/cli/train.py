@@ -18,24 +18,43 @@ from nastools.errors import NastoolsError
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True, max=100_000), default=None, help="[default: 5]")
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Global batch size.  [default: 128]")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True, max=100), default=None, help="Peak learning rate.  [default: 0.1]")
-@click.option("--sampler", type=click.Choice(["attentive-best", "attentive-worst", "uniform"]), default=None,
-              help="How the middle subnets are picked.  [default: attentive-best]")
+@click.option(
+    "--sampler",
+    type=click.Choice(["attentive-best", "attentive-worst", "uniform"]),
+    default=None,
+    help="How the middle subnets are picked.  [default: attentive-best]",
+)
 @click.option("--candidates", type=click.IntRange(1), default=None, help="Archs scored per attentive pick (K).  [default: 3]")
 @click.option("--num-archs", type=click.IntRange(2), default=None, help="Subnets per step: max + middles + min.  [default: 4]")
-@click.option("--rank-by", type=click.Choice(["loss", "predictor"]), default=None, help="Score candidates by minibatch loss or an accuracy predictor.  [default: loss]")
+@click.option(
+    "--rank-by",
+    type=click.Choice(["loss", "predictor"]),
+    default=None,
+    help="Score candidates by minibatch loss or an accuracy predictor.  [default: loss]",
+)
 @click.option("--predictor", default=None, help="Arch JSON lines with top1 to fit the predictor on (--rank-by predictor).")
-@click.option("--score-images", type=click.IntRange(1), default=None, help="Minibatch slice that scores attentive candidates.  [default: 16]")
-@click.option("--augment", type=click.Choice(AUGMENTS), default=None,
-              help="Training-image augmentation; auto: random crop + flip (Fashion-MNIST, CIFAR-10), "
-                   "RandomResizedCrop + flip + AutoAugment (image folders).  [default: auto]")
+@click.option(
+    "--score-images", type=click.IntRange(1), default=None, help="Minibatch slice that scores attentive candidates.  [default: 16]"
+)
+@click.option(
+    "--augment",
+    type=click.Choice(AUGMENTS),
+    default=None,
+    help="Training-image augmentation; auto: random crop + flip (Fashion-MNIST, CIFAR-10), "
+    "RandomResizedCrop + flip + AutoAugment (image folders).  [default: auto]",
+)
 @click.option("--seed", type=int, default=None, help="[default: 0]")
 @click.option("--resume", is_flag=True, help="Continue the run's checkpoint exactly (optionally with more --epochs).")
 @click.option("--device", default=None, help="cpu or cuda.  [default: cpu]")
 @click.option("--workers", type=click.IntRange(0), default=None, help="Data loader processes (image folders).  [default: 0]")
 @click.option("--steps", type=click.IntRange(1), default=None, help="Stop once the run has done N steps in all (checkpointed).")
 @click.option("--time-budget", default=None, help="Stop after this long, e.g. 10m, 90s, 1.5h (checkpointed).")
-@click.option("--checkpoint-every", default="10m", show_default=True,
-              help="Also checkpoint within an epoch this often, e.g. 30m, 90s (a run killed outright resumes from there).")
+@click.option(
+    "--checkpoint-every",
+    default="10m",
+    show_default=True,
+    help="Also checkpoint within an epoch this often, e.g. 30m, 90s (a run killed outright resumes from there).",
+)
 @click.option("--eval-images", type=click.IntRange(1), default=None, help="Validation images for the per-epoch top-1.  [default: 2000]")
 @click.option("--log-every", type=click.IntRange(1), default=None, help="Write a step record to train.jsonl every N steps.  [default: 10]")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
@@ -77,11 +96,20 @@ def train_cmd(run, resume, steps, time_budget, checkpoint_every, no_progress, as
         if not ckpt.is_file():  # before complaining about options of a run that is not there
             raise NastoolsError(f"--resume: run {run!r} has no checkpoint at {str(ckpt)!r} to continue; start it without --resume")
         # options equal to the run's own values are accepted; Trainer.resume refuses changes
-        summary = train(None, run, resume=True, overrides=given, max_steps=steps, time_budget=time_budget,
-                        checkpoint_every=checkpoint_every, progress=not no_progress)
+        summary = train(
+            None,
+            run,
+            resume=True,
+            overrides=given,
+            max_steps=steps,
+            time_budget=time_budget,
+            checkpoint_every=checkpoint_every,
+            progress=not no_progress,
+        )
     else:
-        summary = train(TrainConfig(**given), run, max_steps=steps, time_budget=time_budget,
-                        checkpoint_every=checkpoint_every, progress=not no_progress)
+        summary = train(
+            TrainConfig(**given), run, max_steps=steps, time_budget=time_budget, checkpoint_every=checkpoint_every, progress=not no_progress
+        )
     if summary.get("rank", 0) != 0:
         return
     if as_json:
@@ -95,14 +123,23 @@ def train_cmd(run, resume, steps, time_budget, checkpoint_every, no_progress, as
 
 
 @main.command("eval")
-@click.option("--arch", "arch_file", required=True, metavar="ARCH.json",
-              help="The subnet to evaluate: an Arch JSON file, or a shipped arch by name (a0 ... a6 of attentivenas).")
+@click.option(
+    "--arch",
+    "arch_file",
+    required=True,
+    metavar="ARCH.json",
+    help="The subnet to evaluate: an Arch JSON file, or a shipped arch by name (a0 ... a6 of attentivenas).",
+)
 @click.option("--run", "run", default="default", show_default=True, help="Run whose supernet to use.")
 @click.option("--dataset", type=click.Choice(DATASETS), default=None, help="[default: the run's]")
 @click.option("--data", default=None, help="Dataset folder.")
 @click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True)
-@click.option("--calib-images", type=click.IntRange(1), default=None,
-              help="Training images for BN recalibration.  [default: 2000; 16384 for imported AttentiveNAS/AlphaNet runs on image folders]")
+@click.option(
+    "--calib-images",
+    type=click.IntRange(1),
+    default=None,
+    help="Training images for BN recalibration.  [default: 2000; 16384 for imported AttentiveNAS/AlphaNet runs on image folders]",
+)
 @click.option("--max-images", type=click.IntRange(1), default=None, help="Evaluate on the first N images only.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="Data loader processes (image folders).")
@@ -119,8 +156,17 @@ def eval_cmd(arch_file, run, dataset, data, split, calib_images, max_images, dev
     """
     from nastools.train.evaluate import evaluate_subnet
 
-    res = evaluate_subnet(arch_file, run, dataset=dataset, data=data, split=split, calib_images=calib_images,
-                          max_images=max_images, device=device, workers=workers)
+    res = evaluate_subnet(
+        arch_file,
+        run,
+        dataset=dataset,
+        data=data,
+        split=split,
+        calib_images=calib_images,
+        max_images=max_images,
+        device=device,
+        workers=workers,
+    )
     if as_json:
         return echo_json(res)
     m = res["meta"]

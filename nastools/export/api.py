@@ -70,8 +70,7 @@ def resolve_arch(run: str | Path, arch: Arch | str | Path | None, space) -> tupl
         path = default_arch_path(run)
         if not path.is_file():
             raise NastoolsError(
-                f"no --arch given and the run has no search result at {str(path)!r}: "
-                f"run nastools search first or pass --arch ARCH.json"
+                f"no --arch given and the run has no search result at {str(path)!r}: run nastools search first or pass --arch ARCH.json"
             )
         arch = path
     source: Any = arch
@@ -102,11 +101,15 @@ def check_export_memory(space, arch: Arch, batch: int | None, format: str) -> in
     need = batch * (2 * image + acts)  # the input, its padded copy, the largest block's tensors
     free = available_memory()
     if free is None and batch * image > MAX_INPUT_GIB * 2**30:
-        raise NastoolsError(f"--batch {batch}: the input alone would take {_gib(batch * image)} (at most {_gib(MAX_INPUT_GIB * 2**30)}); "
-                            f"pass a smaller --batch or --batch dynamic")
+        raise NastoolsError(
+            f"--batch {batch}: the input alone would take {_gib(batch * image)} (at most {_gib(MAX_INPUT_GIB * 2**30)}); "
+            f"pass a smaller --batch or --batch dynamic"
+        )
     if free is not None and need > free:
-        raise NastoolsError(f"--batch {batch}: exporting arch {arch.id} needs about {_gib(need)} for its input and activations; this "
-                            f"machine has {_gib(free)} available: pass a smaller --batch or --batch dynamic")
+        raise NastoolsError(
+            f"--batch {batch}: exporting arch {arch.id} needs about {_gib(need)} for its input and activations; this "
+            f"machine has {_gib(free)} available: pass a smaller --batch or --batch dynamic"
+        )
     if format == "trt":
         try:
             import torch
@@ -115,8 +118,10 @@ def check_export_memory(space, arch: Arch, batch: int | None, format: str) -> in
         except RuntimeError:
             gpu_free = None
         if gpu_free is not None and batch * (image + acts) > gpu_free:
-            raise NastoolsError(f"--batch {batch}: a TensorRT engine for it needs about {_gib(batch * (image + acts))} of GPU memory; "
-                                f"the GPU has {_gib(gpu_free)} free: pass a smaller --batch or --batch dynamic")
+            raise NastoolsError(
+                f"--batch {batch}: a TensorRT engine for it needs about {_gib(batch * (image + acts))} of GPU memory; "
+                f"the GPU has {_gib(gpu_free)} free: pass a smaller --batch or --batch dynamic"
+            )
     return need
 
 
@@ -167,8 +172,7 @@ def output_path(out: str | Path | None, format: str) -> Path | None:
         return out.with_name(out.name + SUFFIX[format])
     if owner != format:
         raise NastoolsError(
-            f"--out {out}: a {suffix} file is a {owner} model, not --format {format}; "
-            f"name it {out.with_suffix(SUFFIX[format]).name}"
+            f"--out {out}: a {suffix} file is a {owner} model, not --format {format}; name it {out.with_suffix(SUFFIX[format]).name}"
         )
     return out
 
@@ -206,7 +210,9 @@ def export_subnet(
     _check_choice("--format", format, FORMATS)
     _check_choice("--precision", precision, PRECISIONS)
     if format == "torchscript" and precision != "fp32":
-        raise NastoolsError(f"--format torchscript --precision {precision}: TorchScript export is fp32 only; use --format onnx or trt for {precision}")
+        raise NastoolsError(
+            f"--format torchscript --precision {precision}: TorchScript export is fp32 only; use --format onnx or trt for {precision}"
+        )
     if batch is not None and batch < 1:
         raise NastoolsError(f"--batch {batch}: expected a batch size >= 1 or 'dynamic'")
     if max_batch < 1:

@@ -144,8 +144,10 @@ def check_inputs(runner: Runner) -> None:
     inputs = runner.inputs()
     if len(inputs) != 1 or inputs[0].dtype != "float32" or not (inputs[0].fixed or runner.name == "torch"):
         got = ", ".join(map(str, inputs))
-        raise NastoolsError(f"{runner.label}: bench times models with one float32 input of fixed shape but the batch "
-                            f"(what nastools export writes); this one has {got[:200]}")
+        raise NastoolsError(
+            f"{runner.label}: bench times models with one float32 input of fixed shape but the batch "
+            f"(what nastools export writes); this one has {got[:200]}"
+        )
 
 
 def check_memory(runner: Runner, shape: tuple[int, ...]) -> int:
@@ -158,10 +160,14 @@ def check_memory(runner: Runner, shape: tuple[int, ...]) -> int:
     free = available_memory()
     if free is None:
         if input_bytes > MAX_INPUT_GIB * 2**30:
-            raise NastoolsError(f"--batch {batch}: the input alone would take {_gib(input_bytes)} (at most {_gib(MAX_INPUT_GIB * 2**30)}); pass a smaller --batch")
+            raise NastoolsError(
+                f"--batch {batch}: the input alone would take {_gib(input_bytes)} (at most {_gib(MAX_INPUT_GIB * 2**30)}); pass a smaller --batch"
+            )
         return input_bytes
     if input_bytes > free:  # no need to infer shapes
-        raise NastoolsError(f"--batch {batch}: the input alone needs {_gib(input_bytes)}; this machine has {_gib(free)} available: pass a smaller --batch")
+        raise NastoolsError(
+            f"--batch {batch}: the input alone needs {_gib(input_bytes)}; this machine has {_gib(free)} available: pass a smaller --batch"
+        )
     need = input_bytes + runner.activation_bytes(shape)
     if need > free:
         raise NastoolsError(

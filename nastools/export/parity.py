@@ -50,10 +50,13 @@ def describe_parity(p: dict[str, Any]) -> str:
     """One line for a :func:`parity` result: the figures, passed or FAILED, and the tolerance."""
     tol = p.get("tolerance") or {}
     limits = ([f"max |diff| <= {tol['max_abs_diff']:g}"] if tol.get("max_abs_diff") is not None else []) + (
-        [f"agreement >= {100 * tol['top1_agreement']:g}%"] if tol.get("top1_agreement") is not None else [])
+        [f"agreement >= {100 * tol['top1_agreement']:g}%"] if tol.get("top1_agreement") is not None else []
+    )
     verdict = "passed" if p.get("passed") else "FAILED"
-    return (f"max |diff| {p['max_abs_diff']:.3g}, top-1 agreement {100 * p['top1_agreement']:.2f}% "
-            f"({verdict}; tolerance {', '.join(limits) or 'none'})")
+    return (
+        f"max |diff| {p['max_abs_diff']:.3g}, top-1 agreement {100 * p['top1_agreement']:.2f}% "
+        f"({verdict}; tolerance {', '.join(limits) or 'none'})"
+    )
 
 
 def top1(runner: Runner, batches: Iterable[tuple[np.ndarray, np.ndarray]], batch: int = 500) -> tuple[float, int]:

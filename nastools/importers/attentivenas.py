@@ -69,24 +69,69 @@ _SHORTCUT = re.compile(r"blocks\.(\d+)\.shortcut\.conv\.conv\.weight")
 #: A6 are the same, its A5 differs): resolution, widths (stem, 7 stages, head), depths,
 #: kernels, expand ratios, as the reference writes them
 PARETO: dict[str, dict[str, Any]] = {
-    "a0": {"resolution": 192, "width": [16, 16, 24, 32, 64, 112, 192, 216, 1792], "kernel_size": [3, 3, 3, 3, 3, 3, 3],
-           "expand_ratio": [1, 4, 4, 4, 4, 6, 6], "depth": [1, 3, 3, 3, 3, 3, 1]},
-    "a1": {"resolution": 224, "width": [16, 16, 24, 32, 64, 112, 192, 216, 1984], "kernel_size": [3, 3, 3, 5, 3, 5, 3],
-           "expand_ratio": [1, 4, 4, 4, 4, 6, 6], "depth": [1, 3, 3, 3, 3, 3, 1]},
-    "a2": {"resolution": 224, "width": [16, 16, 24, 32, 64, 112, 200, 224, 1984], "kernel_size": [3, 3, 3, 3, 3, 5, 3],
-           "expand_ratio": [1, 4, 5, 4, 4, 6, 6], "depth": [1, 3, 3, 3, 3, 4, 1]},
-    "a3": {"resolution": 224, "width": [16, 16, 24, 32, 64, 112, 208, 224, 1984], "kernel_size": [3, 3, 3, 5, 3, 3, 3],
-           "expand_ratio": [1, 4, 4, 4, 4, 6, 6], "depth": [2, 3, 3, 4, 3, 5, 1]},
-    "a4": {"resolution": 256, "width": [16, 16, 24, 32, 64, 112, 192, 216, 1984], "kernel_size": [3, 3, 3, 5, 3, 5, 3],
-           "expand_ratio": [1, 4, 4, 5, 4, 6, 6], "depth": [1, 3, 3, 4, 3, 5, 1]},
-    "a5": {"resolution": 256, "width": [16, 16, 24, 32, 72, 112, 192, 216, 1792], "kernel_size": [3, 3, 3, 5, 3, 3, 3],
-           "expand_ratio": [1, 4, 5, 4, 4, 6, 6], "depth": [1, 3, 3, 3, 4, 6, 1]},
-    "a6": {"resolution": 288, "width": [16, 16, 24, 32, 64, 112, 216, 224, 1984], "kernel_size": [3, 3, 3, 3, 3, 5, 3],
-           "expand_ratio": [1, 4, 6, 5, 4, 6, 6], "depth": [1, 3, 3, 4, 4, 6, 1]},
-    "alphanet-a5": {"resolution": 256, "width": [16, 16, 24, 32, 64, 112, 208, 216, 1984], "kernel_size": [3, 3, 3, 3, 3, 5, 3],
-                    "expand_ratio": [1, 4, 4, 5, 4, 6, 6], "depth": [1, 3, 3, 4, 4, 5, 1]},
-    "alphanet-a5-1": {"resolution": 288, "width": [16, 16, 24, 32, 64, 112, 200, 216, 1984], "kernel_size": [3, 3, 5, 5, 3, 3, 3],
-                      "expand_ratio": [1, 4, 4, 4, 5, 6, 6], "depth": [2, 3, 4, 3, 3, 5, 1]},
+    "a0": {
+        "resolution": 192,
+        "width": [16, 16, 24, 32, 64, 112, 192, 216, 1792],
+        "kernel_size": [3, 3, 3, 3, 3, 3, 3],
+        "expand_ratio": [1, 4, 4, 4, 4, 6, 6],
+        "depth": [1, 3, 3, 3, 3, 3, 1],
+    },
+    "a1": {
+        "resolution": 224,
+        "width": [16, 16, 24, 32, 64, 112, 192, 216, 1984],
+        "kernel_size": [3, 3, 3, 5, 3, 5, 3],
+        "expand_ratio": [1, 4, 4, 4, 4, 6, 6],
+        "depth": [1, 3, 3, 3, 3, 3, 1],
+    },
+    "a2": {
+        "resolution": 224,
+        "width": [16, 16, 24, 32, 64, 112, 200, 224, 1984],
+        "kernel_size": [3, 3, 3, 3, 3, 5, 3],
+        "expand_ratio": [1, 4, 5, 4, 4, 6, 6],
+        "depth": [1, 3, 3, 3, 3, 4, 1],
+    },
+    "a3": {
+        "resolution": 224,
+        "width": [16, 16, 24, 32, 64, 112, 208, 224, 1984],
+        "kernel_size": [3, 3, 3, 5, 3, 3, 3],
+        "expand_ratio": [1, 4, 4, 4, 4, 6, 6],
+        "depth": [2, 3, 3, 4, 3, 5, 1],
+    },
+    "a4": {
+        "resolution": 256,
+        "width": [16, 16, 24, 32, 64, 112, 192, 216, 1984],
+        "kernel_size": [3, 3, 3, 5, 3, 5, 3],
+        "expand_ratio": [1, 4, 4, 5, 4, 6, 6],
+        "depth": [1, 3, 3, 4, 3, 5, 1],
+    },
+    "a5": {
+        "resolution": 256,
+        "width": [16, 16, 24, 32, 72, 112, 192, 216, 1792],
+        "kernel_size": [3, 3, 3, 5, 3, 3, 3],
+        "expand_ratio": [1, 4, 5, 4, 4, 6, 6],
+        "depth": [1, 3, 3, 3, 4, 6, 1],
+    },
+    "a6": {
+        "resolution": 288,
+        "width": [16, 16, 24, 32, 64, 112, 216, 224, 1984],
+        "kernel_size": [3, 3, 3, 3, 3, 5, 3],
+        "expand_ratio": [1, 4, 6, 5, 4, 6, 6],
+        "depth": [1, 3, 3, 4, 4, 6, 1],
+    },
+    "alphanet-a5": {
+        "resolution": 256,
+        "width": [16, 16, 24, 32, 64, 112, 208, 216, 1984],
+        "kernel_size": [3, 3, 3, 3, 3, 5, 3],
+        "expand_ratio": [1, 4, 4, 5, 4, 6, 6],
+        "depth": [1, 3, 3, 4, 4, 5, 1],
+    },
+    "alphanet-a5-1": {
+        "resolution": 288,
+        "width": [16, 16, 24, 32, 64, 112, 200, 216, 1984],
+        "kernel_size": [3, 3, 5, 5, 3, 3, 3],
+        "expand_ratio": [1, 4, 4, 4, 5, 6, 6],
+        "depth": [2, 3, 4, 3, 3, 5, 1],
+    },
 }
 #: MFLOPs the AttentiveNAS README gives for A0-A6
 PUBLISHED_MFLOPS = {"a0": 203, "a1": 279, "a2": 317, "a3": 357, "a4": 444, "a5": 491, "a6": 709}
@@ -109,8 +154,14 @@ class ImportReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "source": self.source, "layout": self.layout, "prefix": self.prefix, "mapped": self.mapped,
-            "unused": self.unused, "zeroed": self.zeroed, "checkpoint": self.checkpoint, "archs": self.archs,
+            "source": self.source,
+            "layout": self.layout,
+            "prefix": self.prefix,
+            "mapped": self.mapped,
+            "unused": self.unused,
+            "zeroed": self.zeroed,
+            "checkpoint": self.checkpoint,
+            "archs": self.archs,
             "image_recipe": self.image_recipe,
         }
 
@@ -139,7 +190,7 @@ def reference_name(key: str, offsets: list[int]) -> str | None:
     table, rest, base = (_BLOCK, m.group(3), f"blocks.{offsets[int(m.group(1))] + int(m.group(2))}.") if m else (_OUTER, key, "")
     for ours, theirs in table.items():
         if rest == ours or (ours.endswith(".") and rest.startswith(ours)):
-            return base + theirs + rest[len(ours):]
+            return base + theirs + rest[len(ours) :]
     raise KeyError(key)  # a supernet tensor this table does not know: a nastools bug
 
 
@@ -193,7 +244,7 @@ def strip_prefix(state: Mapping[str, Any], where: str) -> tuple[dict[str, Any], 
         return dict(state), ""
     out: dict[str, Any] = {}
     for k, v in state.items():
-        name = k[len(prefix):] if isinstance(k, str) and k.startswith(prefix) else k
+        name = k[len(prefix) :] if isinstance(k, str) and k.startswith(prefix) else k
         if name in out:
             raise NastoolsError(f"{where}: tensor {name!r} is there both with and without the {prefix!r} prefix")
         out[name] = v
@@ -224,9 +275,16 @@ def check_config(config: Any, where: str, space=None) -> None:
         "use_v3_head": True,
     }
     for name, spec in zip(_STAGE_NAMES, sp.stages):
-        expect.update({f"{name}.c": list(spec.widths), f"{name}.d": list(spec.depths), f"{name}.k": list(spec.kernels),
-                       f"{name}.t": [int(e) if float(e).is_integer() else e for e in spec.expands],
-                       f"{name}.s": spec.stride, f"{name}.se": spec.se})
+        expect.update(
+            {
+                f"{name}.c": list(spec.widths),
+                f"{name}.d": list(spec.depths),
+                f"{name}.k": list(spec.kernels),
+                f"{name}.t": [int(e) if float(e).is_integer() else e for e in spec.expands],
+                f"{name}.s": spec.stride,
+                f"{name}.se": spec.se,
+            }
+        )
     for key, want in expect.items():
         got = _config_value(sc, key)
         if isinstance(want, list) and not isinstance(got, list):
@@ -309,9 +367,14 @@ def reference_arch(cfg: Mapping[str, Any], space=None):
         if len(width) != n + 2 or any(len(cfg[k]) != n for k in ("depth", "kernel_size", "expand_ratio")):
             raise ValueError(f"expected {n + 2} widths and {n} depths, kernel sizes and expand ratios")
         data = {
-            "format": "nastools.arch/1", "space": sp.name, "resolution": cfg["resolution"], "stem": width[0],
-            "stages": [{"width": w, "depth": d, "kernel": k, "expand": e}
-                       for w, d, k, e in zip(width[1:-1], cfg["depth"], cfg["kernel_size"], cfg["expand_ratio"])],
+            "format": "nastools.arch/1",
+            "space": sp.name,
+            "resolution": cfg["resolution"],
+            "stem": width[0],
+            "stages": [
+                {"width": w, "depth": d, "kernel": k, "expand": e}
+                for w, d, k, e in zip(width[1:-1], cfg["depth"], cfg["kernel_size"], cfg["expand_ratio"])
+            ],
             "head": width[-1],
         }
     except (KeyError, TypeError, ValueError) as exc:
@@ -332,8 +395,9 @@ def read_reference(path: str | Path, space=None) -> tuple[dict[str, Any], Import
     if config is not None:
         check_config(config, where, space)
     mapped, unused = map_state(state, where, space)
-    report = ImportReport(source=str(path), layout=layout, prefix=prefix, mapped=len(state) - len(unused),
-                          unused=unused, zeroed=list(ZEROED), config=config)
+    report = ImportReport(
+        source=str(path), layout=layout, prefix=prefix, mapped=len(state) - len(unused), unused=unused, zeroed=list(ZEROED), config=config
+    )
     return mapped, report
 
 
@@ -347,8 +411,9 @@ def detect_recipe(config: Mapping[str, Any] | None) -> str:
     return "attentivenas"
 
 
-def import_attentivenas(path: str | Path, run: str | Path = SPACE, *, force: bool = False,
-                        arch_files: bool = True, image_recipe: str | None = None) -> ImportReport:
+def import_attentivenas(
+    path: str | Path, run: str | Path = SPACE, *, force: bool = False, arch_files: bool = True, image_recipe: str | None = None
+) -> ImportReport:
     """Turn a published AttentiveNAS or AlphaNet supernet checkpoint into the nastools run
     ``run``: ``runs/<run>/supernet.pt`` (``nastools search/eval/export --run <run>`` take
     it) and, with ``arch_files``, the reference's Pareto models as arch files in
@@ -378,8 +443,14 @@ def import_attentivenas(path: str | Path, run: str | Path = SPACE, *, force: boo
     archs = {name: reference_arch(cfg, sp) for name, cfg in PARETO.items()} if arch_files else {}
     # eval/search/export read ImageNet from --data, as the reference evaluation does
     trained = {"config": {"dataset": "imagefolder", "data": None, "image_recipe": report.image_recipe}}
-    imported = {"from": str(path), "layout": report.layout, "prefix": report.prefix, "unused": report.unused,
-                "zeroed": report.zeroed, "config": report.config}
+    imported = {
+        "from": str(path),
+        "layout": report.layout,
+        "prefix": report.prefix,
+        "unused": report.unused,
+        "zeroed": report.zeroed,
+        "config": report.config,
+    }
     with OutputLock(folder, "run", elsewhere="pass another --run"):
         save_checkpoint(out, net, trained=trained, imported=imported)
         for name, arch in archs.items():

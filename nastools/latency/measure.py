@@ -245,10 +245,17 @@ def _record(clean: list[float], every: list[float], min_runs: int) -> Measuremen
 VISIT_WARMUP = 2
 
 
-def measure_interleaved(backend: Backend, workloads: Iterable[Workload], protocol: Protocol | None = None, *,
-                        rounds: int = 21, passes: int = 3, seed: int = 0,
-                        on_progress: Callable[[str, int], None] | None = None,
-                        full: Callable[[], bool] | None = None) -> list[tuple[Measurement, list[Measurement]]]:
+def measure_interleaved(
+    backend: Backend,
+    workloads: Iterable[Workload],
+    protocol: Protocol | None = None,
+    *,
+    rounds: int = 21,
+    passes: int = 3,
+    seed: int = 0,
+    on_progress: Callable[[str, int], None] | None = None,
+    full: Callable[[], bool] | None = None,
+) -> list[tuple[Measurement, list[Measurement]]]:
     """Time ``workloads`` together, round-robin: all are loaded at once, and each of
     ``rounds`` rounds visits every workload once, in a new random order, for about
     ``protocol.round_s`` of timed runs (after :data:`VISIT_WARMUP` untimed ones).
@@ -283,11 +290,7 @@ def measure_interleaved(backend: Backend, workloads: Iterable[Workload], protoco
             loading = True
             backend.load(w)
             backend._warm(p)
-            t0 = time.perf_counter()
-            for _ in range(3):
-                backend.run()
-            per_run = (time.perf_counter() - t0) / 3
-            per_visit.append(max(3, int(p.round_s / max(per_run, 1e-7))))
+            per_visit.append(_runs_per_visit(backend, p))
             held.append(backend.hold())
             loading = False
             if on_progress:
@@ -320,8 +323,19 @@ def measure_interleaved(backend: Backend, workloads: Iterable[Workload], protoco
         for h in held:
             backend.resume(h)
             backend.release()
-    out = []
-    for c, e in zip(clean, every):
-        whole = _record([t for x in c for t in x], [t for x in e for t in x], p.min_runs)
-        out.append((whole, [_record(cx, ex, p.min_runs // passes) for cx, ex in zip(c, e)]))
-    return out
+    return [_pass_records(c, e, p, passes) for c, e in zip(clean, every)]
+
+
+def _runs_per_visit(backend: Backend, p: Protocol) -> int:
+    """Timed runs per round-robin visit of the loaded workload: about ``p.round_s`` of them, at least 3."""
+    t0 = time.perf_counter()
+    for _ in range(3):
+        backend.run()
+    per_run = (time.perf_counter() - t0) / 3
+    return max(3, int(p.round_s / max(per_run, 1e-7)))
+
+
+def _pass_records(clean: list[list[float]], every: list[list[float]], p: Protocol, passes: int) -> tuple[Measurement, list[Measurement]]:
+    """The record of all of a workload's timed runs, and one per pass, from its per-pass times."""
+    whole = _record([t for x in clean for t in x], [t for x in every for t in x], p.min_runs)
+    return whole, [_record(cx, ex, p.min_runs // passes) for cx, ex in zip(clean, every)]

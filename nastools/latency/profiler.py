@@ -44,13 +44,23 @@ def sample_archs(space: SearchSpace, n: int, seed: int, resolutions: Sequence[in
 def _bar(total: int, desc: str, show: bool, initial: int = 0):
     from tqdm import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="blk" if "block" in desc else "net", disable=not show,
-                dynamic_ncols=True, leave=True)
+    return tqdm(
+        total=total, initial=initial, desc=desc, unit="blk" if "block" in desc else "net", disable=not show, dynamic_ncols=True, leave=True
+    )
 
 
-def open_table(space: SearchSpace, backend: Backend, *, batch: int, resolutions: Sequence[int] | None,
-               out: str | Path | None, protocol: Protocol, root: Path | None = None, locks=None,
-               statistic: str | None = None) -> LatencyTable:
+def open_table(
+    space: SearchSpace,
+    backend: Backend,
+    *,
+    batch: int,
+    resolutions: Sequence[int] | None,
+    out: str | Path | None,
+    protocol: Protocol,
+    root: Path | None = None,
+    locks=None,
+    statistic: str | None = None,
+) -> LatencyTable:
     """The table at ``out`` (default: the path from the backend's description under ``root``,
     the working directory's ``latency_tables/``) to resume, or a new one predicting
     ``statistic`` (None: :func:`~nastools.latency.table.default_statistic`). With ``locks`` (an
@@ -60,17 +70,33 @@ def open_table(space: SearchSpace, backend: Backend, *, batch: int, resolutions:
     res = sorted(resolutions or space.resolutions)
     blocks_for(space, res)  # checks the resolutions before any file is touched
     target = "gpu" if backend.on_gpu else "cpu"
-    fresh = LatencyTable.new(space, device=info["device"], backend=backend.name, version=info["version"],
-                             precision=backend.precision, batch=batch, threads=backend.threads, resolutions=res,
-                             protocol=asdict(protocol), target=target, library=info["backend"], statistic=statistic)
+    fresh = LatencyTable.new(
+        space,
+        device=info["device"],
+        backend=backend.name,
+        version=info["version"],
+        precision=backend.precision,
+        batch=batch,
+        threads=backend.threads,
+        resolutions=res,
+        protocol=asdict(protocol),
+        target=target,
+        library=info["backend"],
+        statistic=statistic,
+    )
     if not backend.on_gpu:
         from nastools.machine import this_generation
 
         fresh.meta.update(this_generation())  # one model name ('AMD EPYC') can cover several CPU generations
     if out is not None and not str(out).strip():
         raise NastoolsError("--out: empty path")
-    path = Path(out) if out else default_table_path(
-        space.name, info["device"], backend.name, backend.precision, batch, None if backend.on_gpu else backend.threads, root)
+    path = (
+        Path(out)
+        if out
+        else default_table_path(
+            space.name, info["device"], backend.name, backend.precision, batch, None if backend.on_gpu else backend.threads, root
+        )
+    )
     if not out and path.is_file() and _other_generation(path, fresh.meta):
         # the default file was made on another generation of this CPU model: a table of its own
         from nastools.machine import cpu_tag
@@ -112,8 +138,16 @@ def _other_generation(path: Path, meta: dict) -> bool:
     return bool(generation_diff(meta, theirs["meta"]))
 
 
-def profile_blocks(table: LatencyTable, backend: Backend, *, protocol: Protocol, passes: int = 2, progress: bool = True,
-                   save_every_s: float = 5.0, limit: int | None = None) -> int:
+def profile_blocks(
+    table: LatencyTable,
+    backend: Backend,
+    *,
+    protocol: Protocol,
+    passes: int = 2,
+    progress: bool = True,
+    save_every_s: float = 5.0,
+    limit: int | None = None,
+) -> int:
     """Time every block of the table's space and resolutions in ``passes`` sweeps (a block's
     passes lie a whole sweep apart, so a burst of interference rarely hits both); an entry
     keeps the pass with the smallest statistic and the spread between passes. Blocks the
@@ -157,9 +191,40 @@ def profile_blocks(table: LatencyTable, backend: Backend, *, protocol: Protocol,
     return done
 
 
-def measure_archs(table: LatencyTable, backend: Backend, archs: Sequence[Arch], runs: list[dict[str, Any]], *,
-                  protocol: Protocol, desc: str, progress: bool = True, passes: int = 3, rounds: int = 21, chunk: int = 150,
-                  on_update: Callable[[], None] | None = None) -> None:
+def _run_record(table: LatencyTable, a: Arch, whole: Any, parts: Sequence[Any], scale: float, *, anchored: bool) -> dict[str, Any]:
+    """One end-to-end record of ``a``: its timings (``whole`` over all runs, ``parts`` per pass) scaled by ``scale``."""
+    stat = table.statistic
+    vals = [scale * getattr(m, stat) for m in parts]
+    return {
+        "arch": a.key,
+        "measured_ms": scale * getattr(whole, stat),
+        "median_ms": scale * whole.median_ms,
+        "p10_ms": scale * whole.p10_ms,
+        "p90_ms": scale * whole.p90_ms,
+        **({"p99_ms": scale * whole.p99_ms} if whole.p99_ms is not None else {}),
+        "n": whole.n,
+        "pass_ms": vals,
+        "spread_pct": 100 * (max(vals) - min(vals)) / min(vals),
+        **({"chunk_scale": round(scale, 5)} if anchored else {}),
+        **table.features(a),
+        "flops": table.space.flops(a),
+    }
+
+
+def measure_archs(
+    table: LatencyTable,
+    backend: Backend,
+    archs: Sequence[Arch],
+    runs: list[dict[str, Any]],
+    *,
+    protocol: Protocol,
+    desc: str,
+    progress: bool = True,
+    passes: int = 3,
+    rounds: int = 21,
+    chunk: int = 150,
+    on_update: Callable[[], None] | None = None,
+) -> None:
     """Measure ``archs`` end to end (skipping ones already in ``runs``), appending records.
 
     The archs are timed together by :func:`~nastools.latency.measure.measure_interleaved`:
@@ -175,7 +240,6 @@ def measure_archs(table: LatencyTable, backend: Backend, archs: Sequence[Arch], 
     ``spread_pct`` their range, the measurement noise any predictor is bounded by. Records
     are appended (and ``on_update`` called) after each chunk.
     """
-    space = table.space
     stat = table.statistic
     have = {r["arch"] for r in runs}
     todo = [a for a in archs if a.key not in have]
@@ -205,9 +269,10 @@ def measure_archs(table: LatencyTable, backend: Backend, archs: Sequence[Arch], 
         while todo:
             group = anchors + todo[: max(1, chunk - len(anchors))]
             # a generator: each subnet's module and ONNX bytes are dropped once it is loaded
-            workloads = (subnet_workload(space, a, batch) for a in group)
-            measured = measure_interleaved(backend, workloads, protocol, rounds=rounds, passes=passes, seed=seed,
-                                           on_progress=update, full=full)
+            workloads = (subnet_workload(table.space, a, batch) for a in group)
+            measured = measure_interleaved(
+                backend, workloads, protocol, rounds=rounds, passes=passes, seed=seed, on_progress=update, full=full
+            )
             seed += 1
             if len(measured) <= len(anchors):  # memory held only the anchors: time the rest without them
                 anchors = []
@@ -217,13 +282,7 @@ def measure_archs(table: LatencyTable, backend: Backend, archs: Sequence[Arch], 
             new = group[len(anchors) : len(measured)]
             todo = todo[len(new) :]
             for a, (whole, parts) in zip(new, measured[len(anchors) :]):
-                vals = [scale * getattr(m, stat) for m in parts]
-                runs.append({"arch": a.key, "measured_ms": scale * getattr(whole, stat), "median_ms": scale * whole.median_ms,
-                             "p10_ms": scale * whole.p10_ms, "p90_ms": scale * whole.p90_ms,
-                             **({"p99_ms": scale * whole.p99_ms} if whole.p99_ms is not None else {}), "n": whole.n,
-                             "pass_ms": vals, "spread_pct": 100 * (max(vals) - min(vals)) / min(vals),
-                             **({"chunk_scale": round(scale, 5)} if anchors else {}),
-                             **table.features(a), "flops": space.flops(a)})
+                runs.append(_run_record(table, a, whole, parts, scale, anchored=bool(anchors)))
             k = min(ANCHORS, max(1, len(measured) // 4))  # at most a quarter of what memory holds
             anchors = new[:: max(1, len(new) // k)][:k]
             if on_update:
@@ -234,8 +293,9 @@ def measure_archs(table: LatencyTable, backend: Backend, archs: Sequence[Arch], 
         bar.close()
 
 
-def measure_end_to_end(table: LatencyTable, archs: Sequence[Arch], *, backend: Backend | None = None,
-                       passes: int = 3, progress: bool = False) -> list[float]:
+def measure_end_to_end(
+    table: LatencyTable, archs: Sequence[Arch], *, backend: Backend | None = None, passes: int = 3, progress: bool = False
+) -> list[float]:
     """End-to-end latency (ms) of each of ``archs`` on this machine, measured the way the
     table's calibration and validation runs are (:func:`measure_archs`: the table's protocol
     and statistic, all of ``archs`` timed together round-robin, ``passes`` interleaved sets
@@ -277,8 +337,13 @@ def check_drift(table: LatencyTable, n: int = 6, *, backend: Backend | None = No
         return None
     now = measure_end_to_end(table, archs, backend=backend, passes=passes)
     ratios = [m / float(runs[a.key]["measured_ms"]) for a, m in zip(archs, now)]
-    return {"factor": statistics.median(ratios), "ratios": [round(r, 4) for r in ratios], "archs": [a.id for a in archs],
-            "keys": [a.key for a in archs], "measured_ms": [round(m, 6) for m in now]}
+    return {
+        "factor": statistics.median(ratios),
+        "ratios": [round(r, 4) for r in ratios],
+        "archs": [a.id for a in archs],
+        "keys": [a.key for a in archs],
+        "measured_ms": [round(m, 6) for m in now],
+    }
 
 
 def calibrate(table: LatencyTable, backend: Backend, n: int = 8, *, protocol: Protocol, progress: bool = True) -> dict:
@@ -335,8 +400,7 @@ def _score_validation(table: LatencyTable, runs: list[dict[str, Any]], archs: Se
     return result
 
 
-def validate(table: LatencyTable, backend: Backend, n: int, *, protocol: Protocol, progress: bool = True,
-             plot: bool = True) -> dict:
+def validate(table: LatencyTable, backend: Backend, n: int, *, protocol: Protocol, progress: bool = True, plot: bool = True) -> dict:
     """Measure ``n`` held-out random subnets (none used for calibration) end to end and store
     the table's error and the FLOPs-only model's beside it in ``table.validation``."""
     exclude = {r["arch"] for r in table.calibration.get("runs", [])}
@@ -351,8 +415,16 @@ def validate(table: LatencyTable, backend: Backend, n: int, *, protocol: Protoco
     return _score_validation(table, runs, archs, plot)
 
 
-def calibrate_and_validate(table: LatencyTable, backend: Backend, calibration_runs: int, validate_runs: int, *,
-                           protocol: Protocol, progress: bool = True, plot: bool = True) -> dict:
+def calibrate_and_validate(
+    table: LatencyTable,
+    backend: Backend,
+    calibration_runs: int,
+    validate_runs: int,
+    *,
+    protocol: Protocol,
+    progress: bool = True,
+    plot: bool = True,
+) -> dict:
     """:func:`calibrate` and :func:`validate` with both sets of subnets measured in the same
     passes, spread evenly through them: the host's speed drifts over minutes on a shared
     machine, and measured one after the other the two sets would differ by that drift, which
@@ -377,17 +449,28 @@ def calibrate_and_validate(table: LatencyTable, backend: Backend, calibration_ru
         table.save()
 
     # runs already held (a resumed or calibrated table) are skipped: only the rest is timed
-    measure_archs(table, backend, spread(cal, val), runs, protocol=protocol, desc="calibration + validation",
-                  progress=progress, on_update=keep)
+    measure_archs(
+        table, backend, spread(cal, val), runs, protocol=protocol, desc="calibration + validation", progress=progress, on_update=keep
+    )
     cal_runs, val_runs = split()
     table.fit_calibration(with_features(table, cal_runs, cal))
     return _score_validation(table, val_runs, val, plot)
 
 
-def profile(space: SearchSpace | str = "fmnist", backend: Backend | None = None, *, batch: int = 1,
-            resolutions: Sequence[int] | None = None, out: str | Path | None = None, protocol: Protocol | None = None,
-            calibration_runs: int = 40, validate_runs: int = 0, progress: bool = True,
-            announce: Callable[[LatencyTable], None] | None = None, statistic: str | None = None) -> LatencyTable:
+def profile(
+    space: SearchSpace | str = "fmnist",
+    backend: Backend | None = None,
+    *,
+    batch: int = 1,
+    resolutions: Sequence[int] | None = None,
+    out: str | Path | None = None,
+    protocol: Protocol | None = None,
+    calibration_runs: int = 40,
+    validate_runs: int = 0,
+    progress: bool = True,
+    announce: Callable[[LatencyTable], None] | None = None,
+    statistic: str | None = None,
+) -> LatencyTable:
     """Build (or resume) the latency table of ``space`` on ``backend`` (default ORT CPU, 1 thread):
     time every block, calibrate on ``calibration_runs`` subnets, validate on ``validate_runs``
     (both measured in the same passes: :func:`calibrate_and_validate`); predictions add up
@@ -409,8 +492,7 @@ def profile(space: SearchSpace | str = "fmnist", backend: Backend | None = None,
 
     with ExitStack() as locks:
         locks.callback(be.close)
-        table = open_table(sp, be, batch=batch, resolutions=resolutions, out=out, protocol=proto, locks=locks,
-                           statistic=statistic)
+        table = open_table(sp, be, batch=batch, resolutions=resolutions, out=out, protocol=proto, locks=locks, statistic=statistic)
         if announce is not None:
             announce(table)
         profile_blocks(table, be, protocol=proto, progress=progress)

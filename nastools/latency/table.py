@@ -103,8 +103,9 @@ def table_files(space: str) -> list[Path]:
     return list(found.values())
 
 
-def default_table_path(space: str, device: str, backend: str, precision: str, batch: int, threads: int | None = None,
-                       root: Path | None = None) -> Path:
+def default_table_path(
+    space: str, device: str, backend: str, precision: str, batch: int, threads: int | None = None, root: Path | None = None
+) -> Path:
     """``latency_tables/<space>/<device>__<backend>__<precision>__b<batch>.json`` under ``root``
     (default: the working directory's ``latency_tables/``); CPU tables name their thread count
     in the device part (``-t1``), since it changes every latency."""
@@ -206,10 +207,13 @@ def check_table(data: Any, source: str = "latency table") -> None:
         if figures is None:
             continue
         numbers = isinstance(figures, Mapping) and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) or v is None for v in figures.values())
+            isinstance(v, (int, float)) and not isinstance(v, bool) or v is None for v in figures.values()
+        )
         if not numbers or key != "noise" and any(figures.get(k) is None for k in METRICS):
-            raise NastoolsError(f"{source}: validation.{key}: got {_brief(figures)}, expected an object of numbers "
-                                f"({', '.join(METRICS) if key != 'noise' else 'spreads'})")
+            raise NastoolsError(
+                f"{source}: validation.{key}: got {_brief(figures)}, expected an object of numbers "
+                f"({', '.join(METRICS) if key != 'noise' else 'spreads'})"
+            )
     if val.get("table") is not None and not _count(val["table"].get("n"), 0):
         raise NastoolsError(f"{source}: validation.table.n: got {_brief(val['table'].get('n'))}, expected a count")
     if "plot" in val and not isinstance(val["plot"], (str, type(None))):
@@ -224,9 +228,13 @@ def arch_of_key(key: str) -> Arch:
         space, rest = key.split(":", 1)
         res, stem, *stages, head = rest.split("-")
         parsed = [st.split(".", 3) for st in stages]
-        return Arch(space, int(res[1:]), int(stem[1:]),
-                    tuple(StageArch(int(w), int(d), int(k), int(e) if e.isdigit() else float(e)) for w, d, k, e in parsed),
-                    int(head[1:]))
+        return Arch(
+            space,
+            int(res[1:]),
+            int(stem[1:]),
+            tuple(StageArch(int(w), int(d), int(k), int(e) if e.isdigit() else float(e)) for w, d, k, e in parsed),
+            int(head[1:]),
+        )
     except ValueError:
         raise NastoolsError(f"latency table: run arch {_brief(key)} is not an arch key (space:r<res>-s<stem>-...-h<head>)") from None
 
@@ -251,9 +259,22 @@ class LatencyTable:
     # ------------------------------------------------------------------ construction
 
     @classmethod
-    def new(cls, space: SearchSpace, *, device: str, backend: str, version: str, precision: str, batch: int,
-            threads: int, resolutions: Sequence[int] | None = None, protocol: Mapping | None = None,
-            target: str = "cpu", library: str = "", statistic: str | None = None) -> "LatencyTable":
+    def new(
+        cls,
+        space: SearchSpace,
+        *,
+        device: str,
+        backend: str,
+        version: str,
+        precision: str,
+        batch: int,
+        threads: int,
+        resolutions: Sequence[int] | None = None,
+        protocol: Mapping | None = None,
+        target: str = "cpu",
+        library: str = "",
+        statistic: str | None = None,
+    ) -> "LatencyTable":
         from nastools import __version__
 
         meta = {
@@ -365,8 +386,10 @@ class LatencyTable:
             )
         odd = sorted(set(self.meta.get("resolutions", [])) - set(sp.resolutions))
         if sp.fingerprint == self.meta["space_fingerprint"] and odd:
-            raise NastoolsError(f"latency table{where}: meta.resolutions holds {odd}, which space {sp.name!r} does not offer "
-                                f"({', '.join(map(str, sp.resolutions))}): a damaged table")
+            raise NastoolsError(
+                f"latency table{where}: meta.resolutions holds {odd}, which space {sp.name!r} does not offer "
+                f"({', '.join(map(str, sp.resolutions))}): a damaged table"
+            )
         if sp.fingerprint != self.meta["space_fingerprint"]:
             raise NastoolsError(
                 f"latency table{where} was profiled for space {self.meta['space']!r} (fingerprint "
@@ -439,8 +462,13 @@ class LatencyTable:
             if hit is None:
                 blocks = sp.stage_blocks(i, chs, size, st)
                 el = [_elements(b) for b in blocks]
-                hit = cache[key] = (sum(self.block_ms(b) for b in blocks), sum(b.cost()[1] for b in blocks) / 1e6,
-                                    sum(e[0] for e in el), sum(e[1] for e in el), blocks[-1].out_size)
+                hit = cache[key] = (
+                    sum(self.block_ms(b) for b in blocks),
+                    sum(b.cost()[1] for b in blocks) / 1e6,
+                    sum(e[0] for e in el),
+                    sum(e[1] for e in el),
+                    blocks[-1].out_size,
+                )
             total += hit[0]
             params += hit[1]
             elems += hit[2]
@@ -475,8 +503,14 @@ class LatencyTable:
         c = self.calibration
         if "scale" not in c:  # uncalibrated, or its runs measured but not fitted yet (an interrupted profile)
             return s
-        return (c["scale"] * s + c["per_block_ms"] * n + c["per_mparam_ms"] * p + c["per_melem_ms"] * e
-                + c["per_mexpanded_ms"] * x + c["offset_ms"])
+        return (
+            c["scale"] * s
+            + c["per_block_ms"] * n
+            + c["per_mparam_ms"] * p
+            + c["per_melem_ms"] * e
+            + c["per_mexpanded_ms"] * x
+            + c["offset_ms"]
+        )
 
     def predict(self, arch: Arch) -> float:
         """Predicted end-to-end latency of ``arch`` in ms: block sum plus overhead. A
@@ -578,8 +612,11 @@ class LatencyTable:
         v = self.validation
         if not v.get("table"):
             return None
-        names = (("latency table", "table"), ("FLOPs linear, fitted on these runs", "flops_linear"),
-                 ("FLOPs linear, fitted on the calibration runs", "flops_linear_calibration"))
+        names = (
+            ("latency table", "table"),
+            ("FLOPs linear, fitted on these runs", "flops_linear"),
+            ("FLOPs linear, fitted on the calibration runs", "flops_linear_calibration"),
+        )
         noise = v.get("noise", {})
         return {
             "n": v["table"]["n"],

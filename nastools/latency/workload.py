@@ -60,9 +60,7 @@ def export_onnx(module: nn.Module, input_shape: Sequence[int], half: bool = Fals
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(
-            m, (x,), buf, dynamo=False, input_names=["input"], output_names=["output"], opset_version=ONNX_OPSET
-        )
+        torch.onnx.export(m, (x,), buf, dynamo=False, input_names=["input"], output_names=["output"], opset_version=ONNX_OPSET)
     return buf.getvalue()
 
 
@@ -91,8 +89,7 @@ def blocks_for(space: SearchSpace, resolutions: Sequence[int] | None = None) -> 
     bad = [r for r in resolutions if r not in space.resolutions]
     if bad:
         raise NastoolsError(
-            f"--resolutions: got {bad[0]}, expected values of space {space.name!r}: "
-            f"{', '.join(map(str, space.resolutions))}"
+            f"--resolutions: got {bad[0]}, expected values of space {space.name!r}: {', '.join(map(str, space.resolutions))}"
         )
     d = space.definition()
     d["resolutions"] = sorted(set(resolutions))

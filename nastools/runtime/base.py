@@ -149,12 +149,15 @@ class Runner:
         meta = self.inputs()[0]
         static = self.static_batch()
         if static is not None and static != batch:
-            raise NastoolsError(f"{self.label} has a static batch of {static}, got --batch {batch}: "
-                                f"pass --batch {static} or export with --batch dynamic")
+            raise NastoolsError(
+                f"{self.label} has a static batch of {static}, got --batch {batch}: pass --batch {static} or export with --batch dynamic"
+            )
         if meta.batch_range and not meta.batch_range[0] <= batch <= meta.batch_range[1]:
             lo, hi = meta.batch_range
-            raise NastoolsError(f"--batch {batch} is outside the optimization profile of {self.label} ({lo}..{hi}): "
-                                f"pass a batch in it or rebuild with --max-batch")
+            raise NastoolsError(
+                f"--batch {batch} is outside the optimization profile of {self.label} ({lo}..{hi}): "
+                f"pass a batch in it or rebuild with --max-batch"
+            )
         return (batch, *[int(d) for d in meta.shape[1:]])  # type: ignore[arg-type]
 
     def activation_bytes(self, shape: tuple[int, ...]) -> int:
@@ -191,8 +194,10 @@ def require_cuda(what: str):
     import torch
 
     if not torch.cuda.is_available():
-        raise NastoolsError(f"{what} needs a CUDA GPU, and torch sees none here (torch.cuda.is_available() is False): "
-                            f"run on a machine with an NVIDIA GPU and a CUDA build of torch")
+        raise NastoolsError(
+            f"{what} needs a CUDA GPU, and torch sees none here (torch.cuda.is_available() is False): "
+            f"run on a machine with an NVIDIA GPU and a CUDA build of torch"
+        )
     return torch
 
 

@@ -16,8 +16,16 @@ import numpy as np
 from nastools.errors import NastoolsError, brief, require
 from nastools.runtime.base import InputMeta, Runner, as_tensor, model_label, require_cuda
 
-_ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64", "tensor(int64)": "int64",
-              "tensor(int32)": "int32", "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(bool)": "bool"}
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(bool)": "bool",
+}
 
 
 def import_ort():
@@ -142,8 +150,10 @@ class OrtCudaRunner(_OrtRunner):
         super().load_impl()
         if self.session.get_providers()[0] != "CUDAExecutionProvider":  # ORT falls back to the CPU when CUDA fails to load
             self.session = None
-            raise NastoolsError(f"ONNX Runtime's CUDAExecutionProvider did not load for {self.label} (missing CUDA/cuDNN "
-                                f"libraries?): running it on the CPU instead would time the wrong device")
+            raise NastoolsError(
+                f"ONNX Runtime's CUDAExecutionProvider did not load for {self.label} (missing CUDA/cuDNN "
+                f"libraries?): running it on the CPU instead would time the wrong device"
+            )
 
     def bind_impl(self, x: Any) -> None:
         torch = require_cuda("ONNX Runtime's CUDA provider")

@@ -136,8 +136,10 @@ def _load_torchscript(path: Path, device: str):
     meta = parse_json(raw, f"the {TORCHSCRIPT_META} record of {str(path)!r}") if raw else {}
     chw = meta.get("input_chw", []) if isinstance(meta, dict) else None
     if not isinstance(chw, list) or len(chw) not in (0, 3) or not all(type(d) is int and 0 < d <= 65536 for d in chw):
-        raise NastoolsError(f"TorchScript module {str(path)!r}: its {TORCHSCRIPT_META} record holds no valid input_chw "
-                            f"(got {brief(repr(chw), 60)}): export it again with nastools export --format torchscript")
+        raise NastoolsError(
+            f"TorchScript module {str(path)!r}: its {TORCHSCRIPT_META} record holds no valid input_chw "
+            f"(got {brief(repr(chw), 60)}): export it again with nastools export --format torchscript"
+        )
     return module, tuple(chw)
 
 

@@ -240,8 +240,10 @@ class TrtRunner(Runner):
         self._runtime = trt.Runtime(logger(trt))
         self.engine = self._runtime.deserialize_cuda_engine(data)
         if self.engine is None:
-            raise NastoolsError(f"TensorRT cannot deserialize {self.label} ({take_errors(logger(trt))}): built by another "
-                                f"TensorRT version or GPU? rebuild it with nastools export --format trt")
+            raise NastoolsError(
+                f"TensorRT cannot deserialize {self.label} ({take_errors(logger(trt))}): built by another "
+                f"TensorRT version or GPU? rebuild it with nastools export --format trt"
+            )
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.input_names = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]

@@ -71,8 +71,9 @@ class SubnetEvaluator:
             return  # a broken cache is only lost work, never wrong results
         top1 = data.get("top1") if isinstance(data, dict) and data.get("format") == CACHE_FORMAT and data.get("key") == self.key else None
         if isinstance(top1, dict):  # only accuracies that can be ones: a finite percentage
-            self.cache = {str(k): float(v) for k, v in top1.items()
-                          if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 100}
+            self.cache = {
+                str(k): float(v) for k, v in top1.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 100
+            }
 
     def _save(self) -> None:
         if self.cache_path:

@@ -218,8 +218,9 @@ class EvolutionSearch:
                     return arch
         return arch
 
-    def _offspring(self, parents: Sequence[Candidate], n: int, limits: Mapping[str, float] | None = None,
-                   floor: float | None = None) -> list[Arch]:
+    def _offspring(
+        self, parents: Sequence[Candidate], n: int, limits: Mapping[str, float] | None = None, floor: float | None = None
+    ) -> list[Arch]:
         """``n`` new archs bred from ``parents`` within ``limits``; while the neighbourhood
         allows, only ones costing more than ``floor`` (the next lower budget)."""
         limits = self.limits if limits is None else limits

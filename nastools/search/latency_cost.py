@@ -152,8 +152,10 @@ def drift_message(device: str | None, factor: float) -> str:
     """The line the search logs about a drift factor measured for ``device``'s table."""
     if abs(factor - 1.0) <= DRIFT_TOLERANCE:
         return f"latency on {device}: this machine runs the table's calibration subnets at {factor:.2f}x their recorded time: table used as profiled"
-    return (f"latency on {device}: this machine runs the table's calibration subnets at {factor:.2f}x their recorded time now "
-            f"(the machine or its speed changed since profiling): predictions scaled by {factor:.2f} (--no-drift to keep them as profiled)")
+    return (
+        f"latency on {device}: this machine runs the table's calibration subnets at {factor:.2f}x their recorded time now "
+        f"(the machine or its speed changed since profiling): predictions scaled by {factor:.2f} (--no-drift to keep them as profiled)"
+    )
 
 
 @dataclass(eq=False)
@@ -168,8 +170,9 @@ class LatencyCost:
     drift: dict | None = None  # the record ``factor`` came from, with the table's path
 
     @classmethod
-    def resolve(cls, space: SearchSpace, device: str = "default", tables: Mapping[str, str] | None = None,
-                statistic: str | None = None) -> "LatencyCost":
+    def resolve(
+        cls, space: SearchSpace, device: str = "default", tables: Mapping[str, str] | None = None, statistic: str | None = None
+    ) -> "LatencyCost":
         """The cost of a budget on ``device``, from :func:`resolve_table`, predicting
         ``statistic`` (None: the table's own, by default the median on a GPU and the p10 on a
         CPU: :func:`nastools.latency.table.default_statistic`)."""
@@ -245,10 +248,21 @@ class LatencyCost:
         if not generation_mismatch(meta):
             return None
         theirs = ", ".join(str(meta[k]) for k in GENERATION_KEYS if meta.get(k))
-        return (f"the table was profiled on another generation of this CPU model "
-                f"({theirs}; this one: {', '.join(this_generation().values())}), so its blocks may rank differently here: "
-                f"'nastools profile --space {space}' makes a table of this machine")
+        return (
+            f"the table was profiled on another generation of this CPU model "
+            f"({theirs}; this one: {', '.join(this_generation().values())}), so its blocks may rank differently here: "
+            f"'nastools profile --space {space}' makes a table of this machine"
+        )
 
 
-__all__ = ["DRIFT_TOLERANCE", "LatencyCost", "Measurer", "drift_message", "drifted", "find_table", "resolve_table", "table_measurer",
-           "unverifiable"]
+__all__ = [
+    "DRIFT_TOLERANCE",
+    "LatencyCost",
+    "Measurer",
+    "drift_message",
+    "drifted",
+    "find_table",
+    "resolve_table",
+    "table_measurer",
+    "unverifiable",
+]

@@ -6,8 +6,15 @@ from pathlib import Path
 from typing import Sequence
 
 
-def plot_pareto(path: str | Path, evaluated: Sequence, front: Sequence, cost: str, budgets: Sequence[float], picks: Sequence = (),
-                statistic: str | None = None) -> Path:
+def plot_pareto(
+    path: str | Path,
+    evaluated: Sequence,
+    front: Sequence,
+    cost: str,
+    budgets: Sequence[float],
+    picks: Sequence = (),
+    statistic: str | None = None,
+) -> Path:
     """Write a PNG: grey dots (evaluated), a line (Pareto front), dashed budgets, stars (picks);
     a latency axis names its ``statistic`` (median, p10, ...)."""
     import matplotlib

@@ -79,8 +79,15 @@ def ridge_screen(space: SearchSpace) -> Callable[[list[Candidate], list[Arch]], 
     return screen
 
 
-def _reject_if_over(pick: Pick, limits: Mapping[str, float], sweep: str, measured: Mapping[tuple[str, str], float],
-                    measurable: Callable[[str], bool], slow: dict[str, float], excluded: set[str]) -> bool:
+def _reject_if_over(
+    pick: Pick,
+    limits: Mapping[str, float],
+    sweep: str,
+    measured: Mapping[tuple[str, str], float],
+    measurable: Callable[[str], bool],
+    slow: dict[str, float],
+    excluded: set[str],
+) -> bool:
     """Record the measurements of ``pick``'s candidate in its costs; if one is over its limit,
     note the slowdown in ``slow``, reject the candidate (listed in ``pick.replaced``, added to
     ``excluded``) and return True."""
@@ -103,8 +110,13 @@ def _reject_if_over(pick: Pick, limits: Mapping[str, float], sweep: str, measure
     return True
 
 
-def pick_measured(cands: Sequence[Candidate], sweep: str, budgets: Sequence[Mapping[str, float]],
-                  measurers: Mapping[str, Measurer | None], retries: int = 5) -> list[Pick]:
+def pick_measured(
+    cands: Sequence[Candidate],
+    sweep: str,
+    budgets: Sequence[Mapping[str, float]],
+    measurers: Mapping[str, Measurer | None],
+    retries: int = 5,
+) -> list[Pick]:
     """For each of ``budgets`` (cost name -> limit), the most accurate of ``cands`` within it
     whose latencies, measured end to end by ``measurers`` (cost name -> archs -> ms; None
     where the device is not this machine), are within their limits too.
@@ -115,8 +127,10 @@ def pick_measured(cands: Sequence[Candidate], sweep: str, budgets: Sequence[Mapp
     that fits the limit at the measured slowdown (measured / predicted of the rejected arch:
     near a budget, the next best arch by accuracy usually costs the same), up to ``retries``
     times per budget; the rejected ones are listed in ``Pick.replaced``."""
-    picks = [Pick(budget={"cost": sweep, "limit": lim[sweep], "also": {k: v for k, v in lim.items() if k != sweep}},
-                  candidate=None) for lim in budgets]
+    picks = [
+        Pick(budget={"cost": sweep, "limit": lim[sweep], "also": {k: v for k, v in lim.items() if k != sweep}}, candidate=None)
+        for lim in budgets
+    ]
     excluded: list[set[str]] = [set() for _ in budgets]
     slow: list[dict[str, float]] = [{} for _ in budgets]  # measured / predicted of the archs found over a limit
     measured: dict[tuple[str, str], float] = {}  # (cost, arch id) -> smallest measurement so far
@@ -171,7 +185,9 @@ def format_cost(name: str, value: float) -> str:
 # --------------------------------------------------------------------------- the search
 
 
-def check_budgets(space: SearchSpace, budgets: Sequence[Budget], costs: Mapping[str, Callable[[Arch], float]]) -> tuple[str, dict[str, float]]:
+def check_budgets(
+    space: SearchSpace, budgets: Sequence[Budget], costs: Mapping[str, Callable[[Arch], float]]
+) -> tuple[str, dict[str, float]]:
     """Validate budgets: returns the swept cost name and the fixed limits of the others."""
     if not budgets:
         raise NastoolsError("no budget given: pass --latency 10ms, --flops 300M and/or --params 5M")
@@ -209,8 +225,15 @@ def _read_json_dict(path: Path) -> dict:
         return {}
     if not isinstance(data, dict):
         return {}
-    return {k: d for k, d in data.items() if isinstance(d, dict) and isinstance(d.get("factor"), (int, float))
-            and not isinstance(d.get("factor"), bool) and math.isfinite(d["factor"]) and d["factor"] > 0}
+    return {
+        k: d
+        for k, d in data.items()
+        if isinstance(d, dict)
+        and isinstance(d.get("factor"), (int, float))
+        and not isinstance(d.get("factor"), bool)
+        and math.isfinite(d["factor"])
+        and d["factor"] > 0
+    }
 
 
 def _check_tables(budgets: Sequence[Budget], tables: Mapping[str, str]) -> None:
@@ -256,24 +279,37 @@ class _Costs:
     latency: dict[str, dict] = field(default_factory=dict)  # cost name -> what SearchReport.latency holds
 
 
-def _cost_models(space: SearchSpace, budgets: Sequence[Budget], tables: Mapping[str, str], opts: SearchOptions,
-                 held: Mapping[str, dict], log: Callable[[str], None]) -> _Costs:
+def _cost_models(
+    space: SearchSpace,
+    budgets: Sequence[Budget],
+    tables: Mapping[str, str],
+    opts: SearchOptions,
+    held: Mapping[str, dict],
+    log: Callable[[str], None],
+) -> _Costs:
     """FLOPs, params and one :class:`LatencyCost` per latency budget's device; ``held`` are
     the drift records a resumed search keeps."""
     costs = _Costs({"flops": space.flops, "params": space.params})
     # every device's table first: a missing one is an error before any drift check is timed
-    latency = {b.cost_name: LatencyCost.resolve(space, b.device or "default", tables, opts.statistic)
-               for b in budgets if b.metric == "latency"}
+    latency = {
+        b.cost_name: LatencyCost.resolve(space, b.device or "default", tables, opts.statistic) for b in budgets if b.metric == "latency"
+    }
     for b in budgets:
         if b.metric != "latency" or b.cost_name in costs.predict:
             continue
         name, lat = b.cost_name, latency[b.cost_name]
         measure = costs.measurers[name] = lat.measurer() if opts.measure else None
-        log(f"latency on {b.device}: table {lat.table.path} ({lat.table.meta.get('device')}, {lat.table.meta.get('backend')}, "
-            f"{lat.table.meta.get('precision')}), budget and measurements in the {lat.statistic}")
+        log(
+            f"latency on {b.device}: table {lat.table.path} ({lat.table.meta.get('device')}, {lat.table.meta.get('backend')}, "
+            f"{lat.table.meta.get('precision')}), budget and measurements in the {lat.statistic}"
+        )
         why = lat.unverifiable() if opts.measure else None
-        costs.latency[name] = {"statistic": lat.statistic, "table": str(lat.table.path), "verified": measure is not None,
-                               **({"reason": why} if why else {})}
+        costs.latency[name] = {
+            "statistic": lat.statistic,
+            "table": str(lat.table.path),
+            "verified": measure is not None,
+            **({"reason": why} if why else {}),
+        }
         if why:
             log(f"latency on {b.device}: note: picks not verified end to end: {why}")
         note = lat.generation_note(space.name) if measure is not None else None
@@ -293,14 +329,28 @@ def _evaluator(net, ckpt: Path, ckpt_data: dict, opts: SearchOptions, cache_path
 
     splits = run_splits(ckpt_data, opts.dataset, opts.data)
     return SubnetEvaluator(
-        net, splits, calib_images=opts.calib_images, eval_images=opts.eval_images, batch_size=opts.batch_size,
-        seed=opts.seed, cache_path=cache_path,
+        net,
+        splits,
+        calib_images=opts.calib_images,
+        eval_images=opts.eval_images,
+        batch_size=opts.batch_size,
+        seed=opts.seed,
+        cache_path=cache_path,
         tag=f"{ckpt.resolve()}:{ckpt.stat().st_mtime_ns}:{splits.name}:val={len(splits.val)}:{splits.seed}",
     )
 
 
-def _evolve(space: SearchSpace, evaluator, costs: _Costs, limits: dict[str, float], sweep: str, targets: list[float],
-            opts: SearchOptions, state_path: Path, progress: bool):
+def _evolve(
+    space: SearchSpace,
+    evaluator,
+    costs: _Costs,
+    limits: dict[str, float],
+    sweep: str,
+    targets: list[float],
+    opts: SearchOptions,
+    state_path: Path,
+    progress: bool,
+):
     """Run the evolution (resuming a saved state) with a progress bar; returns the result,
     the generation it resumed at (or None), the ids of accuracies reused from the cache and
     the seconds it took."""
@@ -319,8 +369,12 @@ def _evolve(space: SearchSpace, evaluator, costs: _Costs, limits: dict[str, floa
             bar.refresh()
 
     cfg = SearchConfig(
-        population=opts.population, generations=opts.generations, mutate_prob=opts.mutate_prob,
-        strategy=opts.strategy, seed=opts.seed, predictor_factor=opts.predictor_factor if opts.predictor else 0,
+        population=opts.population,
+        generations=opts.generations,
+        mutate_prob=opts.mutate_prob,
+        strategy=opts.strategy,
+        seed=opts.seed,
+        predictor_factor=opts.predictor_factor if opts.predictor else 0,
     )
     saved = set(evaluator.cache)  # accuracies an earlier (perhaps killed) search left on disk
     reused: list[str] = []
@@ -331,8 +385,18 @@ def _evolve(space: SearchSpace, evaluator, costs: _Costs, limits: dict[str, floa
         return evaluator(arch)
 
     t0 = time.perf_counter()
-    engine = EvolutionSearch(space, accuracy, costs.predict, limits, sweep, cfg, state_path=state_path, targets=targets,
-                             predictor=ridge_screen(space) if opts.predictor else None, progress=tick)
+    engine = EvolutionSearch(
+        space,
+        accuracy,
+        costs.predict,
+        limits,
+        sweep,
+        cfg,
+        state_path=state_path,
+        targets=targets,
+        predictor=ridge_screen(space) if opts.predictor else None,
+        progress=tick,
+    )
     try:
         result = engine.run(resume=True)
     finally:  # an error (an unreadable state, Ctrl-C) prints on its own line, not after the bar
@@ -376,18 +440,25 @@ def run_search(
         if costs.drift:
             atomic_write_json(drift_path, costs.drift)
         evaluator = _evaluator(net, ckpt, ckpt_data, opts, cache_path)
-        result, resumed, reused, elapsed = _evolve(space, evaluator, costs, {**fixed, sweep: max(targets)}, sweep, targets,
-                                                   opts, state_path, progress)
+        result, resumed, reused, elapsed = _evolve(
+            space, evaluator, costs, {**fixed, sweep: max(targets)}, sweep, targets, opts, state_path, progress
+        )
         if resumed is not None or reused:
             # the state is saved each generation and every accuracy as it is measured, so a killed
             # search loses at most the arch it was evaluating
             where = f"resumed the saved search at generation {resumed} of {opts.generations}; " if resumed is not None else ""
             log(f"{where}{len(reused)} cached accuracies reused from {cache_path}")
-        picks = pick_measured(result.candidates, sweep, [{**fixed, sweep: v} for v in targets], costs.measurers,
-                              opts.measure_retries)
-        report = SearchReport(picks, result.archive, result.candidates, out,
-                              {**evaluator.timing(), "search_s": elapsed, "evaluations": result.evaluations, "reused": len(reused)},
-                              resumed_generations=int(resumed or 0), drift=costs.drift, latency=costs.latency)
+        picks = pick_measured(result.candidates, sweep, [{**fixed, sweep: v} for v in targets], costs.measurers, opts.measure_retries)
+        report = SearchReport(
+            picks,
+            result.archive,
+            result.candidates,
+            out,
+            {**evaluator.timing(), "search_s": elapsed, "evaluations": result.evaluations, "reused": len(reused)},
+            resumed_generations=int(resumed or 0),
+            drift=costs.drift,
+            latency=costs.latency,
+        )
         write_outputs(report, space, sweep, budgets)
         return report
 
@@ -433,8 +504,15 @@ def write_outputs(report: SearchReport, space: SearchSpace, sweep: str, budgets:
         c.arch.save(out / "best.json", id=c.arch.id, top1=c.top1, flops=int(c.costs["flops"]), params=int(c.costs["params"]))
     from nastools.search.plot import plot_pareto
 
-    plot_pareto(out / "pareto.png", report.candidates, report.front, sweep, [b.limit for b in budgets if b.cost_name == sweep], report.picks,
-                statistic=report.latency.get(sweep, {}).get("statistic"))
+    plot_pareto(
+        out / "pareto.png",
+        report.candidates,
+        report.front,
+        sweep,
+        [b.limit for b in budgets if b.cost_name == sweep],
+        report.picks,
+        statistic=report.latency.get(sweep, {}).get("statistic"),
+    )
 
 
 __all__ = [

@@ -93,10 +93,7 @@ class Block:
         if self.kind == "head":
             return f"{base}_m{self.mid_chs}_c{self.num_classes}_{self.act}"
         se = f"_se{self.se_chs}{_GATE_ABBR[self.gate]}" if self.se else ""
-        return (
-            f"{base}_k{self.kernel}_s{self.stride}_e{fmt_number(self.expand)}"
-            f"_m{self.mid_chs}{se}_{self.act}"
-        )
+        return f"{base}_k{self.kernel}_s{self.stride}_e{fmt_number(self.expand)}_m{self.mid_chs}{se}_{self.act}"
 
     @property
     def has_shortcut_conv(self) -> bool:
@@ -227,7 +224,9 @@ def parse_arch(data: Any) -> Arch:
     stages_raw = data["stages"]
     if not isinstance(stages_raw, list):
         raise NastoolsError(f"arch.stages: got {type(stages_raw).__name__}, expected a list of stage objects")
-    stages = tuple(_parse_stage(st, f"arch.stages[{i}]") for i, st in enumerate(stages_raw))  # before resolution: the error named first stays
+    stages = tuple(
+        _parse_stage(st, f"arch.stages[{i}]") for i, st in enumerate(stages_raw)
+    )  # before resolution: the error named first stays
     return Arch(
         space=space,
         resolution=int_field("arch.resolution", data["resolution"]),

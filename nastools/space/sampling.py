@@ -91,8 +91,7 @@ def sample_near_flops(
     lo_f, hi_f = space.flops(space.min_arch()), space.flops(space.max_arch())
     if not lo_f * (1 - tolerance) <= target <= hi_f * (1 + tolerance):
         raise NastoolsError(
-            f"FLOPs target {format_count(target)} is outside space {space.name!r}, which spans "
-            f"{format_count(lo_f)} to {format_count(hi_f)}"
+            f"FLOPs target {format_count(target)} is outside space {space.name!r}, which spans {format_count(lo_f)} to {format_count(hi_f)}"
         )
     r = as_rng(rng)
     best, best_err = None, math.inf

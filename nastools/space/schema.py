@@ -22,12 +22,35 @@ SPACES_DIR = package_dir("spaces")
 
 #: the largest value a space may offer per choice: far beyond any real network, small enough
 #: that costs, sizes and the supernet's shapes stay ordinary numbers
-LIMITS = {"resolutions": 4096, "widths": 16384, "depths": 64, "kernels": 31, "expands": 64, "stages": 64,
-          "input_channels": 1024, "num_classes": 1_000_000, "head.expand": 64, "se.divisor": 1024, "stem.kernel": 31,
-          "stem.stride": 8}
+LIMITS = {
+    "resolutions": 4096,
+    "widths": 16384,
+    "depths": 64,
+    "kernels": 31,
+    "expands": 64,
+    "stages": 64,
+    "input_channels": 1024,
+    "num_classes": 1_000_000,
+    "head.expand": 64,
+    "se.divisor": 1024,
+    "stem.kernel": 31,
+    "stem.stride": 8,
+}
 
-_SPACE_FIELDS = ("name", "description", "input_channels", "num_classes", "resolutions", "act", "se", "stem", "stages",
-                 "head", "dropout", "drop_connect")
+_SPACE_FIELDS = (
+    "name",
+    "description",
+    "input_channels",
+    "num_classes",
+    "resolutions",
+    "act",
+    "se",
+    "stem",
+    "stages",
+    "head",
+    "dropout",
+    "drop_connect",
+)
 _STAGE_FIELDS = ("name", "widths", "depths", "kernels", "expands", "stride", "se")
 
 
@@ -213,9 +236,7 @@ def load_space(name_or_path: "str | Path | SearchSpace") -> SearchSpace:
     packaged = name in list_spaces()
     path = SPACES_DIR / f"{name}.yaml" if packaged else Path(name)
     if not path.exists():
-        raise NastoolsError(
-            f"unknown search space {name!r}: expected one of {', '.join(list_spaces())} or the path of a space YAML file"
-        )
+        raise NastoolsError(f"unknown search space {name!r}: expected one of {', '.join(list_spaces())} or the path of a space YAML file")
     from nastools.io import read_text
 
     text = read_text(path, "space file")  # a folder, a device, an empty or binary file: one line each

@@ -167,9 +167,7 @@ class SearchSpace:
         if not isinstance(arch, Arch):
             raise NastoolsError(f"expected an Arch, got {type(arch).__name__}")
         if arch.space != self.name:
-            raise NastoolsError(
-                f"arch.space: got {arch.space!r}, expected {self.name!r} (this arch belongs to another search space)"
-            )
+            raise NastoolsError(f"arch.space: got {arch.space!r}, expected {self.name!r} (this arch belongs to another search space)")
 
         def check(where, value, options):
             if value not in options:
@@ -228,9 +226,7 @@ class SearchSpace:
 
     def head_block(self, in_chs: int, size: int, width: int) -> Block:
         """The head block (1x1 expansion, global pooling, feature mix, classifier) on an in_chs x size x size input."""
-        return Block(
-            "head", size, in_chs, width, act=self.act, mid_chs=in_chs * self.head_expand, num_classes=self.num_classes
-        )
+        return Block("head", size, in_chs, width, act=self.act, mid_chs=in_chs * self.head_expand, num_classes=self.num_classes)
 
     def blocks(self, arch: Arch) -> list[Block]:
         """Decode an arch into its blocks, in order: stem, every MBConv block, head."""

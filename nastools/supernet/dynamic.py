@@ -17,9 +17,7 @@ import torch.nn.functional as F
 class DynamicConv2d(nn.Module):
     """A convolution whose calls use ``weight[:out_chs, :in_chs]`` and the centred kernel."""
 
-    def __init__(
-        self, in_chs: int, out_chs: int, kernel: int = 1, stride: int = 1, *, depthwise: bool = False, bias: bool = False
-    ) -> None:
+    def __init__(self, in_chs: int, out_chs: int, kernel: int = 1, stride: int = 1, *, depthwise: bool = False, bias: bool = False) -> None:
         super().__init__()
         self.in_chs, self.out_chs, self.kernel, self.stride = in_chs, out_chs, kernel, stride
         self.depthwise = depthwise

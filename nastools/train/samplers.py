@@ -151,9 +151,7 @@ class AttentiveSampler(Sampler):
 SAMPLERS = ("uniform", "attentive-best", "attentive-worst")
 
 
-def make_sampler(
-    name: str, space: SearchSpace, *, candidates: int = 3, flops_dist: FlopsDistribution | None = None
-) -> Sampler:
+def make_sampler(name: str, space: SearchSpace, *, candidates: int = 3, flops_dist: FlopsDistribution | None = None) -> Sampler:
     """A sampler by name: one of :data:`SAMPLERS`."""
     if name == "uniform":
         return UniformSampler(space)

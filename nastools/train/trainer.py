@@ -234,8 +234,9 @@ class Trainer:
     >>> Trainer.resume("runs/demo").fit()    # continues exactly where it stopped
     """
 
-    def __init__(self, config: TrainConfig, run_dir: str | Path, *, splits=None, state: dict | None = None,
-                 space: SearchSpace | None = None) -> None:
+    def __init__(
+        self, config: TrainConfig, run_dir: str | Path, *, splits=None, state: dict | None = None, space: SearchSpace | None = None
+    ) -> None:
         self.config = config.check()
         self.run_dir = Path(run_dir)
         self.env = D.init_distributed(config.device)
@@ -264,9 +265,7 @@ class Trainer:
         self.rng = random.Random(config.seed)
         self.steps_per_epoch = len(self.splits.train) // config.batch_size
         if self.steps_per_epoch < 1:
-            raise NastoolsError(
-                f"--batch-size {config.batch_size}: larger than the training split ({len(self.splits.train)} images)"
-            )
+            raise NastoolsError(f"--batch-size {config.batch_size}: larger than the training split ({len(self.splits.train)} images)")
         self.total_steps = max(1, round(config.epochs * self.steps_per_epoch))
         self.warmup_steps = min(round(config.warmup_epochs * self.steps_per_epoch), self.total_steps // 5)
         self.step = 0
@@ -493,8 +492,15 @@ class Trainer:
     def _on_signal(self, signum, frame) -> None:
         self._stop_signal = signal.Signals(signum).name
 
-    def fit(self, max_steps: int | None = None, time_budget: float | str | None = None, *,
-            checkpoint_every: float | str | None = CHECKPOINT_EVERY, progress: bool = True, evaluate: bool = True) -> dict:
+    def fit(
+        self,
+        max_steps: int | None = None,
+        time_budget: float | str | None = None,
+        *,
+        checkpoint_every: float | str | None = CHECKPOINT_EVERY,
+        progress: bool = True,
+        evaluate: bool = True,
+    ) -> dict:
         """Train until the schedule ends, ``max_steps`` (total steps of the run) are done,
         ``time_budget`` (seconds or '10m') has passed, or SIGINT/SIGTERM arrives; evaluate
         and checkpoint at each epoch end and at the stop. Returns a summary.
@@ -576,9 +582,17 @@ class Trainer:
         bar.set_postfix_str(f"ep {epoch + 1}/{math.ceil(cfg.epochs)} loss {res.loss:.3f} lr {lr:.4f} {ips:.0f} img/s")
         if self.step % cfg.log_every == 0 or self.step == loop.end:
             self._log(
-                {"type": "step", "epoch": epoch, "step": self.step, "loss": round(res.loss, 5),
-                 "losses": [round(v, 5) for v in res.losses], "lr": lr, "images_per_s": round(ips, 1),
-                 "archs": [a.id for a in res.archs], "time": round(time.perf_counter() - loop.t0, 2)}
+                {
+                    "type": "step",
+                    "epoch": epoch,
+                    "step": self.step,
+                    "loss": round(res.loss, 5),
+                    "losses": [round(v, 5) for v in res.losses],
+                    "lr": lr,
+                    "images_per_s": round(ips, 1),
+                    "archs": [a.id for a in res.archs],
+                    "time": round(time.perf_counter() - loop.t0, 2),
+                }
             )
 
     def _stop_requested(self, loop: "_FitLoop") -> bool:
@@ -595,14 +609,27 @@ class Trainer:
         if D.any_rank(due, self.env, self.device) and self.step % self.steps_per_epoch:
             ts = time.perf_counter()
             self.save()  # mid-epoch: the resume skips the batches done (divmod in _fit_epoch)
-            self._log({"type": "checkpoint", "step": self.step, "seconds": round(time.perf_counter() - ts, 3),
-                       "time": round(time.perf_counter() - loop.t0, 2)})
+            self._log(
+                {
+                    "type": "checkpoint",
+                    "step": self.step,
+                    "seconds": round(time.perf_counter() - ts, 3),
+                    "time": round(time.perf_counter() - loop.t0, 2),
+                }
+            )
             loop.saved_at = time.perf_counter()
 
     def _epoch_record(self, epoch: float, t0: float, partial: bool = False) -> None:
         top1 = self.evaluate()
-        rec = {"type": "epoch", "epoch": round(epoch, 3), "step": self.step, "top1_min": top1["min"], "top1_max": top1["max"],
-               "partial": partial, "time": round(time.perf_counter() - t0, 2)}
+        rec = {
+            "type": "epoch",
+            "epoch": round(epoch, 3),
+            "step": self.step,
+            "top1_min": top1["min"],
+            "top1_max": top1["max"],
+            "partial": partial,
+            "time": round(time.perf_counter() - t0, 2),
+        }
         self.history.append(rec)
         self._log(rec)
         if self.env.is_main:
@@ -610,12 +637,23 @@ class Trainer:
 
             from tqdm import tqdm
 
-            tqdm.write(file=sys.stderr, s=f"epoch {epoch:.3g} (step {self.step}): val top-1 min {100 * top1['min']:.2f}%  max {100 * top1['max']:.2f}%")
+            tqdm.write(
+                file=sys.stderr,
+                s=f"epoch {epoch:.3g} (step {self.step}): val top-1 min {100 * top1['min']:.2f}%  max {100 * top1['max']:.2f}%",
+            )
 
 
-def train(config: TrainConfig | None, run: str | Path, *, resume: bool = False, overrides: dict | None = None,
-          max_steps: int | None = None, time_budget: float | str | None = None,
-          checkpoint_every: float | str | None = CHECKPOINT_EVERY, progress: bool = True) -> dict:
+def train(
+    config: TrainConfig | None,
+    run: str | Path,
+    *,
+    resume: bool = False,
+    overrides: dict | None = None,
+    max_steps: int | None = None,
+    time_budget: float | str | None = None,
+    checkpoint_every: float | str | None = CHECKPOINT_EVERY,
+    progress: bool = True,
+) -> dict:
     """Train a new run ``run`` with ``config``, or with ``resume`` continue it from its
     checkpoint (``overrides``: config fields to change, e.g. ``{"epochs": 10}``). The run
     folder is locked for the whole run (:class:`nastools.lock.OutputLock`): a second process
@@ -636,7 +674,9 @@ def train(config: TrainConfig | None, run: str | Path, *, resume: bool = False, 
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 writes for all
     with OutputLock(rd, "run", elsewhere="pass another --run") if main_rank else nullcontext():
         if resume:
-            trainer = Trainer.resume(rd, space=(overrides or {}).get("space"), **{k: v for k, v in (overrides or {}).items() if k != "space"})
+            trainer = Trainer.resume(
+                rd, space=(overrides or {}).get("space"), **{k: v for k, v in (overrides or {}).items() if k != "space"}
+            )
         else:
             if ckpt.exists():
                 raise NastoolsError(
@@ -654,4 +694,14 @@ def train(config: TrainConfig | None, run: str | Path, *, resume: bool = False, 
             D.shutdown(trainer.env)
 
 
-__all__ = ["CHECKPOINT_EVERY", "RESUME_OVERRIDES", "TrainConfig", "Trainer", "lr_at", "param_groups", "parse_duration", "train", "upgrade_optimizer_state"]
+__all__ = [
+    "CHECKPOINT_EVERY",
+    "RESUME_OVERRIDES",
+    "TrainConfig",
+    "Trainer",
+    "lr_at",
+    "param_groups",
+    "parse_duration",
+    "train",
+    "upgrade_optimizer_state",
+]

@@ -73,8 +73,7 @@ def _random_archs(cfg, count: int, seed: int) -> dict[str, dict]:
     for i in range(count):
         out[f"random{i}"] = {
             "resolution": rng.choice(list(cfg.resolutions)),
-            "width": [rng.choice(list(cfg.first_conv.c))] + [rng.choice(list(s.c)) for s in stages]
-            + [rng.choice(list(cfg.last_conv.c))],
+            "width": [rng.choice(list(cfg.first_conv.c))] + [rng.choice(list(s.c)) for s in stages] + [rng.choice(list(cfg.last_conv.c))],
             "depth": [rng.choice(list(s.d)) for s in stages],
             "kernel_size": [rng.choice(list(s.k)) for s in stages],
             "expand_ratio": [rng.choice(list(s.t)) for s in stages],
@@ -133,8 +132,11 @@ def main() -> None:
     torch.save(
         {
             "format": FORMAT,
-            "source": {"repository": "facebookresearch/AttentiveNAS", "commit": args.commit,
-                       "config": "configs/eval_attentive_nas_models.yml"},
+            "source": {
+                "repository": "facebookresearch/AttentiveNAS",
+                "commit": args.commit,
+                "config": "configs/eval_attentive_nas_models.yml",
+            },
             "keys": [[k, list(v.shape)] for k, v in model.state_dict().items()],
             "archs": archs,
             "sizes": sizes,
