@@ -116,7 +116,7 @@ def test_bad_options_are_one_line_naming_the_help_and_exit_2():
         (["export", "--workspace", "0"], "'--workspace': 0 is not in the range x>=1"),
         (["export", "--format", "tflite"], "'--format': 'tflite' is not one of 'onnx', 'trt', 'torchscript'"),
         (["export", "--dataset", "mnist"], "'--dataset': 'mnist' is not one of"),
-        (["bench", "m.onnx", "--duration", "3"], "--duration 3: add a unit"),
+        (["bench", "m.onnx", "--duration", "3"], "--duration '3': add a unit"),
         (["bench", "m.onnx", "--backend", "tvm"], "'--backend': 'tvm' is not one of 'ort', 'trt', 'torch'"),
         (["profile", "--resolutions", "28;32"], "'--resolutions': got '28;32', expected comma-separated integers"),
         (["profile", "--precision", "int4"], "'--precision': 'int4' is not one of 'fp32', 'fp16', 'int8'"),

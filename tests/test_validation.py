@@ -785,3 +785,16 @@ def test_a_damaged_search_state_is_one_line(tmp_path, fmnist):
     state.write_text('{"evaluated": ' + "1" * 5000 + "}")
     with pytest.raises(NastoolsError, match="more than 4300 digits"):
         engine().run()
+
+
+@pytest.mark.parametrize("text,seconds", [("800us", 8e-4), ("2ms", 2e-3), ("1.5s", 1.5), ("2min", 120.0), ("1h", 3600.0)])
+def test_every_time_option_reads_a_written_time_alike(text, seconds):
+    """Latency budgets, bench durations and training durations share one parser."""
+    from nastools.export.bench import parse_duration as bench_duration
+    from nastools.search.budget import parse_latency
+    from nastools.train.trainer import parse_duration as train_duration
+
+    assert parse_latency(text) == pytest.approx(seconds * 1e3)
+    assert bench_duration(text, "--duration", max_s=1e9) == pytest.approx(seconds)
+    if not text.endswith(("us", "ms")):  # training durations are whole seconds and up
+        assert train_duration(text) == pytest.approx(seconds)

@@ -16,7 +16,6 @@ Statistics use nearest-rank percentiles, as trtexec does.
 from __future__ import annotations
 
 import math
-import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,9 +27,9 @@ from nastools.constants import BACKENDS
 from nastools.errors import NastoolsError
 from nastools.machine import available_memory
 from nastools.runtime import TORCHSCRIPT_META, Runner, backend_for, make_runner
+from nastools.space.units import parse_time
 
 MAX_INPUT_GIB = 2
-_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0}
 #: the longest --warmup / --duration: beyond an hour a run measures nothing more, it only looks hung
 MAX_DURATION_S = 3600.0
 #: the most CPU threads (as nastools profile allows)
@@ -48,16 +47,7 @@ def parse_duration(text: str | float, what: str = "duration", max_s: float = MAX
     if isinstance(text, (int, float)):
         value = float(text)
     else:
-        m = re.fullmatch(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)\s*([a-z]*)\s*", str(text), re.I)
-        if not m:
-            raise NastoolsError(f"{what} {text!r}: expected a number with a unit, e.g. 200ms, 3s, 500us")
-        number, unit = m.group(1), m.group(2).lower()
-        if not unit:
-            raise NastoolsError(f"{what} {number}: add a unit, e.g. {number}ms or {number}s")
-        if unit not in _UNITS:
-            hint = " ('m' is ambiguous: write min or ms)" if unit == "m" else ""
-            raise NastoolsError(f"{what} {text!r}: unknown unit {m.group(2)!r}{hint}; expected us, ms, s, min or h, e.g. 200ms, 3s")
-        value = float(number) * _UNITS[unit]
+        value = parse_time(text, what)
     if math.isnan(value):
         raise NastoolsError(f"{what} {text!r}: expected a number with a unit, e.g. 200ms, 3s, 500us")
     if value < 0:

@@ -8,11 +8,10 @@ one device per flag (``--latency cpu=10ms --latency gpu=2ms``).
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 from nastools.errors import NastoolsError
-from nastools.space import format_count, parse_count
+from nastools.space import format_count, parse_count, parse_time
 
 #: milliseconds per unit: the units ``nastools bench`` takes for durations, and µs
 _TIME_UNITS = {"us": 1e-3, "µs": 1e-3, "ms": 1.0, "s": 1e3, "min": 6e4, "h": 3.6e6}
@@ -48,16 +47,7 @@ def format_latency(ms: float) -> str:
 def parse_latency(text: str) -> float:
     """'10ms' -> 10.0, '800us' -> 0.8, '0.5s' -> 500.0, '1min', '1h' (milliseconds): a
     finite, positive time with a unit, else a one-line :class:`NastoolsError`."""
-    m = re.fullmatch(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)\s*([a-zµ]*)\s*", str(text), re.IGNORECASE)
-    if not m:
-        raise NastoolsError(f"latency {text!r}: expected a number with a unit, e.g. 10ms, 800us or 0.5s")
-    number, unit = m.group(1), m.group(2).lower()
-    if not unit:
-        raise NastoolsError(f"latency {text!r}: add a unit, e.g. {number}ms or {number}us")
-    if unit not in _TIME_UNITS:
-        hint = " ('m' is ambiguous: write min or ms)" if unit == "m" else ""
-        raise NastoolsError(f"latency {text!r}: unknown unit {m.group(2)!r}{hint}; expected one of {', '.join(_TIME_UNITS)}")
-    value = float(number) * _TIME_UNITS[unit]
+    value = parse_time(text, "latency", units=_TIME_UNITS)
     if not math.isfinite(value):
         raise NastoolsError(f"latency {text!r}: expected a finite time, e.g. 10ms")
     if value <= 0:

@@ -34,7 +34,7 @@ from nastools.space.arch import (
 from nastools.space.sampling import as_rng
 from nastools.space.schema import LIMITS, SPACES_DIR, list_spaces, load_space, parse_yaml, space_from_dict
 from nastools.space.searchspace import SearchSpace, StageSpec
-from nastools.space.units import format_count, parse_count
+from nastools.space.units import format_count, parse_count, parse_time
 
 __all__ = [
     "ACTIVATIONS",
@@ -57,6 +57,7 @@ __all__ = [
     "make_divisible",
     "parse_arch",
     "parse_count",
+    "parse_time",
     "parse_yaml",
     "space_from_dict",
 ]

@@ -4,7 +4,8 @@ and messages, and the integer and number fields of arch JSON and space YAML."""
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+import re
+from typing import Any, Mapping, Sequence
 
 from nastools.errors import NastoolsError
 
@@ -31,6 +32,30 @@ def parse_count(text: str) -> float:
     if not math.isfinite(value) or value <= 0:
         raise NastoolsError(f"count {text!r}: expected a positive number")
     return value
+
+
+#: seconds per unit of a written time; a bare "m" is refused as ambiguous (min or ms?)
+TIME_UNITS_S = {"us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "min": 60.0, "h": 3600.0}
+_TIME = re.compile(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:e[-+]?\d+)?)\s*([a-zµ]*)\s*", re.IGNORECASE)
+
+
+def parse_time(text: str, what: str, *, units: Mapping[str, float] = TIME_UNITS_S, bare: float | None = None) -> float:
+    """A written time, ``'10ms'``, ``'800us'``, ``'1.5h'``, as a multiple of the scale of
+    ``units`` (seconds by default). A number without a unit counts ``bare`` each, or is refused
+    when ``bare`` is None. Malformed text is a one-line :class:`NastoolsError` naming ``what``;
+    the value may be zero, negative or infinite: the caller bounds it."""
+    m = _TIME.fullmatch(str(text))
+    if not m:
+        raise NastoolsError(f"{what} {text!r}: expected a number with a unit, e.g. 200ms, 3s, 500us")
+    number, unit = m.group(1), m.group(2).lower()
+    if not unit:
+        if bare is None:
+            raise NastoolsError(f"{what} {text!r}: add a unit, e.g. {number}ms or {number}s")
+        return float(number) * bare
+    if unit not in units:
+        hint = " ('m' is ambiguous: write min or ms)" if unit == "m" else ""
+        raise NastoolsError(f"{what} {text!r}: unknown unit {m.group(2)!r}{hint}; expected one of {', '.join(units)}")
+    return float(number) * units[unit]
 
 
 def as_number(value: float) -> int | float:

@@ -43,7 +43,7 @@ from nastools.data import TensorImages, iter_batches, load_splits
 from nastools.errors import NastoolsError
 from nastools.io import writable_dir
 from nastools.machine import check_torch_device
-from nastools.space import Arch, SearchSpace, load_space
+from nastools.space import Arch, SearchSpace, load_space, parse_time
 from nastools.supernet import Supernet
 from nastools.supernet.model import legacy_keys
 from nastools.train import distributed as D
@@ -123,23 +123,17 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
     return 0.5 * base * (1.0 + math.cos(math.pi * min(1.0, t)))
 
 
+#: seconds per unit of a training duration: here "m" is minutes, as in 10m
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+
+
 def parse_duration(text: str | float | None) -> float | None:
     """'10m' or '10min' -> 600.0, '90s', '1.5h', '300' (seconds)."""
     if text is None or text == "":
         return None
     if isinstance(text, (int, float)):
         return float(text)
-    s = str(text).strip().lower()
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    factor = 1.0
-    if s.endswith("min"):  # as nastools bench writes minutes
-        factor, s = 60, s[:-3]
-    elif s and s[-1] in units:
-        factor, s = units[s[-1]], s[:-1]
-    try:
-        v = float(s) * factor
-    except ValueError:
-        raise NastoolsError(f"duration {text!r}: expected a number with s/m/h, e.g. 10m or 90s") from None
+    v = parse_time(text, "duration", units=_DURATION_UNITS, bare=1.0)
     if not (v > 0 and math.isfinite(v)):  # 'inf' and 'nan' parse as floats
         raise NastoolsError(f"duration {text!r}: expected a positive, finite duration")
     return v
