@@ -49,9 +49,9 @@ bench: setup data
 # gpu-check: every GPU path on a small space in one call (at most 8 minutes), one JSON report in
 # benchmarks/results/gpu_check/<cpu-tag>/<date>.json (python -m nastools.gpucheck --help). It runs with
 # the host's own Python when its torch sees a CUDA GPU (a GPU host often brings its own torch and
-# no package registry), else with the venv's; nothing is installed. On a host without a CUDA GPU
-# it prints one line and exits 0.
-GPU_PY ?= $(shell $(PYTHON) -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' 2>/dev/null && echo $(PYTHON) || echo $(PY))
+# no package registry, and the Docker image has no venv), else with the venv's where there is one;
+# nothing is installed. On a host without a CUDA GPU it prints one line and exits 0.
+GPU_PY ?= $(shell $(PYTHON) -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' 2>/dev/null && echo $(PYTHON) || echo $(if $(wildcard $(PY)),$(PY),$(PYTHON)))
 
 GPU_REPORT = $(shell PYTHONPATH=$(CURDIR) $(GPU_PY) -c 'import sys; sys.path.insert(0, "benchmarks"); from _common import result_path; print(result_path("gpu_check"))')
 

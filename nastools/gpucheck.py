@@ -115,7 +115,7 @@ def missing_pieces() -> dict[str, str]:
     torch can see), ``ort-cuda`` (onnxruntime-gpu), ``tensorrt``, ``fashion-mnist``."""
     import torch
 
-    from nastools.runtime.onnxrt import cuda_provider_available
+    from nastools.runtime.onnxrt import cuda_provider_missing
     from nastools.runtime.trt import tensorrt_installed
 
     missing: dict[str, str] = {}
@@ -124,8 +124,9 @@ def missing_pieces() -> dict[str, str]:
             f"no CUDA GPU visible to torch {torch.__version__} (CUDA build: {torch.version.cuda or 'none'}): "
             f"run on an NVIDIA GPU host with a CUDA build of torch"
         )
-    if not cuda_provider_available():
-        missing["ort-cuda"] = "ONNX Runtime has no CUDAExecutionProvider here: pip install onnxruntime-gpu"
+    ort_cuda = cuda_provider_missing()
+    if ort_cuda:
+        missing["ort-cuda"] = f"ONNX Runtime's {ort_cuda}"
     if not tensorrt_installed():
         missing["tensorrt"] = "TensorRT is not installed: pip install 'nastools[trt]' (tensorrt>=10)"
     fm = _fmnist_missing()

@@ -22,6 +22,13 @@ TINY_SPACE = {
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
+# GPU tests: ``@pytest.mark.gpu`` needs a CUDA GPU; ``@pytest.mark.gpu("ort-cuda")`` also
+# onnxruntime-gpu's CUDA provider, ``@pytest.mark.gpu("tensorrt")`` also TensorRT. Where a piece
+# is missing the test is skipped, and the reason names that piece and how to install it.
+GPU_NEEDS = ("ort-cuda", "tensorrt")
+GPU_EXTRA = "pip install 'nastools[gpu]'"
+
+
 def _has_cuda() -> bool:
     try:
         import torch
@@ -31,13 +38,55 @@ def _has_cuda() -> bool:
         return False
 
 
+def _tensorrt_missing() -> str | None:
+    """Why TensorRT cannot run here (not installed, or older than 10), or None."""
+    import nastools.runtime.trt as rt
+    from nastools.errors import NastoolsError
+
+    if not rt.tensorrt_installed():
+        return f"{GPU_EXTRA} on a CUDA host or use the Docker image"
+    try:
+        rt.import_tensorrt()
+    except NastoolsError as e:
+        return str(e)
+    return None
+
+
+def gpu_skip_reason(needs=()) -> str | None:
+    """Why a test marked ``gpu(*needs)`` cannot run here, naming the first missing piece and
+    how to add it; None when it can run."""
+    unknown = sorted(set(needs) - set(GPU_NEEDS))
+    if unknown:
+        raise ValueError(f"pytest.mark.gpu({', '.join(map(repr, unknown))}): expected needs among {', '.join(GPU_NEEDS)}")
+    if not _has_cuda():
+        return "needs a CUDA GPU (torch.cuda.is_available() is False)"
+    if "ort-cuda" in needs:
+        from nastools.runtime import onnxrt
+
+        why = onnxrt.cuda_provider_missing()
+        if why:
+            return f"needs onnxruntime-gpu ({why})"
+    if "tensorrt" in needs:
+        why = _tensorrt_missing()
+        if why:
+            return f"needs TensorRT ({why})"
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
-    if _has_cuda():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    reasons: dict[tuple[str, ...], str | None] = {}
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        marks = list(item.iter_markers("gpu"))
+        if not marks:
+            continue
+        needs = tuple(sorted({need for m in marks for need in m.args}))
+        if needs not in reasons:
+            try:
+                reasons[needs] = gpu_skip_reason(needs)
+            except ValueError as e:
+                raise pytest.UsageError(f"{item.nodeid}: {e}") from None
+        if reasons[needs]:
+            item.add_marker(pytest.mark.skip(reason=reasons[needs]))
 
 
 @pytest.fixture(scope="session")

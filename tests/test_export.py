@@ -355,10 +355,9 @@ def test_export_subnet_checks_its_arguments_before_any_work(tiny_run, tmp_path, 
 # ---------------------------------------------------------------- TensorRT (GPU machines only)
 
 
-@pytest.mark.gpu
+@pytest.mark.gpu("tensorrt")
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_tensorrt_engine_export_and_bench(tiny_run, tmp_path, precision):
-    pytest.importorskip("tensorrt")
     from nastools.export import bench_model
 
     run, _ = tiny_run

@@ -116,7 +116,8 @@ def test_missing_pieces_say_what_to_install(monkeypatch):
     monkeypatch.setattr(onnxrt, "cuda_provider_available", lambda: False)
     monkeypatch.setattr(rtrt, "tensorrt_installed", lambda: False)
     missing = gc.missing_pieces()
-    assert "CUDA build of torch" in missing["cuda"] and "pip install onnxruntime-gpu" in missing["ort-cuda"]
+    assert "CUDA build of torch" in missing["cuda"] and "pip install 'nastools[gpu]'" in missing["ort-cuda"]
+    assert missing["ort-cuda"].startswith("ONNX Runtime's CUDAExecutionProvider not available")
     assert "nastools[trt]" in missing["tensorrt"]
 
 

@@ -317,9 +317,34 @@ def assert_real_timing(m: Measurement, wall_s: float) -> None:
     assert m.median_ms > 1e-3
 
 
-@pytest.mark.gpu
+# A space of one arch whose MBConv block (128 channels, expand 6, 28 px) does ~10 GMACs at batch
+# 64: on a GPU its kernels, not the launches, take the time, so that batch and precision show.
+WIDE = {
+    "name": "wide",
+    "input_channels": 3,
+    "num_classes": 10,
+    "resolutions": [28],
+    "act": "relu",
+    "stem": {"widths": [128], "kernel": 3, "stride": 1},
+    "stages": [{"name": "a", "widths": [128], "depths": [1], "kernels": [3], "expands": [6], "stride": 1, "se": False}],
+    "head": {"widths": [256], "expand": 1},
+}
+
+
+def _wide():
+    space = space_from_dict(WIDE, source="wide")
+    (block,) = [b for b in blocks_for(space) if b.kind == "mbconv"]
+    return space, block
+
+
+def _relative_error(got, want) -> float:
+    import numpy as np
+
+    return float(np.abs(np.asarray(got) - np.asarray(want)).max() / np.abs(np.asarray(want)).max())
+
+
+@pytest.mark.gpu("tensorrt")
 def test_tensorrt_backend_times_a_block(tiny):
-    pytest.importorskip("tensorrt")
     from nastools.latency import block_workload
 
     be = make_backend("gpu", "trt", "fp16")
@@ -327,16 +352,63 @@ def test_tensorrt_backend_times_a_block(tiny):
     assert be.describe()["backend"] == "tensorrt"
 
 
-@pytest.mark.gpu
-def test_ort_cuda_backend_times_a_workload_that_holds_only_its_onnx(tiny):
+@pytest.mark.gpu("tensorrt")
+def test_an_int8_tensorrt_tables_blocks_cost_less_than_fp32s_on_the_same_gpu(tmp_path):
+    # int8 engines (Q/DQ graphs, tensor cores) against fp32 ones (TF32 off) of the same blocks
+    # at batch 64, where the wide block's convolutions dominate
+    space, wide = _wide()
+    arch = space.min_arch()
+    tables = {}
+    for precision in ("fp32", "int8"):
+        be = make_backend("gpu", "trt", precision)
+        try:
+            t = open_table(space, be, batch=64, resolutions=None, out=tmp_path / f"{precision}.json", protocol=QUICK)
+            assert profile_blocks(t, be, protocol=QUICK, passes=1, progress=False) == len(blocks_for(space))
+        finally:
+            be.close()
+        assert t.meta["precision"] == precision and t.meta["batch"] == 64 and t.meta["target"] == "gpu"
+        tables[precision] = t
+    fp32, int8 = (tables[p].block_sum(arch) for p in ("fp32", "int8"))
+    assert int8 < fp32, f"int8 block sum {int8:.4f} ms, fp32 {fp32:.4f} ms"
+    stat = tables["fp32"].statistic
+    assert tables["int8"].entries[wide.key][stat] < tables["fp32"].entries[wide.key][stat]
+
+
+@pytest.mark.gpu("ort-cuda")
+def test_ort_cuda_backend_times_a_workload_that_holds_only_its_onnx_and_computes_what_the_cpu_does(tiny):
     # from the second pass on, end-to-end workloads keep only their ONNX export (no module)
     from nastools.latency import Workload, block_workload
+    from nastools.runtime import OrtCpuRunner
 
     w = block_workload(blocks_for(tiny)[1])
     be = make_backend("gpu", "ort")
     bare = Workload(w.name, None, w.input_shape, {"fp32": w.onnx("fp32")})
     assert_real_timing(*_timed(be, bare))
     assert be.describe()["backend"] == "onnxruntime-cuda"
+    x = w.example_input().numpy()
+    with OrtCpuRunner(w.onnx("fp32"), threads=1) as cpu, be.runner(bare) as gpu:
+        want, got = cpu.infer(x), gpu.infer(x)
+    assert got.shape == want.shape and _relative_error(got, want) < 1e-2  # TF32 convolutions allowed
+
+
+def test_ort_cuda_backend_without_the_cuda_provider_names_what_to_install(monkeypatch):
+    import onnxruntime as ort
+    import torch
+
+    from nastools.latency import backends
+    from nastools.runtime import onnxrt
+
+    monkeypatch.setattr(backends, "_torch_cuda", lambda: torch)
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.setattr(onnxrt, "_installed_version", lambda dist: None)
+    with pytest.raises(
+        NastoolsError, match=r"^--backend ort on GPU: CUDAExecutionProvider not available in onnxruntime .*'nastools\[gpu\]'$"
+    ):
+        make_backend("gpu", "ort")
+    # onnxruntime-gpu installed, then the CPU onnxruntime over it: reinstalling onnxruntime-gpu is the fix
+    monkeypatch.setattr(onnxrt, "_installed_version", lambda dist: "1.31.1" if dist == "onnxruntime-gpu" else "1.32.0")
+    with pytest.raises(NastoolsError, match=r"pip install --force-reinstall --no-deps 'onnxruntime-gpu==1\.31\.1'$"):
+        make_backend("gpu", "ort")
 
 
 def test_ort_cuda_backend_refuses_to_time_on_the_cpu_when_cuda_does_not_load(tiny, monkeypatch):
@@ -361,6 +433,18 @@ def test_torch_cuda_backend_times_a_block(tiny):
     be = make_backend("gpu", "torch")
     assert_real_timing(*_timed(be, block_workload(blocks_for(tiny)[1])))
     assert be.describe()["backend"] == "torch-cuda"
+
+
+@pytest.mark.gpu
+def test_torch_cuda_latency_rises_with_batch():
+    # at batch 1 the wide block is a few kernel launches; at 64 each kernel moves ~150 MB
+    from nastools.latency import block_workload
+
+    _, wide = _wide()
+    be = make_backend("gpu", "torch")
+    one, many = (be.measure(block_workload(wide, batch), QUICK) for batch in (1, 64))
+    assert many.median_ms > 2 * one.median_ms, f"batch 64: {many.median_ms:.4f} ms, batch 1: {one.median_ms:.4f} ms"
+    assert many.p10_ms > one.p90_ms
 
 
 # ---------------------------------------------------------------- CLI

@@ -261,9 +261,8 @@ def test_torch_cuda_runner_launches_asynchronously_and_matches_the_cpu(small):
     assert next(net.parameters()).device.type == "cpu"
 
 
-@pytest.mark.gpu
+@pytest.mark.gpu("tensorrt")
 def test_tensorrt_runner_runs_an_engine_from_the_one_builder(small):
-    pytest.importorskip("tensorrt")
     from nastools.runtime.trt import EngineBuilder, TrtRunner
 
     net, onnx, x = small
@@ -273,3 +272,28 @@ def test_tensorrt_runner_runs_an_engine_from_the_one_builder(small):
         got = r.infer(x)
     with torch.no_grad():
         np.testing.assert_allclose(got, net(x).numpy(), atol=1e-3)
+
+
+@pytest.mark.gpu("tensorrt")
+@pytest.mark.parametrize("precision, tolerance", [("fp32", 1e-3), ("fp16", 2e-2)])
+def test_tensorrt_engines_compute_what_ort_cpu_computes_in_fp32_within_their_precision(precision, tolerance):
+    # the engines a TensorRT latency table times (TensorRT 10: fp32 graph + FP16 flag; 11: a
+    # half graph), on real fmnist blocks with SE, swish and h-sigmoid, against ORT CPU in fp32
+    from nastools.latency import block_workload, blocks_for
+    from nastools.latency.trt import TensorRTBackend
+    from nastools.runtime.trt import strongly_typed
+    from nastools.space import load_space
+
+    blocks = blocks_for(load_space("fmnist"))
+    picked = [next(b for b in blocks if b.kind == "mbconv" and b.se and b.expand > 1), next(b for b in blocks if b.kind == "head")]
+    be = TensorRTBackend(precision)
+    for block in picked:
+        w = block_workload(block, batch=8)
+        x = w.example_input().numpy()
+        with OrtCpuRunner(w.onnx("fp32"), threads=1) as cpu, be.runner(w) as engine:
+            want, got = cpu.infer(x), engine.infer(x)
+            half_input = engine.inputs()[0].dtype == "float16"
+        err = float(np.abs(got - want).max() / np.abs(want).max())
+        assert got.shape == want.shape and err < tolerance, f"{block.key}: max |difference| {err:.2e} of the largest output"
+        assert half_input == (precision == "fp16" and strongly_typed(be.trt))
+    be.close()

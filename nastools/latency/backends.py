@@ -15,7 +15,7 @@ from nastools.latency.measure import Backend
 from nastools.latency.workload import Workload
 from nastools.machine import cpu_name
 from nastools.runtime import OrtCpuRunner, OrtCudaRunner, Runner, TorchRunner
-from nastools.runtime.onnxrt import cuda_provider_available, import_ort
+from nastools.runtime.onnxrt import cuda_provider_available, cuda_provider_missing, import_ort
 from nastools.runtime.trt import tensorrt_installed
 
 
@@ -59,12 +59,9 @@ class OrtCudaBackend(Backend):
 
     def __init__(self, precision: str = "fp32", threads: int = 1) -> None:
         super().__init__(precision, threads)
-        if not cuda_provider_available():
-            ort = import_ort()
-            raise NastoolsError(
-                f"--backend ort on GPU: onnxruntime {ort.__version__} here has no CUDAExecutionProvider "
-                f"(providers: {', '.join(ort.get_available_providers())}); install it with: pip install onnxruntime-gpu"
-            )
+        why = cuda_provider_missing()
+        if why:
+            raise NastoolsError(f"--backend ort on GPU: {why}")
         self._torch = _torch_cuda()
 
     def runner(self, workload: Workload) -> Runner:

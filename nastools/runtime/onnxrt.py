@@ -187,3 +187,31 @@ class OrtCudaRunner(_OrtRunner):
 def cuda_provider_available() -> bool:
     """Whether this onnxruntime build has the CUDA execution provider."""
     return "CUDAExecutionProvider" in import_ort().get_available_providers()
+
+
+def _installed_version(dist: str) -> str | None:
+    """The installed version of the distribution ``dist``, or None."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+def cuda_provider_missing() -> str | None:
+    """Why ONNX Runtime's CUDA provider is not available here, with the command that adds it;
+    None when it is. onnxruntime and onnxruntime-gpu install the same ``onnxruntime`` module,
+    so where both are installed the one installed last is the one Python imports: when that is
+    the CPU build, reinstalling onnxruntime-gpu puts its files back."""
+    if cuda_provider_available():
+        return None
+    ort = import_ort()
+    gpu = _installed_version("onnxruntime-gpu")
+    if gpu:
+        return (
+            f"CUDAExecutionProvider not available: onnxruntime-gpu {gpu} is installed, but the CPU onnxruntime "
+            f"{ort.__version__} installed over it (both are the onnxruntime module); "
+            f"pip install --force-reinstall --no-deps 'onnxruntime-gpu=={gpu}'"
+        )
+    return f"CUDAExecutionProvider not available in onnxruntime {ort.__version__} here, a CPU build; pip install 'nastools[gpu]'"
