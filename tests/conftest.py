@@ -111,3 +111,36 @@ def attentivenas_small():
     d = load_space("attentivenas").definition()
     d["resolutions"] = [64, 96]
     return space_from_dict(d)
+
+
+def train_tiny_run(run_dir, steps: int):
+    """A supernet of :data:`TINY_SPACE` trained for ``steps`` sandwich steps (max, one random,
+    min) on real Fashion-MNIST and saved as the run ``run_dir``; returns its space. Subnets
+    then differ in accuracy, so searches have something to rank."""
+    import random
+
+    import torch
+    import torch.nn.functional as F
+
+    from nastools.checkpoint import save_checkpoint
+    from nastools.data import iter_batches, load_splits
+    from nastools.space import space_from_dict
+    from nastools.supernet import Supernet
+
+    torch.manual_seed(0)
+    space = space_from_dict(TINY_SPACE)
+    net = Supernet(space).train()
+    splits = load_splits()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    rng = random.Random(0)
+    order = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(0))
+    for i, (x, y) in enumerate(iter_batches(splits.train, 64, order=order)):
+        if i == steps:
+            break
+        opt.zero_grad()
+        for arch in (space.max_arch(), space.sample(rng), space.min_arch()):
+            net.set_active(arch)
+            F.cross_entropy(net(x), y).backward()
+        opt.step()
+    save_checkpoint(run_dir / "supernet.pt", net)
+    return space

@@ -4,15 +4,12 @@ import random
 import statistics
 
 import pytest
-import torch
 from click.testing import CliRunner
-from conftest import TINY_SPACE
+from conftest import TINY_SPACE, train_tiny_run
 
-from nastools.checkpoint import save_checkpoint
 from nastools.cli import main
 from nastools.errors import NastoolsError
 from nastools.search import EvolutionSearch, SearchConfig, best_under, parse_budgets, parse_latency, random_search
-from nastools.space import space_from_dict
 
 TINY = TINY_SPACE
 
@@ -152,29 +149,8 @@ def test_budget_below_cheapest_names_cheapest(fmnist):
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     """A tiny supernet trained for a few sandwich steps on real Fashion-MNIST."""
-    import torch.nn.functional as F
-
-    from nastools.data import iter_batches, load_splits
-    from nastools.supernet import Supernet
-
-    torch.manual_seed(0)
-    space = space_from_dict(TINY)
-    net = Supernet(space).train()
-    splits = load_splits()
-    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
-    rng = random.Random(0)
-    order = torch.randperm(len(splits.train), generator=torch.Generator().manual_seed(0))
-    for i, (x, y) in enumerate(iter_batches(splits.train, 64, order=order)):
-        if i == 40:
-            break
-        opt.zero_grad()
-        for arch in (space.max_arch(), space.sample(rng), space.min_arch()):
-            net.set_active(arch)
-            F.cross_entropy(net(x), y).backward()
-        opt.step()
     run = tmp_path_factory.mktemp("runs") / "tiny"
-    save_checkpoint(run / "supernet.pt", net)
-    return run, space
+    return run, train_tiny_run(run, steps=40)
 
 
 def _search(run, *args):

@@ -44,6 +44,15 @@ def _pick_row(p, budgets, lat_keys):
     return (budget, c.arch.id, f"{c.top1:.2f}", flops, params, pred, meas), rec
 
 
+def _timing_line(t: dict) -> str:
+    """How many archs the search evaluated (by how many processes) and how long it took."""
+    shares = f" by {t['world_size']} processes ({' + '.join(str(r['archs']) for r in t['ranks'])} scored)" if "ranks" in t else ""
+    return (
+        f"{t['evaluations']} archs evaluated{shares} in {t['search_s']:.0f} s "
+        f"(per arch: BN recalibration {t['recalibration_s']:.2f} s, evaluation {t['evaluation_s']:.2f} s)"
+    )
+
+
 @main.command("search")
 @run_option()
 @click.option("--latency", multiple=True, help="Latency budget(s): 10ms, 800us, 2ms,4ms,8ms or DEVICE=10ms (repeatable).")
@@ -85,6 +94,12 @@ def _pick_row(p, budgets, lat_keys):
 @click.option(
     "--no-drift", is_flag=True, help="Use a latency table made here as profiled, without rescaling it to this machine's speed now."
 )
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="Where subnets are scored: cpu or cuda (under torchrun, each process on cuda:LOCAL_RANK).",
+)
 @click.option("--fresh", is_flag=True, help="Ignore a saved search state and accuracy cache.")
 @click.option("--out", "out_dir", default=None, help="Output folder (default: <run>/search).")
 @dataset_option("Dataset for BN recalibration and validation  [default: the run's]")
@@ -106,6 +121,7 @@ def search(
     predictor,
     no_measure,
     no_drift,
+    device,
     fresh,
     out_dir,
     dataset,
@@ -115,11 +131,14 @@ def search(
     """Search the supernet of a run for the most accurate subnets under budgets.
 
     Writes <run>/search/pareto.json, pareto.png and best.json (the pick for the first budget).
+    Under torchrun, each process scores its share of every generation and rank 0 writes the
+    outputs: the same result as one process with the same --seed.
 
     \b
     Examples: nastools search --latency 10ms
               nastools search --flops 10M,20M,30M --generations 10
               nastools search --latency cpu=2ms --latency gpu=0.5ms --table gpu=latency_tables/fmnist/x.json
+              torchrun --nproc-per-node 8 -m nastools -- search --run imnet --flops 400M --device cuda
     """
     from nastools.search.budget import parse_budgets
     from nastools.search.runner import SearchOptions, run_search
@@ -139,8 +158,11 @@ def search(
         measure=not no_measure,
         drift=not no_drift,
         statistic=statistic,
+        device=device,
     )
     rep = run_search(run, budgets, tables=table_map, options=opts, fresh=fresh, out_dir=out_dir, progress=True, log=Output(as_json).log)
+    if rep.rank != 0:  # a distributed search: rank 0 reports
+        return
     lat_keys = sorted({k for b in budgets if b.metric == "latency" for k in [b.cost_name]})
     rows, data_out = [], []
     for p in rep.picks:
@@ -157,9 +179,5 @@ def search(
             click.echo(
                 f"note: {r['id']} measured {r['measured_ms']:.3f} ms > {r['limit_ms']:.3f} ms on {r['cost']}; replaced by the next best"
             )
-    t = rep.timing
-    click.echo(
-        f"{t['evaluations']} archs evaluated in {t['search_s']:.0f} s "
-        f"(per arch: BN recalibration {t['recalibration_s']:.2f} s, evaluation {t['evaluation_s']:.2f} s)"
-    )
+    click.echo(_timing_line(rep.timing))
     click.echo(f"wrote {rep.out_dir}/pareto.json, pareto.png, best.json")

@@ -12,7 +12,10 @@ Two strategies share one loop:
 Offspring come from mutation and uniform crossover and must satisfy every limit. The search
 is deterministic under its seed, saves its whole state after each generation (atomically)
 and resumes from it. It knows nothing about torch or latency measurement: accuracy and costs
-are callables.
+are callables. A generation's new archs can be evaluated as one batch, which a distributed
+search (:mod:`nastools.search.distributed`) shares out over its processes: every process runs
+the same search under the same seed, so all of them breed the same generations, and only
+the main one reads and writes the state file.
 """
 
 from __future__ import annotations
@@ -70,6 +73,18 @@ class SearchResult:
     history: list[dict] = field(default_factory=list)
 
 
+class OneProcess:
+    """The processes a search runs in, as :class:`EvolutionSearch` sees them: one. A
+    distributed search (:class:`nastools.search.distributed.SearchGroup`) runs the same search
+    in every process; only the main one writes files, and what it reads, every process gets."""
+
+    rank, world_size, is_main = 0, 1, True
+
+    def from_main(self, fn: Callable[[], object]) -> object:
+        """``fn()`` of the main process, in every process (here: just ``fn()``)."""
+        return fn()
+
+
 def pareto_front(cands: Sequence[Candidate], cost: str) -> list[Candidate]:
     """The non-dominated candidates over (higher top1, lower ``cost``), by cost."""
     best: list[Candidate] = []
@@ -124,6 +139,10 @@ class EvolutionSearch:
     ``accuracy(arch) -> top-1`` is the expensive call (cached here by arch id);
     ``costs`` maps cost names to ``arch -> value`` callables; ``limits`` maps cost names to
     upper bounds; ``primary`` is the cost the archive bins and NSGA-II trades off.
+    ``batch_accuracy(archs) -> top-1s``, when given, evaluates each generation's new archs
+    in one call instead (a distributed search shares them out); ``group``
+    (:class:`OneProcess` by default) says whether this process is the one that reads and
+    writes the state file.
     """
 
     def __init__(
@@ -139,6 +158,8 @@ class EvolutionSearch:
         targets: Sequence[float] | None = None,
         predictor: Callable[[list[Candidate], list[Arch]], list[float]] | None = None,
         progress: Callable[[int, int, str], None] | None = None,
+        batch_accuracy: Callable[[list[Arch]], list[float]] | None = None,
+        group: OneProcess | None = None,
     ) -> None:
         self.space, self.accuracy, self.costs, self.limits = space, accuracy, dict(costs), dict(limits)
         self.primary = primary
@@ -151,6 +172,8 @@ class EvolutionSearch:
         self.targets = sorted(targets) if targets else [self.limits.get(primary, math.inf)]
         self.predictor = predictor
         self.progress = progress
+        self.batch_accuracy = batch_accuracy
+        self.group = group or OneProcess()
         self.rng = random.Random(self.cfg.seed)
         self.evaluated: dict[str, Candidate] = {}
         self.order: list[str] = []
@@ -303,6 +326,20 @@ class EvolutionSearch:
             self.order.append(arch.id)
         return hit
 
+    def evaluate_many(self, archs: Sequence[Arch]) -> list[Candidate]:
+        """The candidates of ``archs``: those not evaluated yet are evaluated together (one
+        ``batch_accuracy`` call, else one by one) and cached in the order given."""
+        if self.batch_accuracy is None:
+            return [self.evaluate(a) for a in archs]
+        todo = list({a.id: a for a in archs if a.id not in self.evaluated}.values())
+        tops = self.batch_accuracy(todo) if todo else []
+        if len(tops) != len(todo):
+            raise NastoolsError(f"batch accuracy: {len(tops)} results for {len(todo)} archs")
+        for arch, top1 in zip(todo, tops):
+            self.evaluated[arch.id] = Candidate(arch, float(top1), dict(self.arch_costs(arch)))
+            self.order.append(arch.id)
+        return [self.evaluated[a.id] for a in archs]
+
     def archive(self) -> list[Candidate]:
         """Best arch per bin of the primary cost over the feasible range."""
         cands = list(self.evaluated.values())
@@ -353,14 +390,16 @@ class EvolutionSearch:
         }
 
     def save(self) -> None:
-        """Write :meth:`state` atomically to the state file, when the search has one."""
-        if self.state_path:
+        """Write :meth:`state` atomically to the state file, when the search has one (in a
+        distributed search: the main process)."""
+        if self.state_path and self.group.is_main:
             atomic_write_json(self.state_path, self.state(), indent=None)
 
-    def try_resume(self) -> bool:
-        """Load the saved state if it belongs to this very search; True when resumed."""
+    def _read_state(self) -> dict | None:
+        """The saved state file's contents (None without one); a one-line error when it is
+        not a JSON object."""
         if not self.state_path or not self.state_path.is_file():
-            return False
+            return None
         from nastools.io import read_json
 
         try:
@@ -369,6 +408,14 @@ class EvolutionSearch:
             raise NastoolsError(f"{exc}; delete it or pass --fresh") from None
         if not isinstance(st, dict):
             raise NastoolsError(f"search state {str(self.state_path)!r} is not a nastools search state; delete it or pass --fresh")
+        return st
+
+    def try_resume(self) -> bool:
+        """Load the saved state if it belongs to this very search; True when resumed. A
+        distributed search resumes every process from the main process's state file."""
+        st = self.group.from_main(self._read_state)
+        if st is None:
+            return False
         same = (
             st.get("format") == STATE_FORMAT
             and st.get("fingerprint") == self.space.fingerprint
@@ -446,8 +493,7 @@ class EvolutionSearch:
             self.resumed_generation = self.generation
         else:
             init = self._initial_population()
-            for arch in init:
-                self.evaluate(arch)
+            self.evaluate_many(init)
             self.population = [a.id for a in init]
             self._record()
             self.save()
@@ -508,7 +554,7 @@ class EvolutionSearch:
                 ranked = sorted(zip(scores, range(len(pool))), key=lambda t: -t[0])
                 pool = [pool[i] for _, i in ranked[:k]]
             kids.extend(a for a in pool if a.id not in {x.id for x in kids})
-        new = [self.evaluate(a) for a in kids]
+        new = self.evaluate_many(kids)
         if self.cfg.strategy == "archive":
             keep = {c.arch.id for c in self.archive()}
             self.population = [c.arch.id for c in new] + [i for i in self.population if i in keep and i not in {c.arch.id for c in new}]

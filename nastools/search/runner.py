@@ -5,12 +5,15 @@ tables), runs the evolutionary search with accuracy from the supernet (BN recali
 validation top-1), picks the most accurate arch under each budget, measures latency picks end to end
 through the table's own backend, device and precision where they are available here (and
 says so where not), and writes
-``<run>/search/pareto.json``, ``pareto.png`` and ``best.json``.
+``<run>/search/pareto.json``, ``pareto.png`` and ``best.json``. Under torchrun the processes
+share out the evaluations of each generation (:mod:`nastools.search.distributed`) and rank 0
+writes the outputs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from contextlib import ExitStack
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -54,6 +57,7 @@ class SearchOptions:
     drift: bool = True  # rescale a table made here to this machine's speed now (check_drift)
     drift_factors: dict[str, float] | None = None  # cost name -> a factor already measured (no check)
     statistic: str | None = None  # median|p10|p90|p99 of latency budgets; None: each table's own
+    device: str = "cpu"  # where subnets are evaluated; under torchrun, cuda means cuda:LOCAL_RANK
 
 
 @dataclass
@@ -175,6 +179,8 @@ class SearchReport:
     resumed_generations: int = 0
     drift: dict = field(default_factory=dict)  # cost name -> check_drift() result, where measured
     latency: dict = field(default_factory=dict)  # cost name -> {"statistic", "table", "verified", "reason"?}
+    rank: int = 0  # this process's rank in a distributed search (only rank 0 measures picks and writes files)
+    world_size: int = 1
 
 
 def format_cost(name: str, value: float) -> str:
@@ -286,9 +292,11 @@ def _cost_models(
     opts: SearchOptions,
     held: Mapping[str, dict],
     log: Callable[[str], None],
+    factors: Mapping[str, float] | None = None,
 ) -> _Costs:
     """FLOPs, params and one :class:`LatencyCost` per latency budget's device; ``held`` are
-    the drift records a resumed search keeps."""
+    the drift records a resumed search keeps. ``factors`` (cost name -> drift factor), for the
+    other ranks of a distributed search: rank 0's factors, applied as they are (no drift check)."""
     costs = _Costs({"flops": space.flops, "params": space.params})
     # every device's table first: a missing one is an error before any drift check is timed
     latency = {
@@ -316,15 +324,18 @@ def _cost_models(
         if note:
             log(f"latency on {b.device}: note: {note}")
         costs.predict[name] = lat.predict
-        if opts.drift and measure is not None and lat.settle_drift(held.get(name), (opts.drift_factors or {}).get(name)):
+        if factors is not None:  # so every rank predicts the same costs
+            if name in factors and lat.settle_drift(given=factors[name]):
+                costs.drift[name] = lat.drift
+        elif opts.drift and measure is not None and lat.settle_drift(held.get(name), (opts.drift_factors or {}).get(name)):
             costs.drift[name] = lat.drift
             log(drift_message(b.device, lat.factor))
     return costs
 
 
-def _evaluator(net, ckpt: Path, ckpt_data: dict, opts: SearchOptions, cache_path: Path):
+def _evaluator(net, ckpt: Path, ckpt_data: dict, opts: SearchOptions, cache_path: Path | None):
     """Accuracy of a subnet: BN recalibration and top-1 on the run's own validation slice,
-    cached in ``cache_path`` under a tag of the checkpoint and the data."""
+    cached in ``cache_path`` (None: in memory only) under a tag of the checkpoint and the data."""
     from nastools.search.evaluator import SubnetEvaluator
 
     splits = run_splits(ckpt_data, opts.dataset, opts.data)
@@ -350,10 +361,12 @@ def _evolve(
     opts: SearchOptions,
     state_path: Path,
     progress: bool,
+    group=None,
 ):
     """Run the evolution (resuming a saved state) with a progress bar; returns the result,
     the generation it resumed at (or None), the ids of accuracies reused from the cache and
-    the seconds it took."""
+    the seconds it took. With a :class:`~nastools.search.distributed.SearchGroup`, each
+    generation's evaluations are shared out over its processes."""
     import time
 
     bar = None
@@ -384,6 +397,11 @@ def _evolve(
             reused.append(arch.id)
         return evaluator(arch)
 
+    def shared(archs: list[Arch]) -> list[float]:
+        reused.extend(a.id for a in archs if a.id in saved)
+        # rank 0 writes the accuracies of all ranks to its cache file (the evaluator's own writer)
+        return group.evaluate(archs, evaluator, evaluator.cache, evaluator._save)
+
     t0 = time.perf_counter()
     engine = EvolutionSearch(
         space,
@@ -396,6 +414,8 @@ def _evolve(
         targets=targets,
         predictor=ridge_screen(space) if opts.predictor else None,
         progress=tick,
+        batch_accuracy=shared if group is not None else None,
+        group=group,
     )
     try:
         result = engine.run(resume=True)
@@ -403,6 +423,62 @@ def _evolve(
         if bar is not None:
             bar.close()
     return result, engine.resumed_generation, reused, time.perf_counter() - t0
+
+
+@dataclass
+class _Setup:
+    """What a search works with: its output folder, cost models, swept cost and fixed limits,
+    and accuracy evaluator."""
+
+    out: Path
+    costs: _Costs
+    sweep: str
+    fixed: dict[str, float]
+    evaluator: object
+
+
+def _setup(run, ckpt: Path, ckpt_data: dict, net, budgets, tables, opts, fresh: bool, out_dir, group, stack: ExitStack, log) -> _Setup:
+    """The output folder (checked, and locked on ``stack``), the cost models and the
+    evaluator. In a distributed search rank 0 alone does what touches the output folder (the
+    lock, ``--fresh``, the drift check and its file, the accuracy cache) and sends the other
+    ranks what they need: the folder, its drift factors and its cached accuracies."""
+    from nastools.lock import OutputLock
+
+    space = net.space
+
+    def prepare() -> _Setup:
+        out = _output_dir(run, ckpt, out_dir)
+        stack.enter_context(OutputLock(out, "search output folder", elsewhere="pass another --out", note=log))
+        state_path, cache_path, drift_path = out / "state.json", out / "accuracy_cache.json", out / "drift.json"
+        if fresh:
+            for p in (state_path, cache_path, drift_path):
+                p.unlink(missing_ok=True)
+        # a resumed search keeps the speed it measured when it started (its candidates' costs)
+        held = _read_json_dict(drift_path) if state_path.is_file() else {}
+        costs = _cost_models(space, budgets, tables, opts, held, log)
+        sweep, fixed = check_budgets(space, budgets, costs.predict)
+        out.mkdir(parents=True, exist_ok=True)
+        if costs.drift:
+            atomic_write_json(drift_path, costs.drift)
+        return _Setup(out, costs, sweep, fixed, _evaluator(net, ckpt, ckpt_data, opts, cache_path))
+
+    if group is None:
+        return prepare()
+    made: list[_Setup] = []
+
+    def main_part() -> dict:
+        made.append(prepare())
+        m = made[0]
+        return {"out": str(m.out), "drift": {k: d["factor"] for k, d in m.costs.drift.items()}, "cache": dict(m.evaluator.cache)}
+
+    shared = group.from_main(main_part)
+    if made:
+        return made[0]
+    costs = _cost_models(space, budgets, tables, replace(opts, measure=False), {}, log, factors=shared["drift"])
+    sweep, fixed = check_budgets(space, budgets, costs.predict)
+    evaluator = _evaluator(net, ckpt, ckpt_data, opts, None)
+    evaluator.cache.update(shared["cache"])
+    return _Setup(Path(shared["out"]), costs, sweep, fixed, evaluator)
 
 
 def run_search(
@@ -417,50 +493,65 @@ def run_search(
     log: Callable[[str], None] = print,
 ) -> SearchReport:
     """Search the supernet of ``run`` under ``budgets``; see the module docstring. The output
-    folder is locked while the search writes it (:class:`nastools.lock.OutputLock`)."""
-    from nastools.lock import OutputLock
+    folder is locked while the search writes it (:class:`nastools.lock.OutputLock`). Under
+    torchrun every process takes part (:mod:`nastools.search.distributed`): rank 0 narrates,
+    measures the picks and writes the outputs; the other ranks return the picks by their
+    predicted costs, unmeasured, and write nothing."""
+    from nastools.machine import check_torch_device
+    from nastools.search.distributed import join_search_group, merge_timing
 
     opts = options or SearchOptions()
     tables = dict(tables or {})
     _check_tables(budgets, tables)
-    ckpt, ckpt_data, net = _load_supernet(run)
-    space = net.space
-    out = _output_dir(run, ckpt, out_dir)
-    with OutputLock(out, "search output folder", elsewhere="pass another --out", note=log):
-        state_path, cache_path, drift_path = out / "state.json", out / "accuracy_cache.json", out / "drift.json"
-        if fresh:
-            for p in (state_path, cache_path, drift_path):
-                p.unlink(missing_ok=True)
-        # a resumed search keeps the speed it measured when it started (its candidates' costs)
-        held = _read_json_dict(drift_path) if state_path.is_file() else {}
-        costs = _cost_models(space, budgets, tables, opts, held, log)
-        sweep, fixed = check_budgets(space, budgets, costs.predict)
-        targets = sorted({b.limit for b in budgets if b.cost_name == sweep})
-        out.mkdir(parents=True, exist_ok=True)
-        if costs.drift:
-            atomic_write_json(drift_path, costs.drift)
-        evaluator = _evaluator(net, ckpt, ckpt_data, opts, cache_path)
-        result, resumed, reused, elapsed = _evolve(
-            space, evaluator, costs, {**fixed, sweep: max(targets)}, sweep, targets, opts, state_path, progress
-        )
+    check_torch_device(opts.device)
+    group = join_search_group(opts.device)
+    main = group is None or group.is_main
+    log = log if main else _quiet
+    with ExitStack() as stack:
+        try:
+            ckpt, ckpt_data, net = _load_supernet(run)
+            net.to(group.device if group is not None else opts.device)
+            space = net.space
+            st = _setup(run, ckpt, ckpt_data, net, budgets, tables, opts, fresh, out_dir, group, stack, log)
+            targets = sorted({b.limit for b in budgets if b.cost_name == st.sweep})
+            limits = {**st.fixed, st.sweep: max(targets)}
+            result, resumed, reused, elapsed = _evolve(
+                space, st.evaluator, st.costs, limits, st.sweep, targets, opts, st.out / "state.json", progress and main, group
+            )
+            timing = st.evaluator.timing() if group is None else merge_timing(group.gather(st.evaluator.timing()))
+        except BaseException:
+            if group is not None:
+                group.leave(wait=False)  # torchrun then stops the others (not left waiting on this one)
+            raise
+        if group is not None:
+            group.leave()
         if resumed is not None or reused:
             # the state is saved each generation and every accuracy as it is measured, so a killed
-            # search loses at most the arch it was evaluating
+            # search loses at most the arch it was evaluating (distributed: and what the other
+            # ranks measured since the last generation, gathered into the cache at its end)
             where = f"resumed the saved search at generation {resumed} of {opts.generations}; " if resumed is not None else ""
-            log(f"{where}{len(reused)} cached accuracies reused from {cache_path}")
-        picks = pick_measured(result.candidates, sweep, [{**fixed, sweep: v} for v in targets], costs.measurers, opts.measure_retries)
+            log(f"{where}{len(reused)} cached accuracies reused from {st.out / 'accuracy_cache.json'}")
+        measurers = st.costs.measurers if main else {}
+        picks = pick_measured(result.candidates, st.sweep, [{**st.fixed, st.sweep: v} for v in targets], measurers, opts.measure_retries)
         report = SearchReport(
             picks,
             result.archive,
             result.candidates,
-            out,
-            {**evaluator.timing(), "search_s": elapsed, "evaluations": result.evaluations, "reused": len(reused)},
+            st.out,
+            {**timing, "search_s": elapsed, "evaluations": result.evaluations, "reused": len(reused)},
             resumed_generations=int(resumed or 0),
-            drift=costs.drift,
-            latency=costs.latency,
+            drift=st.costs.drift,
+            latency=st.costs.latency,
+            rank=group.rank if group is not None else 0,
+            world_size=group.world_size if group is not None else 1,
         )
-        write_outputs(report, space, sweep, budgets)
+        if main:
+            write_outputs(report, space, st.sweep, budgets)
         return report
+
+
+def _quiet(message: str) -> None:
+    """The narration of a rank other than 0: none."""
 
 
 def write_outputs(report: SearchReport, space: SearchSpace, sweep: str, budgets: Sequence[Budget]) -> None:

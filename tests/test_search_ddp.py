@@ -1,0 +1,90 @@
+"""Distributed search: ``torchrun --nproc-per-node 2 -m nastools -- search ...`` with 2 CPU
+processes (gloo) finds exactly what one process finds with the same seed, each process
+scoring about half the archs; it resumes, and an error of rank 0 ends both processes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import train_tiny_run
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A tiny supernet trained for a few sandwich steps on Fashion-MNIST (accuracies differ)."""
+    run = tmp_path_factory.mktemp("runs") / "tiny"
+    return run, train_tiny_run(run, steps=20)
+
+
+def _search(run, space, out, generations, nproc=1):
+    lo, hi = space.flops(space.min_arch()), space.flops(space.max_arch())
+    args = ["search", "--run", str(run), "--flops", f"{lo + 0.4 * (hi - lo):.0f},{hi:.0f}", "--out", str(out)]
+    args += ["--population", "4", "--generations", str(generations), "--calib-images", "64", "--eval-images", "128", "--json"]
+    if nproc == 1:
+        cmd = [sys.executable, "-m", "nastools", *args]
+    else:  # "--": torchrun would take --run for its own --run-path
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc), "-m", "nastools", "--", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
+
+
+def _found(out):
+    """What a search found: its picks, front and every evaluated arch with its top-1."""
+    pareto = json.loads((out / "pareto.json").read_text())
+    picks = [(p["id"], p["top1"], p["costs"]) for p in pareto["picks"]]
+    return picks, pareto["front"], [(e["id"], e["top1"]) for e in pareto["evaluated"]]
+
+
+def test_two_processes_find_what_one_finds_and_share_the_evaluations(tiny_run, tmp_path):
+    run, space = tiny_run
+    one = _search(run, space, tmp_path / "one", 2)
+    assert one.returncode == 0, one.stderr[-3000:]
+    # two processes: one generation, then resumed for a second (as after an interruption)
+    first = _search(run, space, tmp_path / "two", 1, nproc=2)
+    assert first.returncode == 0, first.stderr[-3000:]
+    timing = json.loads(first.stdout)["timing"]  # only rank 0 prints
+    assert timing["world_size"] == 2 and timing["archs"] == timing["evaluations"] == 8
+    assert [r["archs"] for r in timing["ranks"]] == [4, 4]  # the initial 4 and 4 offspring, 2 + 2 each
+    two = _search(run, space, tmp_path / "two", 2, nproc=2)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "resumed the saved search at generation 1 of 2" in two.stderr
+    timing = json.loads(two.stdout)["timing"]
+    assert [r["archs"] for r in timing["ranks"]] == [2, 2]  # only the second generation's 4
+    assert _found(tmp_path / "two") == _found(tmp_path / "one")
+    # one writer: rank 0's accuracy cache holds what both processes scored
+    evaluated = {i for i, _ in _found(tmp_path / "two")[2]}
+    assert set(json.loads((tmp_path / "two" / "accuracy_cache.json").read_text())["top1"]) == evaluated
+    state = json.loads((tmp_path / "two" / "state.json").read_text())
+    assert state == json.loads((tmp_path / "one" / "state.json").read_text())  # the same generations, random state included
+
+
+def test_an_error_of_rank_0_ends_every_process_with_it(tiny_run, tmp_path):
+    run, space = tiny_run
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "state.json").write_text("[1, 2]")  # JSON, but not a search state: rank 0 refuses it
+    p = _search(run, space, out, 1, nproc=2)
+    assert p.returncode != 0
+    assert "not a nastools search state" in p.stderr and "(rank 0 of the distributed search)" in p.stderr
+
+
+@pytest.mark.parametrize("strategy", ["archive", "nsga2"])
+def test_evaluating_each_generation_as_one_batch_changes_nothing(fmnist, strategy):
+    from test_search import synthetic_accuracy
+
+    from nastools.search import EvolutionSearch, SearchConfig
+
+    acc, costs, batches = synthetic_accuracy(fmnist), {"flops": fmnist.flops, "params": fmnist.params}, []
+
+    def batch(archs):
+        batches.append(len(archs))
+        return [acc(a) for a in archs]
+
+    cfg = SearchConfig(population=6, generations=3, strategy=strategy, seed=2)
+    one = EvolutionSearch(fmnist, acc, costs, {"flops": 15e6}, "flops", cfg).run()
+    batched = EvolutionSearch(fmnist, acc, costs, {"flops": 15e6}, "flops", cfg, batch_accuracy=batch).run()
+    assert [(c.arch.id, c.top1) for c in batched.candidates] == [(c.arch.id, c.top1) for c in one.candidates]
+    assert len(batches) == 4 and sum(batches) == one.evaluations  # one call per generation
