@@ -8,15 +8,26 @@
 (b) quality: uniform vs attentive-best vs attentive-worst supernets, same seed and the SAME
              number of steps on Fashion-MNIST; then the best validation top-1 (after BN
              recalibration) in each of 5 FLOPs bins, over the same archs for every supernet.
+             With ``--runs A,B,C``: the same comparison of supernets already trained by
+             ``nastools train`` (same config but the sampler, same step count; refused
+             otherwise) on all 10,000 test images: the min, the max and ``--archs`` random
+             archs spread over 5 FLOPs bins, each BN-recalibrated on training images as search
+             does; per bin the best and the mean; paired differences over the same archs (mean,
+             standard error, exact sign test); and what ``nastools search`` picks under 3
+             budgets (this CPU's latency table, else FLOPs), test-evaluated. Resumable: the
+             accuracies and the searches are cached under ``--workdir``.
 (c) ddp:     training images/s of 2 processes (torchrun, gloo) vs 1 on the same budget.
 
-Run on one core for (b): ``taskset -c 0 python benchmarks/bench_train.py quality``; the
-timing parts under the core-1 lock: ``flock /tmp/nastools-core1.lock taskset -c 1 ...``.
+Run on one core for (b): ``taskset -c 0 python benchmarks/bench_train.py quality``, or for
+trained runs ``... quality --runs runs/q-uniform,runs/q-attentive-best,runs/q-attentive-worst
+--archs 50``; the timing parts under the core-1 lock: ``flock /tmp/nastools-core1.lock
+taskset -c 1 ...``.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -30,6 +41,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table, write_result  # noqa: E402
+from _stats import paired  # noqa: E402
 
 from nastools.data import load_splits  # noqa: E402
 from nastools.space import load_space  # noqa: E402
@@ -199,6 +211,322 @@ def bench_quality(args) -> dict:
     }
 
 
+# --------------------------------------------------------------------------- (b) quality of trained runs
+
+
+def flops_bin(flops: float, lo: float, hi: float, bins: int) -> int:
+    """Which of ``bins`` equal-width bins of [lo, hi] ``flops`` falls in (the top edge in the last)."""
+    return min(bins - 1, max(0, int((flops - lo) / (hi - lo) * bins)))
+
+
+def draw_archs(space, n: int, bins: int = 5, seed: int = 0) -> list[tuple[str, object]]:
+    """(kind, arch): the min and max archs and ``n`` random ones spread evenly over ``bins``
+    equal-width FLOPs bins (``n // bins`` each, the first ``n % bins`` bins one more), drawn
+    near a uniform FLOPs target in the bin as AttentiveNAS samples. Uniform sampling alone puts
+    none in the top bin of fmnist (0 of 2,000 archs). Seeded: every supernet gets the same."""
+    rng = random.Random(seed)
+    lo, hi = space.flops(space.min_arch()), space.flops(space.max_arch())
+    out = {a.id: (kind, a) for kind, a in (("min", space.min_arch()), ("max", space.max_arch()))}
+    for b in range(bins):
+        want, tries = n // bins + (b < n % bins), 0
+        got = 0
+        while got < want and tries < 50 * want:
+            tries += 1
+            a = space.sample_near_flops(lo + (hi - lo) * (b + rng.random()) / bins, rng, tolerance=0.05)
+            if a.id not in out and flops_bin(space.flops(a), lo, hi, bins) == b:
+                out[a.id] = ("random", a)
+                got += 1
+    return sorted(out.values(), key=lambda ka: space.flops(ka[1]))
+
+
+def check_comparable(runs: dict, allow_unequal_steps: bool = False) -> None:
+    """Raise SystemExit (one line) unless ``runs`` (sampler -> {"path", "config" without the
+    sampler, "space", "step"}) differ in their sampler alone and stopped at the same step."""
+    if len(runs) < 2:
+        raise SystemExit("quality --runs: give at least 2 runs, comma-separated, trained with different samplers")
+    (s0, a), *rest = runs.items()
+    for s, b in rest:
+        diff = sorted(k for k in {*a["config"], *b["config"]} if a["config"].get(k) != b["config"].get(k))
+        what = [f"{k} ({a['config'].get(k)!r} vs {b['config'].get(k)!r})" for k in diff]
+        if a["space"] != b["space"]:
+            what.insert(0, f"space ({a['space']} vs {b['space']})")
+        if what:
+            raise SystemExit(f"quality: runs {a['path']} and {b['path']} differ in more than the sampler: {'; '.join(what)}")
+        if a["step"] != b["step"] and not allow_unequal_steps:
+            raise SystemExit(
+                f"quality: run {a['path']} ({s0}) stopped at step {a['step']}, {b['path']} ({s}) at step {b['step']}: "
+                "compare runs of the same budget (--allow-unequal-steps only to test this script)"
+            )
+
+
+def load_runs(paths: list[str], allow_unequal_steps: bool = False) -> dict[str, dict]:
+    """sampler -> the run: its path, checkpoint file and mtime, checkpoint data (weights
+    moved into ``net``), config without the sampler, space fingerprint and step; checked by
+    :func:`check_comparable`."""
+    from nastools.checkpoint import checkpoint_space, find_checkpoint, load_checkpoint, run_config
+    from nastools.errors import NastoolsError
+    from nastools.supernet import Supernet
+
+    runs: dict[str, dict] = {}
+    for path in paths:
+        ckpt = find_checkpoint(path)
+        if not ckpt.is_file():
+            raise SystemExit(f"quality: no checkpoint at {ckpt}")
+        mtime = ckpt.stat().st_mtime_ns  # before reading: a checkpoint rewritten meanwhile gets a new cache key next time
+        try:
+            data = load_checkpoint(ckpt)
+        except NastoolsError as exc:
+            raise SystemExit(f"quality: {exc}") from None
+        cfg = dict(run_config(data))
+        sampler = cfg.pop("sampler", None)
+        if sampler in runs:
+            raise SystemExit(f"quality: runs {runs[sampler]['path']} and {path} were both trained with sampler {sampler!r}")
+        net = Supernet(checkpoint_space(data))
+        net.load_state_dict(data.pop("model"))
+        state = data.get("train") or data.get("trained") or {}
+        runs[sampler] = {
+            "path": path,
+            "ckpt": ckpt.resolve(),
+            "mtime_ns": mtime,
+            "data": data,
+            "net": net.eval(),
+            "config": cfg,
+            "space": net.space.fingerprint,
+            "step": state.get("step"),
+        }
+    check_comparable(runs, allow_unequal_steps)
+    return runs
+
+
+def search_budgets(space, spec: str | None):
+    """(budgets, cost of an arch in the budgets' unit, latency table path or None): the
+    values of ``spec`` (comma-separated: times such as ``0.3ms,0.5ms,0.7ms`` are latency
+    budgets, counts such as ``10M,20M,30M`` FLOPs budgets), else 3 latency budgets on the
+    table ``nastools search --latency`` finds for this CPU (else 3 FLOPs budgets) at 25/50/75%
+    of the way from the min to the max subnet's cost, to 2 significant digits."""
+    from nastools.errors import NastoolsError
+    from nastools.search import Budget, parse_latency, resolve_table
+    from nastools.space.units import parse_count
+
+    values = [v.strip() for v in spec.split(",")] if spec else []
+    try:
+        limits = [parse_latency(v) for v in values]
+    except NastoolsError:
+        limits = [parse_count(v) for v in values]
+        return [Budget("flops", v) for v in limits], space.flops, None
+    try:
+        tab = resolve_table(space, "cpu", {})
+    except NastoolsError as exc:
+        if values:
+            raise SystemExit(f"quality: latency budgets {spec}: {exc}") from None
+        print(f"no latency table of this CPU ({exc}): FLOPs budgets instead", flush=True)
+        lo, hi = space.flops(space.min_arch()), space.flops(space.max_arch())
+        return [Budget("flops", float(f"{lo + q * (hi - lo):.2g}")) for q in (0.25, 0.5, 0.75)], space.flops, None
+    from nastools.machine import machine_info
+
+    here, made = machine_info().get("cpu_id"), tab.meta.get("cpu_id")
+    if made != here:
+        print(
+            f"note: latency table {tab.path.name} was made on {made}, this CPU is {here}: its costs, the same for every supernet",
+            flush=True,
+        )
+    if not values:
+        lo, hi = tab.predict(space.min_arch()), tab.predict(space.max_arch())
+        limits = [float(f"{lo + q * (hi - lo):.2g}") for q in (0.25, 0.5, 0.75)]
+    return [Budget("latency", v, "cpu") for v in limits], tab.predict, str(tab.path)
+
+
+def search_picks(sampler: str, run: dict, budgets, evaluate, args, work: Path) -> list[dict]:
+    """What ``nastools search`` (its defaults but ``--population``, ``--generations``,
+    ``--seed``) picks on ``run``'s supernet under each budget, with the pick's test top-1 by
+    ``evaluate``. Picks go by the table's prediction, not measured here, so every supernet is
+    searched under the same costs. Resumable: the search keeps its state in ``work``."""
+    from tqdm import tqdm
+
+    from nastools.search.runner import SearchOptions, run_search
+
+    opts = SearchOptions(
+        population=args.population,
+        generations=args.generations,
+        seed=args.seed,
+        calib_images=args.search_calib_images,
+        eval_images=args.search_eval_images,
+        measure=False,
+    )
+    key = repr((str(run["ckpt"]), run["mtime_ns"], [str(b) for b in budgets], opts))
+    out = work / f"search-{sampler}-{hashlib.sha1(key.encode()).hexdigest()[:10]}"
+    report = run_search(run["path"], budgets, options=opts, out_dir=out, log=lambda m: tqdm.write(f"  {sampler}: {m}"))
+    picks = []
+    for b, p in zip(budgets, report.picks):
+        c = p.candidate
+        picks.append(
+            {
+                "budget": b.limit,
+                "id": c.arch.id if c else None,
+                "flops": c.costs["flops"] if c else None,
+                "latency_ms": c.costs.get("latency:cpu") if c else None,
+                "val_top1": c.top1 if c else None,
+                "test_top1": evaluate(c.arch) if c else None,
+                "arch": c.arch.to_dict() if c else None,
+            }
+        )
+    return picks
+
+
+def comparisons(samplers) -> list[tuple[str, str]]:
+    """The paired comparisons: each sampler against uniform, and best against worst."""
+    out = [(s, "uniform") for s in samplers if s != "uniform" and "uniform" in samplers]
+    if {"attentive-best", "attentive-worst"} <= set(samplers):
+        out.append(("attentive-best", "attentive-worst"))
+    return out or [(a, b) for i, a in enumerate(samplers) for b in list(samplers)[i + 1 :]]
+
+
+def quality_summary(space, archs, top1: dict[str, list[float]], bins: int) -> dict:
+    """Per FLOPs bin the archs, best and mean test top-1 per sampler and mean paired
+    differences; over all archs the paired statistics (:func:`_stats.paired`)."""
+    lo, hi = space.flops(space.min_arch()), space.flops(space.max_arch())
+    where = [flops_bin(space.flops(a), lo, hi, bins) for _, a in archs]
+    pairs = comparisons(list(top1))
+    out_bins = []
+    for b in range(bins):
+        idx = [i for i, w in enumerate(where) if w == b]
+        acc = {s: [v[i] for i in idx] for s, v in top1.items()}
+        out_bins.append(
+            {
+                "flops": [lo + (hi - lo) * b / bins, lo + (hi - lo) * (b + 1) / bins],
+                "archs": len(idx),
+                "best": {s: max(v, default=None) for s, v in acc.items()},
+                "mean": {s: statistics.fmean(v) if v else None for s, v in acc.items()},
+                "paired_mean": {f"{x} - {y}": paired(acc[x], acc[y])["mean"] if idx else None for x, y in pairs},
+            }
+        )
+    return {"bins": out_bins, "paired": {f"{x} - {y}": paired(top1[x], top1[y]) for x, y in pairs}}
+
+
+def _f(v, spec: str = ".2f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def print_quality(summary: dict, picks: dict[str, list[dict]], metric: str) -> None:
+    samplers = list(picks)
+    rows = [
+        (
+            f"{b['flops'][0] / 1e6:.1f}-{b['flops'][1] / 1e6:.1f}M",
+            b["archs"],
+            *(f"{_f(b['best'][s])} / {_f(b['mean'][s])}" for s in samplers),
+        )
+        for b in summary["bins"]
+    ]
+    print(table(rows, ["FLOPs bin", "archs", *(f"{s} best / mean" for s in samplers)]))
+    rows = [
+        (k, p["n"], f"{p['mean']:+.3f}", _f(p["se"], ".3f"), f"{p['wins']} / {p['losses']} / {p['ties']}", f"{p['sign_p']:.3g}")
+        for k, p in summary["paired"].items()
+    ]
+    print(table(rows, ["paired difference (points)", "archs", "mean", "SE", "wins / losses / ties", "sign test p"]))
+    unit = (lambda v: f"{v:.3g} ms") if metric == "latency" else (lambda v: f"{v / 1e6:.3g}M FLOPs")
+    rows = []
+    for i, p0 in enumerate(picks[samplers[0]]):
+        cells = [picks[s][i] for s in samplers]
+        rows.append((unit(p0["budget"]), *(f"{_f(c['test_top1'])} ({_f(c['flops'] and c['flops'] / 1e6, '.1f')}M)" for c in cells)))
+    print(table(rows, ["search budget", *(f"{s} test top-1 (FLOPs)" for s in samplers)]))
+
+
+def _evaluate_all(runs: dict, evals: dict, archs) -> dict[str, list[float]]:
+    """Test top-1 of every arch on every supernet (cached ones at once), with a progress bar."""
+    from tqdm import tqdm
+
+    top1: dict[str, list[float]] = {s: [] for s in runs}
+    with tqdm(total=len(archs) * len(runs), desc="test top-1", unit="subnet", dynamic_ncols=True) as bar:
+        for kind, a in archs:
+            for s in runs:
+                top1[s].append(evals[s](a))
+                bar.update()
+            bar.set_postfix_str(f"{kind} {a.id}: " + " ".join(f"{v[-1]:.2f}" for v in top1.values()))
+    return top1
+
+
+def bench_quality_runs(args) -> dict:
+    """(b) on trained runs: see the module docstring."""
+    from nastools.checkpoint import run_splits
+    from nastools.search.evaluator import SubnetEvaluator
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    runs = load_runs([p.strip() for p in args.runs.split(",")], args.allow_unequal_steps)
+    first = next(iter(runs.values()))
+    space = first["net"].space
+    splits = run_splits(first["data"])  # the same for all: the same config
+    test = type(splits)(**{**splits.__dict__, "val": splits.test})  # score on the test set, as bench_pretrained
+    n_test = min(args.test_images or len(splits.test), len(splits.test))
+    total = max(1, round(first["config"]["epochs"] * (len(splits.train) // first["config"]["batch_size"])))
+    if any(r["step"] != total for r in runs.values()):
+        print(f"note: runs stopped at step {', '.join(str(r['step']) for r in runs.values())} of {total}: unfinished", flush=True)
+    work = Path(args.workdir) / "quality-runs"
+    work.mkdir(parents=True, exist_ok=True)
+    evals = {
+        s: SubnetEvaluator(
+            r["net"],
+            test,
+            calib_images=args.calib_images,
+            eval_images=n_test,
+            seed=args.seed,
+            cache_path=work / f"test-{s}.json",
+            tag=f"{r['ckpt']}:{r['mtime_ns']}:{splits.name}:test={len(splits.test)}",
+        )
+        for s, r in runs.items()
+    }
+    archs = draw_archs(space, args.archs, args.bins, args.seed)
+    budgets, cost, table_path = search_budgets(space, args.budgets)
+    print(f"{len(archs)} archs x {len(runs)} supernets on {n_test} test images; search budgets: {', '.join(map(str, budgets))}", flush=True)
+    top1 = _evaluate_all(runs, evals, archs)
+    picks = {s: search_picks(s, r, budgets, evals[s], args, work) for s, r in runs.items()}
+    summary = quality_summary(space, archs, top1, args.bins)
+    print_quality(summary, picks, budgets[0].metric)
+    return {
+        "mode": "runs",
+        "runs": {
+            s: {
+                "path": r["path"],
+                "step": r["step"],
+                "total_steps": total,
+                "history": (r["data"].get("train") or r["data"].get("trained") or {}).get("history"),
+            }
+            for s, r in runs.items()
+        },
+        "config": first["config"],
+        "eval": {
+            "test_images": n_test,
+            "calib_images": args.calib_images,
+            "seed": args.seed,
+            "random_archs": args.archs,
+            "bins": args.bins,
+            "unequal_steps_allowed": args.allow_unequal_steps,
+        },
+        "archs": [
+            {
+                "kind": k,
+                "id": a.id,
+                "flops": space.flops(a),
+                "latency_ms": cost(a) if table_path else None,
+                "top1": {s: top1[s][i] for s in runs},
+            }
+            for i, (k, a) in enumerate(archs)
+        ],
+        **summary,
+        "search": {
+            "budgets": [str(b) for b in budgets],
+            "cost": budgets[0].cost_name,
+            "latency_table": table_path,
+            "population": args.population,
+            "generations": args.generations,
+            "calib_images": args.search_calib_images,
+            "val_images": args.search_eval_images,
+            "picks": picks,
+        },
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
 # --------------------------------------------------------------------------- (c) ddp
 
 
@@ -268,16 +596,41 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--per-bin", type=int, default=6)
     ap.add_argument("--val-images", type=int, default=1000)
-    ap.add_argument("--calib-images", type=int, default=500)
+    ap.add_argument("--calib-images", type=int, default=None, help="BN recalibration images (quality: 500; with --runs: 2000)")
+    q = ap.add_argument_group("quality of trained runs (quality --runs)")
+    q.add_argument("--runs", default=None, help="comma-separated runs trained alike but for --sampler: compare them, train nothing")
+    q.add_argument("--archs", type=int, default=50, help="random archs besides the min and max, spread over the FLOPs bins")
+    q.add_argument("--bins", type=int, default=5)
+    q.add_argument("--test-images", type=int, default=None, help="score on the first N test images (default: all 10,000)")
+    q.add_argument("--budgets", default=None, help="search budgets, e.g. 0.3ms,0.5ms,0.7ms (default: 25/50/75%% of the range)")
+    q.add_argument("--population", type=int, default=16, help="nastools search's default")
+    q.add_argument("--generations", type=int, default=6, help="nastools search's default")
+    q.add_argument("--search-calib-images", type=int, default=1000, help="nastools search's default")
+    q.add_argument(
+        "--search-eval-images", type=int, default=2000, help="validation images per search evaluation: nastools search's default"
+    )
+    q.add_argument("--seed", type=int, default=0, help="of the archs, BN recalibration images and search")
+    q.add_argument("--allow-unequal-steps", action="store_true", help="compare runs stopped at different steps (to test this script)")
     ap.add_argument("--ddp-steps", type=int, default=12)
     ap.add_argument("--workdir", default="/tmp/nastools-bench-train")
-    ap.add_argument("--variant", default=None, help="a run with other settings: results/bench_train_<part>/<cpu>/<date>-<variant>.json")
+    ap.add_argument(
+        "--variant",
+        default=None,
+        help="a run with other settings: results/bench_train_<part>/<cpu>/<date>-<variant>.json (quality --runs: default <epochs>ep, e.g. 2ep)",
+    )
     args = ap.parse_args()
+    if args.runs and args.part != "quality":
+        ap.error("--runs is for the quality part")
     if args.part == "cost":
         args.batch_size = args.batch_size or 128
         fig = bench_cost(args)
+    elif args.part == "quality" and args.runs:
+        args.calib_images = args.calib_images or 2000
+        fig = bench_quality_runs(args)
+        args.variant = args.variant or f"{fig['config']['epochs']:g}ep".replace(".", "p")
     elif args.part == "quality":
         args.batch_size = args.batch_size or 32
+        args.calib_images = args.calib_images or 500
         fig = bench_quality(args)
     else:
         args.batch_size = args.batch_size or 64

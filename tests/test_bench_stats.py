@@ -1,0 +1,120 @@
+"""The paired statistics of the benchmarks (benchmarks/_stats.py): SE and the sign test."""
+
+from __future__ import annotations
+
+import importlib
+import math
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def stats():
+    """benchmarks/_stats.py, imported as the scripts import it."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield importlib.import_module("_stats")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+@pytest.mark.parametrize(
+    "wins, losses, p",
+    [
+        (10, 0, 2 / 2**10),  # all one way: 2 * 0.5^10
+        (0, 10, 2 / 2**10),
+        (8, 2, 2 * (1 + 10 + 45) / 2**10),  # 0.109375
+        (5, 0, 0.0625),
+        (15, 5, 2 * (1 + 20 + 190 + 1140 + 4845 + 15504) / 2**20),  # 0.0413895, the textbook 15 of 20
+        (3, 3, 1.0),  # capped at 1
+        (0, 0, 1.0),  # nothing to test
+        (1, 0, 1.0),
+    ],
+)
+def test_sign_test_matches_the_exact_binomial(stats, wins, losses, p):
+    assert stats.sign_test_p(wins, losses) == pytest.approx(p, rel=1e-12)
+
+
+def test_sign_test_against_a_direct_sum_of_the_binomial(stats):
+    n = 53
+    for k in range(n + 1):
+        pk = [math.comb(n, i) / 2**n for i in range(n + 1)]
+        extreme = sum(q for q in pk if q <= pk[k] * (1 + 1e-12))  # two-sided: as unlikely or less (symmetric)
+        assert stats.sign_test_p(k, n - k) == pytest.approx(min(1.0, extreme), rel=1e-9)
+    with pytest.raises(ValueError):
+        stats.sign_test_p(-1, 3)
+
+
+def test_paired_mean_se_and_ties(stats):
+    a = [91.0, 92.0, 93.0, 94.0, 90.0]
+    b = [90.0, 90.0, 90.0, 90.0, 90.0]  # differences 1, 2, 3, 4 and a tie
+    r = stats.paired(a, b)
+    d = [1.0, 2.0, 3.0, 4.0, 0.0]
+    assert r["n"] == 5
+    assert r["mean"] == pytest.approx(2.0)
+    assert r["sd"] == pytest.approx(statistics.stdev(d))
+    assert r["se"] == pytest.approx(statistics.stdev(d) / math.sqrt(5))  # sqrt(2.5 / 5)
+    assert (r["wins"], r["losses"], r["ties"]) == (4, 0, 1)
+    assert r["sign_p"] == pytest.approx(2 / 2**4)  # the tie dropped: 4 of 4
+    flipped = stats.paired(b, a)
+    assert flipped["mean"] == pytest.approx(-2.0) and flipped["se"] == pytest.approx(r["se"])
+    assert (flipped["wins"], flipped["losses"]) == (0, 4)
+
+
+def test_paired_accuracies_that_differ_only_by_float_rounding_tie(stats):
+    r = stats.paired([100 * 0.9123], [91.23])
+    assert r["ties"] == 1 and r["sign_p"] == 1.0 and math.isnan(r["se"])
+
+
+def test_paired_refuses_unequal_lengths(stats):
+    with pytest.raises(ValueError, match="lengths"):
+        stats.paired([1.0], [1.0, 2.0])
+
+
+@pytest.fixture(scope="module")
+def bench_train():
+    """benchmarks/bench_train.py (its quality-of-trained-runs helpers)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield importlib.import_module("bench_train")
+    finally:
+        sys.path.remove(str(BENCH))
+
+
+def _run(path, step=100, **cfg):
+    return {"path": path, "space": "e64629efe687", "step": step, "config": {"epochs": 2.0, "lr": 0.1, **cfg}}
+
+
+def test_quality_runs_must_differ_in_the_sampler_alone(bench_train):
+    check = bench_train.check_comparable
+    check({"uniform": _run("u"), "attentive-best": _run("b")})
+    with pytest.raises(SystemExit, match=r"^quality: runs u and b differ in more than the sampler: lr \(0.1 vs 0.05\)$"):
+        check({"uniform": _run("u"), "attentive-best": _run("b", lr=0.05)})
+    with pytest.raises(SystemExit, match="stopped at step 100, b .attentive-best. at step 90"):
+        check({"uniform": _run("u"), "attentive-best": _run("b", step=90)})
+    check({"uniform": _run("u"), "attentive-best": _run("b", step=90)}, allow_unequal_steps=True)
+    with pytest.raises(SystemExit, match="at least 2 runs"):
+        check({"uniform": _run("u")})
+    assert bench_train.comparisons(["uniform", "attentive-best", "attentive-worst"]) == [
+        ("attentive-best", "uniform"),
+        ("attentive-worst", "uniform"),
+        ("attentive-best", "attentive-worst"),
+    ]
+
+
+def test_quality_archs_are_seeded_and_fill_every_flops_bin(bench_train):
+    from nastools.space import load_space
+
+    space = load_space("fmnist")
+    archs = bench_train.draw_archs(space, 10, bins=5, seed=0)
+    assert [a.id for _, a in archs] == [a.id for _, a in bench_train.draw_archs(space, 10, bins=5, seed=0)]
+    assert len({a.id for _, a in archs}) == 12
+    assert archs[0] == ("min", space.min_arch()) and archs[-1] == ("max", space.max_arch())
+    lo, hi = space.flops(space.min_arch()), space.flops(space.max_arch())
+    where = [bench_train.flops_bin(space.flops(a), lo, hi, 5) for kind, a in archs if kind == "random"]
+    assert sorted(where) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
