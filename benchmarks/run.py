@@ -81,9 +81,16 @@ SUITE: tuple[Benchmark, ...] = (
         prepare=tuple(f"train --run {SEARCH_RUN} --batch-size 64 --epochs 1.2 --augment none".split()),
     ),
     Benchmark(
+        "bench_search_vs_random",
+        "bench_search.py",
+        ("--run", SHIPPED, "--vs-random-pool", "300"),
+        backs="evolution vs random search and the best of 300 random archs, test top-1 at 5 FLOPs budgets",
+        needs=SHIPPED,
+    ),
+    Benchmark(
         "bench_search_eval_speed",
         "bench_search.py",
-        ("--run", SHIPPED, "--eval-speed", "20"),
+        ("--run", SHIPPED, "--eval-speed", "16", "--calib-images", "1000", "--eval-images", "2000"),
         backs="time per evaluated arch",
         needs=SHIPPED,
     ),

@@ -100,6 +100,10 @@ def test_fold_batchnorm_is_exact_and_leaves_no_bn(fmnist):
     x = torch.randn(5, *sub.input_shape)
     with torch.no_grad():
         torch.testing.assert_close(folded(x), sub(x), rtol=1e-4, atol=1e-5)
+        ref = sub(x)
+        assert fold_batchnorm(sub, inplace=True) is sub  # no copy: the model itself is folded
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in sub.modules())
+        torch.testing.assert_close(sub(x), ref, rtol=1e-4, atol=1e-5)
 
 
 def _check_parity(sub, path, x: torch.Tensor) -> None:

@@ -33,9 +33,10 @@ def tiny_trained(tmp_path_factory):
     return d / "run", t
 
 
-def test_inference_subnet_scores_like_the_supernet(tiny_trained):
+def test_inference_subnet_scores_like_the_supernet(tiny_trained, monkeypatch):
     from nastools.checkpoint import load_supernet
     from nastools.data import load_splits
+    from nastools.search import evaluator as ev
     from nastools.search.evaluator import SubnetEvaluator, inference_subnet
 
     run, _ = tiny_trained
@@ -48,6 +49,11 @@ def test_inference_subnet_scores_like_the_supernet(tiny_trained):
     scores = [(fast(a), slow(a)) for a in archs]
     assert all(f == s for f, s in scores), scores
     assert len({f for f, _ in scores}) > 1 and max(f for f, _ in scores) > 20  # trained: subnets differ, above chance (10%)
+    # images too many to keep prepared are streamed: the same top-1
+    monkeypatch.setattr(ev, "DATA_CACHE_BYTES", 0)
+    streamed = SubnetEvaluator(net, splits, calib_images=256, eval_images=600)
+    assert [streamed(a) for a in archs[:3]] == [f for f, _ in scores[:3]]
+    assert not streamed._prepared
     # the folded, channels-last static subnet computes the supernet's logits
     a = archs[2]
     net.set_active(a)
@@ -61,6 +67,41 @@ def test_inference_subnet_scores_like_the_supernet(tiny_trained):
     assert sub.stem.conv.weight.is_contiguous(memory_format=torch.channels_last)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in sub.modules())
     torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_fast_scorer_recalibrates_the_extracted_subnet_as_the_supernet_and_leaves_it_alone(tiny_trained):
+    from nastools.checkpoint import load_supernet
+    from nastools.data import load_splits
+    from nastools.search.evaluator import SubnetEvaluator, heap_allocations, inference_subnet, recalibrated_subnet
+    from nastools.train.evaluate import calibration_batches, prepare_input, recalibrate_bn
+
+    run, _ = tiny_trained
+    net = load_supernet(run)
+    splits = load_splits("fashion-mnist")
+    arch = net.space.sample(random.Random(3))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    active = net.active_arch
+    top1 = SubnetEvaluator(net, splits, calib_images=500, eval_images=300)(arch)
+    with heap_allocations():
+        sub = recalibrated_subnet(net, arch, calibration_batches(splits.train, 250, 500))
+        scorer = inference_subnet(net, arch, calibration_batches(splits.train, 250, 500))
+    # the fast path changes nothing in the supernet: weights, statistics, active arch
+    assert net.active_arch == active
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    # recalibrating the supernet on the same batches gives the same statistics...
+    net.set_active(arch)
+    recalibrate_bn(net, calibration_batches(splits.train, 250, 500))
+    ref = net.extract(arch)
+    bns = [(m, r) for m, r in zip(sub.modules(), ref.modules()) if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(bns) > 5
+    for got, want in bns:
+        torch.testing.assert_close(got.running_mean, want.running_mean, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(got.running_var, want.running_var, atol=1e-4, rtol=1e-4)
+    # ...the same logits and the same top-1
+    x, _ = next(iter(calibration_batches(splits.val, 64, 64)))
+    with torch.no_grad():
+        torch.testing.assert_close(scorer(prepare_input(scorer, x)), net.eval()(prepare_input(net, x)), atol=1e-4, rtol=1e-4)
+    assert top1 == SubnetEvaluator(net, splits, calib_images=500, eval_images=300, fast=False)(arch)
 
 
 def test_weights_only_checkpoint_loads_safely_and_keeps_what_search_needs(tiny_trained, tmp_path):

@@ -39,13 +39,14 @@ def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
 _PAIRS = (("conv", "bn"), ("expand_conv", "expand_bn"), ("dw_conv", "dw_bn"), ("project_conv", "project_bn"))
 
 
-def fold_batchnorm(model: nn.Module) -> nn.Module:
+def fold_batchnorm(model: nn.Module, *, inplace: bool = False) -> nn.Module:
     """An eval-mode copy of ``model`` with every conv+BN pair of its blocks folded.
 
-    BN modules are replaced by ``nn.Identity``; ``model`` itself is not changed. Raises
-    ``ValueError`` if a BatchNorm is left over (a module layout this function does not know).
+    BN modules are replaced by ``nn.Identity``; ``model`` itself is not changed, unless
+    ``inplace`` (then ``model`` is folded and returned: no copy, for a model of one's own).
+    Raises ``ValueError`` if a BatchNorm is left over (a module layout this function does not know).
     """
-    out = copy.deepcopy(model).eval()
+    out = (model if inplace else copy.deepcopy(model)).eval()
     for module in out.modules():
         for conv_name, bn_name in _PAIRS:
             conv, bn = getattr(module, conv_name, None), getattr(module, bn_name, None)

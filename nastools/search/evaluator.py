@@ -5,37 +5,176 @@ top-1 is measured on the first images of the validation split. Results are cache
 and, when a cache file is given, on disk (atomically), keyed by arch id together with the
 checkpoint and the evaluation sizes, so a resumed or repeated search never evaluates an arch
 twice.
+
+The search's scorer (``SubnetEvaluator(fast=True)``, the default) does both on the arch
+extracted from the supernet as a static subnet of contiguous weights, channels-last: BN
+recalibrated there (the same batches and cumulative average as on the supernet, so the same
+statistics up to float rounding), then folded into the convolutions, and scored in inference
+mode in batches small enough for the CPU's caches. The images, resized and in that memory
+format, are prepared once per resolution, and large tensors come from the heap
+(:func:`heap_allocations`). The supernet itself is left as it is. ``fast=False`` recalibrates
+and scores the supernet (sliced weights), the baseline of ``benchmarks/bench_search.py
+--eval-speed``; both read the same images and give the same top-1.
 """
 
 from __future__ import annotations
 
+import functools
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
 from nastools.errors import NastoolsError
 from nastools.io import atomic_write_json
 from nastools.space import Arch
 
 CACHE_FORMAT = "nastools.accuracy-cache/1"
+#: pixels in a scoring batch on a CPU (128 images of 32x32): its activations stay in the caches
+SCORE_PIXELS = 128 * 32 * 32
+#: prepared images an evaluator keeps per resolution, at most (bytes); larger samples are streamed
+DATA_CACHE_BYTES = 256 << 20
+#: images in a recalibration batch, at most (BN statistics depend on it: both paths use it)
+CALIB_BATCH = 250
+#: pixels per chunk over which recalibration sums a channels-last batch's BN statistics
+STATS_ROWS = 4096
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+_heap_depth = 0  # heap_allocations() contexts open
 
 
-def inference_subnet(supernet, arch: Arch):
+@functools.lru_cache(maxsize=None)
+def _glibc():
+    """The GNU C library (for ``mallopt``), or None on other C libraries and systems."""
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.gnu_get_libc_version, libc.mallopt, libc.malloc_trim  # noqa: B018 - glibc's own symbols
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+@contextmanager
+def heap_allocations() -> Iterator[None]:
+    """Inside, large CPU tensors come from glibc's heap and their memory is reused when freed,
+    instead of being mapped afresh for each tensor and unmapped after it (the page faults and
+    zeroing cost a forward pass at batch 250 about as much as its arithmetic). After, glibc's
+    thresholds are set to where its dynamic threshold settles (32 MiB maps, 64 MiB trim) and
+    the freed memory is given back. Does nothing off glibc; nested, only the outermost acts."""
+    global _heap_depth
+    libc = _glibc()
+    if libc is None or _heap_depth:
+        yield
+        return
+    if not libc.mallopt(_M_MMAP_THRESHOLD, 1 << 30):  # glibc before 2.35 caps it at 32 MiB
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+    libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
+    _heap_depth += 1
+    try:
+        yield
+    finally:
+        _heap_depth -= 1
+        libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+        libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
+        libc.malloc_trim(0)
+
+
+class _ChunkStatsBatchNorm2d(nn.BatchNorm2d):
+    """A BatchNorm2d whose training-mode statistics of a channels-last CPU batch are gathered
+    by PyTorch's kernel over chunks of about :data:`STATS_ROWS` pixels and combined in float64.
+    Over a whole batch of 250 images its channels-last kernel's float accumulators are off by
+    up to about 1e-3 of a channel's variance (the contiguous kernel that recalibrates the
+    supernet, and these chunks: about 1e-6), at the same speed. Running statistics are updated
+    as ``BatchNorm2d`` updates them (unbiased variance; ``momentum`` or, when None, the
+    cumulative average)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and x.device.type == "cpu" and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)):
+            return super().forward(x)
+        chunks = x.split(max(1, STATS_ROWS // (x.shape[2] * x.shape[3])))
+        stats = [torch.ops.aten.batch_norm_update_stats(c, None, None, 0.0) for c in chunks]
+        weight = torch.tensor([len(c) for c in chunks], dtype=torch.float64).div_(len(x)).unsqueeze(1)
+        means = torch.stack([m for m, _ in stats]).double()
+        mean = (means * weight).sum(0)
+        var = ((torch.stack([v for _, v in stats]).double() + (means - mean).square()) * weight).sum(0)
+        mean, var = mean.float(), var.float()
+        n = x.numel() // x.shape[1]
+        self.num_batches_tracked.add_(1)
+        f = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        self.running_mean.mul_(1 - f).add_(mean, alpha=f)
+        self.running_var.mul_(1 - f).add_(var, alpha=f * n / max(n - 1, 1))
+        return F.batch_norm(x, mean, var, self.weight, self.bias, False, 0.0, self.eps)
+
+
+def recalibrated_subnet(supernet, arch: Arch, batches):
+    """The supernet's ``arch`` extracted as a channels-last static subnet, its BN statistics
+    recalibrated on ``batches`` in inference mode (:func:`~nastools.train.evaluate.recalibrate_bn`,
+    each batch's statistics summed in chunks: the statistics that recalibrating the supernet
+    on the same batches gives, up to float rounding). The supernet is not changed."""
+    from nastools.train.evaluate import recalibrate_bn
+
+    sub = supernet.extract(arch).to(memory_format=torch.channels_last)
+    bns = [m for m in sub.modules() if type(m) is nn.BatchNorm2d]
+    for m in bns:
+        m.__class__ = _ChunkStatsBatchNorm2d
+    try:
+        with torch.inference_mode():
+            recalibrate_bn(sub, batches)
+    finally:
+        for m in bns:
+            m.__class__ = nn.BatchNorm2d
+    return sub
+
+
+def inference_subnet(supernet, arch: Arch, batches=None):
     """The fastest CPU form of the supernet's ``arch`` for scoring: extracted as a static
-    subnet (contiguous weights instead of slices), BatchNorm folded into the convolutions,
-    channels-last. Recalibrate the supernet's BN for ``arch`` first: extraction copies the
-    statistics."""
+    subnet (contiguous weights instead of slices), channels-last, BN recalibrated on
+    ``batches`` when given (:func:`recalibrated_subnet`; else the supernet's statistics as
+    they are) and folded into the convolutions, in eval mode."""
     from nastools.export.fold import fold_batchnorm
 
-    return fold_batchnorm(supernet.extract(arch)).to(memory_format=torch.channels_last)
+    sub = recalibrated_subnet(supernet, arch, batches) if batches is not None else supernet.extract(arch)
+    return fold_batchnorm(sub, inplace=True).to(memory_format=torch.channels_last)
+
+
+def _prepare(images: torch.Tensor, resolution: int, device: torch.device) -> torch.Tensor:
+    """Images as :func:`~nastools.train.evaluate.prepare_input` gives them to a channels-last
+    subnet at ``resolution``: on ``device``, resized (bilinear), channels-last."""
+    x = images.to(device, non_blocking=True)
+    if x.shape[-1] != resolution or x.shape[-2] != resolution:
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+@torch.inference_mode()
+def _top1(model, batches) -> float:
+    """Top-1 (%) of an eval-mode ``model`` on prepared ``(images, labels)`` batches, computed
+    as ``100 * evaluate_top1`` computes it."""
+    correct = total = 0
+    for x, labels in batches:
+        correct += int((model(x).argmax(1).cpu() == labels).sum())
+        total += len(labels)
+    if total == 0:
+        raise ValueError("no validation images to score")
+    return 100.0 * (correct / total)
 
 
 class SubnetEvaluator:
     """``evaluator(arch) -> top-1 %`` on the validation split after BN recalibration.
 
-    ``fast`` (default) scores the :func:`inference_subnet` in inference mode; ``fast=False``
-    scores the supernet itself (kept for comparison in ``benchmarks/bench_search.py``)."""
+    ``fast`` (default) recalibrates and scores the :func:`inference_subnet` and leaves the
+    supernet as it is; ``fast=False`` recalibrates and scores the supernet itself, leaving
+    ``arch`` active with its BN statistics recalibrated (the baseline of
+    ``benchmarks/bench_search.py --eval-speed``). Both give the same top-1."""
 
     def __init__(
         self,
@@ -58,6 +197,7 @@ class SubnetEvaluator:
         self.calib_s = 0.0
         self.eval_s = 0.0
         self.calls = 0
+        self._prepared: dict[tuple, list] = {}
         self._load()
 
     def _load(self) -> None:
@@ -83,15 +223,8 @@ class SubnetEvaluator:
         hit = self.cache.get(arch.id)
         if hit is not None:
             return hit
-        from nastools.train.evaluate import calibration_batches, evaluate_top1, recalibrate_bn
-
-        self.net.set_active(arch)
         t0 = time.perf_counter()
-        with torch.inference_mode():
-            recalibrate_bn(self.net, calibration_batches(self.splits.train, min(self.batch_size, 250), self.calib_images, self.seed))
-        t1 = time.perf_counter()
-        model = inference_subnet(self.net, arch) if self.fast else self.net
-        top1 = 100.0 * evaluate_top1(model, self.splits.val, batch_size=self.batch_size, max_images=self.eval_images)
+        top1, t1 = self._fast(arch) if self.fast else self._plain(arch)
         t2 = time.perf_counter()
         self.calib_s += t1 - t0
         self.eval_s += t2 - t1
@@ -99,6 +232,55 @@ class SubnetEvaluator:
         self.cache[arch.id] = top1
         self._save()
         return top1
+
+    def _plain(self, arch: Arch) -> tuple[float, float]:
+        """Top-1 of the supernet with ``arch`` active, and when its recalibration ended."""
+        from nastools.train.evaluate import calibration_batches, evaluate_top1, recalibrate_bn
+
+        self.net.set_active(arch)
+        with torch.inference_mode():
+            recalibrate_bn(
+                self.net, calibration_batches(self.splits.train, min(self.batch_size, CALIB_BATCH), self.calib_images, self.seed)
+            )
+        t = time.perf_counter()
+        return 100.0 * evaluate_top1(self.net, self.splits.val, batch_size=self.batch_size, max_images=self.eval_images), t
+
+    def _fast(self, arch: Arch) -> tuple[float, float]:
+        """Top-1 of the :func:`inference_subnet` recalibrated on the same batches as
+        :meth:`_plain`, and when its recalibration ended."""
+        from nastools.export.fold import fold_batchnorm
+
+        with heap_allocations():
+            sub = recalibrated_subnet(self.net, arch, self._data("calib", arch.resolution))
+            t = time.perf_counter()
+            model = fold_batchnorm(sub, inplace=True).to(memory_format=torch.channels_last)
+            return _top1(model, self._data("val", arch.resolution)), t
+
+    def _data(self, kind: str, resolution: int):
+        """``(images, labels)`` batches prepared for a channels-last subnet at ``resolution``
+        on the supernet's device: ``calib``, the recalibration sample in the supernet path's
+        batches; ``val``, the first ``eval_images`` validation images in scoring batches (on
+        a CPU, :data:`SCORE_PIXELS` pixels at most). Kept for the next arch at this
+        resolution when they take at most :data:`DATA_CACHE_BYTES`."""
+        from nastools.data import iter_batches
+        from nastools.train.evaluate import calibration_batches, model_device
+
+        device = model_device(self.net)
+        key = (kind, resolution, str(device))
+        if key in self._prepared:
+            return self._prepared[key]
+        if kind == "calib":
+            dataset, n = self.splits.train, self.calib_images
+            source = calibration_batches(dataset, min(self.batch_size, CALIB_BATCH), n, self.seed)
+        else:
+            dataset, n = self.splits.val, self.eval_images
+            batch = self.batch_size if device.type != "cpu" else max(1, min(self.batch_size, SCORE_PIXELS // resolution**2))
+            source = iter_batches(dataset, batch, max_images=n)
+        batches = ((_prepare(x, resolution, device), y) for x, y in source)
+        if min(n, len(dataset)) * self.net.space.input_channels * resolution**2 * 4 > DATA_CACHE_BYTES:
+            return batches
+        self._prepared[key] = list(batches)
+        return self._prepared[key]
 
     def timing(self) -> dict[str, float]:
         """Mean seconds per evaluated arch, split into BN recalibration and evaluation."""
