@@ -64,7 +64,7 @@ from _common import latest_result, table, write_result  # noqa: E402
 from nastools.checkpoint import checkpoint_path, load_supernet  # noqa: E402
 from nastools.data import load_splits  # noqa: E402
 from nastools.search import Candidate, EvolutionSearch, SearchConfig, best_under, random_search  # noqa: E402
-from nastools.search.evaluator import SubnetEvaluator  # noqa: E402
+from nastools.search.evaluator import CALIB_IMAGES, SubnetEvaluator  # noqa: E402
 
 
 def top1_under(cands, limits) -> float:
@@ -367,7 +367,7 @@ def _pool_spec(args) -> dict:
         "strategy": o.strategy,
         "mutate_prob": o.mutate_prob,
         "predictor_factor": o.predictor_factor if o.predictor else 0,
-        "calib_images": args.calib_images or o.calib_images,
+        "calib_images": args.calib_images or o.calib_images or CALIB_IMAGES,
         "eval_images": args.eval_images or o.eval_images,
         "batch_size": o.batch_size,
         "test_calib_images": args.test_calib_images,
@@ -390,7 +390,7 @@ def _pool_variant(args, spec: dict) -> str | None:
         (spec["population"] != o.population, f"pop{spec['population']}"),
         (spec["generations"] != o.generations, f"gen{spec['generations']}"),
         (
-            (spec["calib_images"], spec["eval_images"]) != (o.calib_images, o.eval_images),
+            (spec["calib_images"], spec["eval_images"]) != (o.calib_images or CALIB_IMAGES, o.eval_images),
             f"calib{spec['calib_images']}-eval{spec['eval_images']}",
         ),
         (args.test_calib_images != 2000, f"testcalib{args.test_calib_images}"),

@@ -19,7 +19,7 @@ import gzip
 import math
 import os
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -539,6 +539,17 @@ def load_splits(
     if test is None:
         test = val
     return DataSplits(name, train, val, test, classes, chs, size, seed)
+
+
+def splits_at(splits: DataSplits, image_size: int, recipe: "str | ImageRecipe | None" = None) -> DataSplits:
+    """``splits`` read at ``image_size``: the image-folder sets (:class:`ImageSet`) through
+    :func:`eval_transform` (``image_size``, ``recipe``), as :func:`load_splits` would read
+    them, without scanning the folder again; in-memory datasets are returned as they are."""
+    if not isinstance(splits.train, ImageSet):
+        return splits
+    tf = eval_transform(image_size, recipe)
+    train, val, test = (ImageSet(s.folder, s.indices, tf, seed_of=s.seed_of) for s in (splits.train, splits.val, splits.test))
+    return replace(splits, train=train, val=val, test=test, image_size=image_size)
 
 
 def _val_count(val_size, n: int) -> int:

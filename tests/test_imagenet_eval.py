@@ -21,13 +21,13 @@ from PIL import Image
 from torchvision import transforms
 
 from nastools.checkpoint import save_checkpoint
-from nastools.data import IMAGE_RECIPES, ImageSet, calibration_transform, eval_transform, image_recipe, load_splits
+from nastools.data import IMAGE_RECIPES, ImageSet, calibration_transform, eval_transform, image_recipe, iter_batches, load_splits
 from nastools.errors import NastoolsError
 from nastools.importers import attentivenas as an
 from nastools.resources import shipped_arch, shipped_arch_names
 from nastools.space import load_arch, load_space, space_from_dict
 from nastools.supernet import Supernet
-from nastools.train.evaluate import calibration_set, evaluate_subnet
+from nastools.train.evaluate import calibration_batches, calibration_set, evaluate_subnet, recalibrate_bn
 
 SIZES = [(300, 260), (257, 400), (512, 384), (224, 224), (180, 200)]
 
@@ -162,14 +162,8 @@ def _small_space():
     )
 
 
-@pytest.mark.parametrize("recipe", [None, "attentivenas"])
-def test_eval_reads_the_folder_as_the_runs_recipe_says(folder, tmp_path, monkeypatch, recipe):
-    space = _small_space()
-    torch.manual_seed(0)
-    config = {"dataset": "imagefolder", "data": str(folder), "val_size": 4}
-    if recipe:
-        config["image_recipe"] = recipe
-    save_checkpoint(tmp_path / "supernet.pt", Supernet(space), trained={"config": config})
+def _spy_load_splits(monkeypatch) -> list:
+    """The ``(image_size, image_recipe)`` of each load_splits call from here on."""
     seen = []
     real = load_splits
 
@@ -178,6 +172,18 @@ def test_eval_reads_the_folder_as_the_runs_recipe_says(folder, tmp_path, monkeyp
         return real(*args, **kwargs)
 
     monkeypatch.setattr("nastools.data.load_splits", spy)
+    return seen
+
+
+@pytest.mark.parametrize("recipe", [None, "attentivenas"])
+def test_eval_reads_the_folder_as_the_runs_recipe_says(folder, tmp_path, monkeypatch, recipe):
+    space = _small_space()
+    torch.manual_seed(0)
+    config = {"dataset": "imagefolder", "data": str(folder), "val_size": 4}
+    if recipe:
+        config["image_recipe"] = recipe
+    save_checkpoint(tmp_path / "supernet.pt", Supernet(space), trained={"config": config})
+    seen = _spy_load_splits(monkeypatch)
     arch = space.max_arch()
     assert arch.resolution == 48
     res = evaluate_subnet(arch, tmp_path / "supernet.pt")
@@ -224,3 +230,78 @@ def test_eval_cli_with_workers_gives_the_same_top1(folder, tmp_path):
     assert r0.exit_code == 0 and r1.exit_code == 0, r0.output + r1.output
     a, b = json.loads(r0.stdout), json.loads(r1.stdout)
     assert a["top1"] == b["top1"] and a["meta"]["image_recipe"] == "alphanet" and a["meta"]["calib_images"] == 20
+
+
+# ------------------------------------------------------- search and export follow the recipe
+
+
+def _recipe_run(folder: Path, path: Path, recipe: str | None, centre=None):
+    """A random supernet of the tiny RGB space saved as a run on ``folder`` with image recipe
+    ``recipe`` (None: nastools'), 12 of its 24 training images held out for validation.
+
+    With ``centre`` (a function of the space giving an arch), the classifier's bias puts that
+    arch's decision boundary halfway between the 6th and 7th of its logit margins over the
+    validation images as ``nastools eval`` reads them: its top-1 then turns on small changes
+    of the images or of the BN statistics (a random net otherwise gives every image one class)."""
+    space = _small_space()
+    torch.manual_seed(2)
+    net = Supernet(space)
+    if centre is not None:
+        arch = centre(space)
+        splits = load_splits("imagefolder", folder, val_size=12, image_size=arch.resolution, image_recipe=recipe)
+        calib, batch = calibration_set(splits, image_recipe(recipe), arch.resolution)
+        net.set_active(arch)
+        recalibrate_bn(net, calibration_batches(calib, batch, len(calib)))
+        with torch.no_grad():
+            logits = torch.cat([net.eval()(x) for x, _ in iter_batches(splits.val, 100)])
+        margins = (logits[:, 0] - logits[:, 1]).sort().values
+        net.head.classifier.bias.data[0] -= float(margins[5] + margins[6]) / 2
+    config = {"dataset": "imagefolder", "data": str(folder), "val_size": 12}
+    if recipe:
+        config["image_recipe"] = recipe
+    save_checkpoint(path, net, trained={"config": config})
+    return space
+
+
+@pytest.mark.parametrize("recipe", [None, "attentivenas"])
+def test_search_scores_an_arch_as_eval_does(folder, tmp_path, recipe):
+    from nastools.checkpoint import load_checkpoint, load_supernet
+    from nastools.search.evaluator import SubnetEvaluator
+    from nastools.search.runner import SearchOptions, _evaluator
+
+    ckpt = tmp_path / "supernet.pt"
+    space = _recipe_run(folder, ckpt, recipe, centre=lambda sp: sp.max_arch())
+    evaluator = _evaluator(load_supernet(ckpt), ckpt, load_checkpoint(ckpt), SearchOptions(), None)
+    assert evaluator.key.endswith(f"|recipe={recipe or 'nastools'}")  # a cache of another recipe is not reused
+    assert evaluator.calib_images == image_recipe(recipe).calib_images  # the recipe's by default
+    plain = SubnetEvaluator(load_supernet(ckpt), evaluator.splits, recipe=evaluator.recipe, fast=False)
+    arch = space.max_arch()  # 48 px: images read at that size, not at 224 and resized
+    want = 100 * evaluate_subnet(arch, ckpt, split="val")["top1"]
+    assert evaluator(arch) == want and plain(arch) == want
+
+
+def test_search_keeps_the_in_memory_path():
+    from nastools.data import DataSplits, TensorImages
+    from nastools.search.evaluator import SubnetEvaluator
+
+    images = TensorImages(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.zeros(4, dtype=torch.long), (0.5,), (0.5,))
+    evaluator = SubnetEvaluator(None, DataSplits("fashion-mnist", images, images, images, 10, 1, 28), tag="t", recipe="alphanet")
+    assert evaluator.recipe is None and evaluator.key == "t|calib=1000|eval=2000|seed=0"
+    assert evaluator._sets(28) == (images, 250, images)
+
+
+@pytest.mark.parametrize("recipe", [None, "attentivenas"])
+def test_export_recalibrates_and_scores_as_eval_does(folder, tmp_path, monkeypatch, recipe):
+    from nastools.export import export_subnet
+
+    ckpt = tmp_path / "supernet.pt"
+    arch = _recipe_run(folder, ckpt, recipe).min_arch()
+    seen = _spy_load_splits(monkeypatch)
+    res = export_subnet(ckpt, arch, format="torchscript", out=tmp_path / "m.pt", progress=False)
+    assert seen == [(arch.resolution, recipe)]  # read at the arch's resolution (32), not 224
+    want = evaluate_subnet(arch, ckpt)  # the test set, the recipe's calibration
+    s = res.sidecar
+    assert res.passed and s["input"]["shape"] == ["batch", 3, 32, 32]
+    assert s["accuracy"]["torch_top1"] == s["accuracy"]["model_top1"] == want["top1"]
+    assert s["batchnorm"]["recalibration_images"] == want["meta"]["calib_images"] == 12
+    assert s["input"]["preprocessing"].startswith(f"image recipe {recipe or 'nastools'}:")

@@ -65,10 +65,10 @@ def _pct(x: float) -> str:
 @data_option()
 @click.option(
     "--calib-images",
-    default=2000,
-    show_default=True,
+    default=None,
     type=click.IntRange(1),
-    help="Training images for BN recalibration (and int8 calibration, at most 1000).",
+    help="Training images for BN recalibration (and int8 calibration, at most 1000).  "
+    "[default: 2000; 16384 for imported AttentiveNAS/AlphaNet runs on image folders]",
 )
 @click.option("--parity-images", default=1000, show_default=True, type=click.IntRange(1), help="Test images for the parity check.")
 @click.option("--eval-images", default=None, type=click.IntRange(1), help="Test images for top-1  [default: all]")

@@ -81,7 +81,10 @@ def _timing_line(t: dict) -> str:
 @click.option("--strategy", default="archive", show_default=True, type=click.Choice(STRATEGIES))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(
-    "--calib-images", default=1000, show_default=True, type=click.IntRange(1), help="Training images for BN recalibration per arch."
+    "--calib-images",
+    default=None,
+    type=click.IntRange(1),
+    help="Training images for BN recalibration per arch.  [default: 1000; image folders: 2000, 16384 for imported AttentiveNAS/AlphaNet runs]",
 )
 @click.option("--eval-images", default=2000, show_default=True, type=click.IntRange(1), help="Validation images evaluated per arch.")
 @click.option(

@@ -4,7 +4,9 @@ Steps: load the checkpoint, decode the arch (default: the run's ``search/best.js
 extract the static subnet, recalibrate its BatchNorm on training images, measure its
 PyTorch top-1 on the test set, write the model (ONNX with BN folded, int8 QDQ or fp16
 ONNX, a TensorRT engine, or TorchScript), run the written file on real test images and
-record parity and accuracy in a JSON sidecar beside it (``<model>.json``).
+record parity and accuracy in a JSON sidecar beside it (``<model>.json``). Image folders
+are read at the arch's resolution, and BN recalibrated, as the run's image recipe says
+(:class:`nastools.data.ImageRecipe`), as ``nastools eval`` reads them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy as np
 
 from nastools.checkpoint import checkpoint_space, find_checkpoint, load_checkpoint, run_dir, run_splits
 from nastools.constants import FORMATS, PRECISIONS
+from nastools.data import image_recipe
 from nastools.errors import NastoolsError
 from nastools.io import atomic_write, atomic_write_json, read_json, writable_file
 from nastools.runtime import SUFFIX_BACKEND
@@ -187,7 +190,7 @@ def export_subnet(
     out: str | Path | None = None,
     dataset: str | None = None,
     data: str | Path | None = None,
-    calib_images: int = 2000,
+    calib_images: int | None = None,
     parity_images: int = 1000,
     eval_images: int | None = None,
     opset: int = 17,
@@ -199,13 +202,17 @@ def export_subnet(
     """Export ``arch`` of ``run``'s supernet as ``format`` at ``precision``; verify it.
 
     ``batch=None`` exports a dynamic batch axis (TensorRT: profile 1..``max_batch``).
-    ``calib_images`` training images recalibrate BN (and calibrate int8);
+    ``calib_images`` training images recalibrate BN (and calibrate int8; default: the run's
+    image recipe's, :class:`~nastools.data.ImageRecipe`: 2000, 16384 for the reference
+    recipes of imported runs); image folders are read at the arch's resolution as that recipe
+    says;
     ``parity_images`` test images check parity; ``eval_images`` test images (all by default)
     give top-1 accuracy. Returns the written paths and the sidecar.
     """
     from tqdm import tqdm
 
     from nastools.runtime.trt import import_tensorrt
+    from nastools.train.evaluate import run_recipe
 
     _check_choice("--format", format, FORMATS)
     _check_choice("--precision", precision, PRECISIONS)
@@ -227,7 +234,9 @@ def export_subnet(
     arch, arch_info = resolve_arch(run, arch, space)
     check_export_memory(space, arch, batch, format)
     out = writable_file(out or default_output(run, arch, format, precision), "--out")  # before any work
-    splits = run_splits(ckpt, dataset, data)
+    splits = run_splits(ckpt, dataset, data, image_size=arch.resolution)
+    recipe = run_recipe(ckpt, splits)
+    calib_images = recipe.calib_images if calib_images is None else calib_images
     ds_name = splits.name
     if splits.channels != space.input_channels:
         raise NastoolsError(
@@ -239,7 +248,7 @@ def export_subnet(
         job = ExportJob(
             run=run, arch=arch, arch_info=arch_info, format=format, precision=precision, batch=batch, out=out, splits=splits,
             space=space, ckpt=ckpt, calib_images=calib_images, parity_images=parity_images, eval_images=eval_images, opset=opset,
-            max_batch=max_batch, workspace=workspace, timing_cache=timing_cache, trt=trt,
+            max_batch=max_batch, workspace=workspace, timing_cache=timing_cache, trt=trt, recipe=recipe,
         )  # fmt: skip
         return _export(steps, job)
     finally:
@@ -257,7 +266,7 @@ class ExportJob:
     precision: str
     batch: int | None  # None: a dynamic batch axis
     out: Path
-    splits: Any  # the run's dataset splits (``run_splits``): .name, .train, .test
+    splits: Any  # the run's dataset splits (``run_splits``) at the arch's resolution: .name, .train, .test
     space: Any
     ckpt: dict[str, Any]
     calib_images: int = 2000
@@ -268,6 +277,7 @@ class ExportJob:
     workspace: int | None = None
     timing_cache: str | Path | None = None
     trt: Any = None  # the tensorrt module, for --format trt
+    recipe: Any = field(default_factory=image_recipe)  # the run's ImageRecipe (``run_recipe``)
 
     @property
     def ds_name(self) -> str:
@@ -318,10 +328,11 @@ def _export(steps, job: ExportJob) -> ExportResult:
 
 
 def _prepare_subnet(job: ExportJob, steps) -> tuple[Any, int, float]:
-    """The job's static subnet, BatchNorm recalibrated on training images, in eval mode; the
-    number of recalibration images it saw, and its PyTorch top-1 on the test set."""
+    """The job's static subnet, BatchNorm recalibrated on training images (the recipe's,
+    :func:`~nastools.train.evaluate.calibration_set`), in eval mode; the number of
+    recalibration images it saw, and its PyTorch top-1 on the test set."""
     from nastools.supernet import Supernet
-    from nastools.train.evaluate import calibration_batches, evaluate_top1, recalibrate_bn
+    from nastools.train.evaluate import calibration_batches, calibration_set, evaluate_top1, recalibrate_bn
 
     net = Supernet(job.space)
     net.load_state_dict(job.ckpt["model"])
@@ -329,7 +340,8 @@ def _prepare_subnet(job: ExportJob, steps) -> tuple[Any, int, float]:
     del net
     steps.update()
 
-    seen = recalibrate_bn(subnet, calibration_batches(job.splits.train, 250, job.calib_images))
+    calib_set, calib_batch = calibration_set(job.splits, job.recipe, job.arch.resolution)
+    seen = recalibrate_bn(subnet, calibration_batches(calib_set, calib_batch, job.calib_images))
     subnet.eval()
     torch_top1 = evaluate_top1(subnet, job.splits.test, max_images=job.eval_images)
     steps.update()
@@ -352,15 +364,29 @@ def _base_sidecar(job: ExportJob, subnet, seen: int, torch_top1: float) -> dict[
         "params": space.params(arch),
         "input": {
             "shape": ["batch" if batch is None else batch, *subnet.input_shape],
-            "preprocessing": f"{ds_name} images scaled to [0,1], normalised with the dataset mean/std, bilinear resize to {arch.resolution}",
+            "preprocessing": _preprocessing(job),
         },
         "batch": "dynamic" if batch is None else batch,
         "source": {"run": str(job.run), "checkpoint": str(find_checkpoint(job.run))},
-        "batchnorm": {"folded": True, "recalibrated": True, "recalibration_images": seen, "recalibration_split": f"{ds_name} train"},
+        "batchnorm": {"folded": True, "recalibrated": True, "recalibration_images": seen, "recalibration_split": f"{ds_name} train" + (" (training-time augmentation)" if job.recipe.calib_augment else "")},
         "accuracy": {"dataset": ds_name, "split": "test", "torch_top1": torch_top1, **({"search_top1": job.arch_info["top1"]} if "top1" in job.arch_info else {})},
         "versions": _versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip
+
+
+def _preprocessing(job: ExportJob) -> str:
+    """How the model's inputs are made from images (the sidecar's ``input.preprocessing``):
+    for image folders, the run's image recipe at the arch's resolution."""
+    r, res = job.recipe, job.arch.resolution
+    if job.ds_name != "imagefolder":
+        return f"{job.ds_name} images scaled to [0,1], normalised with the dataset mean/std, bilinear resize to {res}"
+    crop = r.crop or res
+    resample = f", {r.resample or r.interpolation} resize to {res}" if crop != res else ""
+    return (
+        f"image recipe {r.name}: shorter side resized to {r.resize or int(res * 1.14)} ({r.interpolation}), centre crop {crop}, "
+        f"scaled to [0,1], normalised with the ImageNet mean/std{resample}"
+    )
 
 
 def _write_onnx(ctx: ExportContext, onnx_out: Path) -> None:

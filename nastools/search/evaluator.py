@@ -1,10 +1,14 @@
 """Accuracy of a subnet, straight from the trained supernet, cached by arch id.
 
 For each arch: BN statistics are recalibrated on a fixed sample of training images, then
-top-1 is measured on the first images of the validation split. Results are cached in memory
-and, when a cache file is given, on disk (atomically), keyed by arch id together with the
-checkpoint and the evaluation sizes, so a resumed or repeated search never evaluates an arch
-twice.
+top-1 is measured on the first images of the validation split. Image folders are read at the
+arch's resolution as the run's image recipe says (:class:`nastools.data.ImageRecipe`), BN
+recalibrated on the recipe's images in its batches, as ``nastools eval`` does
+(:func:`~nastools.train.evaluate.evaluate_subnet`); the in-memory datasets are resized to
+the arch's resolution (bilinear). Results are cached in memory and, when a cache file is
+given, on disk (atomically), keyed by arch id together with the checkpoint, the evaluation
+sizes and (image folders) the recipe, so a resumed or repeated search never evaluates an
+arch twice.
 
 The search's scorer (``SubnetEvaluator(fast=True)``, the default) does both on the arch
 extracted from the supernet as a static subnet of contiguous weights, channels-last: BN
@@ -38,8 +42,11 @@ CACHE_FORMAT = "nastools.accuracy-cache/1"
 SCORE_PIXELS = 128 * 32 * 32
 #: prepared images an evaluator keeps per resolution, at most (bytes); larger samples are streamed
 DATA_CACHE_BYTES = 256 << 20
-#: images in a recalibration batch, at most (BN statistics depend on it: both paths use it)
+#: images in a recalibration batch of an in-memory dataset, at most (BN statistics depend on
+#: it: both paths use it; image folders use their recipe's ``calib_batch``)
 CALIB_BATCH = 250
+#: recalibration images per arch of an in-memory dataset when none are asked for
+CALIB_IMAGES = 1000
 #: pixels per chunk over which recalibration sums a channels-last batch's BN statistics
 STATS_ROWS = 4096
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
@@ -148,7 +155,8 @@ def inference_subnet(supernet, arch: Arch, batches=None):
 
 def _prepare(images: torch.Tensor, resolution: int, device: torch.device) -> torch.Tensor:
     """Images as :func:`~nastools.train.evaluate.prepare_input` gives them to a channels-last
-    subnet at ``resolution``: on ``device``, resized (bilinear), channels-last."""
+    subnet at ``resolution``: on ``device``, resized (bilinear) unless read at that
+    resolution already (image folders), channels-last."""
     x = images.to(device, non_blocking=True)
     if x.shape[-1] != resolution or x.shape[-2] != resolution:
         x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
@@ -174,25 +182,35 @@ class SubnetEvaluator:
     ``fast`` (default) recalibrates and scores the :func:`inference_subnet` and leaves the
     supernet as it is; ``fast=False`` recalibrates and scores the supernet itself, leaving
     ``arch`` active with its BN statistics recalibrated (the baseline of
-    ``benchmarks/bench_search.py --eval-speed``). Both give the same top-1."""
+    ``benchmarks/bench_search.py --eval-speed``). Both give the same top-1.
+
+    ``recipe`` (image folders; default ``nastools``): the run's image recipe
+    (:func:`~nastools.train.evaluate.run_recipe`). ``calib_images`` defaults to the recipe's
+    for image folders, to 1000 for the in-memory datasets."""
 
     def __init__(
         self,
         supernet,
         splits,
         *,
-        calib_images: int = 1000,
+        calib_images: int | None = None,
         eval_images: int = 2000,
         batch_size: int = 500,
         seed: int = 0,
         cache_path: str | Path | None = None,
         tag: str = "",
         fast: bool = True,
+        recipe=None,
     ) -> None:
+        from nastools.data import ImageSet, image_recipe
+
         self.net, self.splits, self.fast = supernet, splits, fast
+        self.recipe = image_recipe(recipe) if isinstance(splits.train, ImageSet) else None  # None: in memory
+        if calib_images is None:
+            calib_images = self.recipe.calib_images if self.recipe else CALIB_IMAGES
         self.calib_images, self.eval_images, self.batch_size, self.seed = calib_images, eval_images, batch_size, seed
         self.cache_path = Path(cache_path) if cache_path else None
-        self.key = f"{tag}|calib={calib_images}|eval={eval_images}|seed={seed}"
+        self.key = f"{tag}|calib={calib_images}|eval={eval_images}|seed={seed}" + (f"|recipe={self.recipe.name}" if self.recipe else "")
         self.cache: dict[str, float] = {}
         self.calib_s = 0.0
         self.eval_s = 0.0
@@ -237,13 +255,26 @@ class SubnetEvaluator:
         """Top-1 of the supernet with ``arch`` active, and when its recalibration ended."""
         from nastools.train.evaluate import calibration_batches, evaluate_top1, recalibrate_bn
 
+        calib, calib_batch, val = self._sets(arch.resolution)
         self.net.set_active(arch)
         with torch.inference_mode():
-            recalibrate_bn(
-                self.net, calibration_batches(self.splits.train, min(self.batch_size, CALIB_BATCH), self.calib_images, self.seed)
-            )
+            recalibrate_bn(self.net, calibration_batches(calib, calib_batch, self.calib_images, self.seed))
         t = time.perf_counter()
-        return 100.0 * evaluate_top1(self.net, self.splits.val, batch_size=self.batch_size, max_images=self.eval_images), t
+        return 100.0 * evaluate_top1(self.net, val, batch_size=self.batch_size, max_images=self.eval_images), t
+
+    def _sets(self, resolution: int):
+        """The recalibration images, their batch size and the validation images of an arch at
+        ``resolution``: an image folder's read at that resolution as the recipe says
+        (:func:`~nastools.data.splits_at`, :func:`~nastools.train.evaluate.calibration_set`);
+        an in-memory dataset's as they are, in batches of at most :data:`CALIB_BATCH`."""
+        if self.recipe is None:
+            return self.splits.train, min(self.batch_size, CALIB_BATCH), self.splits.val
+        from nastools.data import splits_at
+        from nastools.train.evaluate import calibration_set
+
+        splits = splits_at(self.splits, resolution, self.recipe)
+        calib, calib_batch = calibration_set(splits, self.recipe, resolution, self.seed)
+        return calib, calib_batch, splits.val
 
     def _fast(self, arch: Arch) -> tuple[float, float]:
         """Top-1 of the :func:`inference_subnet` recalibrated on the same batches as
@@ -269,11 +300,12 @@ class SubnetEvaluator:
         key = (kind, resolution, str(device))
         if key in self._prepared:
             return self._prepared[key]
+        calib, calib_batch, val = self._sets(resolution)
         if kind == "calib":
-            dataset, n = self.splits.train, self.calib_images
-            source = calibration_batches(dataset, min(self.batch_size, CALIB_BATCH), n, self.seed)
+            dataset, n = calib, self.calib_images
+            source = calibration_batches(dataset, calib_batch, n, self.seed)
         else:
-            dataset, n = self.splits.val, self.eval_images
+            dataset, n = val, self.eval_images
             batch = self.batch_size if device.type != "cpu" else max(1, min(self.batch_size, SCORE_PIXELS // resolution**2))
             source = iter_batches(dataset, batch, max_images=n)
         batches = ((_prepare(x, resolution, device), y) for x, y in source)

@@ -43,7 +43,7 @@ class SearchOptions:
     strategy: str = "archive"
     seed: int = 0
     mutate_prob: float = 0.2
-    calib_images: int = 1000
+    calib_images: int | None = None  # None: 1000; image folders: the run's image recipe's
     eval_images: int = 2000
     batch_size: int = 500
     # screen offspring with a ridge accuracy predictor (bench_search: archive + predictor beat
@@ -334,14 +334,18 @@ def _cost_models(
 
 
 def _evaluator(net, ckpt: Path, ckpt_data: dict, opts: SearchOptions, cache_path: Path | None):
-    """Accuracy of a subnet: BN recalibration and top-1 on the run's own validation slice,
-    cached in ``cache_path`` (None: in memory only) under a tag of the checkpoint and the data."""
+    """Accuracy of a subnet: BN recalibration and top-1 on the run's own validation slice
+    (image folders read at each arch's resolution with the run's image recipe, as ``nastools
+    eval`` reads them), cached in ``cache_path`` (None: in memory only) under a tag of the
+    checkpoint and the data."""
     from nastools.search.evaluator import SubnetEvaluator
+    from nastools.train.evaluate import run_recipe
 
     splits = run_splits(ckpt_data, opts.dataset, opts.data)
     return SubnetEvaluator(
         net,
         splits,
+        recipe=run_recipe(ckpt_data, splits),
         calib_images=opts.calib_images,
         eval_images=opts.eval_images,
         batch_size=opts.batch_size,

@@ -158,7 +158,7 @@ def evaluate_subnet(
     defaults to the recipe's (2000; 16384 for the reference recipes). ``workers``: data
     loader processes that decode image-folder images.
     Returns the arch's JSON fields with ``id``, ``flops``, ``top1`` and what was measured."""
-    from nastools.checkpoint import checkpoint_space, load_checkpoint, run_config, run_splits
+    from nastools.checkpoint import checkpoint_space, load_checkpoint, run_splits
     from nastools.errors import NastoolsError
     from nastools.machine import check_torch_device
     from nastools.space import Arch, load_arch
@@ -182,7 +182,7 @@ def evaluate_subnet(
             f"{space.name!r} ({space.input_channels} channels, {space.num_classes} classes)"
         )
     target = splits.test if split == "test" else splits.val
-    recipe = image_recipe(run_config(ckpt).get("image_recipe") if splits.name == "imagefolder" else None)
+    recipe = run_recipe(ckpt, splits)
     calib_images = recipe.calib_images if calib_images is None else calib_images
     calib_set, calib_batch = calibration_set(splits, recipe, arch.resolution)
     recalibrate_bn(net, calibration_batches(calib_set, calib_batch, calib_images, workers=workers))
@@ -192,6 +192,15 @@ def evaluate_subnet(
     if splits.name == "imagefolder":
         meta["image_recipe"] = recipe.name
     return {**arch.to_dict(), "id": arch.id, "flops": space.flops(arch), "params": space.params(arch), "top1": top1, "meta": meta}
+
+
+def run_recipe(ckpt: dict, splits):
+    """The :class:`~nastools.data.ImageRecipe` that evaluates the run whose loaded
+    checkpoint is ``ckpt`` on ``splits``: its training config's ``image_recipe`` for image
+    folders, ``nastools`` for the in-memory datasets."""
+    from nastools.checkpoint import run_config
+
+    return image_recipe(run_config(ckpt).get("image_recipe") if splits.name == "imagefolder" else None)
 
 
 def calibration_set(splits, recipe, resolution: int, seed: int = 0):
@@ -207,6 +216,7 @@ def calibration_set(splits, recipe, resolution: int, seed: int = 0):
 
 __all__ = [
     "calibration_set",
+    "run_recipe",
     "evaluate_subnet",
     "RECALIBRATION_IMAGES",
     "calibration_batches",
