@@ -280,6 +280,29 @@ def test_search_scores_an_arch_as_eval_does(folder, tmp_path, recipe):
     assert evaluator(arch) == want and plain(arch) == want
 
 
+def test_search_workers_decode_the_same_images(folder, tmp_path, monkeypatch):
+    """``search --workers N``: image-folder images are decoded in N processes, with the same scores."""
+    import torch.utils.data
+
+    from nastools.checkpoint import load_checkpoint, load_supernet
+    from nastools.search.runner import SearchOptions, _evaluator
+
+    ckpt = tmp_path / "supernet.pt"
+    space = _recipe_run(folder, ckpt, "attentivenas", centre=lambda sp: sp.max_arch())
+    loader, seen = torch.utils.data.DataLoader, []
+
+    def spy(*args, num_workers=0, **kw):
+        seen.append(num_workers)
+        return loader(*args, num_workers=num_workers, **kw)
+
+    monkeypatch.setattr(torch.utils.data, "DataLoader", spy)
+    scores = [
+        _evaluator(load_supernet(ckpt), ckpt, load_checkpoint(ckpt), SearchOptions(workers=w), None)(space.max_arch()) for w in (0, 2)
+    ]
+    assert seen and set(seen) == {0, 2} and seen.count(2) == seen.count(0)  # calibration and validation both
+    assert scores[0] == scores[1] == 100 * evaluate_subnet(space.max_arch(), ckpt, split="val")["top1"]
+
+
 def test_search_keeps_the_in_memory_path():
     from nastools.data import DataSplits, TensorImages
     from nastools.search.evaluator import SubnetEvaluator

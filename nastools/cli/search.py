@@ -87,6 +87,7 @@ def _timing_line(t: dict) -> str:
     help="Training images for BN recalibration per arch.  [default: 1000; image folders: 2000, 16384 for imported AttentiveNAS/AlphaNet runs]",
 )
 @click.option("--eval-images", default=2000, show_default=True, type=click.IntRange(1), help="Validation images evaluated per arch.")
+@click.option("--workers", default=0, show_default=True, type=click.IntRange(0), help="Data loader processes (image folders).")
 @click.option(
     "--predictor/--no-predictor",
     default=True,
@@ -121,6 +122,7 @@ def search(
     seed,
     calib_images,
     eval_images,
+    workers,
     predictor,
     no_measure,
     no_drift,
@@ -155,6 +157,7 @@ def search(
         seed=seed,
         calib_images=calib_images,
         eval_images=eval_images,
+        workers=workers,
         predictor=predictor,
         dataset=dataset,
         data=data,

@@ -186,7 +186,8 @@ class SubnetEvaluator:
 
     ``recipe`` (image folders; default ``nastools``): the run's image recipe
     (:func:`~nastools.train.evaluate.run_recipe`). ``calib_images`` defaults to the recipe's
-    for image folders, to 1000 for the in-memory datasets."""
+    for image folders, to 1000 for the in-memory datasets. ``workers``: data loader processes
+    that decode image-folder images (results do not depend on it)."""
 
     def __init__(
         self,
@@ -201,10 +202,11 @@ class SubnetEvaluator:
         tag: str = "",
         fast: bool = True,
         recipe=None,
+        workers: int = 0,
     ) -> None:
         from nastools.data import ImageSet, image_recipe
 
-        self.net, self.splits, self.fast = supernet, splits, fast
+        self.net, self.splits, self.fast, self.workers = supernet, splits, fast, workers
         self.recipe = image_recipe(recipe) if isinstance(splits.train, ImageSet) else None  # None: in memory
         if calib_images is None:
             calib_images = self.recipe.calib_images if self.recipe else CALIB_IMAGES
@@ -258,9 +260,9 @@ class SubnetEvaluator:
         calib, calib_batch, val = self._sets(arch.resolution)
         self.net.set_active(arch)
         with torch.inference_mode():
-            recalibrate_bn(self.net, calibration_batches(calib, calib_batch, self.calib_images, self.seed))
+            recalibrate_bn(self.net, calibration_batches(calib, calib_batch, self.calib_images, self.seed, workers=self.workers))
         t = time.perf_counter()
-        return 100.0 * evaluate_top1(self.net, val, batch_size=self.batch_size, max_images=self.eval_images), t
+        return 100.0 * evaluate_top1(self.net, val, batch_size=self.batch_size, max_images=self.eval_images, workers=self.workers), t
 
     def _sets(self, resolution: int):
         """The recalibration images, their batch size and the validation images of an arch at
@@ -303,11 +305,11 @@ class SubnetEvaluator:
         calib, calib_batch, val = self._sets(resolution)
         if kind == "calib":
             dataset, n = calib, self.calib_images
-            source = calibration_batches(dataset, calib_batch, n, self.seed)
+            source = calibration_batches(dataset, calib_batch, n, self.seed, workers=self.workers)
         else:
             dataset, n = val, self.eval_images
             batch = self.batch_size if device.type != "cpu" else max(1, min(self.batch_size, SCORE_PIXELS // resolution**2))
-            source = iter_batches(dataset, batch, max_images=n)
+            source = iter_batches(dataset, batch, max_images=n, workers=self.workers)
         batches = ((_prepare(x, resolution, device), y) for x, y in source)
         if min(n, len(dataset)) * self.net.space.input_channels * resolution**2 * 4 > DATA_CACHE_BYTES:
             return batches

@@ -46,6 +46,7 @@ class SearchOptions:
     calib_images: int | None = None  # None: 1000; image folders: the run's image recipe's
     eval_images: int = 2000
     batch_size: int = 500
+    workers: int = 0  # data loader processes that decode image-folder images
     # screen offspring with a ridge accuracy predictor (bench_search: archive + predictor beat
     # random at 4 of 5 budgets in each of three runs, the plain archive at 4, 3 and 3)
     predictor: bool = True
@@ -350,6 +351,7 @@ def _evaluator(net, ckpt: Path, ckpt_data: dict, opts: SearchOptions, cache_path
         eval_images=opts.eval_images,
         batch_size=opts.batch_size,
         seed=opts.seed,
+        workers=opts.workers,
         cache_path=cache_path,
         tag=f"{ckpt.resolve()}:{ckpt.stat().st_mtime_ns}:{splits.name}:val={len(splits.val)}:{splits.seed}",
     )
