@@ -17,6 +17,9 @@
              budgets (this CPU's latency table, else FLOPs), test-evaluated. Resumable: the
              accuracies and the searches are cached under ``--workdir``.
 (c) ddp:     training images/s of 2 processes (torchrun, gloo) vs 1 on the same budget.
+(d) throughput: images/s of ``nastools train``'s step (data and augmentation included) at its
+             defaults, at the demo's batch and at other settings, timed round-robin, as a
+             ratio to the defaults; and where the default step's time goes (phases and ops).
 
 Run on one core for (b): ``taskset -c 0 python benchmarks/bench_train.py quality``, or for
 trained runs ``... quality --runs runs/q-uniform,runs/q-attentive-best,runs/q-attentive-worst
@@ -585,9 +588,123 @@ def bench_ddp(args) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------- (d) throughput
+
+#: training settings compared with ``nastools train``'s defaults (batch 128, channels-last,
+#: attentive-best with K=3 candidates scored on 16 images)
+THROUGHPUT_VARIANTS = {
+    "default": {},
+    "demo": {"batch_size": 32},  # nastools demo --train
+    "nchw": {"channels_last": False},
+    "batch-64": {"batch_size": 64},
+    "batch-256": {"batch_size": 256},
+    "uniform": {"sampler": "uniform"},  # no candidate scoring
+}
+
+
+def _op_kind(event) -> str | None:
+    """The category of a profiled aten op for the breakdown (None: other)."""
+    name = event.name
+    if name == "aten::convolution_backward":
+        w = event.input_shapes[2] if len(event.input_shapes) > 2 else []
+        return f"conv backward {w[-1]}x{w[-1]} {'depthwise' if w[1] == 1 else 'dense'}" if len(w) == 4 else "conv backward"
+    if name in ("aten::mkldnn_convolution", "aten::_convolution", "aten::convolution"):
+        return "conv forward" if name == "aten::mkldnn_convolution" else None
+    if "batch_norm" in name:
+        return "batchnorm backward" if "backward" in name else "batchnorm forward"
+    if name in (
+        "aten::silu",
+        "aten::silu_backward",
+        "aten::relu",
+        "aten::threshold_backward",
+        "aten::hardswish",
+        "aten::hardswish_backward",
+    ):
+        return "activations"
+    return None
+
+
+def _profile_step(t: Trainer, batches, steps: int) -> dict:
+    """Where a training step's time goes: the phases ``Trainer.train_step`` names (max,
+    candidate scoring and sampling, middles, min, optimizer) and the aten ops by kind, in ms
+    per step, profiled over ``steps`` steps."""
+    from collections import defaultdict
+
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            t.train_step(*next(batches))
+        wall = time.perf_counter() - t0
+    phases, ops = defaultdict(float), defaultdict(float)
+    for e in prof.events():
+        if e.name.startswith("step."):
+            phases[e.name[5:]] += e.cpu_time_total / 1e3 / steps
+        elif (kind := _op_kind(e)) is not None:
+            ops[kind] += e.self_cpu_time_total / 1e3 / steps
+    return {"steps": steps, "step_ms": 1e3 * wall / steps, "phases_ms": dict(phases), "ops_ms": dict(sorted(ops.items()))}
+
+
+def bench_throughput(args) -> dict:
+    """Images/s of the training step (data and augmentation included) for each of
+    :data:`THROUGHPUT_VARIANTS`, timed round-robin on the same machine state; the ratio of
+    each to the default; and the default step's breakdown (:func:`_profile_step`)."""
+    torch.set_num_threads(args.threads)
+    splits = load_splits("fashion-mnist")
+    trainers, feeds = {}, {}
+    for name, kw in THROUGHPUT_VARIANTS.items():
+        t = Trainer(TrainConfig(**kw), Path(args.workdir) / f"throughput-{name}", splits=splits)
+        trainers[name], feeds[name] = t, t.batches(0, 0)
+        for _ in range(2):  # warm-up: oneDNN primitives of the max and min subnets
+            t.train_step(*next(feeds[name]))
+    times = {name: {"data": [], "step": []} for name in trainers}
+    for _ in range(args.tp_steps):
+        for name, t in trainers.items():
+            t0 = time.perf_counter()
+            x, y = next(feeds[name])
+            t1 = time.perf_counter()
+            t.train_step(x, y)
+            times[name]["data"].append(t1 - t0)
+            times[name]["step"].append(time.perf_counter() - t1)
+    med = statistics.median
+    out = {"threads": args.threads, "steps": args.tp_steps, "variants": {}}
+    for name, t in trainers.items():
+        d, s = med(times[name]["data"]), med(times[name]["step"])
+        out["variants"][name] = {
+            "settings": THROUGHPUT_VARIANTS[name],
+            "batch_size": t.config.batch_size,
+            "data_ms": 1e3 * d,
+            "step_ms": 1e3 * s,
+            "images_per_s": t.config.batch_size / (d + s),
+        }
+    base = out["variants"]["default"]["images_per_s"]
+    for v in out["variants"].values():
+        v["ratio_to_default"] = v["images_per_s"] / base
+    out["breakdown"] = _profile_step(trainers["default"], feeds["default"], args.profile_steps)
+    _print_throughput(out)
+    return out
+
+
+def _print_throughput(out: dict) -> None:
+    rows = [
+        (k, v["batch_size"], f"{v['data_ms']:.0f}", f"{v['step_ms']:.0f}", f"{v['images_per_s']:.1f}", f"{v['ratio_to_default']:.2f}")
+        for k, v in out["variants"].items()
+    ]
+    print(table(rows, ["variant", "batch", "data ms", "step ms", "images/s", "x default"]))
+    b = out["breakdown"]
+    print(f"default step, profiled over {b['steps']} steps: {b['step_ms']:.0f} ms")
+    print(
+        table(
+            [(k, f"{v:.0f}", f"{100 * v / b['step_ms']:.0f}%") for k, v in {**b["phases_ms"], **b["ops_ms"]}.items()],
+            ["phase / op kind", "ms", "share"],
+        )
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("part", choices=["cost", "quality", "ddp"])
+    ap.add_argument("part", choices=["cost", "quality", "ddp", "throughput"])
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--score-images", type=int, default=16)
     ap.add_argument("--pairs", type=int, default=8)
@@ -612,6 +729,8 @@ def main() -> None:
     q.add_argument("--seed", type=int, default=0, help="of the archs, BN recalibration images and search")
     q.add_argument("--allow-unequal-steps", action="store_true", help="compare runs stopped at different steps (to test this script)")
     ap.add_argument("--ddp-steps", type=int, default=12)
+    ap.add_argument("--tp-steps", type=int, default=8, help="throughput: timed steps of each variant")
+    ap.add_argument("--profile-steps", type=int, default=3, help="throughput: profiled steps of the default")
     ap.add_argument("--workdir", default="/tmp/nastools-bench-train")
     ap.add_argument(
         "--variant",
@@ -632,6 +751,8 @@ def main() -> None:
         args.batch_size = args.batch_size or 32
         args.calib_images = args.calib_images or 500
         fig = bench_quality(args)
+    elif args.part == "throughput":
+        fig = bench_throughput(args)
     else:
         args.batch_size = args.batch_size or 64
         fig = bench_ddp(args)

@@ -118,3 +118,20 @@ def test_quality_archs_are_seeded_and_fill_every_flops_bin(bench_train):
     lo, hi = space.flops(space.min_arch()), space.flops(space.max_arch())
     where = [bench_train.flops_bin(space.flops(a), lo, hi, 5) for kind, a in archs if kind == "random"]
     assert sorted(where) == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]
+
+
+def test_throughput_profile_names_every_phase_of_a_step(bench_train, tmp_path):
+    """bench_train.py throughput: the phases Trainer.train_step names, and the aten ops by kind."""
+    from nastools.data import load_splits
+    from nastools.train.trainer import TrainConfig, Trainer
+
+    t = Trainer(TrainConfig(batch_size=8, val_size=100), tmp_path / "run", splits=load_splits("fashion-mnist", val_size=100))
+    feed = t.batches(0, 0)
+    t.train_step(*next(feed))
+    b = bench_train._profile_step(t, feed, 1)
+    assert set(b["phases_ms"]) == {"max", "sample", "middle", "min", "optimizer"}
+    assert all(v > 0 for v in b["phases_ms"].values())
+    assert sum(b["phases_ms"].values()) <= b["step_ms"] * 1.05  # the phases lie inside the step
+    assert {"conv forward", "batchnorm backward", "conv backward 1x1 dense"} <= set(b["ops_ms"])
+    assert any(k.startswith("conv backward 5x5 depthwise") or k.startswith("conv backward 3x3 depthwise") for k in b["ops_ms"])
+    assert t.step == 2  # the profiled step trained

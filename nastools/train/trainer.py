@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.autograd.profiler import record_function
 
 from nastools.augment import BatchAugmenter, train_transform
 from nastools.augment import resolve as resolve_augment
@@ -413,30 +414,34 @@ class Trainer:
         for g in self.optimizer.param_groups:
             g["lr"] = lr
         # max subnet: label smoothing, dropout, drop-connect; its logits teach the rest
-        model.set_active(self.sampler.max_arch, dropout=self.space.dropout, drop_connect=self.space.drop_connect)
-        logits = model(x)
-        loss = smoothed_ce(logits, y, cfg.label_smoothing)
-        loss.backward()
+        with record_function("step.max"):  # phases named for benchmarks/bench_train.py throughput
+            model.set_active(self.sampler.max_arch, dropout=self.space.dropout, drop_connect=self.space.drop_connect)
+            logits = model(x)
+            loss = smoothed_ce(logits, y, cfg.label_smoothing)
+            loss.backward()
         soft = logits.detach()
         losses, archs, scores = [loss.item()], [self.sampler.max_arch], []
-        score = self.score_fn(x, soft) if isinstance(self.sampler, AttentiveSampler) else None
-        for i in range(cfg.num_archs - 2):
-            arch = self.sampler.middle(self.rng, score)
-            if isinstance(self.sampler, AttentiveSampler):
-                scores.append(list(self.sampler.last_scores))
-            archs.append(arch)
+        with record_function("step.sample"):
+            score = self.score_fn(x, soft) if isinstance(self.sampler, AttentiveSampler) else None
+            for i in range(cfg.num_archs - 2):
+                arch = self.sampler.middle(self.rng, score)
+                if isinstance(self.sampler, AttentiveSampler):
+                    scores.append(list(self.sampler.last_scores))
+                archs.append(arch)
         archs.append(self.sampler.min_arch)
         for a in archs:
             self._arch_hash = (self._arch_hash * 1000003 + int(a.id, 16)) % (1 << 52)
-        for arch in archs[1:]:
-            model.set_active(arch)
-            loss = kd_loss(model(x), soft)
-            loss.backward()
-            losses.append(loss.item())
-        D.average_gradients(self.params, self.env)
-        if cfg.grad_clip > 0:
-            nn.utils.clip_grad_value_(self.params, cfg.grad_clip)
-        self.optimizer.step()
+        for i, arch in enumerate(archs[1:]):
+            with record_function("step.min" if i == len(archs) - 2 else "step.middle"):
+                model.set_active(arch)
+                loss = kd_loss(model(x), soft)
+                loss.backward()
+                losses.append(loss.item())
+        with record_function("step.optimizer"):
+            D.average_gradients(self.params, self.env)
+            if cfg.grad_clip > 0:
+                nn.utils.clip_grad_value_(self.params, cfg.grad_clip)
+            self.optimizer.step()
         self.step += 1
         return StepResult(sum(losses), losses, archs, scores)
 
