@@ -67,6 +67,7 @@ SUITE: tuple[Benchmark, ...] = (
         backs="uniform vs attentive-best vs attentive-worst",
     ),
     Benchmark("bench_train_ddp", "bench_train.py", ("ddp",), backs="DDP throughput"),
+    Benchmark("bench_train_throughput", "bench_train.py", ("throughput",), backs="training throughput and where a step's time goes"),
     Benchmark("bench_pretrained", "bench_pretrained.py", ("--run", SHIPPED), backs="the shipped supernet's accuracy", needs=SHIPPED),
     Benchmark("bench_latency", "bench_latency.py", backs="latency-table accuracy"),
     Benchmark("bench_latency_aging", "bench_latency_aging.py", backs="latency tables a day later, drift factor"),
