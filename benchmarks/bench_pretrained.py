@@ -62,6 +62,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--population", type=int, default=16)
     ap.add_argument("--generations", type=int, default=6)
+    ap.add_argument(
+        "--variant", default=None, help="another supernet than the shipped one: results/bench_pretrained/<cpu>/<date>-<variant>.json"
+    )
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -126,7 +129,7 @@ def main() -> None:
         f"search pick under 10M FLOPs: {pick.arch.id}, {pick.costs['flops'] / 1e6:.1f}M FLOPs, validation {pick.top1:.2f}%, "
         f"test {rows[-1]['test_top1']:.2f}% ({res.evaluations} evaluations)"
     )
-    out = result_path("bench_pretrained")  # the plots go beside the result file: <date>-front-flops.png
+    out = result_path("bench_pretrained", args.variant)  # the plots go beside the result file: <date>-front-flops.png
     out.parent.mkdir(parents=True, exist_ok=True)
     plot(out.with_name(f"{out.stem}-front-flops.png"), rows, "flops", "FLOPs (M, multiply-accumulates)", 1e-6)
     if table_path:
@@ -154,6 +157,7 @@ def main() -> None:
             "rows": rows,
             "seconds": round(time.perf_counter() - t0, 1),
         },
+        variant=args.variant,
     )
 
 
