@@ -27,8 +27,11 @@ is evaluated once however many searches meet it; the evaluation counts are per s
    generations, BN recalibration on 1,000 training images, top-1 on 2,000 validation images),
    random search with as many evaluations, and for each budget a pool of N random archs that
    fit it (rejection sampling from the space's sampler, one seeded stream, so the pools
-   overlap), scored on validation. Each pick (by validation top-1) is then scored on all
-   10,000 test images after BN recalibration on 2,000 training images, as
+   overlap), scored on validation. Every contender then chooses as ``nastools search`` does
+   (``--rerank``, default the search's 4): its 4 best archs within a budget are scored again
+   on the whole validation split (5,000 images) and the best of them by that score is its
+   pick. Each pick, and each contender's pick by the 2,000-image score alone (for what
+   re-ranking changed), is then scored on all 10,000 test images after BN recalibration on 2,000 training images, as
    bench_pretrained.py scores; every pool arch too when the measured time per test
    evaluation makes that affordable (``--pool-test``), for the best of the pool by test
    top-1. Goals: evolution's test top-1 >= random search's at 5/5 budgets, and within 0.3
@@ -65,6 +68,7 @@ from nastools.checkpoint import checkpoint_path, load_supernet  # noqa: E402
 from nastools.data import load_splits  # noqa: E402
 from nastools.search import Candidate, EvolutionSearch, SearchConfig, best_under, random_search  # noqa: E402
 from nastools.search.evaluator import CALIB_IMAGES, SubnetEvaluator  # noqa: E402
+from nastools.search.rerank import finalists, rerank_images  # noqa: E402
 
 
 def top1_under(cands, limits) -> float:
@@ -147,8 +151,10 @@ def eval_speed(args) -> None:
 SHIPPED = "fmnist-attentive"  # the supernet shipped in nastools/pretrained/
 QUANTILES = (0.1, 0.25, 0.4, 0.55, 0.7)  # the FLOPs budgets, as fractions of the space's range
 POOL_CLAIM = 300  # the goal's pool size: a result with another is a variant
+CONTENDERS = ("evolution", "random", "pool")
 GOAL_GAP = 0.3  # evolution's pick within this many test points of the best of the pool
 POOL_SEED = 1_000_003  # the pool's stream of archs: independent of random search's (same --seed)
+KINDS = ("val", "final", "test")  # the search's score, its finalists' score, the test set's
 _CTX = None  # this process's _PoolContext (a worker's, or the main process's when inline)
 
 
@@ -163,7 +169,7 @@ class _PoolContext:
     folder: Path
     make: dict  # kind -> (cache path -> SubnetEvaluator)
     evaluators: dict = field(default_factory=dict)
-    timing: dict = field(default_factory=lambda: {"val": {}, "test": {}})
+    timing: dict = field(default_factory=lambda: {k: {} for k in KINDS})
 
 
 def _pool_context(spec: dict, own: str = "") -> _PoolContext:
@@ -181,8 +187,10 @@ def _pool_context(spec: dict, own: str = "") -> _PoolContext:
         calib_images=spec["calib_images"], eval_images=spec["eval_images"], seed=spec["seed"], tag=f"{base}:val={len(splits.val)}"
     )
     test_kw = dict(calib_images=spec["test_calib_images"], eval_images=len(splits.test), seed=0, tag=f"{base}:test={len(splits.test)}")
+    final_kw = {**val_kw, "eval_images": rerank_images(spec["rerank_images"], spec["eval_images"], len(splits.val)) or spec["eval_images"]}
     make = {
         "val": lambda path: SubnetEvaluator(net, splits, batch_size=spec["batch_size"], cache_path=path, **val_kw),
+        "final": lambda path: SubnetEvaluator(net, splits, batch_size=spec["batch_size"], cache_path=path, **final_kw),
         "test": lambda path: SubnetEvaluator(net, on_test, batch_size=spec["batch_size"], cache_path=path, **test_kw),
     }
     ctx = _PoolContext(net.space, Path(spec["cache_dir"]), make)
@@ -281,8 +289,8 @@ def _init_worker(spec: dict) -> None:
 
 def _task(kind: str, payload, spec: dict | None = None, progress=None) -> tuple[str, dict]:
     """One unit of work in this process's context: 'evolve' (payload: the budgets) fills the
-    validation cache with the evolution's archs; 'val' / 'test' (payload: an arch's dict)
-    scores one arch. Returns the kind and the times of the evaluations made here."""
+    validation cache with the evolution's archs; 'val' / 'final' / 'test' (payload: an arch's
+    dict) scores one arch. Returns the kind and the times of the evaluations made here."""
     ctx = _CTX
     before = {k: set(v) for k, v in ctx.timing.items()}
     if kind == "evolve":
@@ -301,8 +309,9 @@ class _Pool:
         self.spec, self.workers, self.ex = spec, workers, None
         self.path = Path(spec["cache_dir"]) / "timing.json"
         saved = json.loads(self.path.read_text()) if self.path.is_file() else {}
-        # the times of the archs in the caches: none when those are of another supernet
-        self.timing = saved if saved.get("keys") == keys else {"keys": keys, "val": {}, "test": {}}
+        # the times of the archs in the caches: none for a kind whose cache is of another supernet
+        held = saved.get("keys") or {}
+        self.timing = {"keys": keys, **{k: saved.get(k, {}) if held.get(k) == keys[k] else {} for k in KINDS}}
 
     def run(self, tasks: list[tuple[str, Any]], desc: str) -> None:
         from tqdm import tqdm
@@ -370,6 +379,8 @@ def _pool_spec(args) -> dict:
         "calib_images": args.calib_images or o.calib_images or CALIB_IMAGES,
         "eval_images": args.eval_images or o.eval_images,
         "batch_size": o.batch_size,
+        "rerank": o.rerank if args.rerank is None else args.rerank,
+        "rerank_images": o.rerank_images,
         "test_calib_images": args.test_calib_images,
     }
 
@@ -394,6 +405,7 @@ def _pool_variant(args, spec: dict) -> str | None:
             f"calib{spec['calib_images']}-eval{spec['eval_images']}",
         ),
         (args.test_calib_images != 2000, f"testcalib{args.test_calib_images}"),
+        (spec["rerank"] != o.rerank, f"rerank{spec['rerank']}"),
         (args.seed != 0, f"seed{args.seed}"),
     ]
     return "-".join(p for on, p in parts if on) or None
@@ -407,22 +419,40 @@ def _pending(ctx: _PoolContext, kind: str, archs) -> list:
 
 
 def _pool_rows(ctx: _PoolContext, budgets, evolved, randoms, pools) -> list[dict]:
-    """Per budget: the arch each contender picks by validation top-1 (None: nothing fits)."""
+    """Per budget: each contender's candidates within it (``<contender>_cands``) and the arch it
+    picks by the search's validation top-1 (None: nothing fits); :func:`_pool_rerank` sets the
+    final picks."""
     val = ctx.evaluators["val"].cache
     rows = []
     for b, pool in zip(budgets, pools):
         lim = {"flops": b}
         scored = [Candidate(a, val[a.id], {"flops": ctx.space.flops(a)}) for a in pool]
-        rows.append(
-            {
-                "budget": b,
-                "evolution": best_under(evolved, lim),
-                "random": best_under(randoms, lim),
-                "pool": best_under(scored, lim),
-                "pool_archs": pool,
-            }
-        )
+        row = {"budget": b, "pool_archs": pool}
+        for name, cands in zip(CONTENDERS, (evolved, randoms, scored)):
+            row[f"{name}_cands"] = [c for c in cands if c.costs["flops"] <= b]
+            row[name] = row[f"{name}_search"] = best_under(cands, lim)
+        rows.append(row)
     return rows
+
+
+def _pool_rerank(ctx: _PoolContext, spec: dict, rows: list[dict], runner: "_Pool") -> None:
+    """As ``nastools search`` chooses (:mod:`nastools.search.rerank`): each contender's
+    ``spec['rerank']`` best archs within a budget by the search's score are scored on the
+    'final' evaluator (more validation images) and its pick becomes the best of them by that
+    score. Without re-ranking, the picks stay the search's."""
+    if not spec["rerank"] or ctx.evaluators["final"].eval_images <= spec["eval_images"]:
+        return
+    for row in rows:
+        for name in CONTENDERS:
+            row[f"{name}_finalists"] = finalists(row[f"{name}_cands"], [{"flops": row["budget"]}], spec["rerank"])
+    todo = _pending(ctx, "final", [c.arch for row in rows for name in CONTENDERS for c in row[f"{name}_finalists"]])
+    runner.run([("final", a.to_dict()) for a in todo], "finalists")
+    _refresh(ctx, "final")
+    final = ctx.evaluators["final"].cache
+    for row in rows:
+        for name in CONTENDERS:
+            fin = row[f"{name}_finalists"]
+            row[name] = max(fin, key=lambda c: (final[c.arch.id], -c.costs["flops"])) if fin else None
 
 
 def _pool_test_plan(args, runner: _Pool, ctx: _PoolContext, pools) -> tuple[dict, list]:
@@ -474,7 +504,8 @@ def vs_random(args) -> None:
         res = _pool_evolve(ctx, spec, budgets)  # a replay from the cache
         rnd = _pool_random(ctx, spec, budgets, res.evaluations)
         rows = _pool_rows(ctx, budgets, res.candidates, rnd, pools)
-        picks = [r[k].arch for r in rows for k in ("evolution", "random", "pool") if r[k] is not None]
+        _pool_rerank(ctx, spec, rows, runner)
+        picks = [r[k].arch for r in rows for k in (*CONTENDERS, *(f"{c}_search" for c in CONTENDERS)) if r.get(k) is not None]
         runner.run([("test", a.to_dict()) for a in _pending(ctx, "test", picks)], "test")
         plan, more = _pool_test_plan(args, runner, ctx, pools)
         runner.run([("test", a.to_dict()) for a in more], "test, pool")
@@ -485,16 +516,26 @@ def vs_random(args) -> None:
 
 
 def _pool_figures(ctx: _PoolContext, rows: list[dict], oracle: bool) -> list[dict]:
-    """Per budget: each pick's id, FLOPs, validation and test top-1; the differences; the goals."""
-    val, test = ctx.evaluators["val"].cache, ctx.evaluators["test"].cache
+    """Per budget: each pick's id, FLOPs, validation top-1 (the search's score, and the
+    finalists' score when re-ranked) and test top-1; the search's own picks before re-ranking
+    and what re-ranking changed on test; the differences; the goals."""
+    val, final, test = (ctx.evaluators[k].cache for k in ("val", "final", "test"))
 
-    def pick(c):
-        return None if c is None else {"id": c.arch.id, "flops": c.costs["flops"], "val_top1": c.top1, "test_top1": test.get(c.arch.id)}
+    def pick(c, reranked: bool):
+        if c is None:
+            return None
+        out = {"id": c.arch.id, "flops": c.costs["flops"], "val_top1": c.top1, "test_top1": test.get(c.arch.id)}
+        return {**out, "final_top1": final[c.arch.id]} if reranked else out
 
     out = []
     for r in rows:
+        re = "evolution_finalists" in r  # set by _pool_rerank
         f = {"budget_flops": r["budget"], "pool_size": len(r["pool_archs"])}
-        f.update({k: pick(r[k]) for k in ("evolution", "random", "pool")})
+        f.update({k: pick(r[k], re) for k in CONTENDERS})
+        f["search_picks"] = {k: pick(r[f"{k}_search"], re) for k in CONTENDERS}
+        f["rerank_gain"] = {
+            k: None if r[k] is None or r[f"{k}_search"] is None else test[r[k].arch.id] - test[r[f"{k}_search"].arch.id] for k in CONTENDERS
+        }
         best = max(r["pool_archs"], key=lambda a: (test[a.id], -ctx.space.flops(a))) if oracle else None
         f["pool_by_test"] = (
             None if best is None else {"id": best.id, "flops": ctx.space.flops(best), "val_top1": val[best.id], "test_top1": test[best.id]}
@@ -510,17 +551,36 @@ def _pool_figures(ctx: _PoolContext, rows: list[dict], oracle: bool) -> list[dic
     return out
 
 
+def _print_rerank_gain(spec: dict, figs: list[dict], images: int) -> None:
+    """What re-ranking changed: each contender's test top-1 of its final pick minus its pick by
+    the search's score alone, per budget, and the mean over all picks."""
+    gains = {k: [f["rerank_gain"][k] for f in figs] for k in CONTENDERS}
+    flat = [g for v in gains.values() for g in v if g is not None]
+    changed = sum(1 for g in flat if g != 0)
+    print(
+        f"re-ranking (the {spec['rerank']} best by the search's score scored again on {images} validation images) changed "
+        f"{changed} of {len(flat)} picks; test top-1 of the final pick minus the search's pick: "
+        + "; ".join(f"{k} " + " ".join("-" if g is None else f"{g:+.2f}" for g in v) for k, v in gains.items())
+        + (f"; mean {statistics.mean(flat):+.3f}" if flat else "")
+    )
+
+
 def _pool_report(args, spec: dict, ctx: _PoolContext, runner: _Pool, rows: list[dict], plan: dict, info: dict) -> None:
     figs = _pool_figures(ctx, rows, plan["done"])
     n = args.vs_random_pool
 
     def cell(p):
-        return "none fits" if p is None else f"{p['test_top1']:.2f} / {p['val_top1']:.2f} ({p['flops'] / 1e6:.1f}M)"
+        return "none fits" if p is None else f"{p['test_top1']:.2f} / {p.get('final_top1', p['val_top1']):.2f} ({p['flops'] / 1e6:.1f}M)"
 
     def diff(v):
         return "-" if v is None else f"{v:+.2f}"
 
-    print(f"\ntest top-1 / validation top-1 (%) of each pick (its FLOPs); test: all {len(ctx.evaluators['test'].splits.val)} test images")
+    reranked = any(f[k] and "final_top1" in f[k] for f in figs for k in CONTENDERS)
+    seen = ctx.evaluators["final" if reranked else "val"].eval_images
+    print(
+        f"\ntest top-1 / validation top-1 on {seen} images (%) of each pick (its FLOPs); "
+        f"test: all {len(ctx.evaluators['test'].splits.val)} test images"
+    )
     print(
         table(
             [
@@ -559,7 +619,9 @@ def _pool_report(args, spec: dict, ctx: _PoolContext, runner: _Pool, rows: list[
     oracle = sum(bool(f["evo_within_pool_by_test"]) for f in figs)
     if plan["done"]:
         print(f"(evolution within {GOAL_GAP} points of the best of {n} picked by test top-1, an oracle: at {oracle}/{len(figs)})")
-    timing = {"val": runner.mean("val"), "test": runner.mean("test")}
+    if reranked:
+        _print_rerank_gain(spec, figs, seen)
+    timing = {k: runner.mean(k) for k in KINDS}
     seconds = time.perf_counter() - info["t0"]
     print(
         f"{info['evaluations']} evaluations per search; per evaluated arch: validation {timing['val']['wall_s'] or 0:.2f} s wall, "
@@ -617,6 +679,7 @@ def _args() -> argparse.Namespace:
     pool = ap.add_argument_group("--vs-random-pool: evolution and random search against the best of N random archs, on test")
     pool.add_argument("--vs-random-pool", type=int, default=0, metavar="N", help=f"random archs per FLOPs budget (the goal: {POOL_CLAIM})")
     pool.add_argument("--seed", type=int, default=0, help="of the search, the random search and the pool")
+    pool.add_argument("--rerank", type=int, default=None, help="finalists per budget scored again (default: nastools search's; 0: none)")
     pool.add_argument("--workers", type=int, default=1, help="processes scoring archs (the evolution runs in one of them)")
     pool.add_argument(
         "--test-calib-images", type=int, default=2000, help="BN recalibration images before the test set (as bench_pretrained)"

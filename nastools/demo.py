@@ -50,6 +50,7 @@ class DemoSettings:
     generations: int = 3
     calib_images: int = 500
     eval_images: int = 1000
+    rerank_images: int | None = None  # the finalists' validation images (None: all)
     export_calib_images: int = 500
     export_eval_images: int = 2000
     bench_duration: str = "2s"
@@ -72,6 +73,7 @@ class DemoSettings:
             generations=1,
             calib_images=64,
             eval_images=128,
+            rerank_images=256,
             export_calib_images=64,
             export_eval_images=256,
             bench_duration="0.3s",
@@ -176,13 +178,22 @@ class _Demo:
 # --------------------------------------------------------------------------- 1. supernet
 
 
+def _shown(path) -> str:
+    """``path`` as the demo prints it: relative to the working directory when it lies under it
+    (the packaged files of an editable install), else as it is."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
+
+
 def _take_shipped(demo: _Demo, name: str) -> dict:
     from nastools.checkpoint import find_checkpoint
     from nastools.pretrained import describe
 
     ckpt = find_checkpoint(name)
     demo.log(f"   {describe(name)}")
-    demo.log(f"   weights {ckpt} (nastools demo --train 6m trains a fresh supernet instead)")
+    demo.log(f"   weights {_shown(ckpt)} (nastools demo --train 6m trains a fresh supernet instead)")
     return {"checkpoint": str(ckpt), "supernet": name, "shipped": True, "about": describe(name)}
 
 
@@ -236,7 +247,7 @@ def _profile(demo: _Demo) -> dict:
     table = _matching_table(space, cpu)
     if table is not None:
         same = ", another generation of it" if generation_mismatch(table.meta) else ""
-        log(f"   reusing the shipped table {table.path} (profiled on this CPU model, {cpu}{same})")
+        log(f"   reusing the shipped table {_shown(table.path)} (profiled on this CPU model, {cpu}{same})")
         return {"table": str(table.path), "reused": True}
     log(f"   no shipped table for {cpu!r}: profiling this CPU through ONNX Runtime (1 thread, quick protocol)")
     proto = Protocol(warmup_s=0.01, min_warmup=3, min_runs=10, round_s=0.02, max_s=demo.settings.profile_max_s)
@@ -290,6 +301,7 @@ def _search(demo: _Demo, profiled: dict, source: str) -> dict:
         seed=s.seed,
         calib_images=s.calib_images,
         eval_images=s.eval_images,
+        rerank_images=s.rerank_images,
         drift=drift,
         drift_factors={"latency:default": latency.factor},
     )
@@ -427,7 +439,7 @@ def _log_summary(summary: dict[str, Any], space: SearchSpace, log: Callable[[str
     log("   stage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in summary["stage_seconds"].items()))
     log("   files:")
     for f in summary["files"]:
-        log(f"     {f}")
+        log(f"     {_shown(f)}")
 
 
 def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:

@@ -13,14 +13,19 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 
 
+def _bench_module(name: str):
+    """The module ``benchmarks/<name>.py``, imported as the scripts import each other."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        yield importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCH))
+
+
 @pytest.fixture(scope="module")
 def stats():
     """benchmarks/_stats.py, imported as the scripts import it."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("_stats")
-    finally:
-        sys.path.remove(str(BENCH))
+    yield from _bench_module("_stats")
 
 
 @pytest.mark.parametrize(
@@ -79,11 +84,7 @@ def test_paired_refuses_unequal_lengths(stats):
 @pytest.fixture(scope="module")
 def bench_train():
     """benchmarks/bench_train.py (its quality-of-trained-runs helpers)."""
-    sys.path.insert(0, str(BENCH))
-    try:
-        yield importlib.import_module("bench_train")
-    finally:
-        sys.path.remove(str(BENCH))
+    yield from _bench_module("bench_train")
 
 
 def _run(path, step=100, **cfg):
@@ -135,3 +136,41 @@ def test_throughput_profile_names_every_phase_of_a_step(bench_train, tmp_path):
     assert {"conv forward", "batchnorm backward", "conv backward 1x1 dense"} <= set(b["ops_ms"])
     assert any(k.startswith("conv backward 5x5 depthwise") or k.startswith("conv backward 3x3 depthwise") for k in b["ops_ms"])
     assert t.step == 2  # the profiled step trained
+
+
+@pytest.fixture(scope="module")
+def bench_search():
+    """benchmarks/bench_search.py (its evolution-vs-random helpers)."""
+    yield from _bench_module("bench_search")
+
+
+def test_vs_random_contenders_choose_as_nastools_search_does(bench_search, tmp_path):
+    """Every contender's pick: the best by the finalists' score among its 2 best by the
+    search's score within the budget; its pick by the search's score alone is kept beside."""
+    import random
+    from types import SimpleNamespace
+
+    from nastools.search import Candidate
+    from nastools.space import load_space
+
+    space = load_space("fmnist")
+    rng = random.Random(0)
+    archs = list({a.id: a for a in (space.sample(rng) for _ in range(60))}.values())
+    val = {a.id: round(rng.uniform(80, 90), 2) for a in archs}
+    final = {a.id: round(rng.uniform(80, 90), 2) for a in archs}
+    ev = lambda cache, n: SimpleNamespace(cache=cache, eval_images=n)  # noqa: E731
+    ctx = bench_search._PoolContext(space, tmp_path, {}, {"val": ev(val, 2000), "final": ev(final, 5000)})
+    cands = lambda xs: [Candidate(a, val[a.id], {"flops": space.flops(a)}) for a in xs]  # noqa: E731
+    budget = sorted(space.flops(a) for a in archs)[40]
+    rows = bench_search._pool_rows(ctx, [budget], cands(archs[:20]), cands(archs[20:40]), [archs[30:]])
+    ran = []
+    runner = SimpleNamespace(run=lambda tasks, desc: ran.extend(tasks))
+    bench_search._pool_rerank(ctx, {"rerank": 2, "eval_images": 2000}, rows, runner)
+    assert ran == []  # every finalist's score was in the cache already
+    for name, pool in zip(bench_search.CONTENDERS, (archs[:20], archs[20:40], archs[30:])):
+        within = sorted((a for a in pool if space.flops(a) <= budget), key=lambda a: (-val[a.id], space.flops(a)))
+        assert rows[0][f"{name}_search"].arch.id == within[0].id
+        assert rows[0][name].arch.id == max(within[:2], key=lambda a: final[a.id]).id
+    rows = bench_search._pool_rows(ctx, [budget], [], [], [archs])
+    bench_search._pool_rerank(ctx, {"rerank": 0, "eval_images": 2000}, rows, runner)
+    assert rows[0]["pool"] is rows[0]["pool_search"]  # no re-ranking: the search's pick stands

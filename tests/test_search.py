@@ -155,6 +155,7 @@ def tiny_run(tmp_path_factory):
 
 def _search(run, *args):
     base = ["search", "--run", str(run), "--population", "4", "--generations", "2", "--calib-images", "128", "--eval-images", "256"]
+    base += ["--rerank-images", "512"]
     return CliRunner().invoke(main, base + list(args))
 
 
@@ -172,11 +173,12 @@ def test_search_cli_multi_budget(tiny_run):
     run, space = tiny_run
     lo, hi = space.flops(space.min_arch()), space.flops(space.max_arch())
     budgets = [lo * 1.5, (lo + hi) / 2, hi]
-    result = _search(run, "--flops", ",".join(f"{b:.0f}" for b in budgets), "--json")
+    result = _search(run, "--flops", ",".join(f"{b:.0f}" for b in budgets), "--rerank", "0", "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.output[result.output.index("{") :])
     picks = out["picks"]
     assert len(picks) == 3
+    assert all("search_top1" not in p for p in picks)  # picked by the search's own scores
     pareto = json.loads((run / "search" / "pareto.json").read_text())
     evaluated = {e["id"]: e for e in pareto["evaluated"]}
     for budget, pick in zip(budgets, picks):
@@ -188,6 +190,48 @@ def test_search_cli_multi_budget(tiny_run):
     best = json.loads((run / "search" / "best.json").read_text())
     assert space.arch_from_dict(best).id == picks[0]["id"]
     assert (run / "search" / "pareto.png").stat().st_size > 1000
+
+
+def test_search_picks_the_finalist_best_on_more_validation_images(tiny_run, tmp_path):
+    from nastools.checkpoint import run_splits
+    from nastools.search.evaluator import SubnetEvaluator
+    from nastools.search.runner import _load_supernet
+
+    run, space = tiny_run
+    lo, hi = space.flops(space.min_arch()), space.flops(space.max_arch())
+    budgets = [lo + 0.3 * (hi - lo), hi]
+    args = ["--flops", ",".join(f"{b:.0f}" for b in budgets), "--rerank", "3", "--out", str(tmp_path)]
+    result = _search(run, *args, "--json")
+    assert result.exit_code == 0, result.output
+    picks = json.loads(result.output[result.output.index("{") :])["picks"]
+    pareto = json.loads((tmp_path / "pareto.json").read_text())
+    rescored = json.loads((tmp_path / "rerank_cache.json").read_text())["top1"]
+    evaluated = pareto["evaluated"]
+    assert pareto["timing"]["rerank_images"] == 512 and pareto["timing"]["rerank_archs"] == len(rescored)
+    for budget, pick in zip(budgets, picks):
+        within = sorted((e for e in evaluated if e["costs"]["flops"] <= budget), key=lambda e: (-e["top1"], e["costs"]["flops"]))
+        finalists = {e["id"]: e["top1"] for e in within[:3]}
+        assert set(finalists) <= set(rescored)
+        assert pick["id"] in finalists and pick["search_top1"] == finalists[pick["id"]]
+        assert pick["top1"] == max(rescored[i] for i in finalists)  # the best finalist by the new score
+    # the new score is a real evaluation on the first 512 validation images, same recalibration
+    ckpt, data, net = _load_supernet(run)
+    scorer = SubnetEvaluator(net, run_splits(data), calib_images=128, eval_images=512)
+    assert scorer(space.arch_from_dict(picks[-1]["arch"])) == picks[-1]["top1"]
+    assert json.loads((tmp_path / "best.json").read_text())["search_top1"] == picks[0]["search_top1"]
+    again = _search(run, *args)  # resumed: the finalists' scores come from the cache
+    assert again.exit_code == 0, again.output
+    assert "finalists scored again on 512 validation images" in again.output
+
+
+def test_rerank_images_only_when_more_than_the_search_saw():
+    from nastools.search.rerank import rerank_images
+
+    assert rerank_images(None, 2000, 5000) == 5000
+    assert rerank_images(3000, 2000, 5000) == 3000
+    assert rerank_images(9000, 2000, 5000) == 5000
+    assert rerank_images(None, 5000, 5000) == 0  # the search scored every validation image already
+    assert rerank_images(1000, 2000, 5000) == 0
 
 
 def test_search_cli_resumes_and_caches(tiny_run):
@@ -275,6 +319,8 @@ def test_search_cli_latency_on_two_devices(tiny_run, tiny_tables):
         "--table",
         f"eager={eager.path}",
         "--no-measure",
+        "--rerank",
+        "0",
         "--fresh",
         "--json",
     )

@@ -41,16 +41,45 @@ def _pick_row(p, budgets, lat_keys):
     meas = ", ".join(format_cost(k, c.costs[f"measured:{k}"]) for k in lat_keys if f"measured:{k}" in c.costs) or "-"
     flops, params = format_cost("flops", c.costs["flops"]), format_cost("params", c.costs["params"])
     rec.update(c.to_dict())
+    if p.search_top1 is not None:
+        rec["search_top1"] = p.search_top1
     return (budget, c.arch.id, f"{c.top1:.2f}", flops, params, pred, meas), rec
 
 
 def _timing_line(t: dict) -> str:
     """How many archs the search evaluated (by how many processes) and how long it took."""
     shares = f" by {t['world_size']} processes ({' + '.join(str(r['archs']) for r in t['ranks'])} scored)" if "ranks" in t else ""
+    rerank = (
+        f"; {t['rerank_archs']} finalists scored again on {t['rerank_images']} validation images in {t['rerank_s']:.0f} s"
+        if t.get("rerank_archs")
+        else ""
+    )
     return (
         f"{t['evaluations']} archs evaluated{shares} in {t['search_s']:.0f} s "
-        f"(per arch: BN recalibration {t['recalibration_s']:.2f} s, evaluation {t['evaluation_s']:.2f} s)"
+        f"(per arch: BN recalibration {t['recalibration_s']:.2f} s, evaluation {t['evaluation_s']:.2f} s){rerank}"
     )
+
+
+def _report(rep, budgets, as_json: bool) -> None:
+    """Print a search's picks (a table, or JSON), its notes and timing."""
+    lat_keys = sorted({k for b in budgets if b.metric == "latency" for k in [b.cost_name]})
+    rows, data_out = [], []
+    for p in rep.picks:
+        row, rec = _pick_row(p, budgets, lat_keys)
+        rows.append(row)
+        data_out.append(rec)
+    if as_json:
+        return echo_json({"picks": data_out, "out_dir": str(rep.out_dir), "timing": rep.timing, "latency": rep.latency})
+    stats = "/".join(dict.fromkeys(v["statistic"] for v in rep.latency.values()))
+    suffix = f" ({stats})" if stats else ""
+    click.echo(format_table(rows, ["budget", "arch", "top-1 %", "FLOPs", "params", f"pred. latency{suffix}", f"measured{suffix}"]))
+    for p in rep.picks:
+        for r in p.replaced:
+            click.echo(
+                f"note: {r['id']} measured {r['measured_ms']:.3f} ms > {r['limit_ms']:.3f} ms on {r['cost']}; replaced by the next best"
+            )
+    click.echo(_timing_line(rep.timing))
+    click.echo(f"wrote {rep.out_dir}/pareto.json, pareto.png, best.json")
 
 
 @main.command("search")
@@ -87,6 +116,19 @@ def _timing_line(t: dict) -> str:
     help="Training images for BN recalibration per arch.  [default: 1000; image folders: 2000, 16384 for imported AttentiveNAS/AlphaNet runs]",
 )
 @click.option("--eval-images", default=2000, show_default=True, type=click.IntRange(1), help="Validation images evaluated per arch.")
+@click.option(
+    "--rerank",
+    default=4,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Score the N best archs of each budget again on more validation images and pick by that score (0: pick by the search's).",
+)
+@click.option(
+    "--rerank-images",
+    default=None,
+    type=click.IntRange(1),
+    help="Validation images the finalists are scored on.  [default: all]",
+)
 @click.option("--workers", default=0, show_default=True, type=click.IntRange(0), help="Data loader processes (image folders).")
 @click.option(
     "--predictor/--no-predictor",
@@ -122,6 +164,8 @@ def search(
     seed,
     calib_images,
     eval_images,
+    rerank,
+    rerank_images,
     workers,
     predictor,
     no_measure,
@@ -157,6 +201,8 @@ def search(
         seed=seed,
         calib_images=calib_images,
         eval_images=eval_images,
+        rerank=rerank,
+        rerank_images=rerank_images,
         workers=workers,
         predictor=predictor,
         dataset=dataset,
@@ -169,21 +215,4 @@ def search(
     rep = run_search(run, budgets, tables=table_map, options=opts, fresh=fresh, out_dir=out_dir, progress=True, log=Output(as_json).log)
     if rep.rank != 0:  # a distributed search: rank 0 reports
         return
-    lat_keys = sorted({k for b in budgets if b.metric == "latency" for k in [b.cost_name]})
-    rows, data_out = [], []
-    for p in rep.picks:
-        row, rec = _pick_row(p, budgets, lat_keys)
-        rows.append(row)
-        data_out.append(rec)
-    if as_json:
-        return echo_json({"picks": data_out, "out_dir": str(rep.out_dir), "timing": rep.timing, "latency": rep.latency})
-    stats = "/".join(dict.fromkeys(v["statistic"] for v in rep.latency.values()))
-    suffix = f" ({stats})" if stats else ""
-    click.echo(format_table(rows, ["budget", "arch", "top-1 %", "FLOPs", "params", f"pred. latency{suffix}", f"measured{suffix}"]))
-    for p in rep.picks:
-        for r in p.replaced:
-            click.echo(
-                f"note: {r['id']} measured {r['measured_ms']:.3f} ms > {r['limit_ms']:.3f} ms on {r['cost']}; replaced by the next best"
-            )
-    click.echo(_timing_line(rep.timing))
-    click.echo(f"wrote {rep.out_dir}/pareto.json, pareto.png, best.json")
+    _report(rep, budgets, as_json)

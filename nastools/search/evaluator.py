@@ -206,7 +206,7 @@ class SubnetEvaluator:
     ) -> None:
         from nastools.data import ImageSet, image_recipe
 
-        self.net, self.splits, self.fast, self.workers = supernet, splits, fast, workers
+        self.net, self.splits, self.fast, self.workers, self.tag = supernet, splits, fast, workers, tag
         self.recipe = image_recipe(recipe) if isinstance(splits.train, ImageSet) else None  # None: in memory
         if calib_images is None:
             calib_images = self.recipe.calib_images if self.recipe else CALIB_IMAGES
@@ -219,6 +219,23 @@ class SubnetEvaluator:
         self.calls = 0
         self._prepared: dict[tuple, list] = {}
         self._load()
+
+    def sibling(self, eval_images: int, cache_path: str | Path | None = None) -> "SubnetEvaluator":
+        """An evaluator of the same supernet, images, BN recalibration and scorer that scores
+        the first ``eval_images`` validation images instead (with its own cache)."""
+        return SubnetEvaluator(
+            self.net,
+            self.splits,
+            calib_images=self.calib_images,
+            eval_images=eval_images,
+            batch_size=self.batch_size,
+            seed=self.seed,
+            cache_path=cache_path,
+            tag=self.tag,
+            fast=self.fast,
+            recipe=self.recipe,
+            workers=self.workers,
+        )
 
     def _load(self) -> None:
         if not self.cache_path or not self.cache_path.is_file():

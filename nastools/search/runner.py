@@ -29,9 +29,11 @@ from nastools.search.latency_cost import (
     drift_message,
     resolve_table,
 )
+from nastools.search.rerank import finalists, rerank_images, rescore
 from nastools.space import Arch, SearchSpace, format_count
 
 PARETO_FORMAT = "nastools.pareto/1"
+RERANK_CACHE = "rerank_cache.json"  # the finalists' scores on more validation images
 
 
 @dataclass
@@ -59,6 +61,10 @@ class SearchOptions:
     drift_factors: dict[str, float] | None = None  # cost name -> a factor already measured (no check)
     statistic: str | None = None  # median|p10|p90|p99 of latency budgets; None: each table's own
     device: str = "cpu"  # where subnets are evaluated; under torchrun, cuda means cuda:LOCAL_RANK
+    # the k best archs of each budget scored again on more validation images before the pick
+    # (nastools.search.rerank); 0: pick by the search's own scores
+    rerank: int = 4
+    rerank_images: int | None = None  # None: the whole validation split
 
 
 @dataclass
@@ -69,6 +75,7 @@ class Pick:
     candidate: Candidate | None
     measured_ms: float | None = None
     replaced: list[dict] = field(default_factory=list)  # archs rejected after measurement
+    search_top1: float | None = None  # the search's score of a re-scored pick (its top1: the re-score)
 
 
 def ridge_screen(space: SearchSpace) -> Callable[[list[Candidate], list[Arch]], list[float]]:
@@ -457,7 +464,7 @@ def _setup(run, ckpt: Path, ckpt_data: dict, net, budgets, tables, opts, fresh: 
         stack.enter_context(OutputLock(out, "search output folder", elsewhere="pass another --out", note=log))
         state_path, cache_path, drift_path = out / "state.json", out / "accuracy_cache.json", out / "drift.json"
         if fresh:
-            for p in (state_path, cache_path, drift_path):
+            for p in (state_path, cache_path, drift_path, out / RERANK_CACHE):
                 p.unlink(missing_ok=True)
         # a resumed search keeps the speed it measured when it started (its candidates' costs)
         held = _read_json_dict(drift_path) if state_path.is_file() else {}
@@ -537,14 +544,13 @@ def run_search(
             # ranks measured since the last generation, gathered into the cache at its end)
             where = f"resumed the saved search at generation {resumed} of {opts.generations}; " if resumed is not None else ""
             log(f"{where}{len(reused)} cached accuracies reused from {st.out / 'accuracy_cache.json'}")
-        measurers = st.costs.measurers if main else {}
-        picks = pick_measured(result.candidates, st.sweep, [{**st.fixed, st.sweep: v} for v in targets], measurers, opts.measure_retries)
+        picks, reranked = _choose(result.candidates, st, targets, opts, main, progress, log)
         report = SearchReport(
             picks,
             result.archive,
             result.candidates,
             st.out,
-            {**timing, "search_s": elapsed, "evaluations": result.evaluations, "reused": len(reused)},
+            {**timing, "search_s": elapsed, "evaluations": result.evaluations, "reused": len(reused), **reranked},
             resumed_generations=int(resumed or 0),
             drift=st.costs.drift,
             latency=st.costs.latency,
@@ -556,8 +562,53 @@ def run_search(
         return report
 
 
+def _choose(cands: list[Candidate], st: _Setup, targets: list[float], opts: SearchOptions, main: bool, progress: bool, log):
+    """Each budget's pick (:func:`pick_measured`; measured on rank 0 only) and what choosing
+    took. With ``opts.rerank``, rank 0 picks among each budget's finalists scored again on
+    more validation images (:mod:`nastools.search.rerank`, cached in the output folder); a
+    budget whose finalists are all measured over it falls back to the next best by the
+    search's score."""
+    budgets = [{**st.fixed, st.sweep: v} for v in targets]
+    measurers = st.costs.measurers if main else {}
+    n = rerank_images(opts.rerank_images, opts.eval_images, len(st.evaluator.splits.val)) if main and opts.rerank > 0 else 0
+    if not n:
+        return pick_measured(cands, st.sweep, budgets, measurers, opts.measure_retries), {}
+    final = finalists(cands, budgets, opts.rerank)
+    log(f"scoring the {len(final)} finalists (the {opts.rerank} best of each budget) again on {n} validation images")
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(final), desc="finalists", unit="arch", leave=False)
+    try:
+        rescored, seconds = rescore(final, st.evaluator.sibling(n, st.out / RERANK_CACHE), lambda i, _: bar.update(1) if bar else None)
+    finally:
+        if bar is not None:
+            bar.close()
+    picks = pick_measured(rescored, st.sweep, budgets, measurers, opts.measure_retries)
+    first = {c.arch.id: c.top1 for c in final}
+    missing = [i for i, p in enumerate(picks) if p.candidate is None]
+    if missing:
+        rest = [c for c in cands if c.arch.id not in first]
+        for i, p in zip(missing, pick_measured(rest, st.sweep, [budgets[i] for i in missing], measurers, opts.measure_retries)):
+            p.replaced = picks[i].replaced + p.replaced
+            picks[i] = p
+    for p in picks:
+        if p.candidate is not None:
+            p.search_top1 = first.get(p.candidate.arch.id)
+    return picks, {"rerank_archs": len(final), "rerank_per_budget": opts.rerank, "rerank_images": n, "rerank_s": seconds}
+
+
 def _quiet(message: str) -> None:
     """The narration of a rank other than 0: none."""
+
+
+def _pick_extras(p: Pick) -> dict:
+    """What an arch file of a pick records beside the arch: top-1 (and the search's score of a
+    re-scored pick), FLOPs, params."""
+    c = p.candidate
+    extra = {"top1": c.top1, "flops": int(c.costs["flops"]), "params": int(c.costs["params"])}
+    return extra if p.search_top1 is None else {**extra, "search_top1": p.search_top1}
 
 
 def write_outputs(report: SearchReport, space: SearchSpace, sweep: str, budgets: Sequence[Budget]) -> None:
@@ -568,6 +619,7 @@ def write_outputs(report: SearchReport, space: SearchSpace, sweep: str, budgets:
             "budget": p.budget,
             "id": p.candidate.arch.id if p.candidate else None,
             "top1": p.candidate.top1 if p.candidate else None,
+            "search_top1": p.search_top1,
             "costs": p.candidate.costs if p.candidate else None,
             "measured_ms": p.measured_ms,
             "replaced": p.replaced,
@@ -594,11 +646,9 @@ def write_outputs(report: SearchReport, space: SearchSpace, sweep: str, budgets:
     chosen = [p for p in report.picks if p.candidate]
     for i, p in enumerate(report.picks):
         if p.candidate:
-            extra = {"top1": p.candidate.top1, "flops": int(p.candidate.costs["flops"]), "params": int(p.candidate.costs["params"])}
-            p.candidate.arch.save(out / f"best-{i + 1}.json", id=p.candidate.arch.id, **extra)
+            p.candidate.arch.save(out / f"best-{i + 1}.json", id=p.candidate.arch.id, **_pick_extras(p))
     if chosen:
-        c = chosen[0].candidate
-        c.arch.save(out / "best.json", id=c.arch.id, top1=c.top1, flops=int(c.costs["flops"]), params=int(c.costs["params"]))
+        chosen[0].candidate.arch.save(out / "best.json", id=chosen[0].candidate.arch.id, **_pick_extras(chosen[0]))
     from nastools.search.plot import plot_pareto
 
     plot_pareto(

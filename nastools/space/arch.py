@@ -181,7 +181,7 @@ class Arch:
 # --------------------------------------------------------------------------- JSON
 
 # fields a reader tolerates beside the genotype: written by nastools for information
-_INFO_FIELDS = {"id", "flops", "params", "top1", "latency_ms", "meta"}
+_INFO_FIELDS = {"id", "flops", "params", "top1", "search_top1", "latency_ms", "meta"}
 _ARCH_FIELDS = ("format", "space", "resolution", "stem", "stages", "head")
 _STAGE_FIELDS = ("width", "depth", "kernel", "expand")
 
