@@ -9,7 +9,7 @@ from conftest import TINY_SPACE, train_tiny_run
 
 from nastools.cli import main
 from nastools.errors import NastoolsError
-from nastools.search import EvolutionSearch, SearchConfig, best_under, parse_budgets, parse_latency, random_search
+from nastools.search import Candidate, EvolutionSearch, SearchConfig, best_under, parse_budgets, parse_latency, random_search
 
 TINY = TINY_SPACE
 
@@ -222,6 +222,23 @@ def test_search_picks_the_finalist_best_on_more_validation_images(tiny_run, tmp_
     again = _search(run, *args)  # resumed: the finalists' scores come from the cache
     assert again.exit_code == 0, again.output
     assert "finalists scored again on 512 validation images" in again.output
+
+
+def test_finalists_are_the_k_best_within_each_budget_once(fmnist):
+    from nastools.search.rerank import finalists
+
+    rng = random.Random(1)
+    archs = list({a.id: a for a in (fmnist.sample(rng) for _ in range(40))}.values())
+    cands = [Candidate(a, float(i % 7), {"flops": fmnist.flops(a), "params": fmnist.params(a)}) for i, a in enumerate(archs)]
+    flops = sorted(c.costs["flops"] for c in cands)
+    budgets = [{"flops": flops[10]}, {"flops": flops[-1], "params": 1e12}]
+    got = finalists(cands, budgets, 3)
+    assert len({c.arch.id for c in got}) == len(got)  # each once, though both budgets admit the cheap ones
+    for lim in budgets:
+        within = [c for c in cands if all(c.costs[k] <= v for k, v in lim.items())]
+        best = sorted(within, key=lambda c: (-c.top1, c.costs["flops"]))[:3]
+        assert {c.arch.id for c in best} <= {c.arch.id for c in got}
+    assert len(got) <= 6 and finalists(cands, budgets, 0) == []
 
 
 def test_rerank_images_only_when_more_than_the_search_saw():
