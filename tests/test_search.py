@@ -241,6 +241,14 @@ def test_finalists_are_the_k_best_within_each_budget_once(fmnist):
     assert len(got) <= 6 and finalists(cands, budgets, 0) == []
 
 
+def test_rerank_images_no_more_than_the_search_saw_is_a_one_line_error(tiny_run):
+    run, space = tiny_run
+    result = _search(run, "--flops", f"{space.flops(space.max_arch()):.0f}", "--rerank-images", "256")
+    assert result.exit_code == 1
+    assert "--rerank-images 256 is not more than --eval-images 256" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_rerank_images_only_when_more_than_the_search_saw():
     from nastools.search.rerank import rerank_images
 

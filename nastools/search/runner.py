@@ -514,6 +514,11 @@ def run_search(
     from nastools.search.distributed import join_search_group, merge_timing
 
     opts = options or SearchOptions()
+    if opts.rerank > 0 and opts.rerank_images is not None and opts.rerank_images <= opts.eval_images:
+        raise NastoolsError(
+            f"--rerank-images {opts.rerank_images} is not more than --eval-images {opts.eval_images}: the finalists would be "
+            f"scored on no new images; pass more (default: the whole validation split) or --rerank 0"
+        )
     tables = dict(tables or {})
     _check_tables(budgets, tables)
     check_torch_device(opts.device)
