@@ -57,6 +57,13 @@ def test_two_processes_find_what_one_finds_and_share_the_evaluations(tiny_run, t
     # one writer: rank 0's accuracy cache holds what both processes scored
     evaluated = {i for i, _ in _found(tmp_path / "two")[2]}
     assert set(json.loads((tmp_path / "two" / "accuracy_cache.json").read_text())["top1"]) == evaluated
+    # the finalists, re-scored on the whole validation split by both processes, pick what one process picks
+    pareto = json.loads((tmp_path / "two" / "pareto.json").read_text())
+    rescored = json.loads((tmp_path / "two" / "rerank_cache.json").read_text())["top1"]
+    alone = json.loads((tmp_path / "one" / "rerank_cache.json").read_text())["top1"]
+    assert pareto["timing"]["rerank_archs"] == len(alone) > 0
+    assert all(rescored[i] == top1 for i, top1 in alone.items())  # (the one-generation run's finalists are there too)
+    assert all(p["top1"] == rescored[p["id"]] and p["search_top1"] is not None for p in pareto["picks"])
     state = json.loads((tmp_path / "two" / "state.json").read_text())
     assert state == json.loads((tmp_path / "one" / "state.json").read_text())  # the same generations, random state included
 

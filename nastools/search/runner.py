@@ -536,6 +536,13 @@ def run_search(
             result, resumed, reused, elapsed = _evolve(
                 space, st.evaluator, st.costs, limits, st.sweep, targets, opts, st.out / "state.json", progress and main, group
             )
+            if resumed is not None or reused:
+                # the state is saved each generation and every accuracy as it is measured, so a killed
+                # search loses at most the arch it was evaluating (distributed: and what the other
+                # ranks measured since the last generation, gathered into the cache at its end)
+                where = f"resumed the saved search at generation {resumed} of {opts.generations}; " if resumed is not None else ""
+                log(f"{where}{len(reused)} cached accuracies reused from {st.out / 'accuracy_cache.json'}")
+            final, rescored, reranked = _rescore_finalists(result.candidates, st, targets, opts, group, progress and main, log)
             timing = st.evaluator.timing() if group is None else merge_timing(group.gather(st.evaluator.timing()))
         except BaseException:
             if group is not None:
@@ -543,13 +550,7 @@ def run_search(
             raise
         if group is not None:
             group.leave()
-        if resumed is not None or reused:
-            # the state is saved each generation and every accuracy as it is measured, so a killed
-            # search loses at most the arch it was evaluating (distributed: and what the other
-            # ranks measured since the last generation, gathered into the cache at its end)
-            where = f"resumed the saved search at generation {resumed} of {opts.generations}; " if resumed is not None else ""
-            log(f"{where}{len(reused)} cached accuracies reused from {st.out / 'accuracy_cache.json'}")
-        picks, reranked = _choose(result.candidates, st, targets, opts, main, progress, log)
+        picks = _choose(result.candidates, final, rescored, st, targets, opts, main)
         report = SearchReport(
             picks,
             result.archive,
@@ -567,29 +568,49 @@ def run_search(
         return report
 
 
-def _choose(cands: list[Candidate], st: _Setup, targets: list[float], opts: SearchOptions, main: bool, progress: bool, log):
-    """Each budget's pick (:func:`pick_measured`; measured on rank 0 only) and what choosing
-    took. With ``opts.rerank``, rank 0 picks among each budget's finalists scored again on
-    more validation images (:mod:`nastools.search.rerank`, cached in the output folder); a
-    budget whose finalists are all measured over it falls back to the next best by the
-    search's score."""
+def _rescore_finalists(cands: list[Candidate], st: _Setup, targets: list[float], opts: SearchOptions, group, progress: bool, log):
+    """With ``opts.rerank``: each budget's finalists (:func:`~nastools.search.rerank.finalists`
+    by the search's score), the same archs scored again on more validation images (cached in
+    the output folder; under torchrun dealt out over the processes like a generation) and
+    what that took; ``([], [], {})`` without re-ranking."""
+    import time
+
+    n = rerank_images(opts.rerank_images, opts.eval_images, len(st.evaluator.splits.val)) if opts.rerank > 0 else 0
+    if not n:
+        return [], [], {}
+    final = finalists(cands, [{**st.fixed, st.sweep: v} for v in targets], opts.rerank)
+    main = group is None or group.is_main
+    scorer = st.evaluator.sibling(n, st.out / RERANK_CACHE if main else None)
+    log(f"scoring the {len(final)} finalists (the {opts.rerank} best of each budget) again on {n} validation images")
+    t0 = time.perf_counter()
+    if group is not None:
+        scorer.cache.update(group.from_main(lambda: dict(scorer.cache)))  # rank 0's cached scores, in every process
+        tops = group.evaluate([c.arch for c in final], scorer, scorer.cache, scorer._save)
+        rescored = [Candidate(c.arch, float(t), dict(c.costs)) for c, t in zip(final, tops)]
+    else:
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(final), desc="finalists", unit="arch", leave=False)
+        try:
+            rescored, _ = rescore(final, scorer, lambda i, _: bar.update(1) if bar else None)
+        finally:
+            if bar is not None:
+                bar.close()
+    timing = {"rerank_archs": len(final), "rerank_per_budget": opts.rerank, "rerank_images": n, "rerank_s": time.perf_counter() - t0}
+    return final, rescored, timing
+
+
+def _choose(cands: list[Candidate], final: list[Candidate], rescored: list[Candidate], st: _Setup, targets: list[float], opts, main: bool):
+    """Each budget's pick (:func:`pick_measured`; measured on rank 0 only): among its
+    finalists by their new scores when they were re-scored (``rescored``), else among all
+    candidates; a budget whose finalists are all measured over it falls back to the next best
+    by the search's score."""
     budgets = [{**st.fixed, st.sweep: v} for v in targets]
     measurers = st.costs.measurers if main else {}
-    n = rerank_images(opts.rerank_images, opts.eval_images, len(st.evaluator.splits.val)) if main and opts.rerank > 0 else 0
-    if not n:
-        return pick_measured(cands, st.sweep, budgets, measurers, opts.measure_retries), {}
-    final = finalists(cands, budgets, opts.rerank)
-    log(f"scoring the {len(final)} finalists (the {opts.rerank} best of each budget) again on {n} validation images")
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(final), desc="finalists", unit="arch", leave=False)
-    try:
-        rescored, seconds = rescore(final, st.evaluator.sibling(n, st.out / RERANK_CACHE), lambda i, _: bar.update(1) if bar else None)
-    finally:
-        if bar is not None:
-            bar.close()
+    if not rescored:
+        return pick_measured(cands, st.sweep, budgets, measurers, opts.measure_retries)
     picks = pick_measured(rescored, st.sweep, budgets, measurers, opts.measure_retries)
     first = {c.arch.id: c.top1 for c in final}
     missing = [i for i, p in enumerate(picks) if p.candidate is None]
@@ -601,7 +622,7 @@ def _choose(cands: list[Candidate], st: _Setup, targets: list[float], opts: Sear
     for p in picks:
         if p.candidate is not None:
             p.search_top1 = first.get(p.candidate.arch.id)
-    return picks, {"rerank_archs": len(final), "rerank_per_budget": opts.rerank, "rerank_images": n, "rerank_s": seconds}
+    return picks
 
 
 def _quiet(message: str) -> None:
