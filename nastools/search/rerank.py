@@ -12,7 +12,6 @@ search's scores; the picks carry both.
 
 from __future__ import annotations
 
-import time
 from typing import Callable, Mapping, Sequence
 
 from nastools.search.evolution import Candidate
@@ -31,18 +30,15 @@ def finalists(cands: Sequence[Candidate], budgets: Sequence[Mapping[str, float]]
     return list(out.values())
 
 
-def rescore(
-    cands: Sequence[Candidate], score: Callable, progress: Callable[[int, int], None] | None = None
-) -> tuple[list[Candidate], float]:
-    """Copies of ``cands`` with ``top1 = score(arch)`` (their costs copied too) and the seconds
-    the scoring took; ``progress(done, total)`` after each."""
-    t0 = time.perf_counter()
+def rescore(cands: Sequence[Candidate], score: Callable, progress: Callable[[int, int], None] | None = None) -> list[Candidate]:
+    """Copies of ``cands`` with ``top1 = score(arch)`` (their costs copied too);
+    ``progress(done, total)`` after each."""
     out = []
     for i, c in enumerate(cands):
         out.append(Candidate(c.arch, float(score(c.arch)), dict(c.costs)))
         if progress:
             progress(i + 1, len(cands))
-    return out, time.perf_counter() - t0
+    return out
 
 
 def rerank_images(requested: int | None, search_images: int, available: int) -> int:

@@ -594,7 +594,7 @@ def _rescore_finalists(cands: list[Candidate], st: _Setup, targets: list[float],
 
             bar = tqdm(total=len(final), desc="finalists", unit="arch", leave=False)
         try:
-            rescored, _ = rescore(final, scorer, lambda i, _: bar.update(1) if bar else None)
+            rescored = rescore(final, scorer, lambda i, _: bar.update(1) if bar else None)
         finally:
             if bar is not None:
                 bar.close()
