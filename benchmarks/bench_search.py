@@ -309,9 +309,10 @@ class _Pool:
         self.spec, self.workers, self.ex = spec, workers, None
         self.path = Path(spec["cache_dir"]) / "timing.json"
         saved = json.loads(self.path.read_text()) if self.path.is_file() else {}
-        # the times of the archs in the caches: none for a kind whose cache is of another supernet
-        held = saved.get("keys") or {}
-        self.timing = {"keys": keys, **{k: saved.get(k, {}) if held.get(k) == keys[k] else {} for k in KINDS}}
+        # the times of the archs in the caches, per evaluator key (runs with other seeds or
+        # settings share the folder, each kind's times under its own key)
+        self.store = saved if isinstance(saved.get("by_key"), dict) else {"by_key": {}}
+        self.timing = {k: self.store["by_key"].setdefault(keys[k], {}) for k in KINDS}
 
     def run(self, tasks: list[tuple[str, Any]], desc: str) -> None:
         from tqdm import tqdm
@@ -340,7 +341,7 @@ class _Pool:
         if any(new.values()):
             from nastools.io import atomic_write_json
 
-            atomic_write_json(self.path, self.timing, indent=None)
+            atomic_write_json(self.path, self.store, indent=None)
         bar.update(1)
 
     def mean(self, kind: str) -> dict:
@@ -551,6 +552,21 @@ def _pool_figures(ctx: _PoolContext, rows: list[dict], oracle: bool) -> list[dic
     return out
 
 
+def _score_scatter(ctx: _PoolContext, pools: list[list], images: int) -> dict:
+    """How far the search's score tells archs of one cost apart: the SD of the pool archs'
+    validation top-1 around a cubic fit in log FLOPs, against the binomial SE of a top-1 on
+    ``images`` images (the root of the mean p(1-p)/n over those archs)."""
+    import numpy as np
+
+    val = ctx.evaluators["val"].cache
+    archs = list({a.id: a for p in pools for a in p if a.id in val}.values())
+    x = np.log([ctx.space.flops(a) for a in archs])
+    y = np.array([val[a.id] for a in archs])
+    resid = y - np.polyval(np.polyfit(x, y, 3), x)
+    p = y / 100
+    return {"archs": len(archs), "residual_sd": float(resid.std()), "binomial_se": float(100 * np.sqrt(np.mean(p * (1 - p)) / images))}
+
+
 def _print_rerank_gain(spec: dict, figs: list[dict], images: int) -> None:
     """What re-ranking changed: each contender's test top-1 of its final pick minus its pick by
     the search's score alone, per budget, and the mean over all picks."""
@@ -621,6 +637,11 @@ def _pool_report(args, spec: dict, ctx: _PoolContext, runner: _Pool, rows: list[
         print(f"(evolution within {GOAL_GAP} points of the best of {n} picked by test top-1, an oracle: at {oracle}/{len(figs)})")
     if reranked:
         _print_rerank_gain(spec, figs, seen)
+    scatter = _score_scatter(ctx, [r["pool_archs"] for r in rows], spec["eval_images"])
+    print(
+        f"validation top-1 of the {scatter['archs']} pool archs scatters {scatter['residual_sd']:.2f} points (SD) around a cubic "
+        f"fit in log FLOPs; the binomial SE of a {spec['eval_images']}-image top-1 alone: {scatter['binomial_se']:.2f} points"
+    )
     timing = {k: runner.mean(k) for k in KINDS}
     seconds = time.perf_counter() - info["t0"]
     print(
@@ -642,6 +663,7 @@ def _pool_report(args, spec: dict, ctx: _PoolContext, runner: _Pool, rows: list[
             "evo_ge_random": wins,
             "evo_within_pool": near,
             "evo_within_pool_by_test": oracle if plan["done"] else None,
+            "score_scatter": scatter,
             "pool_test": plan,
             "timing": timing,
             "threads": args.threads,
