@@ -30,12 +30,9 @@ TARGETS = {"max": 93.0, "best_le_10M": 92.0, "min": 89.0}
 
 
 def plot(path: Path, rows: list[dict], key: str, xlabel: str, scale: float) -> None:
-    import matplotlib
+    from nastools.plotting import figure, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    fig, ax = figure()
     for kind, style in (
         ("random", dict(s=12, c="0.6", label="random subnets")),
         ("min", dict(s=60, c="tab:green", marker="v", label="min")),
@@ -48,9 +45,7 @@ def plot(path: Path, rows: list[dict], key: str, xlabel: str, scale: float) -> N
     ax.set_ylabel("test top-1 (%), 10,000 images")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def main() -> None:
@@ -140,6 +135,9 @@ def main() -> None:
             "predicted latency on this CPU (ms, ORT, 1 thread, batch 1)",
             1.0,
         )
+    from nastools.train.curve import learning_curve, plot_curves, run_log
+
+    plot_curves(out.with_name(f"{out.stem}-curve.png"), {args.run: learning_curve(run_log(args.run))})  # validation top-1 vs epochs
     trained = ckpt.get("trained") or ckpt.get("train") or {}
     write_result(
         "bench_pretrained",

@@ -281,6 +281,8 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tiny_path, split
     assert [r["step"] for r in log if r["type"] == "step"] == list(range(1, 9))
     epochs = [r for r in log if r["type"] == "epoch"]
     assert [r["step"] for r in epochs] == [3, 5, 8] and all(0 <= r["top1_max"] <= 1 for r in epochs)
+    # and the run folder's learning-curve plot was redrawn from them
+    assert (tmp_path / "b" / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def _old_layout_supernet(space):
@@ -576,7 +578,7 @@ def test_eval_cli_matches_the_extracted_subnet(tiny_path, tmp_path):
         assert r.exit_code == 1 and needle in r.output and r.output.count("\n") == 1, r.output
 
 
-@pytest.mark.parametrize("cmd", ["train", "eval"])
+@pytest.mark.parametrize("cmd", ["train", "eval", "curve"])
 def test_help(cmd):
     r = CliRunner().invoke(main, [cmd, "--help"])
     assert r.exit_code == 0 and "Example" in r.output and "--json" in r.output

@@ -1,4 +1,5 @@
-"""``nastools train`` and ``nastools eval``: supernet training and subnet evaluation."""
+"""``nastools train``, ``nastools eval`` and ``nastools curve``: supernet training, subnet
+evaluation and learning curves."""
 
 from __future__ import annotations
 
@@ -176,4 +177,35 @@ def eval_cmd(arch_file, run, dataset, data, split, calib_images, max_images, dev
     )
 
 
-__all__ = ["eval_cmd", "train_cmd"]
+@main.command("curve")
+@click.argument("runs", nargs=-1, required=True)
+@click.option("--plot", "plot", default=None, help="Also draw the curves into this PNG file.")
+@json_option
+def curve_cmd(runs, plot, as_json) -> None:
+    """Validation top-1 of the min and max subnets against epochs, of one or more runs.
+
+    RUNS are run names (runs/NAME), run folders or shipped supernets, as --run takes them.
+    Every evaluation the run logged is listed (each epoch's end; a stop mid-epoch too);
+    nastools train also keeps runs/NAME/curve.png up to date as it goes.
+
+    \b
+    Examples: nastools curve default
+              nastools curve fmnist-attentive runs/long --plot curves.png
+    """
+    from nastools.train.curve import learning_curve, plot_curves, run_log
+
+    curves = {str(r): learning_curve(run_log(r)) for r in runs}
+    if plot:
+        plot_curves(plot, curves)
+    if as_json:
+        return echo_json(curves)
+    for name, c in curves.items():
+        click.echo(f"{name}: validation top-1 (%) of the min / max subnet")
+        for p in c["points"]:
+            mark = " (stopped mid-epoch)" if p["partial"] else ""
+            click.echo(f"  epoch {p['epoch']:>6g}  step {p['step']:>7}  {p['top1_min']:6.2f} / {p['top1_max']:6.2f}{mark}")
+    if plot:
+        click.echo(f"plot: {plot}")
+
+
+__all__ = ["curve_cmd", "eval_cmd", "train_cmd"]

@@ -17,16 +17,11 @@ def plot_pareto(
 ) -> Path:
     """Write a PNG: grey dots (evaluated), a line (Pareto front), dashed budgets, stars (picks);
     a latency axis names its ``statistic`` (median, p10, ...)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from nastools.io import atomic_write
+    from nastools.plotting import figure, save_png
 
     scale, unit = (1.0, "ms") if cost.startswith("latency") else (1e-6, "M")
     label = f"{cost}, {statistic} ({unit})" if statistic else f"{cost} ({unit})"
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
+    fig, ax = figure()
     ax.scatter([c.costs[cost] * scale for c in evaluated], [c.top1 for c in evaluated], s=10, c="0.7", label="evaluated")
     ax.plot([c.costs[cost] * scale for c in front], [c.top1 for c in front], "-o", ms=4, c="tab:blue", label="Pareto front")
     for i, b in enumerate(budgets):
@@ -38,10 +33,4 @@ def plot_pareto(
     ax.set_ylabel("validation top-1 (%)")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    import io
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return atomic_write(path, lambda f: f.write(buf.getvalue()), mode="wb")
+    return save_png(fig, path)

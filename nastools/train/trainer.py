@@ -53,6 +53,8 @@ from nastools.train.losses import kd_loss, smoothed_ce
 from nastools.train.samplers import AttentiveSampler, FlopsDistribution, make_sampler
 
 LOG_NAME = "train.jsonl"
+#: the learning-curve plot a run folder holds (redrawn after each evaluation)
+CURVE_NAME = "curve.png"
 RANK_BY = ("loss", "predictor")
 #: seconds between the checkpoints written during an epoch (``fit(checkpoint_every=...)``)
 CHECKPOINT_EVERY = 600.0
@@ -640,6 +642,19 @@ class Trainer:
                 file=sys.stderr,
                 s=f"epoch {epoch:.3g} (step {self.step}): val top-1 min {100 * top1['min']:.2f}%  max {100 * top1['max']:.2f}%",
             )
+            self._plot_curve()
+
+    def _plot_curve(self) -> None:
+        """Redraw ``curve.png`` in the run folder (validation top-1 against epochs so far).
+        A failure to draw is one warning line: a plot never stops a training run."""
+        from nastools.train.curve import learning_curve, plot_curves
+
+        try:
+            plot_curves(self.run_dir / CURVE_NAME, {self.run_dir.name: learning_curve(self.run_dir / LOG_NAME)})
+        except Exception as exc:  # noqa: BLE001 - any plotting failure; the run goes on
+            import sys
+
+            print(f"warning: {CURVE_NAME} not drawn: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
 
 
 def train(
