@@ -1,0 +1,16 @@
+#!/bin/bash
+# After `python training-state/package.py RUN` has replaced the shipped supernet: rerun every
+# benchmark whose result rests on it, one after another on both cores, and capture the demo's
+# transcript. Run from the repository root: `nohup bash training-state/refresh.sh > refresh.log 2>&1 &`
+# (each step prints its own result; a killed bench_search resumes from its accuracy caches).
+set -x
+PY=.venv/bin/python
+export OMP_NUM_THREADS=2
+$PY benchmarks/bench_pretrained.py
+$PY benchmarks/bench_search.py --vs-random-pool 300 --workers 2
+$PY benchmarks/bench_search.py --vs-random-pool 300 --workers 2 --rerank 0
+$PY benchmarks/bench_search.py --vs-random-pool 300 --workers 2 --seed 1
+$PY benchmarks/bench_search.py --vs-random-pool 300 --workers 2 --seed 1 --rerank 0
+$PY benchmarks/bench_search.py --run fmnist-attentive --eval-speed 16 --calib-images 1000 --eval-images 2000
+/usr/bin/time -f "demo wall %e s" .venv/bin/nastools demo --fresh > runs/demo-transcript.txt 2>&1
+$PY benchmarks/index.py
