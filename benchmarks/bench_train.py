@@ -595,7 +595,8 @@ def bench_ddp(args) -> dict:
 THROUGHPUT_VARIANTS = {
     "default": {},
     "demo": {"batch_size": 32},  # nastools demo --train
-    "nchw": {"channels_last": False},
+    "nchw": {"channels_last": False},  # the defaults' code path before channels-last
+    "demo-nchw": {"batch_size": 32, "channels_last": False},  # the demo's, before channels-last
     "batch-64": {"batch_size": 64},
     "batch-256": {"batch_size": 256},
     "uniform": {"sampler": "uniform"},  # no candidate scoring
@@ -681,6 +682,8 @@ def bench_throughput(args) -> dict:
     base = out["variants"]["default"]["images_per_s"]
     for v in out["variants"].values():
         v["ratio_to_default"] = v["images_per_s"] / base
+    ips = {k: v["images_per_s"] for k, v in out["variants"].items()}
+    out["speedup_vs_nchw_path"] = {"default": ips["default"] / ips["nchw"], "demo": ips["demo"] / ips["demo-nchw"]}
     out["breakdown"] = _profile_step(trainers["default"], feeds["default"], args.profile_steps)
     _print_throughput(out)
     return out
@@ -692,6 +695,8 @@ def _print_throughput(out: dict) -> None:
         for k, v in out["variants"].items()
     ]
     print(table(rows, ["variant", "batch", "data ms", "step ms", "images/s", "x default"]))
+    sp = out["speedup_vs_nchw_path"]
+    print(f"vs the NCHW code path at the same settings: defaults {sp['default']:.2f}x, demo {sp['demo']:.2f}x (goal >= 2x)")
     b = out["breakdown"]
     print(f"default step, profiled over {b['steps']} steps: {b['step_ms']:.0f} ms")
     print(
