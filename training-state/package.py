@@ -43,7 +43,7 @@ card = {
         f"epochs of batch {cfg['batch_size']}, augment auto (random crop, padding 2, + horizontal flip); val top-1 after the last "
         f"epoch: min {last['min']:.2f}%, max {last['max']:.2f}%"
     ),
-    "command": "nastools train --run /work/runs/fmnist-attentive-e30 --epochs 30 --checkpoint-every 10m  (stopped and continued with --resume)",
+    "command": "OMP_NUM_THREADS=1 nice -n 10 nastools train --run RUN --epochs 30 --checkpoint-every 10m\n# interrupted several times, each time continued (on 2 threads from step 356) with:\nOMP_NUM_THREADS=2 nice -n 10 nastools train --run RUN --resume --epochs 30 --checkpoint-every 10m",
     "space": ck["space"]["name"],
     "fingerprint": ck["fingerprint"],
     "dataset": cfg["dataset"],
@@ -54,7 +54,7 @@ card = {
     "val_top1_per_epoch": per_epoch,
     "machine": machine_info(),
     "dates": "2026-12-06",
-    "threads": "1 (to step ~360), then 2",
+    "threads": "1 (to step 356), then 2",
     "nastools_commit": "4e8ada9 (start); resumed with later commits",
 }
 package(RUN, DEST, card)
