@@ -1,6 +1,7 @@
 import os
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 # A tiny space (2 stages, 28 px, 10 classes) whose supernet trains in seconds: for tests of
 # whole pipelines (search, demo) on real Fashion-MNIST.
@@ -20,6 +21,12 @@ TINY_SPACE = {
 
 # Two cores: keep torch from oversubscribing when several test processes run.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+# No timing assertions in tests: Hypothesis' per-example deadline (200 ms) and its slow-input
+# health check fail tests on a loaded machine, so both are off; the number of examples still
+# bounds each test's time.
+settings.register_profile("nastools", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("nastools")
 
 
 # GPU tests: ``@pytest.mark.gpu`` needs a CUDA GPU; ``@pytest.mark.gpu("ort-cuda")`` also

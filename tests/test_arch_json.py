@@ -149,7 +149,7 @@ def test_cli_bad_arch_is_one_line(tmp_path, content):
 
 
 @given(json_values)
-@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 def test_cli_never_tracebacks(tmp_path, value):
     path = tmp_path / "arch.json"
     path.write_text(json.dumps(value))
