@@ -40,9 +40,15 @@ is evaluated once however many searches meet it; the evaluation counts are per s
    per split shared by all contenders, so no arch is scored twice; ``--workers`` scores them
    in that many processes (the evolution in one of them).
 
+6. ``--pooled`` (``--rerank 0``: of those picks): this CPU's ``--vs-random-pool`` results with
+   the claim's settings, the newest per seed, pooled: per budget and over all budget-seed
+   pairs, evolution's test top-1 minus random search's and minus the pool pick's (mean, SE,
+   wins and losses, sign test).
+
 Usage: python benchmarks/bench_search.py --run runs/bench-attentive-best [--metric latency|flops]
        python benchmarks/bench_search.py --run fmnist-attentive --eval-speed 16 --calib-images 1000 --eval-images 2000
-       python benchmarks/bench_search.py --vs-random-pool 300 [--run fmnist-attentive] [--workers 2]
+       python benchmarks/bench_search.py --vs-random-pool 300 [--run fmnist-attentive] [--workers 2] [--seed N]
+       python benchmarks/bench_search.py --pooled [--rerank 0]
 """
 
 from __future__ import annotations
@@ -62,7 +68,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).parent))
 
 import torch  # noqa: E402
-from _common import latest_result, table, write_result  # noqa: E402
+from _common import latest_result, result_path, table, write_result  # noqa: E402
 
 from nastools.checkpoint import checkpoint_path, load_supernet  # noqa: E402
 from nastools.data import load_splits  # noqa: E402
@@ -674,6 +680,81 @@ def _pool_report(args, spec: dict, ctx: _PoolContext, runner: _Pool, rows: list[
     )
 
 
+_SEED_FILE = re.compile(r"\d{4}-\d\d-\d\d(-rerank0)?(?:-seed(\d+))?")
+
+
+def _seed_results(rerank0: bool) -> dict[int, dict]:
+    """This CPU's newest ``--vs-random-pool`` result per seed with the claim's settings
+    (re-ranked picks, or ``--rerank 0`` ones): {seed: record}."""
+    newest: dict[int, Path] = {}
+    for path in sorted(result_path("bench_search_vs_random").parent.glob("*.json")):
+        m = _SEED_FILE.fullmatch(path.stem)
+        if m and bool(m[1]) == rerank0:
+            newest[int(m[2] or 0)] = path  # sorted by date: the last one wins
+    return {seed: json.loads(path.read_text()) for seed, path in sorted(newest.items())}
+
+
+def _print_pooled(args, records: dict, per_budget: list[dict], overall: dict, seeds: dict) -> None:
+    n = len(records)
+    print(f"{n} seeds ({', '.join(map(str, records))}), picks {'by the 2,000-image score' if args.rerank == 0 else 're-ranked'}")
+    print(
+        table(
+            [
+                (
+                    f"{x['budget_flops'] / 1e6:.2f}M",
+                    f"{x['evo_minus_random']['mean']:+.2f} +- {x['evo_minus_random']['se']:.2f}",
+                    f"{x['evo_minus_random']['wins']}/{x['evo_minus_random']['losses']}",
+                    f"{x['evo_minus_pool']['mean']:+.2f} +- {x['evo_minus_pool']['se']:.2f}",
+                    f"{x['evo_within_pool']}/{n}",
+                )
+                for x in per_budget
+            ],
+            ["FLOPs budget", "evo-random (mean +- SE)", "wins/losses", "evo-pool (mean +- SE)", f"within {GOAL_GAP} of pool"],
+        )
+    )
+    for k, v in overall.items():
+        print(
+            f"all {v['n']} budget-seed pairs, evolution - {k}: {v['mean']:+.2f} +- {v['se']:.2f}, {v['wins']} up / {v['losses']} down, sign test p = {v['sign_p']:.2f}"
+        )
+    for s, v in seeds.items():
+        print(f"seed {s}: evolution >= random at {v['evo_ge_random']}/5, within {GOAL_GAP} of the pool at {v['evo_within_pool']}/5")
+
+
+def pooled(args) -> None:
+    """``--pooled``: the ``--vs-random-pool`` results of every seed run on this CPU, pooled:
+    per budget and over all budget-seed pairs, evolution's test top-1 minus random search's
+    and minus the pool's pick's (mean, SE, wins and losses, sign test), and per seed the
+    budgets where each goal holds."""
+    from _stats import paired
+
+    records = _seed_results(args.rerank == 0)
+    if len(records) < 2:
+        raise SystemExit(f"--pooled: {len(records)} seed(s) of --vs-random-pool on this CPU; run at least 2 (--seed N)")
+    budgets = next(iter(records.values()))["budgets"]
+    if any(r["budgets"] != budgets or r["pool"]["size"] != POOL_CLAIM for r in records.values()):
+        raise SystemExit("--pooled: the seeds' budgets or pool sizes differ")
+
+    def test(row, who):
+        return row[who]["test_top1"] if row[who] else float("nan")
+
+    per_budget, pairs = [], {"random": ([], []), "pool": ([], [])}
+    for i, b in enumerate(budgets):
+        rows = [r["rows"][i] for r in records.values()]
+        cmp = {}
+        for other in ("random", "pool"):
+            evo, oth = [test(x, "evolution") for x in rows], [test(x, other) for x in rows]
+            cmp[other] = paired(evo, oth)
+            pairs[other][0].extend(evo)
+            pairs[other][1].extend(oth)
+        within = sum(x["evo_within_pool"] for x in rows)
+        per_budget.append({"budget_flops": b, "evo_minus_random": cmp["random"], "evo_minus_pool": cmp["pool"], "evo_within_pool": within})
+    overall = {k: paired(*v) for k, v in pairs.items()}
+    seeds = {s: {"evo_ge_random": r["evo_ge_random"], "evo_within_pool": r["evo_within_pool"]} for s, r in records.items()}
+    _print_pooled(args, records, per_budget, overall, seeds)
+    fig = {"run": SHIPPED, "rerank": args.rerank, "seeds": seeds, "budgets": budgets, "per_budget": per_budget, "overall": overall}
+    write_result("bench_search_vs_random", fig, variant=("rerank0-" if args.rerank == 0 else "") + "pooled")
+
+
 def _args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--run", default=None, help=f"run folder or name with supernet.pt (--eval-speed, --vs-random-pool: default {SHIPPED})")
@@ -716,12 +797,17 @@ def _args() -> argparse.Namespace:
     pool.add_argument("--pool-test-max-s", type=float, default=1800.0)
     pool.add_argument("--cache-dir", default=None, help="accuracy caches (default runs/bench_search_vs_random/<run>); resumes from them")
     pool.add_argument("--fresh", action="store_true", help="delete the caches in --cache-dir first")
+    pool.add_argument(
+        "--pooled", action="store_true", help="pool this CPU's --vs-random-pool results over their seeds (with --rerank 0: those)"
+    )
     pool.add_argument("--results-dir", default=None, help="write the result under this folder instead of benchmarks/results (smoke runs)")
     args = ap.parse_args()
     if args.results_dir:
         import _common
 
         _common.RESULTS = Path(args.results_dir)
+    if args.pooled:
+        return args
     if args.vs_random_pool:
         args.run = args.run or SHIPPED
         if args.metric == "latency":
@@ -742,6 +828,8 @@ def _args() -> argparse.Namespace:
 def main() -> None:
     args = _args()
     torch.set_num_threads(args.threads)
+    if args.pooled:
+        return pooled(args)
     if args.vs_random_pool:
         return vs_random(args)
     if args.eval_speed:

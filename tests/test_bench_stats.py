@@ -174,3 +174,48 @@ def test_vs_random_contenders_choose_as_nastools_search_does(bench_search, tmp_p
     rows = bench_search._pool_rows(ctx, [budget], [], [], [archs])
     bench_search._pool_rerank(ctx, {"rerank": 0, "eval_images": 2000}, rows, runner)
     assert rows[0]["pool"] is rows[0]["pool_search"]  # no re-ranking: the search's pick stands
+
+
+def test_vs_random_pooled_combines_the_newest_result_of_each_seed(bench_search, tmp_path, monkeypatch, capsys):
+    """--pooled: per seed the newest result with the claim's settings (re-ranked, or
+    --rerank 0 ones apart); paired differences over all budget-seed pairs."""
+    import json
+
+    import _common
+
+    monkeypatch.setattr(_common, "RESULTS", tmp_path)
+    folder = _common.result_path("bench_search_vs_random").parent
+    folder.mkdir(parents=True)
+    budgets = [1e6, 2e6]
+
+    def record(evo, rnd, pool, within):
+        def pick(t):
+            return {"test_top1": t}
+
+        rows = [
+            {"evolution": pick(e), "random": pick(r), "pool": pick(p), "evo_within_pool": w} for e, r, p, w in zip(evo, rnd, pool, within)
+        ]
+        ge = sum(e >= r for e, r in zip(evo, rnd))
+        return {"budgets": budgets, "pool": {"size": 300}, "rows": rows, "evo_ge_random": ge, "evo_within_pool": sum(within)}
+
+    files = {
+        "2026-01-01.json": record([90, 91], [89, 92], [90, 91], [True, True]),  # seed 0, superseded
+        "2026-01-02.json": record([90, 92], [89, 91], [91, 92], [False, True]),  # seed 0
+        "2026-01-02-seed3.json": record([91, 93], [90, 93], [91, 93.5], [True, False]),
+        "2026-01-02-rerank0-seed3.json": record([80, 80], [99, 99], [99, 99], [False, False]),  # other setting
+        "2026-01-02-pooled.json": {"budgets": budgets},  # not a seed's result
+    }
+    for name, rec in files.items():
+        (folder / name).write_text(json.dumps(rec))
+    bench_search.pooled(type("A", (), {"rerank": None})())
+    out = json.loads((folder / f"{_common.machine_info()['date']}-pooled.json").read_text())
+    assert set(out["seeds"]) == {"0", "3"}
+    rnd = out["overall"]["random"]  # differences 1, 1, 1, 0
+    assert rnd["n"] == 4 and rnd["mean"] == pytest.approx(0.75) and (rnd["wins"], rnd["losses"], rnd["ties"]) == (3, 0, 1)
+    pool = out["overall"]["pool"]  # differences -1, 0, 0, -0.5
+    assert pool["mean"] == pytest.approx(-0.375) and (pool["wins"], pool["losses"]) == (0, 2)
+    assert [b["evo_within_pool"] for b in out["per_budget"]] == [1, 1]
+    assert "2 seeds (0, 3)" in capsys.readouterr().out
+    (folder / "2026-01-02-seed3.json").unlink()
+    with pytest.raises(SystemExit, match="1 seed"):
+        bench_search.pooled(type("A", (), {"rerank": None})())
