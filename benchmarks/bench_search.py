@@ -573,6 +573,28 @@ def _score_scatter(ctx: _PoolContext, pools: list[list], images: int) -> dict:
     return {"archs": len(archs), "residual_sd": float(resid.std()), "binomial_se": float(100 * np.sqrt(np.mean(p * (1 - p)) / images))}
 
 
+def _val_test_agreement(ctx: _PoolContext, pools: list[list]) -> dict | None:
+    """How much of an arch's validation score says about its test top-1, over the pool archs
+    scored on both (None unless every pool arch was): the correlation of the two scores, and
+    of their residuals around each one's cubic fit in log FLOPs (what is left to tell archs
+    of one cost apart)."""
+    import numpy as np
+
+    val, test = ctx.evaluators["val"].cache, ctx.evaluators["test"].cache
+    archs = list({a.id: a for p in pools for a in p}.values())
+    if not archs or any(a.id not in val or a.id not in test for a in archs):
+        return None
+    x = np.log([ctx.space.flops(a) for a in archs])
+    v, t = np.array([val[a.id] for a in archs]), np.array([test[a.id] for a in archs])
+    rv, rt = (y - np.polyval(np.polyfit(x, y, 3), x) for y in (v, t))
+    return {
+        "archs": len(archs),
+        "corr": float(np.corrcoef(v, t)[0, 1]),
+        "residual_corr": float(np.corrcoef(rv, rt)[0, 1]),
+        "test_residual_sd": float(rt.std()),
+    }
+
+
 def _print_rerank_gain(spec: dict, figs: list[dict], images: int) -> None:
     """What re-ranking changed: each contender's test top-1 of its final pick minus its pick by
     the search's score alone, per budget, and the mean over all picks."""
@@ -648,6 +670,12 @@ def _pool_report(args, spec: dict, ctx: _PoolContext, runner: _Pool, rows: list[
         f"validation top-1 of the {scatter['archs']} pool archs scatters {scatter['residual_sd']:.2f} points (SD) around a cubic "
         f"fit in log FLOPs; the binomial SE of a {spec['eval_images']}-image top-1 alone: {scatter['binomial_se']:.2f} points"
     )
+    agree = _val_test_agreement(ctx, [r["pool_archs"] for r in rows])
+    if agree:
+        print(
+            f"over the {agree['archs']} pool archs, validation and test top-1 correlate {agree['corr']:.2f}; their residuals "
+            f"around a cubic fit in log FLOPs {agree['residual_corr']:.2f} (test residual SD {agree['test_residual_sd']:.2f} points)"
+        )
     timing = {k: runner.mean(k) for k in KINDS}
     seconds = time.perf_counter() - info["t0"]
     print(
@@ -670,6 +698,7 @@ def _pool_report(args, spec: dict, ctx: _PoolContext, runner: _Pool, rows: list[
             "evo_within_pool": near,
             "evo_within_pool_by_test": oracle if plan["done"] else None,
             "score_scatter": scatter,
+            "val_test": agree,
             "pool_test": plan,
             "timing": timing,
             "threads": args.threads,

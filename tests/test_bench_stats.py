@@ -219,3 +219,30 @@ def test_vs_random_pooled_combines_the_newest_result_of_each_seed(bench_search, 
     (folder / "2026-01-02-seed3.json").unlink()
     with pytest.raises(SystemExit, match="1 seed"):
         bench_search.pooled(type("A", (), {"rerank": None})())
+
+
+def test_val_test_agreement_separates_a_shared_deviation_from_noise(bench_search, tmp_path):
+    """Residuals around the FLOPs trend that validation and test share correlate fully;
+    independent ones hardly; without every pool arch's test score there is no figure."""
+    import math
+    import random
+    from types import SimpleNamespace
+
+    from nastools.space import load_space
+
+    space = load_space("fmnist")
+    rng = random.Random(1)
+    archs = list({a.id: a for a in (space.sample(rng) for _ in range(300))}.values())
+    trend = {a.id: 88 + math.log(space.flops(a)) / 4 for a in archs}
+    own = {a.id: rng.gauss(0, 0.4) for a in archs}
+
+    def agreement(val, test):
+        ev = {"val": SimpleNamespace(cache=val), "test": SimpleNamespace(cache=test)}
+        return bench_search._val_test_agreement(bench_search._PoolContext(space, tmp_path, {}, ev), [archs[:200], archs[100:]])
+
+    shared = agreement({i: trend[i] + own[i] for i in trend}, {i: trend[i] + own[i] for i in trend})
+    assert shared["archs"] == len(archs) and shared["residual_corr"] > 0.99
+    noise = agreement({i: trend[i] + own[i] for i in trend}, {i: trend[i] + rng.gauss(0, 0.4) for i in trend})
+    assert abs(noise["residual_corr"]) < 0.25 and noise["test_residual_sd"] > 0.3
+    partial = {i: trend[i] for i in list(trend)[1:]}  # one pool arch without a test score
+    assert agreement(dict(trend), partial) is None
