@@ -9,8 +9,8 @@
              number of steps on Fashion-MNIST; then the best validation top-1 (after BN
              recalibration) in each of 5 FLOPs bins, over the same archs for every supernet.
              With ``--runs A,B,C``: the same comparison of supernets already trained by
-             ``nastools train`` (same config but the sampler, same step count; refused
-             otherwise) on all 10,000 test images: the min, the max and ``--archs`` random
+             ``nastools train`` (same config but the sampler, or the field ``--by`` names,
+             e.g. ``--by precision``; same step count; refused otherwise) on all 10,000 test images: the min, the max and ``--archs`` random
              archs spread over 5 FLOPs bins, each BN-recalibrated on training images as search
              does; per bin the best and the mean; paired differences over the same archs (mean,
              standard error, exact sign test); and what ``nastools search`` picks under 3
@@ -18,7 +18,8 @@
              accuracies and the searches are cached under ``--workdir``.
 (c) ddp:     training images/s of 2 processes (torchrun, gloo) vs 1 on the same budget.
 (d) throughput: images/s of ``nastools train``'s step (data and augmentation included) at its
-             defaults, at the demo's batch and at other settings, timed round-robin, as a
+             defaults, at the demo's batch, in bf16 mixed precision and at other settings,
+             timed round-robin, as a
              ratio to the defaults; and where the default step's time goes (phases and ops).
 
 Run on one core for (b): ``taskset -c 0 python benchmarks/bench_train.py quality``, or for
@@ -242,11 +243,11 @@ def draw_archs(space, n: int, bins: int = 5, seed: int = 0) -> list[tuple[str, o
     return sorted(out.values(), key=lambda ka: space.flops(ka[1]))
 
 
-def check_comparable(runs: dict, allow_unequal_steps: bool = False) -> None:
-    """Raise SystemExit (one line) unless ``runs`` (sampler -> {"path", "config" without the
-    sampler, "space", "step"}) differ in their sampler alone and stopped at the same step."""
+def check_comparable(runs: dict, allow_unequal_steps: bool = False, by: str = "sampler") -> None:
+    """Raise SystemExit (one line) unless ``runs`` (value of the config field ``by`` -> {"path",
+    "config" without ``by``, "space", "step"}) differ in ``by`` alone and stopped at the same step."""
     if len(runs) < 2:
-        raise SystemExit("quality --runs: give at least 2 runs, comma-separated, trained with different samplers")
+        raise SystemExit(f"quality --runs: give at least 2 runs, comma-separated, trained with different {by} values")
     (s0, a), *rest = runs.items()
     for s, b in rest:
         diff = sorted(k for k in {*a["config"], *b["config"]} if a["config"].get(k) != b["config"].get(k))
@@ -254,7 +255,7 @@ def check_comparable(runs: dict, allow_unequal_steps: bool = False) -> None:
         if a["space"] != b["space"]:
             what.insert(0, f"space ({a['space']} vs {b['space']})")
         if what:
-            raise SystemExit(f"quality: runs {a['path']} and {b['path']} differ in more than the sampler: {'; '.join(what)}")
+            raise SystemExit(f"quality: runs {a['path']} and {b['path']} differ in more than the {by}: {'; '.join(what)}")
         if a["step"] != b["step"] and not allow_unequal_steps:
             raise SystemExit(
                 f"quality: run {a['path']} ({s0}) stopped at step {a['step']}, {b['path']} ({s}) at step {b['step']}: "
@@ -262,10 +263,10 @@ def check_comparable(runs: dict, allow_unequal_steps: bool = False) -> None:
             )
 
 
-def load_runs(paths: list[str], allow_unequal_steps: bool = False) -> dict[str, dict]:
-    """sampler -> the run: its path, checkpoint file and mtime, checkpoint data (weights
-    moved into ``net``), config without the sampler, space fingerprint and step; checked by
-    :func:`check_comparable`."""
+def load_runs(paths: list[str], allow_unequal_steps: bool = False, by: str = "sampler") -> dict[str, dict]:
+    """The value of the config field ``by`` (the sampler, the precision, ...) -> the run: its
+    path, checkpoint file and mtime, checkpoint data (weights moved into ``net``), config
+    without ``by``, space fingerprint and step; checked by :func:`check_comparable`."""
     from nastools.checkpoint import checkpoint_space, find_checkpoint, load_checkpoint, run_config
     from nastools.errors import NastoolsError
     from nastools.supernet import Supernet
@@ -281,9 +282,11 @@ def load_runs(paths: list[str], allow_unequal_steps: bool = False) -> dict[str, 
         except NastoolsError as exc:
             raise SystemExit(f"quality: {exc}") from None
         cfg = dict(run_config(data))
-        sampler = cfg.pop("sampler", None)
+        if by not in cfg:
+            raise SystemExit(f"quality --by {by}: run {path} has no config field {by!r}")
+        sampler = str(cfg.pop(by))
         if sampler in runs:
-            raise SystemExit(f"quality: runs {runs[sampler]['path']} and {path} were both trained with sampler {sampler!r}")
+            raise SystemExit(f"quality: runs {runs[sampler]['path']} and {path} were both trained with {by} {sampler!r}")
         net = Supernet(checkpoint_space(data))
         net.load_state_dict(data.pop("model"))
         state = data.get("train") or data.get("trained") or {}
@@ -297,7 +300,7 @@ def load_runs(paths: list[str], allow_unequal_steps: bool = False) -> dict[str, 
             "space": net.space.fingerprint,
             "step": state.get("step"),
         }
-    check_comparable(runs, allow_unequal_steps)
+    check_comparable(runs, allow_unequal_steps, by)
     return runs
 
 
@@ -455,7 +458,7 @@ def bench_quality_runs(args) -> dict:
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
-    runs = load_runs([p.strip() for p in args.runs.split(",")], args.allow_unequal_steps)
+    runs = load_runs([p.strip() for p in args.runs.split(",")], args.allow_unequal_steps, args.by)
     first = next(iter(runs.values()))
     space = first["net"].space
     splits = run_splits(first["data"])  # the same for all: the same config
@@ -487,6 +490,7 @@ def bench_quality_runs(args) -> dict:
     print_quality(summary, picks, budgets[0].metric)
     return {
         "mode": "runs",
+        "by": args.by,
         "runs": {
             s: {
                 "path": r["path"],
@@ -591,12 +595,13 @@ def bench_ddp(args) -> dict:
 # --------------------------------------------------------------------------- (d) throughput
 
 #: training settings compared with ``nastools train``'s defaults (batch 128, channels-last,
-#: attentive-best with K=3 candidates scored on 16 images)
+#: attentive-best with K=3 candidates scored on 16 images, fp32)
 THROUGHPUT_VARIANTS = {
     "default": {},
     "demo": {"batch_size": 32},  # nastools demo --train
+    "bf16": {"precision": "bf16"},  # mixed precision (nastools.train.precision)
+    "demo-bf16": {"batch_size": 32, "precision": "bf16"},
     "nchw": {"channels_last": False},  # channels-last's share (the trainer's default in every version)
-    "demo-nchw": {"batch_size": 32, "channels_last": False},  # the same at the demo's batch
     "batch-64": {"batch_size": 64},
     "batch-256": {"batch_size": 256},
     "uniform": {"sampler": "uniform"},  # no candidate scoring
@@ -611,6 +616,8 @@ def _op_kind(event) -> str | None:
         return f"conv backward {w[-1]}x{w[-1]} {'depthwise' if w[1] == 1 else 'dense'}" if len(w) == 4 else "conv backward"
     if name in ("aten::mkldnn_convolution", "aten::_convolution", "aten::convolution"):
         return "conv forward" if name == "aten::mkldnn_convolution" else None
+    if name == "aten::copy_":
+        return "copies and dtype casts"
     if "batch_norm" in name:
         return "batchnorm backward" if "backward" in name else "batchnorm forward"
     if name in (
@@ -675,6 +682,7 @@ def bench_throughput(args) -> dict:
         out["variants"][name] = {
             "settings": THROUGHPUT_VARIANTS[name],
             "batch_size": t.config.batch_size,
+            "precision": t.config.precision,
             "data_ms": 1e3 * d,
             "step_ms": 1e3 * s,
             "images_per_s": t.config.batch_size / (d + s),
@@ -683,7 +691,8 @@ def bench_throughput(args) -> dict:
     for v in out["variants"].values():
         v["ratio_to_default"] = v["images_per_s"] / base
     ips = {k: v["images_per_s"] for k, v in out["variants"].items()}
-    out["speedup_vs_nchw_path"] = {"default": ips["default"] / ips["nchw"], "demo": ips["demo"] / ips["demo-nchw"]}
+    out["bf16_vs_fp32"] = {"default": ips["bf16"] / ips["default"], "demo": ips["demo-bf16"] / ips["demo"]}
+    out["channels_last_vs_nchw"] = ips["default"] / ips["nchw"]
     out["breakdown"] = _profile_step(trainers["default"], feeds["default"], args.profile_steps)
     _print_throughput(out)
     return out
@@ -691,12 +700,21 @@ def bench_throughput(args) -> dict:
 
 def _print_throughput(out: dict) -> None:
     rows = [
-        (k, v["batch_size"], f"{v['data_ms']:.0f}", f"{v['step_ms']:.0f}", f"{v['images_per_s']:.1f}", f"{v['ratio_to_default']:.2f}")
+        (
+            k,
+            v["batch_size"],
+            v["precision"],
+            f"{v['data_ms']:.0f}",
+            f"{v['step_ms']:.0f}",
+            f"{v['images_per_s']:.1f}",
+            f"{v['ratio_to_default']:.2f}",
+        )
         for k, v in out["variants"].items()
     ]
-    print(table(rows, ["variant", "batch", "data ms", "step ms", "images/s", "x default"]))
-    sp = out["speedup_vs_nchw_path"]
-    print(f"channels-last vs NCHW at the same settings: defaults {sp['default']:.2f}x, demo {sp['demo']:.2f}x")
+    print(table(rows, ["variant", "batch", "precision", "data ms", "step ms", "images/s", "x default"]))
+    sp = out["bf16_vs_fp32"]
+    print(f"bf16 mixed precision vs fp32: defaults {sp['default']:.2f}x, demo {sp['demo']:.2f}x")
+    print(f"channels-last vs NCHW (batch 128): {out['channels_last_vs_nchw']:.2f}x")
     b = out["breakdown"]
     print(f"default step, profiled over {b['steps']} steps: {b['step_ms']:.0f} ms")
     print(
@@ -720,7 +738,8 @@ def main() -> None:
     ap.add_argument("--val-images", type=int, default=1000)
     ap.add_argument("--calib-images", type=int, default=None, help="BN recalibration images (quality: 500; with --runs: 2000)")
     q = ap.add_argument_group("quality of trained runs (quality --runs)")
-    q.add_argument("--runs", default=None, help="comma-separated runs trained alike but for --sampler: compare them, train nothing")
+    q.add_argument("--runs", default=None, help="comma-separated runs trained alike but for --by: compare them, train nothing")
+    q.add_argument("--by", default="sampler", help="the config field the --runs differ in (sampler, precision, ...)")
     q.add_argument("--archs", type=int, default=50, help="random archs besides the min and max, spread over the FLOPs bins")
     q.add_argument("--bins", type=int, default=5)
     q.add_argument("--test-images", type=int, default=None, help="score on the first N test images (default: all 10,000)")
@@ -751,7 +770,7 @@ def main() -> None:
     elif args.part == "quality" and args.runs:
         args.calib_images = args.calib_images or 2000
         fig = bench_quality_runs(args)
-        args.variant = args.variant or f"{fig['config']['epochs']:g}ep".replace(".", "p")
+        args.variant = args.variant or f"{fig['config']['epochs']:g}ep".replace(".", "p") + ("" if args.by == "sampler" else f"-{args.by}")
     elif args.part == "quality":
         args.batch_size = args.batch_size or 32
         args.calib_images = args.calib_images or 500

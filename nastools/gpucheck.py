@@ -184,7 +184,9 @@ def cli(ctx: Context, *args: str, cap_s: float = 150.0) -> dict[str, Any]:
 # --------------------------------------------------------------------------- the steps
 
 
-def _train(ctx: Context) -> dict[str, Any]:
+def _train(ctx: Context, precision: str = "fp32") -> dict[str, Any]:
+    """30 training steps on CUDA (fp32: the run the later steps search; bf16: its own run, for
+    the images/s of bf16 mixed precision beside fp32's)."""
     ctx.space.write_text(SMALL_SPACE)
     out = cli(
         ctx,
@@ -192,7 +194,9 @@ def _train(ctx: Context) -> dict[str, Any]:
         "--space",
         str(ctx.space),
         "--run",
-        str(ctx.run_dir),
+        str(ctx.run_dir if precision == "fp32" else ctx.work / f"run-{precision}"),
+        "--precision",
+        precision,
         "--device",
         "cuda",
         "--steps",
@@ -369,6 +373,7 @@ def _trt_runner(path: str):
 DATA = ("cuda", "fashion-mnist")
 STEPS: tuple[Step, ...] = (
     Step("train: torch CUDA, attentive sampler", DATA, (), _train),
+    Step("train: torch CUDA, bf16 mixed precision", DATA, (), lambda ctx: _train(ctx, "bf16")),
     Step("profile: torch CUDA fp32", ("cuda",), (), _profile("torch")),
     Step("profile: ONNX Runtime CUDA fp32", ("cuda", "ort-cuda"), (), _profile("ort")),
     Step("profile: TensorRT fp32", ("cuda", "tensorrt"), (), _profile("trt")),

@@ -101,6 +101,11 @@ def test_quality_runs_must_differ_in_the_sampler_alone(bench_train):
     check({"uniform": _run("u"), "attentive-best": _run("b", step=90)}, allow_unequal_steps=True)
     with pytest.raises(SystemExit, match="at least 2 runs"):
         check({"uniform": _run("u")})
+    # runs that differ in another field: --by names it
+    check({"fp32": _run("f"), "bf16": _run("b")}, by="precision")
+    with pytest.raises(SystemExit, match=r"^quality: runs f and b differ in more than the precision: lr \(0.1 vs 0.05\)$"):
+        check({"fp32": _run("f"), "bf16": _run("b", lr=0.05)}, by="precision")
+    assert bench_train.comparisons(["fp32", "bf16"]) == [("fp32", "bf16")]
     assert bench_train.comparisons(["uniform", "attentive-best", "attentive-worst"]) == [
         ("attentive-best", "uniform"),
         ("attentive-worst", "uniform"),

@@ -97,8 +97,10 @@ def test_every_command_the_gpu_steps_run_parses(tmp_path, monkeypatch):
     assert {a[0] for a in calls} == {"train", "profile", "search", "export", "bench"}
     profiles = [a for a in calls if a[0] == "profile"]
     assert len(profiles) == 4 and all(a[a.index("--device") + 1] == "gpu" and "--validate" in a for a in profiles)
-    train = next(a for a in calls if a[0] == "train")
-    assert train[train.index("--device") + 1] == "cuda"
+    trains = [a for a in calls if a[0] == "train"]
+    assert all(a[a.index("--device") + 1] == "cuda" for a in trains)
+    assert sorted(a[a.index("--precision") + 1] for a in trains) == ["bf16", "fp32"]
+    assert len({a[a.index("--run") + 1] for a in trains}) == 2  # the bf16 run is not the one searched
 
 
 def test_a_failing_command_is_one_line(tmp_path):

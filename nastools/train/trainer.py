@@ -50,6 +50,7 @@ from nastools.supernet.model import legacy_keys
 from nastools.train import distributed as D
 from nastools.train.evaluate import calibration_batches, evaluate_top1, recalibrate_bn
 from nastools.train.losses import kd_loss, smoothed_ce
+from nastools.train.precision import PRECISIONS, autocast
 from nastools.train.samplers import AttentiveSampler, FlopsDistribution, make_sampler
 
 LOG_NAME = "train.jsonl"
@@ -92,6 +93,7 @@ class TrainConfig:
     workers: int = 0
     channels_last: bool = True
     augment: str = "auto"
+    precision: str = "fp32"  # or bf16: mixed precision (nastools.train.precision)
 
     def check(self) -> "TrainConfig":
         def need(ok: bool, what: str) -> None:
@@ -104,6 +106,7 @@ class TrainConfig:
         need(self.num_archs >= 2, f"--num-archs {self.num_archs}: expected at least 2 (the max and the min subnet)")
         need(self.candidates >= 1, f"--candidates {self.candidates}: expected at least 1")
         resolve_augment(self.augment, self.dataset)
+        need(self.precision in PRECISIONS, f"--precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
         need(self.rank_by in RANK_BY, f"--rank-by {self.rank_by!r}: expected one of {', '.join(RANK_BY)}")
         need(
             self.rank_by != "predictor" or bool(self.predictor),
@@ -398,10 +401,10 @@ class Trainer:
 
         def score(cands):
             out = []
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast(self.config.precision, self.device):
                 for a in cands:
                     self.model.set_active(a)
-                    out.append(float(kd_loss(self.model(xs), ts)))
+                    out.append(float(kd_loss(self.model(xs).float(), ts)))
             return D.all_mean(out, self.env, self.device)
 
         return score
@@ -418,7 +421,8 @@ class Trainer:
         # max subnet: label smoothing, dropout, drop-connect; its logits teach the rest
         with record_function("step.max"):  # phases named for benchmarks/bench_train.py throughput
             model.set_active(self.sampler.max_arch, dropout=self.space.dropout, drop_connect=self.space.drop_connect)
-            logits = model(x)
+            with autocast(cfg.precision, self.device):
+                logits = model(x).float()
             loss = smoothed_ce(logits, y, cfg.label_smoothing)
             loss.backward()
         soft = logits.detach()
@@ -436,7 +440,9 @@ class Trainer:
         for i, arch in enumerate(archs[1:]):
             with record_function("step.min" if i == len(archs) - 2 else "step.middle"):
                 model.set_active(arch)
-                loss = kd_loss(model(x), soft)
+                with autocast(cfg.precision, self.device):
+                    out = model(x).float()
+                loss = kd_loss(out, soft)
                 loss.backward()
                 losses.append(loss.item())
         with record_function("step.optimizer"):
@@ -550,6 +556,7 @@ class Trainer:
             "stopped": loop.stopped or ("steps" if self.step < self.total_steps else "done"),
             "seconds": round(time.perf_counter() - loop.t0, 1),
             "images_per_s": round(loop.images_seen / max(1e-9, loop.train_s), 1),  # training steps only
+            "precision": self.config.precision,
             "top1": self.history[-1] if self.history else None,
         }
 
