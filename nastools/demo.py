@@ -159,6 +159,12 @@ class _Stages:
         self.log(f"   ({out['seconds']:.0f} s)")
         return out
 
+    def forget(self, *names: str) -> None:
+        """Drop the recorded results of stages ``names``: the next :meth:`run` runs them again."""
+        for name in names:
+            self.done.pop(name, None)
+        atomic_write_json(self.path, self.state)
+
     def finish(self, summary: dict[str, Any]) -> None:
         """Record the summary beside the stages."""
         self.state["summary"] = summary
@@ -235,6 +241,23 @@ def _supernet_stage(demo: _Demo, stages: _Stages) -> dict:
 
 
 # --------------------------------------------------------------------------- 2. profile
+
+
+def _forget_stale_table(demo: _Demo, stages: _Stages) -> None:
+    """On a rerun, redo the stages that used a reused latency table when another table now fits
+    this CPU better (a newer nastools ships one of this very generation, or the user profiled
+    one), or the table is gone: their predictions came from the old one."""
+    from nastools.machine import cpu_name
+
+    rec = stages.done.get("profile")
+    if not rec or not rec.get("reused"):
+        return  # not run yet, or this machine's own fresh profile
+    now = _matching_table(demo.space, cpu_name())
+    if now is not None and Path(now.path).resolve() == Path(rec["table"]).resolve():
+        return
+    better = f"{_shown(now.path)} fits this CPU better" if now is not None else "no table of this CPU model is left"
+    demo.log(f"== the latency table used earlier was {_shown(rec['table'])}; {better}: profile, search and export run again")
+    stages.forget("profile", "search", "export")
 
 
 def _profile(demo: _Demo) -> dict:
@@ -454,6 +477,7 @@ def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: 
     demo = _Demo(s, space, rdir, log)
     trained = _supernet_stage(demo, stages)
     source = trained.get("supernet", str(rdir))  # the run whose checkpoint search and export read
+    _forget_stale_table(demo, stages)
     profiled = stages.run("profile", "profile this CPU", lambda: _profile(demo))
     searched = stages.run("search", "search under a latency and a FLOPs budget", lambda: _search(demo, profiled, source))
     stages.run("export", "export to ONNX (fp32, int8) and bench", lambda: _export(demo, searched, source))

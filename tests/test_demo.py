@@ -118,3 +118,32 @@ def test_demo_searches_the_shipped_supernet_by_default_and_trains_with_train(tmp
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output[res.output.index("{\n") :])
     assert (tmp_path / "d2" / "supernet.pt").is_file() and "trained by this demo" in summary["supernet"]
+
+
+def test_a_rerun_redoes_the_stages_of_a_table_that_no_longer_fits_best(tmp_path, monkeypatch):
+    """A demo that reused one table, rerun after a better-fitting table appeared (a newer
+    nastools shipping this CPU generation's), redoes profile, search and export, not train."""
+    import nastools.demo as D
+    from nastools.io import atomic_write_json
+
+    state = tmp_path / "demo.json"
+    stages_then = {
+        "train": {"seconds": 1.0, "supernet": "x"},
+        "profile": {"seconds": 0.0, "table": str(tmp_path / "old.json"), "reused": True},
+        "search": {"seconds": 40.0},
+        "export": {"seconds": 20.0},
+    }
+    demo = D._Demo(D.DemoSettings(), space_from_dict(TINY), tmp_path, log=lambda m: lines.append(m))
+    for now, redo in [(tmp_path / "old.json", False), (tmp_path / "new.json", True), (None, True)]:
+        atomic_write_json(state, {"stages": stages_then})
+        lines: list[str] = []
+        monkeypatch.setattr(D, "_matching_table", lambda space, cpu, now=now: None if now is None else type("T", (), {"path": now})())
+        stages = D._Stages(state, demo.log)
+        D._forget_stale_table(demo, stages)
+        kept = set(json.loads(state.read_text())["stages"])
+        assert kept == ({"train"} if redo else set(stages_then)), now
+        assert len(lines) == int(redo) and (not redo or "profile, search and export run again" in lines[0])
+    # a table this demo profiled itself is this machine's own: kept whatever is shipped
+    atomic_write_json(state, {"stages": {**stages_then, "profile": {**stages_then["profile"], "reused": False}}})
+    D._forget_stale_table(demo, D._Stages(state, demo.log))
+    assert set(json.loads(state.read_text())["stages"]) == set(stages_then)
