@@ -595,6 +595,18 @@ def _val_test_agreement(ctx: _PoolContext, pools: list[list]) -> dict | None:
     }
 
 
+def _arch_records(ctx: _PoolContext, rows: list[dict]) -> list[list]:
+    """Every arch this run scored (the pools, random search's and the evolution's within the
+    loosest budget) as ``[key, FLOPs, validation top-1, finalists' top-1 or None, test top-1 or
+    None]``: what later analyses need once the caches are gone."""
+    val, final, test = (ctx.evaluators[k].cache for k in ("val", "final", "test"))
+    archs = {a.id: a for r in rows for a in r["pool_archs"]}
+    for r in rows:
+        for name in ("evolution", "random"):
+            archs.update({c.arch.id: c.arch for c in r[f"{name}_cands"]})
+    return [[a.key, ctx.space.flops(a), val[i], final.get(i), test.get(i)] for i, a in archs.items() if i in val]
+
+
 def _print_rerank_gain(spec: dict, figs: list[dict], images: int) -> None:
     """What re-ranking changed: each contender's test top-1 of its final pick minus its pick by
     the search's score alone, per budget, and the mean over all picks."""
@@ -700,6 +712,7 @@ def _pool_report(args, spec: dict, ctx: _PoolContext, runner: _Pool, rows: list[
             "score_scatter": scatter,
             "val_test": agree,
             "pool_test": plan,
+            "archs": _arch_records(ctx, rows),
             "timing": timing,
             "threads": args.threads,
             "workers": args.workers,

@@ -181,6 +181,33 @@ def test_vs_random_contenders_choose_as_nastools_search_does(bench_search, tmp_p
     assert rows[0]["pool"] is rows[0]["pool_search"]  # no re-ranking: the search's pick stands
 
 
+def test_vs_random_records_every_scored_arch_for_later_analyses(bench_search, tmp_path):
+    """The result lists each arch the run scored once, by its key (which rebuilds the arch),
+    with FLOPs and the scores it has: an arch not scored on validation is left out."""
+    import random
+    from types import SimpleNamespace
+
+    from nastools.latency.table import arch_of_key
+    from nastools.search import Candidate
+    from nastools.space import load_space
+
+    space = load_space("fmnist")
+    rng = random.Random(2)
+    archs = list({a.id: a for a in (space.sample(rng) for _ in range(30))}.values())
+    val = {a.id: 90.0 + i / 10 for i, a in enumerate(archs[:-1])}  # the last one never scored
+    final, test = {archs[0].id: 91.5}, {archs[0].id: 92.5, archs[1].id: 92.0}
+    ev = {k: SimpleNamespace(cache=c) for k, c in (("val", val), ("final", final), ("test", test))}
+    ctx = bench_search._PoolContext(space, tmp_path, {}, ev)
+    cands = [Candidate(a, val.get(a.id, 0.0), {"flops": space.flops(a)}) for a in archs[:10]]
+    rows = [{"pool_archs": archs[5:], "evolution_cands": cands, "random_cands": cands[:3]}]
+    recs = bench_search._arch_records(ctx, rows)
+    assert len(recs) == len(archs) - 1 and len({r[0] for r in recs}) == len(recs)
+    by_id = {arch_of_key(r[0]).id: r for r in recs}
+    assert set(by_id) == set(val)
+    assert by_id[archs[0].id][1:] == [space.flops(archs[0]), val[archs[0].id], 91.5, 92.5]
+    assert by_id[archs[1].id][3:] == [None, 92.0] and by_id[archs[2].id][3:] == [None, None]
+
+
 def test_vs_random_pooled_combines_the_newest_result_of_each_seed(bench_search, tmp_path, monkeypatch, capsys):
     """--pooled: per seed the newest result with the claim's settings (re-ranked, or
     --rerank 0 ones apart); paired differences over all budget-seed pairs."""
@@ -251,3 +278,65 @@ def test_val_test_agreement_separates_a_shared_deviation_from_noise(bench_search
     assert abs(noise["residual_corr"]) < 0.25 and noise["test_residual_sd"] > 0.3
     partial = {i: trend[i] for i in list(trend)[1:]}  # one pool arch without a test score
     assert agreement(dict(trend), partial) is None
+
+
+@pytest.fixture(scope="module")
+def search_selection():
+    """benchmarks/investigations/search_selection.py."""
+    sys.path.insert(0, str(BENCH / "investigations"))
+    try:
+        yield from _bench_module("search_selection")
+    finally:
+        sys.path.remove(str(BENCH / "investigations"))
+
+
+def test_selection_leave_one_out_predictions_equal_refits_without_the_arch(search_selection):
+    """The closed-form leave-one-out predictions (ridge with an unshrunk intercept, and the cubic
+    FLOPs trend) are what fitting on all other archs and predicting the left-out one gives."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(25, 6)), rng.normal(size=25)
+    mu, sd = x.mean(0), x.std(0) + 1e-9  # the standardisation uses all rows, as the closed form does
+    loo = search_selection.loo_ridge_fit(x, y)
+    for i in (0, 7, 24):
+        keep = np.arange(25) != i
+        z = np.hstack([(x - mu) / sd, np.ones((25, 1))])
+        reg = np.eye(7)
+        reg[-1, -1] = 0.0
+        coef = np.linalg.solve(z[keep].T @ z[keep] + reg, z[keep].T @ y[keep])
+        assert loo[i] == pytest.approx(z[i] @ coef)
+    logf = np.log(rng.uniform(5e6, 4e7, size=25))
+    trend = search_selection.loo_trend(logf, y)
+    for i in (3, 12):
+        keep = np.arange(25) != i
+        c = np.polyfit(logf[keep] - logf.mean(), y[keep], 3)
+        assert trend[i] == pytest.approx(np.polyval(c, logf[i] - logf.mean()))
+
+
+def test_selection_evolution_against_resampled_random_searches(search_selection):
+    """Each resampled random search picks its best-scored arch within a budget; evolution's pick
+    matches or beats it in the share of searches counted; a search with nothing under the
+    budget counts as beaten."""
+    import random
+
+    from nastools.space import load_space
+
+    space = load_space("fmnist")
+    rng = random.Random(3)
+    archs = list({a.id: a for a in (space.sample(rng) for _ in range(40))}.values())[:30]
+    val = {a.id: float(i) for i, a in enumerate(archs)}  # the last arch scores best
+    test = {a.id: 90.0 + (i % 2) for i, a in enumerate(archs)}  # odd-numbered archs score 91 on test
+    big = max(space.flops(a) for a in archs)
+    tiny = min(space.flops(a) for a in archs) - 1
+    res = {
+        "evaluations_per_search": 30,  # every search draws every arch: its pick is always the last arch
+        "budgets": [big, tiny],
+        "rows": [{"budget_flops": big, "evolution": {"test_top1": 90.5}}, {"budget_flops": tiny, "evolution": {"test_top1": 80.0}}],
+    }
+    out, every = search_selection.against_random(res, val, test, space, [archs, archs], 20, 0)
+    last = test[archs[-1].id]
+    assert out[0]["random_mean"] == last and out[0]["random_none"] == 0
+    assert out[0]["evo_ge_random_share"] == (1.0 if 90.5 >= last else 0.0)
+    assert out[1]["random_mean"] is None and out[1]["random_none"] == 20 and out[1]["evo_ge_random_share"] == 1.0
+    assert every == out[0]["evo_ge_random_share"]  # the second budget is always won
