@@ -887,20 +887,17 @@ def main() -> None:
     costs = {"flops": space.flops, "params": space.params}
     measure, drift = None, None
     if args.metric == "latency":
-        from nastools.search.latency_cost import resolve_table, table_measurer
+        from nastools.search.latency_cost import LatencyCost, drift_message, resolve_table
 
-        tab = resolve_table(space, "cpu", {})
-        costs["latency:cpu"] = tab.predict
-        measure = table_measurer(tab)
+        cost = LatencyCost(resolve_table(space, "cpu", {}), "cpu")
+        measure = cost.measurer()  # picks timed with the table's reference subnets, as nastools search times them
         primary = "latency:cpu"
-        print(f"latency table: {tab.path}")
+        print(f"latency table: {cost.table.path}")
         if measure is not None and not args.no_drift:  # what `nastools search` does with a table made here
-            from nastools.latency import check_drift
-            from nastools.search.latency_cost import drift_message, drifted
-
-            drift = check_drift(tab)
-            costs["latency:cpu"] = drifted(tab.predict, drift["factor"])
-            print(drift_message("cpu", drift["factor"]) + f" (ratios {drift['ratios']})")
+            drift = cost.settle_drift()
+            if drift is not None:
+                print(drift_message("cpu", cost.factor) + f" (ratios {drift['ratios']})")
+        costs["latency:cpu"] = cost.predict
     else:
         primary = "flops"
     lo = costs[primary](space.min_arch())

@@ -72,6 +72,11 @@ SUITE: tuple[Benchmark, ...] = (
     Benchmark("bench_latency", "bench_latency.py", backs="latency-table accuracy"),
     Benchmark("bench_latency_aging", "bench_latency_aging.py", backs="latency tables a day later, drift factor"),
     Benchmark(
+        "bench_pick_verification",
+        "bench_pick_verification.py",
+        backs="search picks verified against the machine's speed in the same rounds",
+    ),
+    Benchmark(
         "bench_search",
         "bench_search.py",
         tuple(

@@ -25,8 +25,8 @@ from typing import Any, Callable
 
 from nastools.checkpoint import checkpoint_path, run_dir
 from nastools.errors import NastoolsError
-from nastools.io import atomic_write_json, writable_dir
-from nastools.search.latency_cost import LatencyCost
+from nastools.io import atomic_write_json, shown_path, writable_dir
+from nastools.search.latency_cost import LatencyCost, verification_note
 from nastools.space import SearchSpace, format_count, load_space
 
 STATE_NAME = "demo.json"
@@ -184,22 +184,13 @@ class _Demo:
 # --------------------------------------------------------------------------- 1. supernet
 
 
-def _shown(path) -> str:
-    """``path`` as the demo prints it: relative to the working directory when it lies under it
-    (the packaged files of an editable install), else as it is."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except (ValueError, OSError):
-        return str(path)
-
-
 def _take_shipped(demo: _Demo, name: str) -> dict:
     from nastools.checkpoint import find_checkpoint
     from nastools.pretrained import describe
 
     ckpt = find_checkpoint(name)
     demo.log(f"   {describe(name)}")
-    demo.log(f"   weights {_shown(ckpt)} (nastools demo --train 6m trains a fresh supernet instead)")
+    demo.log(f"   weights {shown_path(ckpt)} (nastools demo --train 6m trains a fresh supernet instead)")
     return {"checkpoint": str(ckpt), "supernet": name, "shipped": True, "about": describe(name)}
 
 
@@ -255,8 +246,8 @@ def _forget_stale_table(demo: _Demo, stages: _Stages) -> None:
     now = _matching_table(demo.space, cpu_name())
     if now is not None and Path(now.path).resolve() == Path(rec["table"]).resolve():
         return
-    better = f"{_shown(now.path)} fits this CPU better" if now is not None else "no table of this CPU model is left"
-    demo.log(f"== the latency table used earlier was {_shown(rec['table'])}; {better}: profile, search and export run again")
+    better = f"{shown_path(now.path)} fits this CPU better" if now is not None else "no table of this CPU model is left"
+    demo.log(f"== the latency table used earlier was {shown_path(rec['table'])}; {better}: profile, search and export run again")
     stages.forget("profile", "search", "export")
 
 
@@ -270,7 +261,7 @@ def _profile(demo: _Demo) -> dict:
     table = _matching_table(space, cpu)
     if table is not None:
         same = ", another generation of it" if generation_mismatch(table.meta) else ""
-        log(f"   reusing the shipped table {_shown(table.path)} (profiled on this CPU model, {cpu}{same})")
+        log(f"   reusing the shipped table {shown_path(table.path)} (profiled on this CPU model, {cpu}{same})")
         return {"table": str(table.path), "reused": True}
     log(f"   no shipped table for {cpu!r}: profiling this CPU through ONNX Runtime (1 thread, quick protocol)")
     proto = Protocol(warmup_s=0.01, min_warmup=3, min_runs=10, round_s=0.02, max_s=demo.settings.profile_max_s)
@@ -346,6 +337,10 @@ def _search(demo: _Demo, profiled: dict, source: str) -> dict:
         f"predicted {stat} {c.costs['latency:default']:.3f} ms"
         + (f", measured {stat} {pick.measured_ms:.3f} ms" if pick.measured_ms else "")
     )
+    verified = pick.verification.get("latency:default")
+    note = verification_note(c.arch.id, verified) if verified else None
+    if note:
+        log(f"   note: {note}")
     for r in pick.replaced:
         log(f"   replaced {r['id']}: measured {r['measured_ms']:.3f} ms over the {r['limit_ms']:.3f} ms budget")
     return {
@@ -358,6 +353,7 @@ def _search(demo: _Demo, profiled: dict, source: str) -> dict:
         "params": c.costs["params"],
         "predicted_ms": c.costs["latency:default"],
         "search_measured_ms": pick.measured_ms,
+        **({"search_timed_ms": verified["timed_ms"], "search_speed": verified["speed"]} if verified else {}),
         "latency_budget_ms": lat,
         "flops_budget": flo,
         "evaluations": rep.timing["evaluations"],
@@ -426,6 +422,8 @@ def _summary(space: SearchSpace, rdir: Path, stages: dict[str, Any]) -> dict[str
         "params": searched["params"],
         "latency_budget_ms": searched["latency_budget_ms"],
         "predicted_ms": searched["predicted_ms"],
+        "verified_ms": searched.get("search_measured_ms"),
+        **{k: searched[k] for k in ("search_timed_ms", "search_speed") if k in searched},
         "statistic": stat,
         "measured_ms_fp32": exported["fp32"]["bench"].get(key),
         "measured_ms_int8": exported["int8"]["bench"].get(key),
@@ -446,6 +444,16 @@ def _summary(space: SearchSpace, rdir: Path, stages: dict[str, Any]) -> dict[str
     }
 
 
+def _timed(summary: dict[str, Any]) -> str:
+    """How the search's figure for the pick was timed, where the machine's speed then differs
+    from the speed its prediction assumes (the figure is held at the latter), else ''."""
+    timed, verified = summary.get("search_timed_ms"), summary.get("verified_ms")
+    if timed is None or not verified or abs(timed / verified - 1.0) <= 0.03:
+        return ""
+    pct = 100 * (timed / verified - 1)
+    return f" (timed {timed:.3f} ms: this machine ran {abs(pct):.0f}% {'slower' if pct > 0 else 'faster'} then than the search assumed)"
+
+
 def _log_summary(summary: dict[str, Any], space: SearchSpace, log: Callable[[str], None]) -> None:
     log("== summary")
     log(f"   supernet: {summary['supernet']}")
@@ -456,13 +464,13 @@ def _log_summary(summary: dict[str, Any], space: SearchSpace, log: Callable[[str
     )
     log(
         f"   latency (ORT CPU, 1 thread, batch 1, the {summary['statistic']} of each): budget {summary['latency_budget_ms']:.3f} ms, "
-        f"predicted {summary['predicted_ms']:.3f} ms, measured (nastools bench) {_ms(summary['measured_ms_fp32'])} fp32 / "
-        f"{_ms(summary['measured_ms_int8'])} int8"
+        f"predicted {summary['predicted_ms']:.3f} ms, measured in search {_ms(summary.get('verified_ms'))}{_timed(summary)}, "
+        f"nastools bench {_ms(summary['measured_ms_fp32'])} fp32 / {_ms(summary['measured_ms_int8'])} int8"
     )
     log("   stage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in summary["stage_seconds"].items()))
     log("   files:")
     for f in summary["files"]:
-        log(f"     {_shown(f)}")
+        log(f"     {shown_path(f)}")
 
 
 def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:

@@ -20,6 +20,15 @@ from typing import Any, Callable
 from nastools.errors import NastoolsError
 
 
+def shown_path(path: str | Path) -> str:
+    """``path`` as messages show it: relative to the working directory when it lies under it
+    (the packaged files of an editable install), else as it is."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)

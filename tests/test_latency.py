@@ -785,6 +785,35 @@ def test_check_drift_compares_the_calibration_subnets_now_with_their_records(pro
     assert check_drift(uncalibrated) is None
 
 
+def test_measure_referenced_times_the_archs_in_the_same_rounds_as_the_reference_subnets(profiled, tiny, monkeypatch):
+    import nastools.latency.profiler as prof
+    from nastools.latency import measure_referenced
+    from nastools.latency.profiler import reference_archs
+
+    stored = {r["arch"]: r["measured_ms"] for r in profiled.calibration["runs"]}
+    refs = reference_archs(profiled)
+    assert refs and {a.key for a in refs} <= set(stored) and reference_archs(profiled) == refs  # the same subnets every time
+    archs = [a for a in (tiny.max_arch(), tiny.min_arch()) if a.key not in stored]
+    calls = []
+
+    def slowed(table, group, **kw):  # in these rounds the machine takes 1.5x the recorded time
+        calls.append([a.key for a in group])
+        return [1.5 * stored[a.key] if a.key in stored else 0.1 * (i + 1) for i, a in enumerate(group)]
+
+    monkeypatch.setattr(prof, "measure_end_to_end", slowed)
+    ms, speed = measure_referenced(profiled, archs)
+    # one measurement: the archs and the references timed together
+    assert calls == [[a.key for a in archs] + [a.key for a in refs]]
+    assert ms == pytest.approx([0.1 * (i + 1) for i in range(len(archs))])
+    assert speed["factor"] == pytest.approx(1.5) and speed["archs"] == [a.id for a in refs]
+    uncalibrated = LatencyTable.load(profiled.path)
+    uncalibrated.bind(tiny)
+    uncalibrated.calibration = {}
+    calls.clear()
+    assert measure_referenced(uncalibrated, archs) == (pytest.approx([0.1 * (i + 1) for i in range(len(archs))]), None)
+    assert calls == [[a.key for a in archs]]  # nothing to refer to: the archs alone
+
+
 @pytest.mark.parametrize(
     "theirs", [{"cpu_isa": "sse4_2"}, {"cpu_id": "AuthenticAMD family 25 model 17"}], ids=["other-isa", "same-isa-other-family"]
 )

@@ -101,3 +101,41 @@ def test_refitted_fits_the_overhead_on_the_drift_checks_runs_of_this_machine(tin
     arch = tiny.max_arch()
     assert LatencyTable.load(refit.path, tiny).predict(arch) == pytest.approx(1.5 * cost.table.block_sum(arch) + 0.2)
     assert cost.table.calibration["scale"] == 1.0  # the table itself is untouched
+
+
+def test_pick_verifier_holds_archs_at_the_speed_the_predictions_assume(tiny, tmp_path, monkeypatch):
+    import nastools.latency
+    import nastools.machine
+    from nastools.search.latency_cost import PickVerifier, verification_note
+
+    cost = LatencyCost(_table(tiny, tmp_path / "t.json"), factor=1.2)  # the search began with the machine at 1.2x
+    a, b = tiny.max_arch(), tiny.min_arch()
+    speeds = iter([1.5, 1.0])
+    seen = []
+
+    def referenced(table, archs, **kw):  # every arch timed at 1 or 2 ms while the references ran at the next speed
+        seen.append((table, [x.id for x in archs]))
+        return [1.0 + i for i in range(len(archs))], {"factor": next(speeds)}
+
+    monkeypatch.setattr(nastools.latency, "measure_referenced", referenced)
+    assert cost.measurer() is None  # a table of another machine cannot be timed here
+    monkeypatch.setattr(nastools.machine, "cpu_name", lambda: "Test CPU")
+    v = cost.measurer()
+    assert isinstance(v, PickVerifier)
+    # timed while the machine ran slower (1.5x) than the predictions assume (1.2x): the figure
+    # held to the budget is smaller than the time; timed at 1.0x it is larger
+    assert v([a, b]) == pytest.approx([1.0 * 1.2 / 1.5, 2.0 * 1.2 / 1.5])
+    assert v([a]) == pytest.approx([1.2])
+    assert seen == [(cost.table, [a.id, b.id]), (cost.table, [a.id])]
+    # the record behind the smallest figure per arch
+    assert v.details[a.id] == pytest.approx({"ms": 0.8, "timed_ms": 1.0, "speed": 1.5, "assumed_speed": 1.2})
+    assert "at 1.50x" in verification_note(a.id, v.details[a.id]) and "0.800 ms at the 1.20x" in verification_note(a.id, v.details[a.id])
+    assert verification_note(a.id, {**v.details[a.id], "speed": 1.21}) is None  # within the drift tolerance: nothing to say
+    # a factor within the tolerance leaves the predictions as profiled: figures are held at 1x
+    cost.factor = 1.0 + DRIFT_TOLERANCE / 2
+    monkeypatch.setattr(nastools.latency, "measure_referenced", lambda table, archs, **kw: ([2.0], {"factor": 2.0}))
+    assert cost.assumed_speed == 1.0 and cost.measurer()([a]) == pytest.approx([1.0])
+    # a table without calibration runs has no references: times as timed, no records
+    monkeypatch.setattr(nastools.latency, "measure_referenced", lambda table, archs, **kw: ([2.0], None))
+    plain = cost.measurer()
+    assert plain([a]) == [2.0] and plain.details == {}

@@ -395,6 +395,13 @@ def test_search_measures_latency_picks_end_to_end(tiny_run, tiny_tables):
     arch = space.arch_from_dict(pick["arch"])
     scale = drift["factor"] if abs(drift["factor"] - 1) > DRIFT_TOLERANCE else 1.0
     assert pick["costs"]["latency:default"] == pytest.approx(scale * ort.predict(arch))
+    # the pick was timed with the table's reference subnets and held to the budget at the
+    # speed its prediction assumes: as timed, scaled by the assumed / the measured speed
+    v = pick["verification"]["latency:default"]
+    assert v["assumed_speed"] == pytest.approx(scale) and v["speed"] > 0
+    assert pick["costs"]["measured:latency:default"] == pytest.approx(v["timed_ms"] * scale / v["speed"], rel=1e-4)
+    saved = json.loads((run / "search" / "pareto.json").read_text())["picks"][0]
+    assert saved["verification"] == pick["verification"]
 
 
 def test_search_resume_keeps_its_drift_and_no_drift_uses_the_table_as_profiled(tiny_run, tiny_tables, monkeypatch):
@@ -466,6 +473,31 @@ def test_pick_measured_replaces_over_budget_archs_at_the_measured_slowdown(fmnis
     # nothing measured: the plain best under the budget
     (plain,) = pick_measured(cands, "latency:cpu", [{"latency:cpu": 1.55}], {})
     assert plain.candidate is cands[10] and plain.measured_ms is None and not plain.replaced
+
+
+def test_a_pick_timed_slow_only_because_the_machine_slowed_is_kept(fmnist, monkeypatch):
+    from types import SimpleNamespace
+
+    import nastools.latency
+    from nastools.search.evolution import Candidate
+    from nastools.search.latency_cost import PickVerifier
+    from nastools.search.runner import _attach_verification, pick_measured
+
+    # as in the test above: predicted 0.5-1.6 ms, and every arch is timed at 1.3x its prediction,
+    # but here the table's reference subnets ran 1.3x slower in the same rounds too
+    rng = random.Random(0)
+    cands = [Candidate(fmnist.sample(rng), 70.0 + i, {"latency:cpu": 0.5 + 0.1 * i}) for i in range(12)]
+    pred = {c.arch.id: c.costs["latency:cpu"] for c in cands}
+    monkeypatch.setattr(
+        nastools.latency, "measure_referenced", lambda table, archs, **kw: ([1.3 * pred[a.id] for a in archs], {"factor": 1.3})
+    )
+    verifier = PickVerifier(SimpleNamespace(table=None, assumed_speed=1.0))
+    (pick,) = _attach_verification(
+        pick_measured(cands, "latency:cpu", [{"latency:cpu": 1.55}], {"latency:cpu": verifier}), {"latency:cpu": verifier}
+    )
+    # the best under 1.55 ms (1.5 predicted) is timed at 1.95 ms, 1.5 ms at the speed the search assumed: kept
+    assert pick.candidate is cands[10] and not pick.replaced and pick.measured_ms == pytest.approx(1.5)
+    assert pick.verification == {"latency:cpu": pytest.approx({"timed_ms": 1.95, "speed": 1.3, "assumed_speed": 1.0})}
 
 
 def test_pick_measured_measures_the_picks_of_all_budgets_together(fmnist):

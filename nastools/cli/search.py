@@ -34,7 +34,7 @@ def _pick_row(p, budgets, lat_keys):
     limits = [(p.budget["cost"], p.budget["limit"])] + [(bb.cost_name, bb.limit) for bb in also]
     budget = ", ".join(f"{k} <= {format_cost(k, v)}" for k, v in limits)
     c = p.candidate
-    rec = {"budget": p.budget, "replaced": p.replaced}
+    rec = {"budget": p.budget, "replaced": p.replaced, "verification": p.verification}
     if c is None:
         return (budget, "none fits", "", "", "", "", ""), rec
     pred = ", ".join(format_cost(k, c.costs[k]) for k in lat_keys) or "-"
@@ -62,6 +62,8 @@ def _timing_line(t: dict) -> str:
 
 def _report(rep, budgets, as_json: bool) -> None:
     """Print a search's picks (a table, or JSON), its notes and timing."""
+    from nastools.search.latency_cost import verification_note
+
     lat_keys = sorted({k for b in budgets if b.metric == "latency" for k in [b.cost_name]})
     rows, data_out = [], []
     for p in rep.picks:
@@ -74,6 +76,10 @@ def _report(rep, budgets, as_json: bool) -> None:
     suffix = f" ({stats})" if stats else ""
     click.echo(format_table(rows, ["budget", "arch", "top-1 %", "FLOPs", "params", f"pred. latency{suffix}", f"measured{suffix}"]))
     for p in rep.picks:
+        for k, v in p.verification.items():
+            note = verification_note(p.candidate.arch.id, v)
+            if note:
+                click.echo(f"note: {note} ({k})")
         for r in p.replaced:
             click.echo(
                 f"note: {r['id']} measured {r['measured_ms']:.3f} ms > {r['limit_ms']:.3f} ms on {r['cost']}; replaced by the next best"

@@ -321,29 +321,57 @@ def measure_end_to_end(
     return [ms[a.key] for a in archs]
 
 
-def check_drift(table: LatencyTable, n: int = 6, *, backend: Backend | None = None, passes: int = 3) -> dict | None:
-    """How fast this machine runs the table's calibration subnets now, against the end-to-end
-    times the table recorded for them: ``{"factor": median of now / then, "ratios", "archs",
-    "keys", "measured_ms"}`` (the arch ids, their keys and their times now)
-    for up to ``n`` of them (measured by :func:`measure_end_to_end`, like the records), or None
-    when the table holds no calibration runs to compare with. A shared or cloud machine's
-    speed drifts by tens of percent over hours; the search scales a table's predictions by
-    ``factor`` so that they describe the machine as it is now."""
-    runs = {r["arch"]: r for r in table.calibration.get("runs", [])}
+def reference_archs(table: LatencyTable, n: int = 6) -> list[Arch]:
+    """Up to ``n`` of the table's calibration subnets, always the same ones: the subnets
+    whose end-to-end times the table recorded, against which :func:`check_drift` and
+    :func:`measure_referenced` tell how fast this machine runs now ([] without such runs)."""
+    runs = {r["arch"] for r in table.calibration.get("runs", [])}
     if not runs:
-        return None
-    archs = [a for a in sample_archs(table.space, len(runs), CALIBRATION_SEED, table.meta["resolutions"]) if a.key in runs][:n]
-    if not archs:
-        return None
-    now = measure_end_to_end(table, archs, backend=backend, passes=passes)
-    ratios = [m / float(runs[a.key]["measured_ms"]) for a, m in zip(archs, now)]
+        return []
+    return [a for a in sample_archs(table.space, len(runs), CALIBRATION_SEED, table.meta["resolutions"]) if a.key in runs][:n]
+
+
+def speed_record(table: LatencyTable, refs: Sequence[Arch], now: Sequence[float]) -> dict[str, Any]:
+    """How fast this machine ran the reference subnets ``refs`` (times ``now``, ms) against
+    the times the table recorded for them: ``{"factor": median of now / then, "ratios",
+    "archs", "keys", "measured_ms"}`` (the arch ids, their keys and their times now)."""
+    then = {r["arch"]: float(r["measured_ms"]) for r in table.calibration.get("runs", [])}
+    ratios = [m / then[a.key] for a, m in zip(refs, now)]
     return {
         "factor": statistics.median(ratios),
         "ratios": [round(r, 4) for r in ratios],
-        "archs": [a.id for a in archs],
-        "keys": [a.key for a in archs],
+        "archs": [a.id for a in refs],
+        "keys": [a.key for a in refs],
         "measured_ms": [round(m, 6) for m in now],
     }
+
+
+def check_drift(table: LatencyTable, n: int = 6, *, backend: Backend | None = None, passes: int = 3) -> dict | None:
+    """How fast this machine runs the table's calibration subnets now, against the end-to-end
+    times the table recorded for them (:func:`speed_record` of up to ``n`` of them, measured
+    by :func:`measure_end_to_end`, like the records), or None when the table holds no
+    calibration runs to compare with. A shared or cloud machine's speed drifts by tens of
+    percent over hours; the search scales a table's predictions by ``factor`` so that they
+    describe the machine as it is now."""
+    archs = reference_archs(table, n)
+    if not archs:
+        return None
+    return speed_record(table, archs, measure_end_to_end(table, archs, backend=backend, passes=passes))
+
+
+def measure_referenced(
+    table: LatencyTable, archs: Sequence[Arch], *, n: int = 6, backend: Backend | None = None, passes: int = 3
+) -> tuple[list[float], dict | None]:
+    """End-to-end latency (ms) of each of ``archs``, timed together, round-robin, with up to
+    ``n`` of the table's reference subnets (:func:`reference_archs`), and how fast the
+    machine ran during that very measurement (:func:`speed_record` of the references; None
+    when the table has no calibration runs, and then only ``archs`` are timed). A VM's speed
+    can swing by a third within a minute with no steal time to show for it; timed in the same
+    rounds, an arch and the references see the same machine, so ``ms / factor`` is the arch's
+    latency at the table's own speed whenever it is measured."""
+    refs = reference_archs(table, n)
+    now = measure_end_to_end(table, [*archs, *refs], backend=backend, passes=passes)
+    return now[: len(archs)], (speed_record(table, refs, now[len(archs) :]) if refs else None)
 
 
 def calibrate(table: LatencyTable, backend: Backend, n: int = 8, *, protocol: Protocol, progress: bool = True) -> dict:

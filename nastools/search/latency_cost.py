@@ -9,7 +9,7 @@ end to end here, and the drift factor its predictions are scaled by.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from nastools.errors import NastoolsError
@@ -126,26 +126,39 @@ def unverifiable(meta: Mapping[str, Any]) -> str | None:
     return None
 
 
-def table_measurer(table: "LatencyTable") -> Measurer | None:
-    """End-to-end measurement through the table's own backend, device and precision, when
-    they are available here (:func:`unverifiable` says why not otherwise): the calibration
-    runs' protocol and statistic (:func:`nastools.latency.measure_end_to_end`), so that
-    measured and predicted latency compare like with like. None where not available."""
-    if unverifiable(table.meta) is not None:
-        return None
-    from nastools.latency import measure_end_to_end
+@dataclass(eq=False)
+class PickVerifier:
+    """``verifier(archs) -> ms``: each arch's end-to-end latency through its cost's table's
+    own backend, device and precision, at the machine speed the cost's predictions assume.
 
-    def measure(archs: Sequence[Arch]) -> list[float]:
-        return measure_end_to_end(table, archs)
+    The archs are timed round-robin together with the table's reference subnets
+    (:func:`nastools.latency.measure_referenced`), which give the machine's speed during
+    that very measurement (``speed``: x the table's recorded times); an arch's figure is
+    ``timed_ms * assumed_speed / speed``, where ``assumed_speed`` is what the predictions
+    are scaled by (:attr:`LatencyCost.assumed_speed`: the drift factor measured before the
+    search, 1 for a table used as profiled). So a pick is held to its budget at the speed its
+    prediction was made for: on a VM whose speed swings by a third within a minute, a pick
+    is neither rejected because the machine slowed while it was timed nor passed because it
+    sped up. A table without calibration runs has no references: its archs' times are
+    returned as timed. ``details`` (arch id -> ``{"ms", "timed_ms", "speed",
+    "assumed_speed"}``) keeps the measurement behind the smallest figure returned per arch."""
 
-    return measure
+    cost: "LatencyCost"
+    details: dict[str, dict[str, float]] = field(default_factory=dict)
 
+    def __call__(self, archs: Sequence[Arch]) -> list[float]:
+        from nastools.latency import measure_referenced
 
-def drifted(predict: Callable[[Arch], float], factor: float) -> Callable[[Arch], float]:
-    """``predict`` scaled to the machine's speed now (unchanged within DRIFT_TOLERANCE)."""
-    if abs(factor - 1.0) <= DRIFT_TOLERANCE:
-        return predict
-    return lambda arch: factor * predict(arch)
+        timed, speed = measure_referenced(self.cost.table, archs)
+        if speed is None:
+            return timed
+        assumed, out = self.cost.assumed_speed, []
+        for a, t in zip(archs, timed):
+            ms = t * assumed / speed["factor"]
+            if a.id not in self.details or ms < self.details[a.id]["ms"]:
+                self.details[a.id] = {"ms": ms, "timed_ms": t, "speed": speed["factor"], "assumed_speed": assumed}
+            out.append(ms)
+        return out
 
 
 def drift_message(device: str | None, factor: float) -> str:
@@ -155,6 +168,18 @@ def drift_message(device: str | None, factor: float) -> str:
     return (
         f"latency on {device}: this machine runs the table's calibration subnets at {factor:.2f}x their recorded time now "
         f"(the machine or its speed changed since profiling): predictions scaled by {factor:.2f} (--no-drift to keep them as profiled)"
+    )
+
+
+def verification_note(arch_id: str, v: Mapping[str, float]) -> str | None:
+    """One line on a pick whose machine ran at another speed while it was timed than its
+    prediction assumes (``v``: a :class:`PickVerifier` record), else None."""
+    if abs(v["speed"] / v["assumed_speed"] - 1.0) <= DRIFT_TOLERANCE:
+        return None
+    held = v["timed_ms"] * v["assumed_speed"] / v["speed"]
+    return (
+        f"{arch_id} timed at {v['timed_ms']:.3f} ms while this machine ran the table's reference subnets at {v['speed']:.2f}x "
+        f"their recorded time: {held:.3f} ms at the {v['assumed_speed']:.2f}x its prediction assumes, the figure held to the budget"
     )
 
 
@@ -185,10 +210,17 @@ class LatencyCost:
 
         return stat_name(self.table.statistic)
 
-    def measurer(self) -> Measurer | None:
+    def measurer(self) -> "PickVerifier | None":
         """End-to-end measurement of archs through the table's backend, device and precision,
-        when available here (:func:`table_measurer`)."""
-        return table_measurer(self.table)
+        at the machine speed the predictions assume (:class:`PickVerifier`), when available
+        here (None otherwise: :func:`unverifiable` says why)."""
+        return PickVerifier(self) if unverifiable(self.table.meta) is None else None
+
+    @property
+    def assumed_speed(self) -> float:
+        """The machine speed (x the table's recorded times) the predictions assume: the drift
+        :attr:`factor`, or 1 within :data:`DRIFT_TOLERANCE` of it."""
+        return self.factor if abs(self.factor - 1.0) > DRIFT_TOLERANCE else 1.0
 
     def unverifiable(self) -> str | None:
         """Why archs cannot be measured here as the table measures them, or None (:func:`unverifiable`)."""
@@ -196,8 +228,7 @@ class LatencyCost:
 
     def predict(self, arch: Arch) -> float:
         """The table's prediction for ``arch``, at this machine's speed now."""
-        ms = self.table.predict(arch)
-        return self.factor * ms if abs(self.factor - 1.0) > DRIFT_TOLERANCE else ms
+        return self.assumed_speed * self.table.predict(arch)
 
     __call__ = predict
 
@@ -259,10 +290,10 @@ __all__ = [
     "DRIFT_TOLERANCE",
     "LatencyCost",
     "Measurer",
+    "PickVerifier",
     "drift_message",
-    "drifted",
     "find_table",
     "resolve_table",
-    "table_measurer",
     "unverifiable",
+    "verification_note",
 ]

@@ -19,7 +19,7 @@ from typing import Callable, Mapping, Sequence
 
 from nastools.checkpoint import checkpoint_space, find_checkpoint, load_checkpoint, run_dir, run_splits
 from nastools.errors import NastoolsError
-from nastools.io import atomic_write_json, writable_dir
+from nastools.io import atomic_write_json, shown_path, writable_dir
 from nastools.search.budget import Budget, format_latency
 from nastools.search.evolution import Candidate, EvolutionSearch, SearchConfig, best_under
 from nastools.search.latency_cost import (
@@ -76,6 +76,9 @@ class Pick:
     measured_ms: float | None = None
     replaced: list[dict] = field(default_factory=list)  # archs rejected after measurement
     search_top1: float | None = None  # the search's score of a re-scored pick (its top1: the re-score)
+    # latency cost -> {"timed_ms", "speed", "assumed_speed"}: the measurement behind measured_ms
+    # (nastools.search.latency_cost.PickVerifier), where the machine's speed was referenced
+    verification: dict[str, dict] = field(default_factory=dict)
 
 
 def ridge_screen(space: SearchSpace) -> Callable[[list[Candidate], list[Arch]], list[float]]:
@@ -316,7 +319,7 @@ def _cost_models(
         name, lat = b.cost_name, latency[b.cost_name]
         measure = costs.measurers[name] = lat.measurer() if opts.measure else None
         log(
-            f"latency on {b.device}: table {lat.table.path} ({lat.table.meta.get('device')}, {lat.table.meta.get('backend')}, "
+            f"latency on {b.device}: table {shown_path(lat.table.path)} ({lat.table.meta.get('device')}, {lat.table.meta.get('backend')}, "
             f"{lat.table.meta.get('precision')}), budget and measurements in the {lat.statistic}"
         )
         why = lat.unverifiable() if opts.measure else None
@@ -610,7 +613,7 @@ def _choose(cands: list[Candidate], final: list[Candidate], rescored: list[Candi
     budgets = [{**st.fixed, st.sweep: v} for v in targets]
     measurers = st.costs.measurers if main else {}
     if not rescored:
-        return pick_measured(cands, st.sweep, budgets, measurers, opts.measure_retries)
+        return _attach_verification(pick_measured(cands, st.sweep, budgets, measurers, opts.measure_retries), measurers)
     picks = pick_measured(rescored, st.sweep, budgets, measurers, opts.measure_retries)
     first = {c.arch.id: c.top1 for c in final}
     missing = [i for i, p in enumerate(picks) if p.candidate is None]
@@ -622,6 +625,22 @@ def _choose(cands: list[Candidate], final: list[Candidate], rescored: list[Candi
     for p in picks:
         if p.candidate is not None:
             p.search_top1 = first.get(p.candidate.arch.id)
+    return _attach_verification(picks, measurers)
+
+
+def _attach_verification(picks: Sequence[Pick], measurers: Mapping[str, Measurer | None]) -> list[Pick]:
+    """Each pick's (and each rejected arch's) latency as timed and the machine's speed then,
+    beside the figure held to the budget, from the measurers that keep them
+    (:class:`~nastools.search.latency_cost.PickVerifier`'s ``details``)."""
+    for k, m in measurers.items():
+        details = getattr(m, "details", None) or {}
+        for p in picks:
+            got = details.get(p.candidate.arch.id) if p.candidate is not None else None
+            if got is not None:
+                p.verification[k] = {f: round(v, 6) for f, v in got.items() if f != "ms"}
+            for r in p.replaced:
+                if r["cost"] == k and r["id"] in details:
+                    r.update(timed_ms=round(details[r["id"]]["timed_ms"], 6), speed=round(details[r["id"]]["speed"], 4))
     return picks
 
 
@@ -648,6 +667,7 @@ def write_outputs(report: SearchReport, space: SearchSpace, sweep: str, budgets:
             "search_top1": p.search_top1,
             "costs": p.candidate.costs if p.candidate else None,
             "measured_ms": p.measured_ms,
+            "verification": p.verification,
             "replaced": p.replaced,
             "arch": p.candidate.arch.to_dict() if p.candidate else None,
         }
