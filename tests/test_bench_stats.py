@@ -340,3 +340,13 @@ def test_selection_evolution_against_resampled_random_searches(search_selection)
     assert out[0]["evo_ge_random_share"] == (1.0 if 90.5 >= last else 0.0)
     assert out[1]["random_mean"] is None and out[1]["random_none"] == 20 and out[1]["evo_ge_random_share"] == 1.0
     assert every == out[0]["evo_ge_random_share"]  # the second budget is always won
+
+
+def test_pick_verification_counts_errors_and_rejections_of_figure_to_prediction_ratios():
+    """bench_pick_verification's summary of figure / prediction ratios: the shares within 5% and
+    10% of the prediction and over a budget 5% and 10% above it."""
+    (mod,) = list(_bench_module("bench_pick_verification"))
+    s = mod._stats([1.0, 1.04, 1.06, 1.12, 0.9])
+    assert (s["within_5_pct"], s["within_10_pct"]) == (40.0, 80.0)
+    assert (s["over_budget_1.05_pct"], s["over_budget_1.10_pct"]) == (40.0, 20.0)
+    assert s["mean_abs_error_pct"] == pytest.approx(6.4) and (s["min"], s["max"]) == (0.9, 1.12)
