@@ -291,6 +291,8 @@ def _search(ctx: Context) -> dict[str, Any]:
         "arch": pick.get("id"),
         "predicted_ms": pick.get("costs", {}).get("latency:gpu"),
         "measured_ms": pick.get("costs", {}).get("measured:latency:gpu"),
+        # the time as timed and the GPU's speed then, against the table's reference subnets
+        "verification": (pick.get("verification") or {}).get("latency:gpu"),
     }
 
 
