@@ -142,7 +142,12 @@ def _report(rep, budgets, as_json: bool) -> None:
     show_default=True,
     help="Screen offspring with an accuracy predictor fitted on the archs evaluated so far (4x bred, the best-ranked evaluated).",
 )
-@click.option("--no-measure", is_flag=True, help="Do not measure the chosen archs end to end.")
+@click.option(
+    "--no-measure",
+    is_flag=True,
+    help="Do not measure the chosen archs end to end (by default they are timed with 6 of the table's calibration subnets "
+    "and held to their budgets at the machine speed the predictions assume).",
+)
 @click.option(
     "--no-drift", is_flag=True, help="Use a latency table made here as profiled, without rescaling it to this machine's speed now."
 )
