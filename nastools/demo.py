@@ -454,6 +454,17 @@ def _timed(summary: dict[str, Any]) -> str:
     return f" (timed {timed:.3f} ms: this machine ran {abs(pct):.0f}% {'slower' if pct > 0 else 'faster'} then than the search assumed)"
 
 
+def _int8_note(summary: dict[str, Any]) -> str | None:
+    """A line for a summary whose int8 model ran slower than its fp32 one, else None."""
+    fp32, int8 = summary.get("measured_ms_fp32"), summary.get("measured_ms_int8")
+    if not fp32 or not int8 or int8 <= fp32:
+        return None
+    return (
+        f"the int8 model runs at {int8 / fp32:.2f}x the fp32 model's time on this CPU, so fp32 is the faster choice here "
+        "(on CPUs int8 pays where wide 1x1 convolutions dominate a model's time: docs/results/export.md)"
+    )
+
+
 def _log_summary(summary: dict[str, Any], space: SearchSpace, log: Callable[[str], None]) -> None:
     log("== summary")
     log(f"   supernet: {summary['supernet']}")
@@ -467,6 +478,9 @@ def _log_summary(summary: dict[str, Any], space: SearchSpace, log: Callable[[str
         f"predicted {summary['predicted_ms']:.3f} ms, measured in search {_ms(summary.get('verified_ms'))}{_timed(summary)}, "
         f"nastools bench {_ms(summary['measured_ms_fp32'])} fp32 / {_ms(summary['measured_ms_int8'])} int8"
     )
+    note = _int8_note(summary)
+    if note:
+        log(f"   note: {note}")
     log("   stage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in summary["stage_seconds"].items()))
     log("   files:")
     for f in summary["files"]:

@@ -147,3 +147,12 @@ def test_a_rerun_redoes_the_stages_of_a_table_that_no_longer_fits_best(tmp_path,
     atomic_write_json(state, {"stages": {**stages_then, "profile": {**stages_then["profile"], "reused": False}}})
     D._forget_stale_table(demo, D._Stages(state, demo.log))
     assert set(json.loads(state.read_text())["stages"]) == set(stages_then)
+
+
+def test_the_summary_notes_an_int8_model_slower_than_fp32():
+    from nastools.demo import _int8_note
+
+    note = _int8_note({"measured_ms_fp32": 1.321, "measured_ms_int8": 1.681})
+    assert note is not None and "1.27x the fp32 model's time" in note and "fp32 is the faster choice" in note
+    assert _int8_note({"measured_ms_fp32": 1.3, "measured_ms_int8": 0.9}) is None  # int8 pays: nothing to say
+    assert _int8_note({"measured_ms_fp32": None, "measured_ms_int8": 0.9}) is None  # not benched
