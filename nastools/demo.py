@@ -51,8 +51,8 @@ class DemoSettings:
     calib_images: int = 500
     eval_images: int = 1000
     rerank_images: int | None = None  # the finalists' validation images (None: all)
-    export_calib_images: int = 500
-    export_eval_images: int = 2000
+    export_calib_images: int | None = None  # None: the run's default, as nastools export
+    export_eval_images: int | None = None  # None: the whole test split, as nastools export
     bench_duration: str = "2s"
     seed: int = 0
     # where the latency budget lies between the cheapest and the costliest subnet's prediction
@@ -273,6 +273,14 @@ def _profile(demo: _Demo) -> dict:
 # --------------------------------------------------------------------------- 3. search
 
 
+def _loo(check: dict) -> str:
+    """How re-fitting and scaling a borrowed table predicted this machine's runs, for the log."""
+    return (
+        f"each of its {check['runs']} runs predicted from the others: re-fitted MAPE {check['refit_loo_mape']:.1f}%, "
+        f"scaled {check['scaled_loo_mape']:.1f}%"
+    )
+
+
 def _budgets(demo: _Demo, latency: LatencyCost) -> tuple[float, float]:
     """The latency budget (``budget_point`` of the way between the cheapest and the costliest
     subnet's prediction) and the FLOPs budget (halfway), logged."""
@@ -300,12 +308,15 @@ def _search(demo: _Demo, profiled: dict, source: str) -> dict:
     if profiled["reused"] and generation_mismatch(latency.table.meta):
         # another CPU generation: its blocks as profiled, its overhead re-fitted on this machine's drift-check runs
         refit = latency.refitted(demo.rdir / "latency" / f"{demo.space.name}.refit.json")
+    check = latency.refit_check
     if refit is not None:
         log(
             f"   the table is of another CPU generation: its overhead re-fitted on {len(refit.calibration['runs'])} "
-            f"end-to-end runs of this machine, {refit.path}"
+            f"end-to-end runs of this machine ({_loo(check)}), {refit.path}"
         )
         latency = LatencyCost(refit)
+    elif check is not None:
+        log(f"   the table is of another CPU generation: kept as profiled, scaled by one factor ({_loo(check)})")
     lat, flo = _budgets(demo, latency)
     # a table profiled a minute ago (or re-fitted just now) describes this machine as it is
     drift = profiled["reused"] and refit is None
@@ -393,11 +404,12 @@ def _export(demo: _Demo, searched: dict, source: str) -> dict:
             "model": str(res.path),
             "sidecar": str(res.sidecar_path),
             "test_top1": acc.get("model_top1"),
+            "test_images": acc.get("images"),
             "parity": {k: par.get(k) for k in ("max_abs_diff", "top1_agreement", "passed") if k in par},
             "bench": {k: b.to_dict()[k] for k in ("p10_ms", "median_ms", "p90_ms", "p99_ms", "throughput_ips")},
         }
         demo.log(
-            f"   {precision}: {res.path.name}, test top-1 {_pct(acc.get('model_top1'))}, "
+            f"   {precision}: {res.path.name}, test top-1 {_pct(acc.get('model_top1'))}{_on_images(acc.get('images'))}, "
             f"ORT CPU p10 {b.p10_ms:.3f} ms, median {b.median_ms:.3f} ms, p90 {b.p90_ms:.3f} ms, parity {describe_parity(par)}"
         )
     return out
@@ -417,6 +429,7 @@ def _summary(space: SearchSpace, rdir: Path, stages: dict[str, Any]) -> dict[str
         "supernet": trained.get("about", str(rdir)),
         "test_top1_fp32": exported["fp32"]["test_top1"],
         "test_top1_int8": exported["int8"]["test_top1"],
+        "test_images": exported["fp32"].get("test_images"),
         "val_top1": searched["val_top1"],
         "flops": searched["flops"],
         "params": searched["params"],
@@ -442,6 +455,11 @@ def _summary(space: SearchSpace, rdir: Path, stages: dict[str, Any]) -> dict[str
         ],
         "stage_seconds": {k: round(v["seconds"], 1) for k, v in stages.items()},
     }
+
+
+def _on_images(n: int | None) -> str:
+    """' on N test images' for a known count, else ''."""
+    return f" on {n:,} test images" if n else ""
 
 
 def _timed(summary: dict[str, Any]) -> str:
@@ -470,7 +488,7 @@ def _log_summary(summary: dict[str, Any], space: SearchSpace, log: Callable[[str
     log(f"   supernet: {summary['supernet']}")
     log(f"   arch {summary['arch']} ({space.name}): {format_count(summary['flops'])} FLOPs, {format_count(summary['params'])} params")
     log(
-        f"   test top-1: fp32 {_pct(summary['test_top1_fp32'])}, int8 {_pct(summary['test_top1_int8'])} "
+        f"   test top-1{_on_images(summary.get('test_images'))}: fp32 {_pct(summary['test_top1_fp32'])}, int8 {_pct(summary['test_top1_int8'])} "
         f"(validation top-1 in search {summary['val_top1']:.2f}%)"
     )
     log(

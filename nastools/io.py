@@ -14,6 +14,8 @@ import os
 import stat
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
@@ -177,8 +179,32 @@ def parse_json(text: str | bytes, what: str) -> Any:
             raise NastoolsError(f"{what} is not UTF-8 text (offset {exc.start}): a binary file?") from None
     if not text.strip():
         raise NastoolsError(f"{what} is empty, expected JSON")
-    try:
+    with _json_errors(what):
         return json.loads(text, object_pairs_hook=_unique_keys)
+
+
+def parse_json_values(text: str, what: str) -> list[Any]:
+    """The JSON values of ``text``, one after another, separated by whitespace: JSON Lines,
+    or pretty-printed values such as ``--json`` outputs appended to one file. Errors as
+    :func:`parse_json`'s (the line and column of malformed JSON count from the text's start)."""
+    decoder = json.JSONDecoder(object_pairs_hook=_unique_keys)
+    values: list[Any] = []
+    at = 0
+    with _json_errors(what):
+        while True:
+            while at < len(text) and text[at].isspace():
+                at += 1
+            if at == len(text):
+                return values
+            value, at = decoder.raw_decode(text, at)
+            values.append(value)
+
+
+@contextmanager
+def _json_errors(what: str) -> Iterator[None]:
+    """Turn what ``json`` raises while decoding into one-line :class:`NastoolsError` s naming ``what``."""
+    try:
+        yield
     except json.JSONDecodeError as exc:
         raise NastoolsError(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except _DuplicateKey as exc:

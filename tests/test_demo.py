@@ -33,6 +33,8 @@ def test_demo_quick_runs_every_stage_and_resumes(tmp_path):
     assert summary["flops"] == space.flops(best)
     assert summary["predicted_ms"] <= summary["latency_budget_ms"]
     assert 0.0 <= summary["test_top1_fp32"] <= 1.0 and 0.0 <= summary["test_top1_int8"] <= 1.0
+    assert summary["test_images"] == 256  # the quick settings' count, named in the summary
+    assert "test top-1 on 256 test images: fp32" in first.output
     assert summary["measured_ms_fp32"] > 0 and summary["measured_ms_int8"] > 0
     sidecar = json.loads((run / "export" / f"{best.id}.onnx.json").read_text())
     assert sidecar["parity"]["passed"] is True

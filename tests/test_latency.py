@@ -251,6 +251,26 @@ def test_torch_cpu_backend_measures_a_block(tiny):
         assert_real_timing(m, wall_s)  # the check the GPU backends' tests make
 
 
+def test_loo_scaled_vs_refit_predicts_each_run_from_the_others_only():
+    from nastools.latency.validate import loo_scaled_vs_refit
+
+    sums = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    predicted = [s + 0.3 * (i % 2) for i, s in enumerate(sums)]  # the table's own overhead model
+    # this machine runs 1.4x the table's predictions: one factor carries it over exactly
+    got = loo_scaled_vs_refit(predicted, sums, [1.4 * p for p in predicted])
+    assert got["scaled"] == pytest.approx(0.0, abs=1e-9) and got["refit"] > 1.0
+    # this machine runs 2x the block sums plus 0.5 ms: a scale and an offset carry it over exactly
+    got = loo_scaled_vs_refit(predicted, sums, [2 * s + 0.5 for s in sums])
+    assert got["refit"] == pytest.approx(0.0, abs=1e-9) and got["scaled"] > 1.0
+    # by hand: each run scaled by the median ratio of the other five
+    measured = [1.0, 2.2, 2.7, 4.4, 5.0, 6.6]
+    ratio = [m / p for m, p in zip(measured, predicted)]
+    errs = [abs(sorted(ratio[:i] + ratio[i + 1 :])[2] * predicted[i] - measured[i]) / measured[i] for i in range(6)]
+    assert loo_scaled_vs_refit(predicted, sums, measured)["scaled"] == pytest.approx(100 * sum(errs) / 6)
+    with pytest.raises(ValueError, match="at least 3 runs"):
+        loo_scaled_vs_refit([1.0, 2.0], [1.0, 2.0], [1.0, 2.0])
+
+
 def test_metrics():
     assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert kendall_tau([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)

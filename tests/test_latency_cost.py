@@ -101,6 +101,22 @@ def test_refitted_fits_the_overhead_on_the_drift_checks_runs_of_this_machine(tin
     arch = tiny.max_arch()
     assert LatencyTable.load(refit.path, tiny).predict(arch) == pytest.approx(1.5 * cost.table.block_sum(arch) + 0.2)
     assert cost.table.calibration["scale"] == 1.0  # the table itself is untouched
+    assert cost.refit_check["chosen"] == "refit" and cost.refit_check["refit_loo_mape"] < cost.refit_check["scaled_loo_mape"]
+
+
+def test_refitted_keeps_one_factor_where_that_predicts_this_machines_runs_better(tiny, tmp_path):
+    import random
+
+    table = _table(tiny, tmp_path / "t.json")
+    table.calibration["per_block_ms"] = 0.05  # the table's overhead model has more than a scale and an offset
+    cost = LatencyCost(table)
+    rng = random.Random(0)
+    archs = list({a.key: a for a in (tiny.sample(rng) for _ in range(30))}.values())[:6]
+    # this machine: 1.3x the table's predictions (a close CPU generation)
+    cost.drift = {"factor": 1.3, "keys": [a.key for a in archs], "measured_ms": [1.3 * table.predict(a) for a in archs]}
+    assert cost.refitted(tmp_path / "refit.json") is None and not (tmp_path / "refit.json").exists()
+    assert cost.refit_check["chosen"] == "scaled" and cost.refit_check["scaled_loo_mape"] == pytest.approx(0.0, abs=1e-9)
+    assert cost.refit_check["refit_loo_mape"] > 0 and cost.refit_check["runs"] == 6
 
 
 def test_pick_verifier_holds_archs_at_the_speed_the_predictions_assume(tiny, tmp_path, monkeypatch):

@@ -31,7 +31,7 @@ from nastools.latency.workload import blocks_for
 from nastools.search.budget import parse_budgets, parse_latency
 from nastools.space import Arch, SearchSpace, load_arch, load_space, space_from_dict
 from nastools.supernet import Supernet
-from nastools.train.accuracy_predictor import AccuracyPredictor
+from nastools.train.accuracy_predictor import AccuracyPredictor, read_measured_archs
 
 SWEEP = settings(
     max_examples=150,
@@ -638,6 +638,19 @@ def test_predictor_records_need_a_usable_top1_and_an_arch_of_the_space(tmp_path,
     path.write_text(json.dumps(_records(tiny) + [{**fmnist.sample(0).to_dict(), "top1": 1}]))
     with pytest.raises(NastoolsError, match="record 5: .*fmnist"):
         AccuracyPredictor.fit_file(path, tiny)
+
+
+def test_a_predictor_file_may_hold_pretty_printed_records_one_after_another(tmp_path, tiny):
+    # what `nastools eval --json >> measured.jsonl` leaves: indented objects, not one per line
+    recs = _records(tiny)
+    path = tmp_path / "p.jsonl"
+    path.write_text("\n".join(json.dumps(r, indent=2) for r in recs) + "\n")
+    archs, accs = read_measured_archs(path, tiny)
+    assert [a.key for a in archs] == [tiny.arch_from_dict(r).key for r in recs] and accs == [r["top1"] for r in recs]
+    path.write_text(json.dumps(recs[0], indent=2) + "\n" + json.dumps(recs[1], indent=2)[:-3])
+    with pytest.raises(NastoolsError, match=r"is not valid JSON: .* at line (1[0-9]|[2-9][0-9])") as exc:
+        read_measured_archs(path, tiny)
+    assert str(path) in one_line(exc.value)
 
 
 @given(st.data())

@@ -187,7 +187,7 @@ def export_cmd(
 )
 @json_option
 def bench_cmd(model, backend, batch, threads, warmup, duration, as_json) -> None:
-    """Time MODEL like trtexec: min, mean, median, p90, p95, p99 latency and throughput.
+    """Time MODEL like trtexec: min, p10, mean, median, p90, p95, p99, max latency and throughput.
 
     \b
     Examples:

@@ -43,6 +43,30 @@ def flops_fit(flops: Sequence[float], measured: Sequence[float]) -> tuple[float,
     return float(a), float(b)
 
 
+def loo_scaled_vs_refit(predicted: Sequence[float], block_sums: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
+    """Leave-one-out MAPE (%) on a few end-to-end runs of this machine of two ways to carry a
+    table made elsewhere over to it: ``scaled``, the table's predictions (``predicted``)
+    times the median ratio measured / predicted of the other runs (what the drift check
+    does); ``refit``, a scale and an offset on the block sums (``block_sums``) fitted on the
+    other runs by least squares on relative error (what
+    :meth:`~nastools.latency.table.LatencyTable.fit_calibration` fits on so few runs; a scale
+    that is not positive falls back to the mean offset). Each run is predicted from the
+    others only, so the two are compared on runs neither was fitted on."""
+    p, x, y = (np.asarray(v, float) for v in (predicted, block_sums, measured))
+    n = len(y)
+    if n < 3 or len(p) != n or len(x) != n:
+        raise ValueError(f"expected at least 3 runs with a prediction and a block sum each, got {len(p)}, {len(x)}, {n}")
+    scaled, refit = [], []
+    for i in range(n):
+        rest = np.arange(n) != i
+        scaled.append(abs(np.median(y[rest] / p[rest]) * p[i] - y[i]) / y[i])
+        (a, b), *_ = np.linalg.lstsq(np.column_stack([x[rest], np.ones(n - 1)]) / y[rest, None], np.ones(n - 1), rcond=None)
+        if a <= 0:
+            a, b = 1.0, float(np.mean(y[rest] - x[rest]))
+        refit.append(abs(a * x[i] + b - y[i]) / y[i])
+    return {"scaled": float(100 * np.mean(scaled)), "refit": float(100 * np.mean(refit))}
+
+
 def pass_tau(runs: Sequence[Mapping[str, Any]]) -> float | None:
     """Median Kendall tau between two repeated measurement passes of the same subnets
     (``pass_ms`` of each run), over every pair of passes: how far the measured order itself

@@ -193,6 +193,7 @@ class LatencyCost:
     device: str = "default"
     factor: float = 1.0
     drift: dict | None = None  # the record ``factor`` came from, with the table's path
+    refit_check: dict | None = None  # refitted(): leave-one-out errors of scaling and re-fitting
 
     @classmethod
     def resolve(
@@ -254,17 +255,32 @@ class LatencyCost:
     def refitted(self, path) -> "LatencyTable | None":
         """A copy of the table, saved at ``path``, whose overhead model is fitted on this
         machine's end-to-end runs of the drift check (:meth:`settle_drift`, scale and offset
-        on its 6 subnets) instead of scaled by one factor, or None without such runs. On a
-        table of another CPU generation (fmnist: the Zen 5 table on a Zen 4 VM) the refit
-        predicted 30 held-out subnets with MAPE 3.5% (bias -0.4%), the one factor with 5.5%
-        (bias -3.7%): benchmarks/investigations/borrowed_table_refit.py."""
+        on its 6 subnets), when that predicts those runs better than the table scaled by one
+        factor, each run predicted from the others
+        (:func:`nastools.latency.validate.loo_scaled_vs_refit`; the two errors are kept in
+        :attr:`refit_check`); else None, as without such runs. Which wins depends on how far
+        the generations lie apart (benchmarks/investigations/borrowed_table_refit.py, 30
+        held-out subnets): the Zen 5 fmnist table on a Zen 4 VM predicted with MAPE 3.5%
+        re-fitted, 5.5% scaled; Intel family 6 model 167's on a model 207 VM 5.3-5.7%
+        re-fitted, 3.2-3.5% scaled."""
         from nastools.latency.profiler import with_features
         from nastools.latency.table import LatencyTable, arch_of_key
+        from nastools.latency.validate import loo_scaled_vs_refit
 
         d = self.drift or {}
         if not d.get("keys") or len(d["keys"]) < 6:
             return None
         archs = [arch_of_key(k) for k in d["keys"]]
+        loo = loo_scaled_vs_refit([self.table.predict(a) for a in archs], [self.table.block_sum(a) for a in archs], d["measured_ms"])
+        chosen = "refit" if loo["refit"] < loo["scaled"] else "scaled"
+        self.refit_check = {
+            "scaled_loo_mape": round(loo["scaled"], 2),
+            "refit_loo_mape": round(loo["refit"], 2),
+            "runs": len(archs),
+            "chosen": chosen,
+        }
+        if chosen == "scaled":
+            return None
         meta = {**self.table.meta, "refit": {"from": str(self.table.path), "runs": len(archs)}}
         copy = LatencyTable(meta, self.table.entries, {}, {}, None, self.table.space)
         copy.fit_calibration(with_features(copy, [{"arch": a.key, "measured_ms": m} for a, m in zip(archs, d["measured_ms"])], archs))

@@ -41,18 +41,19 @@ class AccuracyPredictor:
 
 
 def read_measured_archs(path: str | Path, space: SearchSpace) -> tuple[list[Arch], list[float]]:
-    """The archs of ``space`` and their measured top-1 in a predictor file: Arch JSON lines
-    (or one JSON list) with a ``top1`` field, a finite number from 0 to 100. Every problem (a
+    """The archs of ``space`` and their measured top-1 in a predictor file: Arch JSON values
+    one after another (JSON lines, or ``nastools eval --json`` outputs appended to one file),
+    or one JSON list, with a ``top1`` field, a finite number from 0 to 100. Every problem (a
     missing, binary or empty file, malformed JSON, a record that is no arch of ``space`` or
     has no usable ``top1``) is one :class:`NastoolsError` line naming the file and record."""
-    from nastools.io import parse_json, read_text
+    from nastools.io import parse_json, parse_json_values, read_text
 
     where = f"predictor file {str(Path(path))!r}"
     text = read_text(path, "predictor file", hint="expected Arch JSON lines with a top1 field")
     if text.lstrip().startswith("["):
         numbered = list(enumerate(parse_json(text, where), 1))
-    else:
-        numbered = [(i, parse_json(ln, f"{where}, line {i}")) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+    else:  # JSON lines, or `nastools eval --json` outputs appended one after another
+        numbered = list(enumerate(parse_json_values(text, where), 1))
     archs, accs = [], []
     for i, r in numbered:
         if not isinstance(r, dict) or "top1" not in r:

@@ -9,9 +9,7 @@ slower than its fp32 one, even on CPUs with AMX, and it is the largest single co
 
 What it is worth, measured (docs/results/training.md, mixed precision): on a CPU with AMX
 the bf16 step is about 1.1x as fast as fp32's, and a 2-epoch bf16 supernet scored lower on
-the test set than its fp32 twin; on a CPU with AVX-512 BF16 but no AMX (AMD Zen 4) bf16
-autocast on every layer made the step slower. So fp32 is the default and bf16 is asked for
-by name.
+the test set than its fp32 twin. So fp32 is the default and bf16 is asked for by name.
 """
 
 from __future__ import annotations
