@@ -100,6 +100,9 @@ def test_bad_options_are_one_line_naming_the_help_and_exit_2():
     lines = r.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: Invalid value for '--batch'")
     assert "(see: nastools profile --help)" in lines[0] and "Usage:" not in r.output
+    for group in ("space", "import"):  # a group without its command prints its help, as plain nastools does
+        r = CliRunner().invoke(main, [group], prog_name="nastools")
+        assert r.exit_code == 2 and r.output.startswith(f"Usage: nastools {group} [OPTIONS] COMMAND") and "Commands:" in r.output
     r = CliRunner().invoke(main, ["bogus"], prog_name="nastools")
     assert r.exit_code == 2 and r.output.strip().splitlines() == ["Error: No such command 'bogus'. (see: nastools --help)"]
 
@@ -124,6 +127,14 @@ def test_bad_options_are_one_line_naming_the_help_and_exit_2():
         (["search", "--flops", "5M", "--table", "mine"], "'--table': got 'mine', expected DEVICE=PATH or a .json file"),
         (["search", "--flops", "5M", "--dataset", "mnist"], "'--dataset': 'mnist' is not one of"),
         (["space", "sample", "fmnist", "--flops", "lots"], "--flops: count 'lots': expected a number"),
+        (["search", "--latency", "10"], "--latency: latency '10': add a unit"),
+        (["search", "--latency", "0ms"], "--latency: latency '0ms': expected a positive time"),
+        (["search", "--flops", "10ms"], "--flops: count '10ms'"),
+        (["search", "--params", "-1M"], "--params: count '-1M'"),
+        (["search", "--latency", "cpu=1ms", "--latency", "2ms"], "both mean this CPU"),
+        (["search", "--flops", "5M", "--table", "a.json", "--table", "cpu=b.json"], "this CPU is given more than one table"),
+        (["train", "--time-budget", "10"], "--time-budget: duration '10': add a unit"),
+        (["train", "--sampler", "uniform", "--candidates", "5"], "--candidates: only the attentive samplers use it"),
     ],
 )
 def test_every_bad_option_value_exits_2_in_one_line_before_any_work(tmp_path, args, needle):

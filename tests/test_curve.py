@@ -70,3 +70,15 @@ def test_the_shipped_supernets_curve_is_read_from_its_own_log():
     full = [p for p in json.loads(r.output)["fmnist-attentive"]["points"] if not p["partial"]]
     stated = card("fmnist-attentive")["val_top1_per_epoch"]
     assert [(int(p["epoch"]), p["top1_min"], p["top1_max"]) for p in full] == [(e["epoch"], e["min"], e["max"]) for e in stated]
+
+
+@pytest.mark.parametrize("where", ["folder", "under a file", "empty"])
+def test_cli_curve_checks_its_plot_path_before_reading_any_log(tmp_path, where):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    plot = {"folder": str(tmp_path), "under a file": str(afile / "c.png"), "empty": ""}[where]
+    # the run has no log at all: the plot path is what is refused, first
+    r = CliRunner().invoke(main, ["curve", str(tmp_path / "nothing"), "--plot", plot])
+    lines = r.output.strip().splitlines()
+    assert r.exit_code == 1 and len(lines) == 1 and lines[0].startswith("Error: --plot"), r.output
+    assert ".tmp" not in r.output and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]

@@ -398,3 +398,16 @@ def test_cli_imports_a_published_layout_checkpoint_into_a_run(tmp_path, ref_stat
 def test_recipe_follows_the_training_config():
     assert an.detect_recipe(None) == an.detect_recipe({"exp_name": "attentive_nas_dynamic_model_bestup3"}) == "attentivenas"
     assert an.detect_recipe({"alpha_min": -1.0, "alpha_max": 1.0}) == an.detect_recipe({"exp_name": "alphanet"}) == "alphanet"
+
+
+def test_an_unwritable_run_is_refused_before_the_checkpoint_is_read(tmp_path, monkeypatch):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+
+    def never(path):
+        raise AssertionError("the checkpoint was read before --run was checked")
+
+    monkeypatch.setattr("nastools.importers.safe_pickle.safe_torch_load", never)
+    for run, message in ((afile, "is a file, not a folder"), (afile / "run", "cannot write there")):
+        with pytest.raises(NastoolsError, match=f"--run .*{message}"):
+            an.import_attentivenas(tmp_path / "x.pth", run)

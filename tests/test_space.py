@@ -161,6 +161,18 @@ def test_custom_space_from_yaml(tmp_path):
         space_from_dict(d)
     with pytest.raises(NastoolsError, match="unknown search space"):
         load_space("no-such-space")
+    with pytest.raises(NastoolsError, match="search space file '/no/such/space.yaml' not found"):
+        load_space("/no/such/space.yaml")
+
+
+def test_a_shipped_arch_of_another_space_is_named_as_such():
+    from nastools.space.arch import load_arch
+
+    assert load_arch("a0", "attentivenas").space == "attentivenas"  # the shipped A0 reads by name
+    with pytest.raises(NastoolsError, match="the shipped arch of that name is of the 'attentivenas' space, not 'fmnist'"):
+        load_arch("a0", "fmnist")
+    with pytest.raises(NastoolsError, match="arch file 'zz' not found"):
+        load_arch("zz", "fmnist")
 
 
 def test_fingerprint_ignores_formatting():

@@ -28,6 +28,8 @@ class NastoolsGroup(click.Group):
             return super().invoke(ctx)
         except NastoolsError as exc:
             raise click.ClickException(str(exc)) from None
+        except click.exceptions.NoArgsIsHelpError:  # a group without its command: click prints its help
+            raise
         except click.UsageError as exc:  # one line, not click's usage + hint + error
             raise _OneLineUsageError(exc) from None
         except OSError as exc:

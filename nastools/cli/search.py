@@ -6,9 +6,34 @@ from typing import Any
 
 import click
 
-from nastools.cli import Output, data_option, dataset_option, echo_json, format_table, json_option, main, run_option
+from nastools.cli import Output, Parsed, data_option, dataset_option, echo_json, format_table, json_option, main, run_option
 from nastools.constants import STATISTICS
 from nastools.search.evolution import STRATEGIES
+
+
+def _budget(metric: str) -> Parsed:
+    """A budget option's text, checked as it is parsed (a bad one exits 2 naming the option)."""
+
+    def check(text: str) -> list:
+        from nastools.search.budget import parse_budgets
+
+        return parse_budgets(**{metric: (text,)})
+
+    return Parsed("budget", check, keep_text=True)
+
+
+def _check_devices(budgets: list, tables: tuple[tuple[str, str], ...]) -> None:
+    """Refuse two names for this CPU among the latency budgets (``cpu=`` and a bare budget:
+    write one) and a device given two ``--table`` s."""
+    devices = {b.device for b in budgets if b.metric == "latency"}
+    if {"cpu", "default"} <= devices:
+        raise click.UsageError(
+            "--latency: cpu=... and a budget without a device both mean this CPU; write them one way (e.g. --latency 1ms,2ms)"
+        )
+    seen = [("default" if d == "cpu" else d) for d, _ in tables]
+    twice = next((d for d in seen if seen.count(d) > 1), None)
+    if twice is not None:
+        raise click.UsageError(f"--table: {'this CPU' if twice == 'default' else repr(twice)} is given more than one table; give one")
 
 
 class TableArg(click.ParamType):
@@ -90,9 +115,11 @@ def _report(rep, budgets, as_json: bool) -> None:
 
 @main.command("search")
 @run_option()
-@click.option("--latency", multiple=True, help="Latency budget(s): 10ms, 800us, 2ms,4ms,8ms or DEVICE=10ms (repeatable).")
-@click.option("--flops", multiple=True, help="FLOPs (MACs) budget(s), e.g. 20M or 10M,20M.")
-@click.option("--params", multiple=True, help="Parameter budget(s), e.g. 1.5M.")
+@click.option(
+    "--latency", multiple=True, type=_budget("latency"), help="Latency budget(s): 10ms, 800us, 2ms,4ms,8ms or DEVICE=10ms (repeatable)."
+)
+@click.option("--flops", multiple=True, type=_budget("flops"), help="FLOPs (MACs) budget(s), e.g. 20M or 10M,20M.")
+@click.option("--params", multiple=True, type=_budget("params"), help="Parameter budget(s), e.g. 1.5M.")
 @click.option(
     "--table",
     "tables",
@@ -203,8 +230,9 @@ def search(
     from nastools.search.budget import parse_budgets
     from nastools.search.runner import SearchOptions, run_search
 
-    table_map = dict(tables)
     budgets = parse_budgets(latency, flops, params)
+    _check_devices(budgets, tables)
+    table_map = dict(tables)
     opts = SearchOptions(
         population=population,
         generations=generations,

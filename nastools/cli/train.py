@@ -3,12 +3,31 @@ evaluation and learning curves."""
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from nastools.augment import AUGMENTS
-from nastools.cli import echo_json, json_option, main
+from nastools.cli import Parsed, echo_json, json_option, main
 from nastools.data import DATASETS
 from nastools.errors import NastoolsError
+
+#: exit status of a run stopped by a signal, as a shell reports one (128 + the signal's number)
+SIGNAL_EXIT = {"signal SIGINT": 130, "signal SIGTERM": 143}
+
+
+def parse_cli_duration(text: str) -> float:
+    """A duration option's text: a number with its unit ('10m', '90s', '1.5h'); a bare
+    number or an empty text is a one-line error."""
+    from nastools.train.trainer import parse_duration
+
+    if not text.strip():
+        raise NastoolsError("empty; give a duration such as 10m, or leave the option out")
+    return parse_duration(text, bare=None)
+
+
+#: ``--time-budget``, ``--checkpoint-every``, ``demo --train``: checked as the options are parsed
+DURATION = Parsed("duration", parse_cli_duration, keep_text=True)
 
 
 @main.command("train")
@@ -56,9 +75,10 @@ from nastools.errors import NastoolsError
 @click.option("--device", default=None, help="cpu or cuda.  [default: cpu]")
 @click.option("--workers", type=click.IntRange(0), default=None, help="Data loader processes (image folders).  [default: 0]")
 @click.option("--steps", type=click.IntRange(1), default=None, help="Stop once the run has done N steps in all (checkpointed).")
-@click.option("--time-budget", default=None, help="Stop after this long, e.g. 10m, 90s, 1.5h (checkpointed).")
+@click.option("--time-budget", type=DURATION, default=None, help="Stop after this long, e.g. 10m, 90s, 1.5h (checkpointed).")
 @click.option(
     "--checkpoint-every",
+    type=DURATION,
     default="10m",
     show_default=True,
     help="Also checkpoint within an epoch this often, e.g. 30m, 90s (a run killed outright resumes from there).",
@@ -85,18 +105,14 @@ def train_cmd(run, resume, steps, time_budget, checkpoint_every, no_progress, as
               nastools train --run a --resume --epochs 10   # continue, extended to 10 epochs
               torchrun --nproc-per-node 2 -m nastools -- train --run ddp   # "--": torchrun would claim --run
     """
-    from nastools.train.trainer import TrainConfig, parse_duration, train
+    from nastools.train.trainer import TrainConfig, train
 
-    if time_budget is not None and not time_budget.strip():
-        raise click.UsageError("--time-budget: empty; give a duration such as 10m, or leave the option out")
-    parse_duration(time_budget)
-    try:
-        parse_duration(checkpoint_every)
-    except NastoolsError as exc:
-        raise click.UsageError(f"--checkpoint-every: {exc}") from None
     given = {k: v for k, v in opts.items() if v is not None}
     if "predictor" in given and given.get("rank_by") != "predictor" and not resume:
         raise click.UsageError("--predictor is only used with --rank-by predictor")
+    attentive = [f"--{k.replace('_', '-')}" for k in ("candidates", "rank_by", "score_images") if k in given]
+    if given.get("sampler") == "uniform" and attentive and not resume:
+        raise click.UsageError(f"{', '.join(attentive)}: only the attentive samplers use it, not --sampler uniform")
     if resume:
         from nastools.checkpoint import checkpoint_path, run_dir
 
@@ -121,13 +137,17 @@ def train_cmd(run, resume, steps, time_budget, checkpoint_every, no_progress, as
     if summary.get("rank", 0) != 0:
         return
     if as_json:
-        return echo_json(summary)
-    top1 = summary["top1"]
-    acc = f", val top-1 min {100 * top1['top1_min']:.2f}% max {100 * top1['top1_max']:.2f}%" if top1 else ""
-    click.echo(
-        f"{summary['stopped']}: step {summary['step']}/{summary['total_steps']} (epoch {summary['epoch']:g}) "
-        f"in {summary['seconds']:.0f} s, {summary['images_per_s']:.0f} img/s ({summary['precision']}){acc}; checkpoint {summary['checkpoint']}"
-    )
+        echo_json(summary)
+    else:
+        top1 = summary["top1"]
+        acc = f", val top-1 min {100 * top1['top1_min']:.2f}% max {100 * top1['top1_max']:.2f}%" if top1 else ""
+        click.echo(
+            f"{summary['stopped']}: step {summary['step']}/{summary['total_steps']} (epoch {summary['epoch']:g}) "
+            f"in {summary['seconds']:.0f} s, {summary['images_per_s']:.0f} img/s ({summary['precision']}){acc}; checkpoint {summary['checkpoint']}"
+        )
+    if summary["stopped"] in SIGNAL_EXIT:  # checkpointed, but not done: `nastools train && ...` must not go on
+        click.echo(f"stopped by a signal: continue with nastools train --run {run} --resume", err=True)
+        sys.exit(SIGNAL_EXIT[summary["stopped"]])
 
 
 @main.command("eval")
@@ -199,8 +219,11 @@ def curve_cmd(runs, plot, as_json) -> None:
     Examples: nastools curve default
               nastools curve fmnist-attentive runs/long --plot curves.png
     """
+    from nastools.io import writable_file
     from nastools.train.curve import learning_curve, plot_curves, run_log
 
+    if plot is not None:
+        writable_file(plot, "--plot")  # before any log is read
     curves = {str(r): learning_curve(run_log(r)) for r in runs}
     if plot:
         plot_curves(plot, curves)

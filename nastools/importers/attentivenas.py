@@ -424,6 +424,7 @@ def import_attentivenas(
     folders for it (``attentivenas`` or ``alphanet``, the reference evaluations; default:
     :func:`detect_recipe` of the checkpoint's training config)."""
     from nastools.checkpoint import checkpoint_path, run_dir, save_checkpoint
+    from nastools.io import writable_dir
     from nastools.lock import OutputLock
     from nastools.supernet import Supernet
 
@@ -431,6 +432,7 @@ def import_attentivenas(
     out = checkpoint_path(folder)
     if out.exists() and not force:
         raise NastoolsError(f"run {str(run)!r} already has a supernet ({str(out)!r}): pass --force to replace it, or another --run")
+    writable_dir(folder, "--run")  # before the checkpoint is read and converted
     from nastools.data import image_recipe as find_recipe
 
     if image_recipe is not None:

@@ -256,7 +256,13 @@ def load_arch(source: "str | Path | Mapping", space: "SearchSpace | str | None" 
         else:
             if not Path(text).exists():
                 name = space if isinstance(space, str) or space is None else space.name
-                text = str(shipped_arch(text, name) or text)
+                found = shipped_arch(text, name)
+                other = shipped_arch(text) if found is None and name is not None else None
+                if other is not None:
+                    raise NastoolsError(
+                        f"arch {text!r}: no such file, and the shipped arch of that name is of the {other.parent.name!r} space, not {name!r}"
+                    )
+                text = str(found or text)
             data = read_json(text, "arch file", hint="expected the path of an Arch JSON file")
     arch = parse_arch(data)
     sp = load_space(space if space is not None else arch.space)

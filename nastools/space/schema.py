@@ -236,6 +236,8 @@ def load_space(name_or_path: "str | Path | SearchSpace") -> SearchSpace:
     packaged = name in list_spaces()
     path = SPACES_DIR / f"{name}.yaml" if packaged else Path(name)
     if not path.exists():
+        if name.endswith((".yaml", ".yml")) or "/" in name or "\\" in name:
+            raise NastoolsError(f"search space file {name!r} not found (packaged spaces: {', '.join(list_spaces())})")
         raise NastoolsError(f"unknown search space {name!r}: expected one of {', '.join(list_spaces())} or the path of a space YAML file")
     from nastools.io import read_text
 

@@ -133,13 +133,14 @@ def lr_at(step: int, total: int, warmup: int, base: float) -> float:
 _DURATION_UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
 
-def parse_duration(text: str | float | None) -> float | None:
-    """'10m' or '10min' -> 600.0, '90s', '1.5h', '300' (seconds)."""
+def parse_duration(text: str | float | None, bare: float | None = 1.0) -> float | None:
+    """'10m' or '10min' -> 600.0, '90s', '1.5h'; a number (or numeric text) counts ``bare``
+    seconds each, or is refused when ``bare`` is None (the command line asks for a unit)."""
     if text is None or text == "":
         return None
     if isinstance(text, (int, float)):
         return float(text)
-    v = parse_time(text, "duration", units=_DURATION_UNITS, bare=1.0)
+    v = parse_time(text, "duration", units=_DURATION_UNITS, bare=bare)
     if not (v > 0 and math.isfinite(v)):  # 'inf' and 'nan' parse as floats
         raise NastoolsError(f"duration {text!r}: expected a positive, finite duration")
     return v
