@@ -125,6 +125,60 @@ def test_resume_continues_without_re_evaluating(fmnist, tmp_path):
     assert [c.arch.id for c in res.candidates] == [c.arch.id for c in full.candidates]
 
 
+def test_a_state_of_other_accuracies_or_more_generations_is_started_over_with_a_note(fmnist, tmp_path):
+    """The saved state is resumed only by the search that saved it: the same accuracy key
+    (checkpoint and evaluation settings) and no more generations done than asked; any other
+    state is started over, and the note says what differs."""
+    limits, state = {"flops": 20e6}, tmp_path / "state.json"
+
+    def engine(generations=2, key="ckpt-a|calib=60|eval=100|seed=1"):
+        notes = []
+        e = _engine(
+            fmnist,
+            limits,
+            SearchConfig(population=4, generations=generations, seed=1),
+            state_path=state,
+            accuracy_key=key,
+            note=notes.append,
+        )
+        return e, notes
+
+    def run(**kw):
+        e, notes = engine(**kw)
+        res = e.run()
+        return e, notes, [c.arch.id for c in res.candidates]
+
+    first, notes, ids2 = run()
+    assert notes == [] and first.resumed_generation is None
+    assert json.loads(state.read_text())["accuracy_key"] == "ckpt-a|calib=60|eval=100|seed=1"
+    same, notes, _ = run()
+    assert same.resumed_generation == 2 and notes == [] and same.started_over is None
+    for key, why in (
+        ("ckpt-a|calib=60|eval=200|seed=1", "eval=100, now 200"),
+        ("ckpt-a|calib=128|eval=100|seed=1", "calib=60, now 128"),
+        ("ckpt-b|calib=60|eval=100|seed=1", "accuracies of another checkpoint or data"),
+    ):
+        other, notes, _ = run(key=key)
+        assert other.resumed_generation is None and other.started_over == why
+        assert notes == [f"the saved state in {state} belongs to another search ({why}): started over"]
+        run()  # back to the first key (itself started over)
+    # more generations done than asked: the search asked for, its first generations again
+    fewer, notes, ids1 = run(generations=1)
+    assert fewer.resumed_generation is None and notes[0].endswith("(2 generations done, 1 asked): started over")
+    assert json.loads(state.read_text())["generation"] == 1 and ids1 == ids2[: len(ids1)] and len(ids1) < len(ids2)
+    # an older nastools's state (no key), or one that is no search state at all
+    old = json.loads(state.read_text())
+    del old["accuracy_key"]
+    state.write_text(json.dumps(old))
+    e, notes, _ = run(generations=1)
+    assert e.resumed_generation is None and "saved by an older nastools" in notes[0]
+    state.write_text('{"format": 1}')
+    e, notes, _ = run(generations=1)
+    assert e.resumed_generation is None and "format 1, not nastools.search-state/1" in notes[0]
+    e, notes, _ = run(generations=1, key=None)  # a key of None neither matches a saved key nor resumes it
+    assert e.resumed_generation is None and notes
+
+
 @pytest.mark.parametrize("strategy", ["archive", "nsga2"])
 @pytest.mark.parametrize("slack", [1.002, 1.045])
 def test_budget_just_above_the_cheapest_subnet_ends_with_the_few_archs_it_admits(fmnist, strategy, slack):
@@ -270,6 +324,50 @@ def test_search_cli_resumes_and_caches(tiny_run):
     assert a["picks"] == b["picks"]
     assert b["timing"]["archs"] == 0  # everything came from the saved state and cache
     assert a["picks"][0]["costs"]["params"] <= 1e6
+
+
+@pytest.fixture(scope="module")
+def other_run(tmp_path_factory):
+    """Another tiny supernet of the same space, trained for fewer steps (other accuracies)."""
+    run = tmp_path_factory.mktemp("runs") / "other"
+    train_tiny_run(run, steps=5)
+    return run
+
+
+def test_search_cli_starts_over_a_state_of_another_supernet_or_evaluation(tiny_run, other_run, tmp_path):
+    """A state saved by a search of another supernet, or of other --eval-images or
+    --calib-images, is not resumed (its accuracies are not this search's): the search starts
+    over, says why, and reports what a fresh search reports."""
+    run, space = tiny_run
+    args = ["--flops", f"{space.flops(space.max_arch()):.0f}", "--rerank", "0", "--json"]
+
+    def search(r, out, *more):
+        result = _search(r, *args, "--out", str(out), *more)
+        assert result.exit_code == 0, result.output
+        return result, json.loads(result.stdout)
+
+    def found(out):
+        return [(e["id"], e["top1"]) for e in json.loads((out / "pareto.json").read_text())["evaluated"]]
+
+    shared, fresh = tmp_path / "shared", tmp_path / "fresh"
+    search(run, shared)
+    state = shared / "state.json"
+    for r, more, why in (
+        (other_run, [], "accuracies of another checkpoint or data"),
+        (other_run, ["--eval-images", "200"], "eval=256, now 200"),
+        (other_run, ["--eval-images", "200", "--calib-images", "100"], "calib=128, now 100"),
+    ):
+        again, out = search(r, shared, *more)
+        assert f"the saved state in {state} belongs to another search ({why}): started over" in again.stderr
+        assert "resumed the saved search" not in again.stderr
+        assert out["timing"]["archs"] == out["timing"]["evaluations"] > 0  # all scored anew
+        search(r, fresh, "--fresh", *more)
+        assert found(shared) == found(fresh)  # what a fresh search of that supernet finds
+    # more generations done than asked: started over, every accuracy from the cache
+    again, out = search(other_run, shared, "--eval-images", "200", "--calib-images", "100", "--generations", "1")
+    assert "(2 generations done, 1 asked): started over" in again.stderr
+    assert out["timing"]["archs"] == 0 and out["timing"]["reused"] == out["timing"]["evaluations"] < len(found(fresh))
+    assert json.loads(state.read_text())["generation"] == 1
 
 
 def test_search_cli_screens_offspring_with_the_predictor_unless_told_not_to(tiny_run, tmp_path):

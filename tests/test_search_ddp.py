@@ -20,10 +20,10 @@ def tiny_run(tmp_path_factory):
     return run, train_tiny_run(run, steps=20)
 
 
-def _search(run, space, out, generations, nproc=1):
+def _search(run, space, out, generations, nproc=1, eval_images=128):
     lo, hi = space.flops(space.min_arch()), space.flops(space.max_arch())
     args = ["search", "--run", str(run), "--flops", f"{lo + 0.4 * (hi - lo):.0f},{hi:.0f}", "--out", str(out)]
-    args += ["--population", "4", "--generations", str(generations), "--calib-images", "64", "--eval-images", "128", "--json"]
+    args += ["--population", "4", "--generations", str(generations), "--calib-images", "64", "--eval-images", str(eval_images), "--json"]
     if nproc == 1:
         cmd = [sys.executable, "-m", "nastools", *args]
     else:  # "--": torchrun would take --run for its own --run-path
@@ -95,3 +95,19 @@ def test_evaluating_each_generation_as_one_batch_changes_nothing(fmnist, strateg
     batched = EvolutionSearch(fmnist, acc, costs, {"flops": 15e6}, "flops", cfg, batch_accuracy=batch).run()
     assert [(c.arch.id, c.top1) for c in batched.candidates] == [(c.arch.id, c.top1) for c in one.candidates]
     assert len(batches) == 4 and sum(batches) == one.evaluations  # one call per generation
+
+
+def test_a_state_of_another_evaluation_is_started_over_by_every_process(tiny_run, tmp_path):
+    """Rank 0 judges the saved state and every process follows it: a state whose accuracies
+    were measured on other --eval-images is started over (one note, from rank 0) and every
+    arch is scored again, shared out over both processes."""
+    run, space = tiny_run
+    first = _search(run, space, tmp_path, 1)
+    assert first.returncode == 0, first.stderr[-3000:]
+    again = _search(run, space, tmp_path, 1, nproc=2, eval_images=96)
+    assert again.returncode == 0, again.stderr[-3000:]
+    note = f"the saved state in {tmp_path / 'state.json'} belongs to another search (eval=128, now 96): started over"
+    assert again.stderr.count(note) == 1 and "resumed the saved search" not in again.stderr
+    timing = json.loads(again.stdout)["timing"]
+    assert timing["archs"] == timing["evaluations"] == 8 and [r["archs"] for r in timing["ranks"]] == [4, 4]
+    assert json.loads((tmp_path / "state.json").read_text())["accuracy_key"].endswith("|eval=96|seed=0")

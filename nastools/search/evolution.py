@@ -15,7 +15,13 @@ and resumes from it. It knows nothing about torch or latency measurement: accura
 are callables. A generation's new archs can be evaluated as one batch, which a distributed
 search (:mod:`nastools.search.distributed`) shares out over its processes: every process runs
 the same search under the same seed, so all of them breed the same generations, and only
-the main one reads and writes the state file.
+the main one reads and writes the state file (and decides whether it is resumed).
+
+A saved state is resumed only when it is this very search's: the same space, settings (only
+``generations`` may grow), limits and targets, and the same ``accuracy_key`` (what its
+accuracies were measured with: the supernet checkpoint and evaluation settings). Any other
+state (another search's, an older nastools's without the key, one with more generations done
+than asked) is started over, and ``note`` is told why in one line.
 """
 
 from __future__ import annotations
@@ -142,7 +148,10 @@ class EvolutionSearch:
     ``batch_accuracy(archs) -> top-1s``, when given, evaluates each generation's new archs
     in one call instead (a distributed search shares them out); ``group``
     (:class:`OneProcess` by default) says whether this process is the one that reads and
-    writes the state file.
+    writes the state file. ``accuracy_key`` says what ``accuracy`` measures (:attr:`SubnetEvaluator.key
+    <nastools.search.evaluator.SubnetEvaluator.key>`: ``|``-separated parts, the first naming
+    the source of the accuracies, the others ``name=value`` settings); a saved state of
+    another key is not resumed. ``note(message)`` hears why a saved state was started over.
     """
 
     def __init__(
@@ -160,6 +169,8 @@ class EvolutionSearch:
         progress: Callable[[int, int, str], None] | None = None,
         batch_accuracy: Callable[[list[Arch]], list[float]] | None = None,
         group: OneProcess | None = None,
+        accuracy_key: str | None = None,
+        note: Callable[[str], None] | None = None,
     ) -> None:
         self.space, self.accuracy, self.costs, self.limits = space, accuracy, dict(costs), dict(limits)
         self.primary = primary
@@ -174,6 +185,7 @@ class EvolutionSearch:
         self.progress = progress
         self.batch_accuracy = batch_accuracy
         self.group = group or OneProcess()
+        self.accuracy_key, self.note = accuracy_key, note
         self.rng = random.Random(self.cfg.seed)
         self.evaluated: dict[str, Candidate] = {}
         self.order: list[str] = []
@@ -182,6 +194,7 @@ class EvolutionSearch:
         self.history: list[dict] = []
         self._cost_cache: dict[str, dict[str, float]] = {}
         self.resumed_generation: int | None = None
+        self.started_over: str | None = None  # why a saved state was not resumed
         self.check_feasible()
 
     # ------------------------------------------------------------------ costs & limits
@@ -382,6 +395,7 @@ class EvolutionSearch:
             "limits": self.limits,
             "primary": self.primary,
             "targets": self.targets,
+            "accuracy_key": self.accuracy_key,
             "generation": self.generation,
             "population": self.population,
             "evaluated": [self.evaluated[i].to_dict() for i in self.order],
@@ -410,21 +424,55 @@ class EvolutionSearch:
             raise NastoolsError(f"search state {str(self.state_path)!r} is not a nastools search state; delete it or pass --fresh")
         return st
 
-    def try_resume(self) -> bool:
-        """Load the saved state if it belongs to this very search; True when resumed. A
-        distributed search resumes every process from the main process's state file."""
-        st = self.group.from_main(self._read_state)
+    def differences(self, st: Mapping) -> list[str]:
+        """What makes the saved state ``st`` (a dict) another search's, briefly, each in a few
+        words; empty when it is this search's and can be resumed."""
+        if st.get("format") != STATE_FORMAT:
+            return [f"format {st.get('format')!r}, not {STATE_FORMAT}"]
+        out, changed = [], set()
+        if st.get("fingerprint") != self.space.fingerprint:
+            saved = st.get("space")
+            out.append(f"space {saved!r}, now {self.space.name!r}" if saved != self.space.name else f"another version of space {saved!r}")
+        if not isinstance(st.get("config"), dict):
+            out.append("no search settings")
+        elif not _same_config(st["config"], vars(self.cfg)):
+            now = vars(self.cfg)
+            changed = {k for k, v in st["config"].items() if v != now.get(k)}
+            out.extend(f"{k} {v!r}, now {now.get(k)!r}" for k, v in st["config"].items() if k != "generations" and v != now.get(k))
+            out.extend(f"no {k}" for k in now if k not in st["config"])
+        for name, now in (("primary cost", self.primary), ("limits", self.limits), ("targets", self.targets)):
+            saved = st.get({"primary cost": "primary"}.get(name, name))
+            if saved != now:
+                out.append(f"{name} {_brief(saved)}, now {_brief(now)}")
+        if st.get("accuracy_key") != self.accuracy_key:
+            out.extend(_key_change(st.get("accuracy_key"), self.accuracy_key, changed))
+        done = st.get("generation")
+        if not out and isinstance(done, int) and done > self.cfg.generations:
+            out.append(f"{done} generations done, {self.cfg.generations} asked")
+        return out
+
+    def _resumable_state(self) -> tuple[dict | None, str | None]:
+        """(the saved state, None) when it belongs to this very search; (None, what differs)
+        when it is another search's; (None, None) without one."""
+        st = self._read_state()
         if st is None:
-            return False
-        same = (
-            st.get("format") == STATE_FORMAT
-            and st.get("fingerprint") == self.space.fingerprint
-            and _same_config(st.get("config"), vars(self.cfg))
-            and st.get("limits") == self.limits
-            and st.get("primary") == self.primary
-            and st.get("targets") == self.targets
-        )
-        if not same:
+            return None, None
+        why = self.differences(st)
+        if why:
+            return None, "; ".join(why[:3]) + ("; ..." if len(why) > 3 else "")
+        return st, None
+
+    def try_resume(self) -> bool:
+        """Load the saved state if it belongs to this very search; True when resumed. Another
+        search's state is left to be overwritten, and :attr:`started_over` (and ``note``) says
+        what differs. In a distributed search the main process reads and judges the state
+        and every process follows its decision."""
+        st, why = self.group.from_main(self._resumable_state)
+        if why is not None:
+            self.started_over = why
+            if self.note is not None:
+                self.note(f"the saved state in {self.state_path} belongs to another search ({why}): started over")
+        if st is None:
             return False
         evaluated, population, generation, history, rng = self._decode_state(st)
         for c in evaluated:
@@ -488,7 +536,7 @@ class EvolutionSearch:
     def run(self, resume: bool = True) -> SearchResult:
         """Run (or continue) the search for ``config.generations`` generations."""
         self._rank: dict[str, tuple[int, float]] = {}
-        self.resumed_generation = None
+        self.resumed_generation = self.started_over = None
         if resume and self.try_resume():
             self.resumed_generation = self.generation
         else:
@@ -610,6 +658,38 @@ def _same_config(saved, current) -> bool:
         return False
     ignore = {"generations"}
     return {k: v for k, v in saved.items() if k not in ignore} == {k: v for k, v in current.items() if k not in ignore}
+
+
+def _brief(value, most: int = 60) -> str:
+    """``value`` in at most ``most`` characters (numbers in 4 significant digits)."""
+    if isinstance(value, dict):
+        text = "{" + ", ".join(f"{k}: {_brief(v)}" for k, v in value.items()) + "}"
+    elif isinstance(value, list):
+        text = "[" + ", ".join(_brief(v) for v in value) + "]"
+    else:
+        text = f"{value:.4g}" if isinstance(value, float) else repr(value)
+    return text if len(text) <= most else text[: most - 3] + "..."
+
+
+def _key_change(saved, now, explained: set[str] = frozenset()) -> list[str]:
+    """How the accuracy key ``now`` differs from the ``saved`` one, in a few words: a setting
+    (a ``name=value`` part) as ``name=saved, now value`` unless ``explained`` names it (a
+    search setting of that name differs too), another first part as another source."""
+    if saved is None:
+        return ["saved by an older nastools, without what its accuracies were measured with"]
+    if not isinstance(saved, str) or now is None:
+        return ["accuracies of other settings"]
+    old, new = saved.split("|"), now.split("|")
+    if old[0] != new[0]:
+        return ["accuracies of another checkpoint or data"]
+    if len(old) != len(new):
+        return ["accuracies of other settings"]
+    changes = []
+    for a, b in zip(old[1:], new[1:]):
+        (na, _, va), (nb, _, vb) = a.partition("="), b.partition("=")
+        if a != b and not (na == nb and na in explained):
+            changes.append(f"{na}={va}, now {vb}" if na == nb else f"{a}, now {b}")
+    return changes
 
 
 def _rng_to_json(state):

@@ -367,6 +367,30 @@ def _evaluator(net, ckpt: Path, ckpt_data: dict, opts: SearchOptions, cache_path
     )
 
 
+def _search_bar(generations: int, progress: bool, log: Callable[[str], None]):
+    """The search's progress bar (None without ``progress``), the engine's ``progress``
+    callback that moves it and its ``note`` callback, which logs a line above the bar."""
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=generations, desc="search", unit="gen", leave=False)
+
+    def tick(gen: int, total: int, msg: str) -> None:
+        if bar is not None:
+            bar.n = gen
+            bar.set_postfix_str(msg)
+            bar.refresh()
+
+    def note(message: str) -> None:
+        if bar is None:
+            return log(message)
+        with bar.external_write_mode():  # on a line of its own, not after the bar
+            log(message)
+
+    return bar, tick, note
+
+
 def _evolve(
     space: SearchSpace,
     evaluator,
@@ -378,25 +402,17 @@ def _evolve(
     state_path: Path,
     progress: bool,
     group=None,
+    log: Callable[[str], None] = print,
 ):
-    """Run the evolution (resuming a saved state) with a progress bar; returns the result,
-    the generation it resumed at (or None), the ids of accuracies reused from the cache and
-    the seconds it took. With a :class:`~nastools.search.distributed.SearchGroup`, each
+    """Run the evolution (resuming a saved state of this very search: the same settings and
+    the evaluator's :attr:`~nastools.search.evaluator.SubnetEvaluator.key`) with a progress
+    bar; returns the result, the generation it resumed at (or None), the ids of accuracies
+    reused from the cache and the seconds it took. A saved state of another search is started
+    over, and ``log`` says why. With a :class:`~nastools.search.distributed.SearchGroup`, each
     generation's evaluations are shared out over its processes."""
     import time
 
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=opts.generations, desc="search", unit="gen", leave=False)
-
-    def tick(gen: int, total: int, msg: str) -> None:
-        if bar is not None:
-            bar.n = gen
-            bar.set_postfix_str(msg)
-            bar.refresh()
-
+    bar, tick, note = _search_bar(opts.generations, progress, log)
     cfg = SearchConfig(
         population=opts.population,
         generations=opts.generations,
@@ -432,6 +448,8 @@ def _evolve(
         progress=tick,
         batch_accuracy=shared if group is not None else None,
         group=group,
+        accuracy_key=evaluator.key,
+        note=note,
     )
     try:
         result = engine.run(resume=True)
@@ -537,7 +555,7 @@ def run_search(
             targets = sorted({b.limit for b in budgets if b.cost_name == st.sweep})
             limits = {**st.fixed, st.sweep: max(targets)}
             result, resumed, reused, elapsed = _evolve(
-                space, st.evaluator, st.costs, limits, st.sweep, targets, opts, st.out / "state.json", progress and main, group
+                space, st.evaluator, st.costs, limits, st.sweep, targets, opts, st.out / "state.json", progress and main, group, log
             )
             if resumed is not None or reused:
                 # the state is saved each generation and every accuracy as it is measured, so a killed
