@@ -430,10 +430,16 @@ class LatencyTable:
         """The latency of one block (:attr:`statistic`); a missing entry is a user error naming it."""
         e = self.entries.get(block.key)
         if e is None:
+            where = str(self.path) if self.path else "the table's file"
+            fix = (
+                f"profile that resolution into it with: nastools profile --space {self.meta['space']} --resolutions {block.size} "
+                f"--out {where} (the same backend and settings; it adds the blocks to the table)"
+                if block.kind == "stem" and block.size not in (self.meta.get("resolutions") or [])
+                else f"the table is incomplete (a profile stopped early?): rerun the nastools profile command that made it, with --out {where} (it resumes)"
+            )
             raise NastoolsError(
                 f"latency table {str(self.path or '')!r} has no entry for block {block.key} (resolutions profiled: "
-                f"{self.meta.get('resolutions')}); profile it with: nastools profile --space {self.meta['space']} "
-                f"--resolutions {block.size if block.kind == 'stem' else '<the arch resolution>'} --out <this table>"
+                f"{self.meta.get('resolutions')}); {fix}"
             )
         return float(e[self.statistic])
 

@@ -294,6 +294,46 @@ class _Costs:
     measurers: dict[str, Measurer | None] = field(default_factory=dict)
     drift: dict[str, dict] = field(default_factory=dict)
     latency: dict[str, dict] = field(default_factory=dict)  # cost name -> what SearchReport.latency holds
+    space: SearchSpace | None = None  # the space the search samples: at the resolutions the tables cover
+
+
+def _table_space(space: SearchSpace, latency: Sequence[LatencyCost], log: Callable[[str], None]) -> SearchSpace:
+    """The space a search with these latency tables samples: ``space`` at the resolutions
+    every table covers (a table profiled at some of them, such as the shipped
+    attentivenas@224 one, keeps the search to those, with a line saying so). A table that
+    lacks blocks of its own resolutions (a profile stopped early), or tables without a
+    resolution in common, are one-line errors, before any drift check is timed."""
+    from nastools.latency.workload import blocks_for
+    from nastools.space import space_from_dict
+
+    covered = set(space.resolutions)
+    for lat in latency:
+        res = sorted(set(lat.table.meta.get("resolutions") or space.resolutions) & set(space.resolutions))
+        blocks = blocks_for(space, res) if res else []
+        missing = lat.table.missing(blocks)
+        if missing or not res:
+            where = shown_path(lat.table.path)
+            raise NastoolsError(
+                f"latency table {where} is incomplete: {len(missing)} of its {len(blocks)} blocks at resolutions "
+                f"{', '.join(map(str, res))} are not profiled (a profile stopped early?); rerun the nastools profile command "
+                f"that made it, with --out {where} (it resumes)"
+                if res
+                else f"latency table {where} covers none of the resolutions of space {space.name!r} ({', '.join(map(str, space.resolutions))})"
+            )
+        covered &= set(res)
+    if not covered:
+        raise NastoolsError(
+            "the latency tables of this search have no resolution in common: profile one of them at the others' resolutions"
+        )
+    if covered == set(space.resolutions):
+        return space
+    shown = ", ".join(map(str, sorted(covered)))
+    log(
+        f"latency tables cover resolution{'s' if len(covered) > 1 else ''} {shown} of {space.name}'s {', '.join(map(str, space.resolutions))}: the search keeps to {'them' if len(covered) > 1 else 'it'}"
+    )
+    d = space.definition()
+    d["resolutions"] = sorted(covered)
+    return space_from_dict(d, source=space.name)
 
 
 def _cost_models(
@@ -313,6 +353,7 @@ def _cost_models(
     latency = {
         b.cost_name: LatencyCost.resolve(space, b.device or "default", tables, opts.statistic) for b in budgets if b.metric == "latency"
     }
+    costs.space = _table_space(space, list(latency.values()), log)
     for b in budgets:
         if b.metric != "latency" or b.cost_name in costs.predict:
             continue
@@ -392,7 +433,6 @@ def _search_bar(generations: int, progress: bool, log: Callable[[str], None]):
 
 
 def _evolve(
-    space: SearchSpace,
     evaluator,
     costs: _Costs,
     limits: dict[str, float],
@@ -412,6 +452,7 @@ def _evolve(
     generation's evaluations are shared out over its processes."""
     import time
 
+    space = costs.space  # at the resolutions the latency tables cover
     bar, tick, note = _search_bar(opts.generations, progress, log)
     cfg = SearchConfig(
         population=opts.population,
@@ -490,7 +531,7 @@ def _setup(run, ckpt: Path, ckpt_data: dict, net, budgets, tables, opts, fresh: 
         # a resumed search keeps the speed it measured when it started (its candidates' costs)
         held = _read_json_dict(drift_path) if state_path.is_file() else {}
         costs = _cost_models(space, budgets, tables, opts, held, log)
-        sweep, fixed = check_budgets(space, budgets, costs.predict)
+        sweep, fixed = check_budgets(costs.space, budgets, costs.predict)
         out.mkdir(parents=True, exist_ok=True)
         if costs.drift:
             atomic_write_json(drift_path, costs.drift)
@@ -509,7 +550,7 @@ def _setup(run, ckpt: Path, ckpt_data: dict, net, budgets, tables, opts, fresh: 
     if made:
         return made[0]
     costs = _cost_models(space, budgets, tables, replace(opts, measure=False), {}, log, factors=shared["drift"])
-    sweep, fixed = check_budgets(space, budgets, costs.predict)
+    sweep, fixed = check_budgets(costs.space, budgets, costs.predict)
     evaluator = _evaluator(net, ckpt, ckpt_data, opts, None)
     evaluator.cache.update(shared["cache"])
     return _Setup(Path(shared["out"]), costs, sweep, fixed, evaluator)
@@ -555,7 +596,7 @@ def run_search(
             targets = sorted({b.limit for b in budgets if b.cost_name == st.sweep})
             limits = {**st.fixed, st.sweep: max(targets)}
             result, resumed, reused, elapsed = _evolve(
-                space, st.evaluator, st.costs, limits, st.sweep, targets, opts, st.out / "state.json", progress and main, group, log
+                st.evaluator, st.costs, limits, st.sweep, targets, opts, st.out / "state.json", progress and main, group, log
             )
             if resumed is not None or reused:
                 # the state is saved each generation and every accuracy as it is measured, so a killed
