@@ -10,14 +10,21 @@
 4. export the chosen subnet to ONNX (fp32 and int8) and bench both;
 5. print a summary: arch, test top-1, FLOPs, predicted vs measured latency, files written.
 
-Each stage prints its time. Finished stages are recorded in ``runs/<run>/demo.json`` and
-reused by the next call unless ``fresh``; an interrupted training stage resumes.
+Each stage prints its time. Finished stages are recorded in ``runs/<run>/demo.json`` with
+what each was made from (the space's fingerprint, the shipped supernet or the training
+budget, the settings of the stage); the next call reuses a stage made from the same, and
+redoes one made from anything else together with the stages that use its result (``fresh``
+redoes all). SIGINT or SIGTERM stops the demo after the stage it interrupts, which is not
+recorded as done (:class:`DemoInterrupted`); an interrupted training stage resumes from its
+checkpoint on the next call.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +37,54 @@ from nastools.search.latency_cost import LatencyCost, verification_note
 from nastools.space import SearchSpace, format_count, load_space
 
 STATE_NAME = "demo.json"
+
+#: the stages in the order they run, each with the earlier stages whose results it reads
+DEPENDS: dict[str, tuple[str, ...]] = {"train": (), "profile": (), "search": ("train", "profile"), "export": ("train", "search")}
+
+
+class DemoInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM stopped the demo in stage ``stage``, which is not recorded as done.
+    Its message is the one line to print; :attr:`exit_code` is 128 + the signal's number
+    (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, stage: str | None, signal_name: str = "SIGINT") -> None:
+        self.stage, self.signal_name = stage, signal_name
+        super().__init__(self.message)
+
+    @property
+    def exit_code(self) -> int:
+        """The exit status of a process stopped by the signal: 128 + its number."""
+        return 128 + int(signal.Signals[self.signal_name])
+
+    @property
+    def message(self) -> str:
+        """What stopped where, and how to go on."""
+        resumes = " (the training resumes from its checkpoint)" if self.stage == "train" else ""
+        return (
+            f"interrupted by {self.signal_name} in the demo's {self.stage or 'current'} stage, which is not recorded as done: "
+            f"rerun the same command to continue from it{resumes}, or add --fresh to start over"
+        )
+
+
+def parse_train_time(text: str, what: str = "--train") -> float:
+    """A training budget written with its unit (``'6m'``, ``'90s'``, ``'1.5h'``) in seconds.
+    A bare number, an empty text or a duration that is not positive is a one-line
+    :class:`NastoolsError` naming ``what``."""
+    from nastools.train.trainer import parse_duration
+
+    t = str(text).strip()
+    if not t:
+        raise NastoolsError(f"{what} {text!r}: empty; give a duration with a unit, e.g. 6m or 90s, or leave the option out")
+    try:
+        float(t)
+    except ValueError:
+        pass
+    else:
+        raise NastoolsError(f"{what} {text!r}: add a unit, e.g. {t}s or {t}m")
+    try:
+        return parse_duration(t)
+    except NastoolsError:
+        raise NastoolsError(f"{what} {text!r}: expected a positive duration with a unit, e.g. 6m, 90s or 1.5h") from None
 
 
 @dataclass
@@ -136,33 +191,93 @@ def _read_state(path: Path) -> dict[str, Any]:
     return state
 
 
+def _shown(v: Any) -> str:
+    """A recorded setting in a line: numbers as %g, None as 'none', text quoted."""
+    if v is None:
+        return "none"
+    if isinstance(v, float):
+        return f"{v:g}"
+    return repr(v)
+
+
+def _why_redo(old: Any, new: dict[str, Any]) -> str:
+    """Why a stage recorded with ``old`` (what it was made from) is not reused for ``new``."""
+    if not isinstance(old, dict):
+        return "its earlier result does not record what it was made from (a demo.json of an older nastools)"
+    keys = [k for k in new if k in old and old[k] != new[k]] or [k for k in {**old, **new} if old.get(k) != new.get(k)]
+    if "space" in keys and "fingerprint" in keys:
+        keys.remove("fingerprint")  # another space: its fingerprint differs too
+    changes = "; ".join(f"{k} {_shown(old.get(k))} then, {_shown(new.get(k))} now" for k in keys[:3])
+    return f"its earlier result was made from other settings ({changes}{'; ...' if len(keys) > 3 else ''})"
+
+
 class _Stages:
     """The demo's stages as recorded in ``demo.json``: each runs once, and a later call
-    reuses its recorded result."""
+    reuses its recorded result while it was made from the same (``made_from``). The stage
+    running now is noted as ``running``, so that an interrupted one can resume."""
 
     def __init__(self, path: Path, log: Callable[[str], None]) -> None:
         self.path, self.log = path, log
         self.state = _read_state(path) if path.is_file() else {"stages": {}}
         self.done: dict[str, Any] = self.state["stages"]
 
-    def run(self, name: str, title: str, fn: Callable[[], dict]) -> dict:
-        """The result of stage ``name``: recorded earlier, or ``fn()`` run now (and timed)."""
-        if name in self.done:
-            self.log(f"== {title}: done earlier, reusing ({self.done[name]['seconds']:.0f} s then; --fresh to redo)")
-            return self.done[name]
-        self.log(f"== {title}")
+    def users(self, name: str) -> list[str]:
+        """The stages that read the result of ``name``, directly or through another stage."""
+        out: list[str] = []
+        for stage, needs in DEPENDS.items():
+            if any(n == name or n in out for n in needs):
+                out.append(stage)
+        return out
+
+    def run(self, name: str, title: str, fn: Callable[[dict | None], dict], made_from: dict[str, Any]) -> dict:
+        """The result of stage ``name``: recorded earlier from the same ``made_from``, or
+        ``fn(interrupted)`` run now (and timed), which forgets the stages that use it.
+        ``interrupted`` is what an earlier call of this stage from the same ``made_from``
+        noted (:meth:`note`) before it was stopped, else None. A SIGINT (or SIGTERM, see
+        :func:`run_demo`) in ``fn`` raises :class:`DemoInterrupted` naming the stage."""
+        rec = self.done.get(name)
+        if rec is not None and rec.get("made_from") == made_from:
+            self.log(f"== {title}: done earlier, reusing ({rec['seconds']:.0f} s then; --fresh to redo)")
+            return rec
+        self.log(
+            f"== {title}"
+            if rec is None
+            else f"== {title}: redoing it and the stages that use it: {_why_redo(rec.get('made_from'), made_from)}"
+        )
+        before = self.state.get("running")
+        same = isinstance(before, dict) and before.get("stage") == name and before.get("made_from") == made_from
+        self.state["running"] = before if same else {"stage": name, "made_from": made_from}
+        self.forget(name, *self.users(name))
         t0 = time.perf_counter()
-        out = fn()
-        out["seconds"] = time.perf_counter() - t0
+        try:
+            out = fn(before if same else None)
+        except DemoInterrupted as exc:
+            raise exc if exc.stage else DemoInterrupted(name, exc.signal_name) from None
+        except KeyboardInterrupt:
+            raise DemoInterrupted(name, "SIGINT") from None
+        out["seconds"], out["made_from"] = time.perf_counter() - t0, made_from
         self.done[name] = out
+        self.state.pop("running", None)
         atomic_write_json(self.path, self.state)
         self.log(f"   ({out['seconds']:.0f} s)")
         return out
 
+    def note(self, **facts: Any) -> None:
+        """Record ``facts`` with the stage running now, for a call that resumes it."""
+        self.state["running"].update(facts)
+        atomic_write_json(self.path, self.state)
+
+    def keep(self, **facts: Any) -> None:
+        """Record ``facts`` beside the stages, whatever stage runs later."""
+        self.state.update(facts)
+        atomic_write_json(self.path, self.state)
+
     def forget(self, *names: str) -> None:
-        """Drop the recorded results of stages ``names``: the next :meth:`run` runs them again."""
+        """Drop the recorded results of stages ``names`` (and the summary made of them): the
+        next :meth:`run` runs them again."""
         for name in names:
             self.done.pop(name, None)
+        self.state.pop("summary", None)
         atomic_write_json(self.path, self.state)
 
     def finish(self, summary: dict[str, Any]) -> None:
@@ -194,8 +309,35 @@ def _take_shipped(demo: _Demo, name: str) -> dict:
     return {"checkpoint": str(ckpt), "supernet": name, "shipped": True, "about": describe(name)}
 
 
-def _train(demo: _Demo, train_time: str) -> dict:
-    from nastools.train.trainer import TrainConfig, train
+def _demo_trained(stages: _Stages, ckpt: Path) -> bool:
+    """Whether the checkpoint ``ckpt`` in the run folder is one this demo trained (noted when
+    its training started, or recorded as its train stage by an older nastools), which a
+    training from other settings may replace; asked before :meth:`_Stages.run` forgets the record."""
+    done, noted = stages.done.get("train") or {}, stages.state.get("trained_checkpoint")
+    if noted is not None and Path(str(noted)).resolve() == ckpt.resolve():
+        return True
+    return done.get("shipped") is False and Path(str(done.get("checkpoint"))).resolve() == ckpt.resolve()
+
+
+def _start_over(demo: _Demo, ckpt: Path, ours: bool) -> None:
+    """Remove the supernet the demo trained earlier from other settings (its checkpoint,
+    log and curve), so that the training starts over; refuse a checkpoint the demo did not train."""
+    from nastools.train.trainer import CURVE_NAME, LOG_NAME
+
+    if not ours:
+        raise NastoolsError(
+            f"--run folder {shown_path(demo.rdir)!r} holds a supernet checkpoint this demo did not record training "
+            "(another run's, or an older nastools demo's): pass another --run, or --fresh to delete the folder and start over"
+        )
+    demo.log(f"   starting the training over: the supernet in {shown_path(ckpt)} was not trained from these settings")
+    for path in (ckpt, demo.rdir / LOG_NAME, demo.rdir / CURVE_NAME):
+        path.unlink(missing_ok=True)
+
+
+def _train(demo: _Demo, stages: _Stages, train_time: str, interrupted: dict | None, ours: bool) -> dict:
+    """Stage 1 trained: a fresh supernet for at most ``train_time``, or the rest of an
+    ``interrupted`` one (what the interrupted call noted: the seconds it trained)."""
+    from nastools.train.trainer import TrainConfig, parse_duration, train
 
     s, rdir = demo.settings, demo.rdir
     ckpt = checkpoint_path(rdir)
@@ -210,39 +352,62 @@ def _train(demo: _Demo, train_time: str) -> dict:
         eval_images=s.eval_images,
         calib_images=s.calib_images,
     )
-    resume = ckpt.is_file()
+    budget, before = parse_duration(train_time), 0.0
+    # the checkpoint is this training's once an earlier call of it began training
+    resume = interrupted is not None and interrupted.get("training") is True and ckpt.is_file()
     if resume:
-        demo.log("   resuming the interrupted training run")
-    summary = train(None if resume else cfg, rdir, resume=resume, max_steps=s.train_steps, time_budget=train_time)
+        before = float(interrupted.get("trained_s", 0.0))
+        demo.log(f"   resuming the interrupted training run ({before:.0f} s trained of at most {budget:g} s)")
+    elif ckpt.is_file():
+        _start_over(demo, ckpt, ours)
+    stages.keep(trained_checkpoint=str(ckpt))  # from now on the checkpoint is the demo's to replace
+    stages.note(training=True)
+    summary = train(None if resume else cfg, rdir, resume=resume, max_steps=s.train_steps, time_budget=max(1.0, budget - before))
     demo.log(f"   {_train_line(summary)}")
-    about = f"trained by this demo: attentive-best, {summary.get('step')} steps of batch {s.batch_size} ({summary.get('seconds')} s)"
+    seconds = round(before + float(summary.get("seconds") or 0.0), 1)
+    stopped = str(summary.get("stopped", ""))
+    if stopped.startswith("signal "):
+        stages.note(trained_s=seconds)
+        raise DemoInterrupted("train", stopped.split()[-1])
+    about = f"trained by this demo: attentive-best, {summary.get('step')} steps of batch {s.batch_size} ({seconds} s)"
     return {"checkpoint": str(ckpt), "supernet": str(rdir), "shipped": False, "about": about, "summary": _jsonable(summary)}
 
 
 def _supernet_stage(demo: _Demo, stages: _Stages) -> dict:
     """Stage 1: the shipped supernet of the space, else (or with ``train_time``) a fresh one."""
+    from nastools.train.trainer import parse_duration
+
     s, space = demo.settings, demo.space
+    made = {"space": space.name, "fingerprint": space.fingerprint}
     shipped = None if s.train_time is not None else _shipped_supernet(space)
     if shipped:
-        return stages.run("train", f"take the shipped {space.name} supernet", lambda: _take_shipped(demo, shipped))
+        title = f"take the shipped {space.name} supernet"
+        return stages.run("train", title, lambda _: _take_shipped(demo, shipped), {**made, "supernet": shipped})
     train_time = s.train_time or s.default_train_time
     steps = f"{s.train_steps} steps" if s.train_steps else f"{s.train_epochs:g} epoch"
     title = f"train the {space.name} supernet (attentive-best, {steps} of batch {s.batch_size}, at most {train_time})"
-    return stages.run("train", title, lambda: _train(demo, train_time))
+    made.update(
+        supernet="trained",
+        train_s=parse_duration(train_time),
+        **{k: getattr(s, k) for k in ("train_steps", "train_epochs", "batch_size", "lr", "seed", "eval_images", "calib_images")},
+    )
+    ours = _demo_trained(stages, checkpoint_path(demo.rdir))
+    return stages.run("train", title, lambda interrupted: _train(demo, stages, train_time, interrupted, ours), made)
 
 
 # --------------------------------------------------------------------------- 2. profile
 
 
-def _forget_stale_table(demo: _Demo, stages: _Stages) -> None:
+def _forget_stale_table(demo: _Demo, stages: _Stages, made_from: dict[str, Any]) -> None:
     """On a rerun, redo the stages that used a reused latency table when another table now fits
     this CPU better (a newer nastools ships one of this very generation, or the user profiled
-    one), or the table is gone: their predictions came from the old one."""
+    one), or the table is gone: their predictions came from the old one. A profile made from
+    other settings than ``made_from`` is left to :meth:`_Stages.run`, which redoes it anyway."""
     from nastools.machine import cpu_name
 
     rec = stages.done.get("profile")
-    if not rec or not rec.get("reused"):
-        return  # not run yet, or this machine's own fresh profile
+    if not rec or not rec.get("reused") or rec.get("made_from") != made_from:
+        return  # not run yet, this machine's own fresh profile, or one that is redone anyway
     now = _matching_table(demo.space, cpu_name())
     if now is not None and Path(now.path).resolve() == Path(rec["table"]).resolve():
         return
@@ -505,8 +670,39 @@ def _log_summary(summary: dict[str, Any], space: SearchSpace, log: Callable[[str
         log(f"     {shown_path(f)}")
 
 
+def _made_from(s: DemoSettings, space: SearchSpace, stage: str) -> dict[str, Any]:
+    """What stage ``stage`` (profile, search or export) is made from besides the results of
+    the stages it reads (:data:`DEPENDS`): the space and the stage's settings."""
+    keys = {
+        "profile": ("profile_max_s", "calibration_runs"),
+        "search": ("population", "generations", "seed", "calib_images", "eval_images", "rerank_images", "budget_point"),
+        "export": ("export_calib_images", "export_eval_images", "bench_duration"),
+    }[stage]
+    return {"space": space.name, "fingerprint": space.fingerprint, **{k: getattr(s, k) for k in keys}}
+
+
+def _raise_on_sigterm(signum, frame) -> None:
+    """The demo's SIGTERM handler: stop like Ctrl-C, naming SIGTERM."""
+    raise DemoInterrupted(None, "SIGTERM")
+
+
+def _stages(demo: _Demo, stages: _Stages) -> None:
+    """Run (or reuse) the four stages in order."""
+    s, space = demo.settings, demo.space
+    trained = _supernet_stage(demo, stages)
+    source = trained.get("supernet", str(demo.rdir))  # the run whose checkpoint search and export read
+    made = _made_from(s, space, "profile")
+    _forget_stale_table(demo, stages, made)
+    profiled = stages.run("profile", "profile this CPU", lambda _: _profile(demo), made)
+    title = "search under a latency and a FLOPs budget"
+    searched = stages.run("search", title, lambda _: _search(demo, profiled, source), _made_from(s, space, "search"))
+    title = "export to ONNX (fp32, int8) and bench"
+    stages.run("export", title, lambda _: _export(demo, searched, source), _made_from(s, space, "export"))
+
+
 def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run the demo pipeline; returns the summary (also written to ``runs/<run>/demo.json``)."""
+    """Run the demo pipeline; returns the summary (also written to ``runs/<run>/demo.json``).
+    SIGINT or SIGTERM raises :class:`DemoInterrupted` once the stage it stops has stopped."""
     s = settings or DemoSettings()
     space = load_space(s.space)
     rdir = run_dir(s.run)
@@ -515,12 +711,13 @@ def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: 
     writable_dir(rdir, "--run folder").mkdir(parents=True, exist_ok=True)
     stages = _Stages(rdir / STATE_NAME, log)
     demo = _Demo(s, space, rdir, log)
-    trained = _supernet_stage(demo, stages)
-    source = trained.get("supernet", str(rdir))  # the run whose checkpoint search and export read
-    _forget_stale_table(demo, stages)
-    profiled = stages.run("profile", "profile this CPU", lambda: _profile(demo))
-    searched = stages.run("search", "search under a latency and a FLOPs budget", lambda: _search(demo, profiled, source))
-    stages.run("export", "export to ONNX (fp32, int8) and bench", lambda: _export(demo, searched, source))
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_on_sigterm) if main else None
+    try:
+        _stages(demo, stages)
+    finally:
+        if main:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
     summary = _summary(space, rdir, stages.done)
     stages.finish(summary)
     _log_summary(summary, space, log)
@@ -554,4 +751,4 @@ def _jsonable(x: Any) -> Any:
         return str(x)
 
 
-__all__ = ["DemoSettings", "run_demo"]
+__all__ = ["DEPENDS", "DemoInterrupted", "DemoSettings", "parse_train_time", "run_demo"]

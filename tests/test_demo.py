@@ -9,6 +9,7 @@ from click.testing import CliRunner
 from conftest import TINY_SPACE
 
 from nastools.cli import main
+from nastools.errors import NastoolsError
 from nastools.space import space_from_dict
 
 TINY = {**TINY_SPACE, "name": "tinydemo"}
@@ -74,10 +75,23 @@ def test_demo_reuses_the_shipped_table_of_this_cpu_generation(tmp_path, monkeypa
     assert _matching_table(space, "Intel Xeon") is None
 
 
-def test_demo_bad_train_time_is_one_line_before_any_stage(tmp_path):
-    res = CliRunner().invoke(main, ["demo", "--quick", "--run", str(tmp_path / "d"), "--train-time", "abc"])
-    assert res.exit_code == 1 and res.output.startswith("Error: duration 'abc'") and res.output.count("\n") == 1, res.output
+@pytest.mark.parametrize("text", ["abc", "10", "", " ", "0s", "-5m", "inf", "3ms", "nan"])
+@pytest.mark.parametrize("option", ["--train", "--train-time"])
+def test_demo_bad_train_time_is_a_usage_error_before_any_stage(tmp_path, option, text):
+    """--train parses as bench's --duration does: a bare number (or an empty text) is refused,
+    not read as seconds (or as no option), with exit 2 naming --train and the --help."""
+    res = CliRunner().invoke(main, ["demo", "--quick", "--run", str(tmp_path / "d"), option, text])
+    assert res.exit_code == 2 and res.output.startswith(f"Error: --train {text!r}:") and res.output.count("\n") == 1, res.output
+    assert "(see: " in res.output and "demo --help)" in res.output
     assert not (tmp_path / "d").exists()
+
+
+def test_demo_train_time_takes_the_training_units():
+    from nastools.demo import parse_train_time
+
+    assert [parse_train_time(t) for t in ("6m", "90s", "1.5h", " 10min ", "0.5s")] == [360.0, 90.0, 5400.0, 600.0, 0.5]
+    with pytest.raises(NastoolsError, match=r"^--train '10': add a unit, e\.g\. 10s or 10m$"):
+        parse_train_time("10")
 
 
 @pytest.mark.parametrize("text", ['{"stages": [1,', "[1, 2]", '{"stages": "x"}', '{"stages": {"train": {}}}'])
@@ -129,9 +143,10 @@ def test_a_rerun_redoes_the_stages_of_a_table_that_no_longer_fits_best(tmp_path,
     from nastools.io import atomic_write_json
 
     state = tmp_path / "demo.json"
+    made = D._made_from(D.DemoSettings(), space_from_dict(TINY), "profile")
     stages_then = {
         "train": {"seconds": 1.0, "supernet": "x"},
-        "profile": {"seconds": 0.0, "table": str(tmp_path / "old.json"), "reused": True},
+        "profile": {"seconds": 0.0, "table": str(tmp_path / "old.json"), "reused": True, "made_from": made},
         "search": {"seconds": 40.0},
         "export": {"seconds": 20.0},
     }
@@ -141,14 +156,19 @@ def test_a_rerun_redoes_the_stages_of_a_table_that_no_longer_fits_best(tmp_path,
         lines: list[str] = []
         monkeypatch.setattr(D, "_matching_table", lambda space, cpu, now=now: None if now is None else type("T", (), {"path": now})())
         stages = D._Stages(state, demo.log)
-        D._forget_stale_table(demo, stages)
+        D._forget_stale_table(demo, stages, made)
         kept = set(json.loads(state.read_text())["stages"])
         assert kept == ({"train"} if redo else set(stages_then)), now
         assert len(lines) == int(redo) and (not redo or "profile, search and export run again" in lines[0])
     # a table this demo profiled itself is this machine's own: kept whatever is shipped
     atomic_write_json(state, {"stages": {**stages_then, "profile": {**stages_then["profile"], "reused": False}}})
-    D._forget_stale_table(demo, D._Stages(state, demo.log))
+    D._forget_stale_table(demo, D._Stages(state, demo.log), made)
     assert set(json.loads(state.read_text())["stages"]) == set(stages_then)
+    # a profile of another space (or other settings) is redone by its stage, for that reason
+    atomic_write_json(state, {"stages": stages_then})
+    lines = []
+    D._forget_stale_table(demo, D._Stages(state, demo.log), {**made, "fingerprint": "another"})
+    assert set(json.loads(state.read_text())["stages"]) == set(stages_then) and lines == []
 
 
 def test_the_summary_notes_an_int8_model_slower_than_fp32():
@@ -158,3 +178,187 @@ def test_the_summary_notes_an_int8_model_slower_than_fp32():
     assert note is not None and "1.27x the fp32 model's time" in note and "fp32 is the faster choice" in note
     assert _int8_note({"measured_ms_fp32": 1.3, "measured_ms_int8": 0.9}) is None  # int8 pays: nothing to say
     assert _int8_note({"measured_ms_fp32": None, "measured_ms_int8": 0.9}) is None  # not benched
+
+
+def _made(**kw):
+    return {"space": "fmnist", "fingerprint": "f1", **kw}
+
+
+def _recorded(tmp_path, made_from=True):
+    """A demo.json whose four stages are done, each made from :func:`_made` (or, with
+    ``made_from`` False, recorded by an older nastools without it)."""
+    from nastools.io import atomic_write_json
+
+    stages = {k: {"seconds": 1.0, **({"made_from": _made(stage=k)} if made_from else {})} for k in ("train", "profile", "search", "export")}
+    atomic_write_json(tmp_path / "demo.json", {"stages": stages})
+    return tmp_path / "demo.json"
+
+
+@pytest.mark.parametrize(
+    "name, made_from, why, kept",
+    [
+        ("train", _made(stage="train", supernet="fmnist-attentive"), "supernet", {"profile"}),  # trained then, shipped now
+        (
+            "train",
+            {**_made(stage="train"), "space": "attentivenas", "fingerprint": "f2"},
+            "space 'fmnist' then, 'attentivenas' now",
+            {"profile"},
+        ),
+        ("profile", _made(stage="profile", profile_max_s=0.12), "profile_max_s none then, 0.12 now", {"train"}),
+        ("search", {**_made(stage="search"), "fingerprint": "f2"}, "fingerprint 'f1' then, 'f2' now", {"train", "profile"}),
+    ],
+)
+def test_a_stage_made_from_other_settings_is_redone_with_the_stages_that_use_it(tmp_path, name, made_from, why, kept):
+    """The demo reused a stage by its name alone: a supernet trained by --train passed for the
+    shipped one, another --space reused the old space's stages. Now a stage whose record was
+    made from anything else runs again, with the stages that read its result, and says why."""
+    from nastools.demo import _Stages
+
+    lines: list[str] = []
+    stages = _Stages(_recorded(tmp_path), lines.append)
+    out = stages.run(name, "the stage", lambda interrupted: {"new": interrupted is None}, made_from)
+    assert out["new"] and out["made_from"] == made_from
+    assert len(lines) == 2 and lines[0].startswith("== the stage: redoing it and the stages that use it: ") and why in lines[0], lines
+    assert "space 'fmnist' then" not in lines[0] or "fingerprint" not in lines[0]  # another space: not its fingerprint too
+    recorded = json.loads((tmp_path / "demo.json").read_text())
+    assert set(recorded["stages"]) == kept | {name} and "running" not in recorded
+    # the same settings again: reused
+    lines.clear()
+    again = _Stages(tmp_path / "demo.json", lines.append).run(name, "the stage", lambda _: pytest.fail("redone"), made_from)
+    assert again["new"] and lines == [f"== the stage: done earlier, reusing ({again['seconds']:.0f} s then; --fresh to redo)"]
+
+
+def test_stages_recorded_without_what_they_were_made_from_are_redone(tmp_path):
+    from nastools.demo import _Stages
+
+    lines: list[str] = []
+    stages = _Stages(_recorded(tmp_path, made_from=False), lines.append)
+    stages.run("train", "train", lambda _: {}, _made(stage="train"))
+    assert "does not record what it was made from" in lines[0]
+    assert set(stages.done) == {"train", "profile"}
+
+
+def test_an_interrupted_stage_is_not_recorded_and_resumes_from_its_notes(tmp_path):
+    from nastools.demo import DemoInterrupted, _Stages
+
+    stages = _Stages(tmp_path / "demo.json", lambda m: None)
+
+    def stopped(interrupted):
+        stages.note(trained_s=12.5)
+        raise KeyboardInterrupt
+
+    with pytest.raises(DemoInterrupted) as exc:
+        stages.run("train", "train", stopped, _made(stage="train"))
+    assert (exc.value.stage, exc.value.exit_code) == ("train", 130)
+    assert "rerun the same command" in exc.value.message and "resumes from its checkpoint" in exc.value.message
+    state = json.loads((tmp_path / "demo.json").read_text())
+    assert state["stages"] == {} and state["running"] == {"stage": "train", "made_from": _made(stage="train"), "trained_s": 12.5}
+    # a SIGTERM (raised by the demo's handler, without the stage) is named after the stage too
+    stages = _Stages(tmp_path / "demo.json", lambda m: None)
+    seen = []
+
+    def terminated(interrupted):
+        seen.append(interrupted)
+        raise DemoInterrupted(None, "SIGTERM")
+
+    with pytest.raises(DemoInterrupted) as exc:
+        stages.run("train", "train", terminated, _made(stage="train"))
+    assert (exc.value.stage, exc.value.signal_name, exc.value.exit_code) == ("train", "SIGTERM", 143)
+    assert seen == [{"stage": "train", "made_from": _made(stage="train"), "trained_s": 12.5}]  # the same settings: resumable
+    # other settings: not resumable
+    out = _Stages(tmp_path / "demo.json", lambda m: None).run("train", "train", lambda i: {"interrupted": i}, _made(stage="x"))
+    assert out["interrupted"] is None and "running" not in json.loads((tmp_path / "demo.json").read_text())
+
+
+def test_demo_interrupted_exits_130_or_143_with_one_line(tmp_path, monkeypatch):
+    import nastools.demo as D
+
+    for sig, code in [("SIGINT", 130), ("SIGTERM", 143)]:
+
+        def stop(settings, fresh, log, sig=sig):
+            log("== train the supernet")
+            raise D.DemoInterrupted("train", sig)
+
+        monkeypatch.setattr(D, "run_demo", stop)
+        res = CliRunner().invoke(main, ["demo", "--quick", "--run", str(tmp_path / "d"), "--json"])
+        assert res.exit_code == code, res.output
+        assert res.output.splitlines()[-1].startswith(f"interrupted by {sig} in the demo's train stage, which is not recorded as done")
+        assert "{" not in res.output  # no summary
+
+
+def _fake_train(calls, stopped):
+    """A stand-in for :func:`nastools.train.trainer.train` that writes a checkpoint and
+    stops as ``stopped`` says (one value per call)."""
+
+    def train(cfg, rdir, *, resume, max_steps, time_budget):
+        calls.append({"fresh": cfg is not None, "resume": resume, "budget": time_budget})
+        (rdir / "supernet.pt").write_bytes(b"w")
+        return {"step": 4, "seconds": 10.0, "stopped": stopped[len(calls) - 1]}
+
+    return train
+
+
+def test_the_train_stage_resumes_an_interrupted_training_and_restarts_one_of_other_settings(tmp_path, monkeypatch):
+    """Ctrl-C in training stopped the trainer but not the demo, which recorded the stopped
+    training as done; now the demo stops (not recorded), and the next call resumes it with
+    what is left of its budget. A supernet trained from other settings is trained again."""
+    import nastools.demo as D
+    import nastools.train.trainer as T
+
+    calls: list[dict] = []
+    monkeypatch.setattr(T, "train", _fake_train(calls, ["signal SIGINT", "time budget", "time budget"]))
+    space = space_from_dict(TINY)
+    lines: list[str] = []
+    demo = D._Demo(D.DemoSettings.quick(), space, tmp_path, lines.append)
+    demo.settings.train_time = "30s"
+    with pytest.raises(D.DemoInterrupted) as exc:
+        D._supernet_stage(demo, D._Stages(tmp_path / "demo.json", lines.append))
+    assert exc.value.stage == "train" and "train" not in json.loads((tmp_path / "demo.json").read_text())["stages"]
+    out = D._supernet_stage(demo, D._Stages(tmp_path / "demo.json", lines.append))
+    assert calls[1] == {"fresh": False, "resume": True, "budget": 20.0}  # 30 s less the 10 s trained
+    assert "resuming the interrupted training run" in "\n".join(lines) and "(20.0 s)" in out["about"]
+    (tmp_path / "train.jsonl").write_text("{}\n")
+    demo.settings.train_time = "1m"
+    lines.clear()
+    D._supernet_stage(demo, D._Stages(tmp_path / "demo.json", lines.append))
+    assert calls[2] == {"fresh": True, "resume": False, "budget": 60.0} and not (tmp_path / "train.jsonl").exists()
+    assert "train_s 30 then, 60 now" in lines[0] and "starting the training over" in lines[1]
+
+
+def test_the_train_stage_keeps_a_checkpoint_it_did_not_train(tmp_path, monkeypatch):
+    import nastools.demo as D
+    import nastools.train.trainer as T
+
+    monkeypatch.setattr(T, "train", _fake_train([], ["steps"]))
+    (tmp_path / "supernet.pt").write_bytes(b"someone else's")
+    demo = D._Demo(D.DemoSettings.quick(), space_from_dict(TINY), tmp_path, lambda m: None)
+    demo.settings.train_time = "30s"
+    for _ in range(2):  # the refused call does not make the checkpoint one to resume or replace
+        with pytest.raises(NastoolsError, match="holds a supernet checkpoint this demo did not record training"):
+            D._supernet_stage(demo, D._Stages(tmp_path / "demo.json", lambda m: None))
+    assert (tmp_path / "supernet.pt").read_bytes() == b"someone else's"
+
+
+def test_the_shipped_supernet_is_not_taken_for_one_trained_earlier(tmp_path, monkeypatch):
+    import nastools.demo as D
+    import nastools.train.trainer as T
+
+    monkeypatch.setattr(T, "train", _fake_train([], ["steps", "steps"]))
+    monkeypatch.setattr(D, "_shipped_supernet", lambda space: "tiny-shipped")
+    monkeypatch.setattr(D, "_take_shipped", lambda demo, name: {"supernet": name, "shipped": True})
+    lines: list[str] = []
+    demo = D._Demo(D.DemoSettings.quick(), space_from_dict(TINY), tmp_path, lines.append)
+    demo.settings.train_time = "30s"
+    assert D._supernet_stage(demo, D._Stages(tmp_path / "demo.json", lines.append))["shipped"] is False
+    demo.settings.train_time = None
+    lines.clear()
+    assert D._supernet_stage(demo, D._Stages(tmp_path / "demo.json", lines.append))["supernet"] == "tiny-shipped"
+    assert lines[0] == (
+        "== take the shipped tinydemo supernet: redoing it and the stages that use it: "
+        "its earlier result was made from other settings (supernet 'trained' then, 'tiny-shipped' now)"
+    )
+    # the checkpoint trained before the shipped supernet was taken is still the demo's to replace
+    demo.settings.train_time = "1m"
+    lines.clear()
+    assert D._supernet_stage(demo, D._Stages(tmp_path / "demo.json", lines.append))["shipped"] is False
+    assert "starting the training over" in lines[1]
