@@ -448,8 +448,11 @@ def _loo(check: dict) -> str:
 
 def _budgets(demo: _Demo, latency: LatencyCost) -> tuple[float, float]:
     """The latency budget (``budget_point`` of the way between the cheapest and the costliest
-    subnet's prediction) and the FLOPs budget (halfway), logged."""
-    s, space = demo.settings, demo.space
+    subnet's prediction) and the FLOPs budget (halfway), logged; both over the resolutions the
+    table covers, which the search keeps to (a table of some resolutions, as attentivenas@224)."""
+    from nastools.search.runner import table_space
+
+    s, space = demo.settings, table_space(demo.space, [latency], lambda line: None)
     lo, hi = latency.predict(space.min_arch()), latency.predict(space.max_arch())
     lat = lo + (hi - lo) * s.budget_point
     flo = (space.flops(space.min_arch()) + space.flops(space.max_arch())) / 2

@@ -780,15 +780,15 @@ def _table_at(space, resolutions, path, drop: int = 0):
 
 def test_a_table_of_some_resolutions_keeps_the_search_to_them(tmp_path):
     from nastools.search.latency_cost import LatencyCost
-    from nastools.search.runner import _table_space
+    from nastools.search.runner import table_space
     from nastools.space import space_from_dict
 
     space = space_from_dict({**TINY_SPACE, "resolutions": [24, 28]})
     lines = []
     both = LatencyCost(_table_at(space, [24, 28], tmp_path / "both.json"))
-    assert _table_space(space, [both], lines.append) is space and lines == []
+    assert table_space(space, [both], lines.append) is space and lines == []
     one = LatencyCost(_table_at(space, [28], tmp_path / "one.json"))
-    kept = _table_space(space, [both, one], lines.append)
+    kept = table_space(space, [both, one], lines.append)
     assert kept.resolutions == (28,) and kept.stages == space.stages and kept.name == space.name
     assert lines == ["latency tables cover resolution 28 of tiny's 24, 28: the search keeps to it"]
     assert {kept.sample(i).resolution for i in range(20)} == {28}
@@ -796,10 +796,10 @@ def test_a_table_of_some_resolutions_keeps_the_search_to_them(tmp_path):
     # a table cut short is an error naming what to do, before any search or drift check
     cut = LatencyCost(_table_at(space, [28], tmp_path / "cut.json", drop=3))
     with pytest.raises(NastoolsError, match=r"cut.json is incomplete: 3 of its \d+ blocks at resolutions 28 are not profiled"):
-        _table_space(space, [cut], lines.append)
+        table_space(space, [cut], lines.append)
     other = LatencyCost(_table_at(space, [24], tmp_path / "other.json"))
     with pytest.raises(NastoolsError, match="no resolution in common"):
-        _table_space(space, [one, other], lines.append)
+        table_space(space, [one, other], lines.append)
 
 
 def test_a_missing_block_names_the_profile_command_that_fills_it(tmp_path):

@@ -297,7 +297,7 @@ class _Costs:
     space: SearchSpace | None = None  # the space the search samples: at the resolutions the tables cover
 
 
-def _table_space(space: SearchSpace, latency: Sequence[LatencyCost], log: Callable[[str], None]) -> SearchSpace:
+def table_space(space: SearchSpace, latency: Sequence[LatencyCost], log: Callable[[str], None]) -> SearchSpace:
     """The space a search with these latency tables samples: ``space`` at the resolutions
     every table covers (a table profiled at some of them, such as the shipped
     attentivenas@224 one, keeps the search to those, with a line saying so). A table that
@@ -353,7 +353,7 @@ def _cost_models(
     latency = {
         b.cost_name: LatencyCost.resolve(space, b.device or "default", tables, opts.statistic) for b in budgets if b.metric == "latency"
     }
-    costs.space = _table_space(space, list(latency.values()), log)
+    costs.space = table_space(space, list(latency.values()), log)
     for b in budgets:
         if b.metric != "latency" or b.cost_name in costs.predict:
             continue
@@ -780,5 +780,6 @@ __all__ = [
     "resolve_table",
     "ridge_screen",
     "run_search",
+    "table_space",
     "write_outputs",
 ]
