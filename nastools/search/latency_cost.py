@@ -261,8 +261,9 @@ class LatencyCost:
         :attr:`refit_check`); else None, as without such runs. Which wins depends on how far
         the generations lie apart (benchmarks/investigations/borrowed_table_refit.py, 30
         held-out subnets): the Zen 5 fmnist table on a Zen 4 VM predicted with MAPE 3.5%
-        re-fitted, 5.5% scaled; Intel family 6 model 167's on a model 207 VM 5.3-5.7%
-        re-fitted, 3.2-3.5% scaled."""
+        re-fitted, 5.5% scaled; Intel family 6 model 167's on a model 207 VM 5.0-5.7%
+        re-fitted, 3.1-3.5% scaled, and its attentivenas@224 table there 1.0% re-fitted, 2.9%
+        scaled; the leave-one-out choice picked the better one for both of the latter."""
         from nastools.latency.profiler import with_features
         from nastools.latency.table import LatencyTable, arch_of_key
         from nastools.latency.validate import loo_scaled_vs_refit
