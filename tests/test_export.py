@@ -347,6 +347,7 @@ def test_bad_options_are_one_line(tiny_run, args, needle):
         ({"workspace": -1 << 20}, "--workspace -1 MiB"),
         ({"format": "tflite"}, "--format"),
         ({"precision": "int4"}, "--precision"),
+        ({"format": "torchscript", "batch": 8}, "a traced TorchScript model takes any batch size"),
     ],
 )
 def test_export_subnet_checks_its_arguments_before_any_work(tiny_run, tmp_path, kwargs, needle):
@@ -354,6 +355,25 @@ def test_export_subnet_checks_its_arguments_before_any_work(tiny_run, tmp_path, 
     with pytest.raises(NastoolsError, match=needle):
         export_subnet(run, run / "arch.json", out=tmp_path / "m.onnx", **kwargs)
     assert not list(tmp_path.iterdir())
+
+
+def test_an_interrupted_export_leaves_no_unchecked_model_and_no_stale_sidecar(tiny_run, tmp_path, monkeypatch):
+    import nastools.export.api as api
+
+    run, _ = tiny_run
+    first = export_subnet(run, run / "arch.json", out=tmp_path / "m.onnx", **SMALL)
+    assert first.path.exists() and first.sidecar_path.exists()
+
+    def stopped(ctx):  # Ctrl-C after the new model is written, before it is checked
+        assert ctx.job.out.exists()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(api, "_verify", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        export_subnet(run, run / "arch.json", out=tmp_path / "m.onnx", **SMALL)
+    # neither the unchecked model nor the old model's sidecar stays (the sidecar would describe another model)
+    assert not first.path.exists() and not first.sidecar_path.exists()
+    assert [p.name for p in tmp_path.iterdir()] == []
 
 
 # ---------------------------------------------------------------- TensorRT (GPU machines only)

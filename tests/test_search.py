@@ -761,7 +761,7 @@ def test_a_sigkilled_search_reuses_every_accuracy_it_measured(tiny_run, tmp_path
     assert timing["archs"] == timing["evaluations"] - cached
 
 
-def _table_at(space, resolutions, path, drop: int = 0):
+def _table_at(space, resolutions, path, drop: int = 0, calibrated: bool = True):
     """A synthetic CPU table of ``space`` holding every block at ``resolutions`` (less the
     last ``drop`` of them: a profile stopped early)."""
     from nastools.latency import LatencyTable
@@ -774,6 +774,16 @@ def _table_at(space, resolutions, path, drop: int = 0):
     for i, b in enumerate(blocks[: len(blocks) - drop]):
         ms = 0.01 + 0.001 * i
         t.set(b, {"median_ms": ms, "p10_ms": ms, "p90_ms": ms, "n": 30, "passes": 2})
+    if calibrated:
+        t.calibration = {
+            "scale": 1.0,
+            "per_block_ms": 0.0,
+            "per_mparam_ms": 0.0,
+            "per_melem_ms": 0.0,
+            "per_mexpanded_ms": 0.0,
+            "offset_ms": 0.01,
+            "runs": [],
+        }
     t.save(path)
     return LatencyTable.load(path, space)
 
@@ -797,6 +807,10 @@ def test_a_table_of_some_resolutions_keeps_the_search_to_them(tmp_path):
     cut = LatencyCost(_table_at(space, [28], tmp_path / "cut.json", drop=3))
     with pytest.raises(NastoolsError, match=r"cut.json is incomplete: 3 of its \d+ blocks at resolutions 28 are not profiled"):
         table_space(space, [cut], lines.append)
+    # every block, but stopped before the end-to-end runs were fitted: its figures are raw block sums
+    raw = LatencyCost(_table_at(space, [28], tmp_path / "raw.json", calibrated=False))
+    with pytest.raises(NastoolsError, match="raw.json is incomplete: it has no calibration"):
+        table_space(space, [raw], lines.append)
     other = LatencyCost(_table_at(space, [24], tmp_path / "other.json"))
     with pytest.raises(NastoolsError, match="no resolution in common"):
         table_space(space, [one, other], lines.append)

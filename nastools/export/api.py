@@ -222,6 +222,8 @@ def export_subnet(
         )
     if batch is not None and batch < 1:
         raise NastoolsError(f"--batch {batch}: expected a batch size >= 1 or 'dynamic'")
+    if format == "torchscript" and batch is not None:
+        raise NastoolsError(f"--format torchscript --batch {batch}: a traced TorchScript model takes any batch size; leave --batch out")
     if max_batch < 1:
         raise NastoolsError(f"--max-batch {max_batch}: expected a batch size >= 1")
     if workspace is not None and workspace < 1:
@@ -316,13 +318,19 @@ def _export(steps, job: ExportJob) -> ExportResult:
         reference = subnet(torch.from_numpy(parity_x)).numpy()
     sidecar = _base_sidecar(job, subnet, seen, torch_top1)
 
-    with tempfile.TemporaryDirectory(dir=job.out.parent, prefix=".export.") as tmp:
-        ctx = ExportContext(job, subnet, parity_x, reference, sidecar, Path(tmp), steps)
-        EXPORTERS[job.format].write(ctx)
-    steps.update()
-
-    _verify(ctx)
-    steps.update()
+    # a sidecar never describes another model than the one beside it, and a model that an error
+    # or Ctrl-C stopped before its check does not stay where the checked one goes
+    sidecar_path(job.out).unlink(missing_ok=True)
+    try:
+        with tempfile.TemporaryDirectory(dir=job.out.parent, prefix=".export.") as tmp:
+            ctx = ExportContext(job, subnet, parity_x, reference, sidecar, Path(tmp), steps)
+            EXPORTERS[job.format].write(ctx)
+        steps.update()
+        _verify(ctx)
+        steps.update()
+    except BaseException:
+        job.out.unlink(missing_ok=True)
+        raise
     side = atomic_write_json(sidecar_path(job.out), sidecar)
     return ExportResult(job.out, side, sidecar)
 

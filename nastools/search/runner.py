@@ -301,8 +301,8 @@ def table_space(space: SearchSpace, latency: Sequence[LatencyCost], log: Callabl
     """The space a search with these latency tables samples: ``space`` at the resolutions
     every table covers (a table profiled at some of them, such as the shipped
     attentivenas@224 one, keeps the search to those, with a line saying so). A table that
-    lacks blocks of its own resolutions (a profile stopped early), or tables without a
-    resolution in common, are one-line errors, before any drift check is timed."""
+    lacks blocks of its own resolutions or its calibration (a profile stopped early), or
+    tables without a resolution in common, are one-line errors, before any drift check is timed."""
     from nastools.latency.workload import blocks_for
     from nastools.space import space_from_dict
 
@@ -311,15 +311,19 @@ def table_space(space: SearchSpace, latency: Sequence[LatencyCost], log: Callabl
         res = sorted(set(lat.table.meta.get("resolutions") or space.resolutions) & set(space.resolutions))
         blocks = blocks_for(space, res) if res else []
         missing = lat.table.missing(blocks)
-        if missing or not res:
-            where = shown_path(lat.table.path)
+        where = shown_path(lat.table.path)
+        rerun = f"rerun the nastools profile command that made it, with --out {where} (it resumes)"
+        if not res:
+            raise NastoolsError(
+                f"latency table {where} covers none of the resolutions of space {space.name!r} ({', '.join(map(str, space.resolutions))})"
+            )
+        if missing:
             raise NastoolsError(
                 f"latency table {where} is incomplete: {len(missing)} of its {len(blocks)} blocks at resolutions "
-                f"{', '.join(map(str, res))} are not profiled (a profile stopped early?); rerun the nastools profile command "
-                f"that made it, with --out {where} (it resumes)"
-                if res
-                else f"latency table {where} covers none of the resolutions of space {space.name!r} ({', '.join(map(str, space.resolutions))})"
+                f"{', '.join(map(str, res))} are not profiled (a profile stopped early?); {rerun}"
             )
+        if "scale" not in lat.table.calibration:  # a profile stopped before its end-to-end runs were fitted
+            raise NastoolsError(f"latency table {where} is incomplete: it has no calibration (a profile stopped early?); {rerun}")
         covered &= set(res)
     if not covered:
         raise NastoolsError(
