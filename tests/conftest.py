@@ -120,6 +120,27 @@ def attentivenas_small():
     return space_from_dict(d)
 
 
+def synthetic_table(space, path, *, resolutions=None, device="Test CPU", drop: int = 0, calibrated: bool = True):
+    """A CPU latency table of ``space`` saved at ``path`` and loaded again, nothing timed:
+    every block at ``resolutions`` (default: all) but the last ``drop`` (a profile stopped
+    early), 10 us + 1 us per block in enumeration order, and a flat calibration (scale 1,
+    offset 10 us) unless not ``calibrated``."""
+    from nastools.latency import LatencyTable
+    from nastools.latency.workload import blocks_for
+
+    t = LatencyTable.new(space, device=device, backend="ort", version="0", precision="fp32", batch=1, threads=1, resolutions=resolutions)
+    blocks = blocks_for(space, resolutions)
+    for i, b in enumerate(blocks[: len(blocks) - drop]):
+        ms = 0.01 + 0.001 * i
+        t.set(b, {"median_ms": ms, "p10_ms": ms * 0.9, "p90_ms": ms * 1.2, "n": 30, "passes": 2})
+    if calibrated:
+        flat = {"scale": 1.0, "per_block_ms": 0.0, "per_mparam_ms": 0.0, "per_melem_ms": 0.0, "per_mexpanded_ms": 0.0}
+        t.calibration = {**flat, "offset_ms": 0.01, "runs": []}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    t.save(path)
+    return LatencyTable.load(path, space)
+
+
 def train_tiny_run(run_dir, steps: int):
     """A supernet of :data:`TINY_SPACE` trained for ``steps`` sandwich steps (max, one random,
     min) on real Fashion-MNIST and saved as the run ``run_dir``; returns its space. Subnets

@@ -4,7 +4,7 @@ its table and its drift factor (tiny synthetic tables, nothing timed)."""
 import os
 
 import pytest
-from conftest import TINY_SPACE
+from conftest import TINY_SPACE, synthetic_table
 
 from nastools.latency import LatencyTable
 from nastools.search.latency_cost import DRIFT_TOLERANCE, LatencyCost, find_table
@@ -17,23 +17,9 @@ def tiny():
 
 
 def _table(space, path, device="Test CPU", mtime=1000):
-    t = LatencyTable.new(space, device=device, backend="ort", version="0", precision="fp32", batch=1, threads=1)
-    for i, b in enumerate(space.all_blocks()):
-        ms = 0.01 + 0.001 * i
-        t.set(b, {"median_ms": ms, "p10_ms": ms * 0.9, "p90_ms": ms * 1.2, "n": 30, "passes": 2})
-    t.calibration = {
-        "scale": 1.0,
-        "per_block_ms": 0.0,
-        "per_mparam_ms": 0.0,
-        "per_melem_ms": 0.0,
-        "per_mexpanded_ms": 0.0,
-        "offset_ms": 0.01,
-        "runs": [],
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    t.save(path)
+    t = synthetic_table(space, path, device=device)
     os.utime(path, (mtime, mtime))
-    return LatencyTable.load(path, space)
+    return t
 
 
 def test_latency_cost_scales_by_its_drift_factor_beyond_the_tolerance(tiny, tmp_path):

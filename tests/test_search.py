@@ -5,7 +5,7 @@ import statistics
 
 import pytest
 from click.testing import CliRunner
-from conftest import TINY_SPACE, train_tiny_run
+from conftest import TINY_SPACE, synthetic_table, train_tiny_run
 
 from nastools.cli import main
 from nastools.errors import NastoolsError
@@ -762,30 +762,8 @@ def test_a_sigkilled_search_reuses_every_accuracy_it_measured(tiny_run, tmp_path
 
 
 def _table_at(space, resolutions, path, drop: int = 0, calibrated: bool = True):
-    """A synthetic CPU table of ``space`` holding every block at ``resolutions`` (less the
-    last ``drop`` of them: a profile stopped early)."""
-    from nastools.latency import LatencyTable
-    from nastools.latency.workload import blocks_for
-
-    t = LatencyTable.new(
-        space, device="Test CPU", backend="ort", version="0", precision="fp32", batch=1, threads=1, resolutions=resolutions
-    )
-    blocks = blocks_for(space, resolutions)
-    for i, b in enumerate(blocks[: len(blocks) - drop]):
-        ms = 0.01 + 0.001 * i
-        t.set(b, {"median_ms": ms, "p10_ms": ms, "p90_ms": ms, "n": 30, "passes": 2})
-    if calibrated:
-        t.calibration = {
-            "scale": 1.0,
-            "per_block_ms": 0.0,
-            "per_mparam_ms": 0.0,
-            "per_melem_ms": 0.0,
-            "per_mexpanded_ms": 0.0,
-            "offset_ms": 0.01,
-            "runs": [],
-        }
-    t.save(path)
-    return LatencyTable.load(path, space)
+    """A synthetic CPU table of ``space`` at ``resolutions`` (:func:`conftest.synthetic_table`)."""
+    return synthetic_table(space, path, resolutions=resolutions, drop=drop, calibrated=calibrated)
 
 
 def test_a_table_of_some_resolutions_keeps_the_search_to_them(tmp_path):
