@@ -154,8 +154,8 @@ def test_a_state_of_other_accuracies_or_more_generations_is_started_over_with_a_
     same, notes, _ = run()
     assert same.resumed_generation == 2 and notes == [] and same.started_over is None
     for key, why in (
-        ("ckpt-a|calib=60|eval=200|seed=1", "eval=100, now 200"),
-        ("ckpt-a|calib=128|eval=100|seed=1", "calib=60, now 128"),
+        ("ckpt-a|calib=60|eval=200|seed=1", "--eval-images 100, now 200"),
+        ("ckpt-a|calib=128|eval=100|seed=1", "--calib-images 60, now 128"),
         ("ckpt-b|calib=60|eval=100|seed=1", "accuracies of another checkpoint or data"),
     ):
         other, notes, _ = run(key=key)
@@ -354,8 +354,8 @@ def test_search_cli_starts_over_a_state_of_another_supernet_or_evaluation(tiny_r
     state = shared / "state.json"
     for r, more, why in (
         (other_run, [], "accuracies of another checkpoint or data"),
-        (other_run, ["--eval-images", "200"], "eval=256, now 200"),
-        (other_run, ["--eval-images", "200", "--calib-images", "100"], "calib=128, now 100"),
+        (other_run, ["--eval-images", "200"], "--eval-images 256, now 200"),
+        (other_run, ["--eval-images", "200", "--calib-images", "100"], "--calib-images 128, now 100"),
     ):
         again, out = search(r, shared, *more)
         assert f"the saved state in {state} belongs to another search ({why}): started over" in again.stderr

@@ -106,7 +106,7 @@ def test_a_state_of_another_evaluation_is_started_over_by_every_process(tiny_run
     assert first.returncode == 0, first.stderr[-3000:]
     again = _search(run, space, tmp_path, 1, nproc=2, eval_images=96)
     assert again.returncode == 0, again.stderr[-3000:]
-    note = f"the saved state in {tmp_path / 'state.json'} belongs to another search (eval=128, now 96): started over"
+    note = f"the saved state in {tmp_path / 'state.json'} belongs to another search (--eval-images 128, now 96): started over"
     assert again.stderr.count(note) == 1 and "resumed the saved search" not in again.stderr
     timing = json.loads(again.stdout)["timing"]
     assert timing["archs"] == timing["evaluations"] == 8 and [r["archs"] for r in timing["ranks"]] == [4, 4]

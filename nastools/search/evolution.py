@@ -688,8 +688,12 @@ def _key_change(saved, now, explained: set[str] = frozenset()) -> list[str]:
     for a, b in zip(old[1:], new[1:]):
         (na, _, va), (nb, _, vb) = a.partition("="), b.partition("=")
         if a != b and not (na == nb and na in explained):
-            changes.append(f"{na}={va}, now {vb}" if na == nb else f"{a}, now {b}")
+            changes.append(f"{_KEY_OPTIONS.get(na, na)} {va}, now {vb}" if na == nb else f"{a}, now {b}")
     return changes
+
+
+#: the command-line options of the accuracy key's settings, as a note names them
+_KEY_OPTIONS = {"eval": "--eval-images", "calib": "--calib-images", "seed": "--seed"}
 
 
 def _rng_to_json(state):
