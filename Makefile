@@ -34,7 +34,6 @@ test: setup data
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/ruff format --check .
 
 format: setup
 	$(VENV)/bin/ruff format .
