@@ -529,10 +529,14 @@ def load_splits(
         raise NastoolsError(
             f"image folder {str(data)!r} is too small: nastools holds out {n_val} of its training images for "
             f"validation (BN recalibration and search) and trains on the rest, but {str(train_dir)!r} has only {n}; "
-            f"put at least {n_val + 1} images there (a val folder beside it is the test set and does not count)"
+            f"put at least {n_val + 1} images there (a val folder beside it is the test set and does not count), "
+            f"or hold out fewer: nastools train --val-size {max(1, n // 10)}"
         )
     if not 0 < n_val < n:
-        raise NastoolsError(f"validation size {val_size!r}: expected between 1 and {n - 1} images of the {n} in the training set")
+        raise NastoolsError(
+            f"validation size {val_size!r}: expected between 1 and {n - 1} images of the {n} in the training set "
+            f"(nastools train --val-size N; e.g. --val-size {max(1, n // 10)})"
+        )
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
     train, val = train_all.subset(train_idx), train_all.subset(val_idx)

@@ -83,6 +83,12 @@ DURATION = Parsed("duration", parse_cli_duration, keep_text=True)
     show_default=True,
     help="Also checkpoint within an epoch this often, e.g. 30m, 90s (a run killed outright resumes from there).",
 )
+@click.option(
+    "--val-size",
+    type=click.IntRange(1),
+    default=None,
+    help="Training images held out as the validation split (BN recalibration, per-epoch top-1, search).  [default: 5000]",
+)
 @click.option("--eval-images", type=click.IntRange(1), default=None, help="Validation images for the per-epoch top-1.  [default: 2000]")
 @click.option("--log-every", type=click.IntRange(1), default=None, help="Write a step record to train.jsonl every N steps.  [default: 10]")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")

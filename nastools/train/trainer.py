@@ -104,6 +104,10 @@ class TrainConfig:
         need(self.batch_size >= 1, f"--batch-size {self.batch_size}: expected at least 1")
         need(self.lr > 0, f"--lr {self.lr}: expected a positive learning rate")
         need(self.num_archs >= 2, f"--num-archs {self.num_archs}: expected at least 2 (the max and the min subnet)")
+        need(
+            isinstance(self.val_size, int) and not isinstance(self.val_size, bool) and self.val_size >= 1,
+            f"--val-size {self.val_size!r}: expected a number of images, at least 1",
+        )
         need(self.candidates >= 1, f"--candidates {self.candidates}: expected at least 1")
         resolve_augment(self.augment, self.dataset)
         need(self.precision in PRECISIONS, f"--precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")

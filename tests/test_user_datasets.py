@@ -1,0 +1,56 @@
+"""A user's own image folder, end to end through the command line: small folders, bad
+images, class lists that differ between train and val, and what an export tells a
+deployment. The folders are built in tmp_path (a few 16 px images per class)."""
+
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from nastools.cli import main
+
+SPACE = """
+name: tiny-user
+input_channels: 3
+num_classes: 3
+resolutions: [16]
+act: relu
+stem: {widths: [8], kernel: 3, stride: 2}
+stages:
+  - {name: mb1, widths: [8], depths: [1], kernels: [3], expands: [1], stride: 1, se: false}
+head: {widths: [16], expand: 2}
+"""
+
+
+def make_folder(root: Path, classes=("ant", "bee", "cat"), per_class=6, val=2, size=16, mode="RGB") -> Path:
+    """``root/train/<class>/*.png`` (and ``root/val`` when ``val``), each class its own colour."""
+    from PIL import Image
+
+    for split, n in (("train", per_class), ("val", val)):
+        for c, name in enumerate(classes):
+            d = root / split / name
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                Image.new("RGB", (size, size), (80 * c, 10 * i, 40)).convert(mode).save(d / f"{i}.png")
+    return root
+
+
+def _cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def _space(tmp_path: Path) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(SPACE)
+    return path
+
+
+def test_train_a_small_image_folder_with_val_size(tmp_path):
+    data = make_folder(tmp_path / "data")
+    base = ("train", "--space", _space(tmp_path), "--dataset", "imagefolder", "--data", data, "--batch-size", 4)
+    r = _cli(*base, "--run", tmp_path / "a", "--steps", 1)
+    assert r.exit_code == 1 and "too small" in r.output and "--val-size 1" in r.output and "Traceback" not in r.output
+    r = _cli(*base, "--run", tmp_path / "b", "--steps", 1, "--val-size", 6, "--eval-images", 6, "--no-progress")
+    assert r.exit_code == 0, r.output
+    from nastools.checkpoint import load_checkpoint, run_config
+
+    assert run_config(load_checkpoint(tmp_path / "b"))["val_size"] == 6
