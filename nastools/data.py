@@ -348,7 +348,11 @@ class ImageSet:
 
         path, label = self.folder.samples[self.indices[i]]
         tf = self.transform if self.seed_of is None else seeded(self.transform, self.seed_of(self.indices[i]))
-        return tf(self.folder.loader(path)), label
+        try:
+            image = self.folder.loader(path)
+        except Exception as exc:  # PIL: UnidentifiedImageError, truncated files, decompression bombs, ...
+            raise NastoolsError(f"cannot read image {path!r} ({brief(exc)}): replace or remove the file") from None
+        return tf(image), label
 
     def subset(self, index) -> "ImageSet":
         """The images at ``index`` (positions in this set), with the same transform."""
@@ -608,5 +612,8 @@ def iter_batches(
     from torch.utils.data import DataLoader, Subset
 
     loader = DataLoader(Subset(dataset, idx[:stop].tolist()), batch_size=batch_size, shuffle=False, num_workers=workers)
-    for images, labels in loader:
-        yield images, torch.as_tensor(labels)
+    try:
+        for images, labels in loader:
+            yield images, torch.as_tensor(labels)
+    except NastoolsError as exc:  # from a worker process: its message follows the worker's traceback
+        raise NastoolsError(str(exc).rsplit("NastoolsError: ", 1)[-1]) from None

@@ -4,9 +4,12 @@ deployment. The folders are built in tmp_path (a few 16 px images per class)."""
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from nastools.cli import main
+from nastools.data import iter_batches, load_splits
+from nastools.errors import NastoolsError
 
 SPACE = """
 name: tiny-user
@@ -54,3 +57,18 @@ def test_train_a_small_image_folder_with_val_size(tmp_path):
     from nastools.checkpoint import load_checkpoint, run_config
 
     assert run_config(load_checkpoint(tmp_path / "b"))["val_size"] == 6
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize("damage", ["junk", "truncated"])
+def test_an_unreadable_image_is_one_line_naming_the_file(tmp_path, workers, damage):
+    data = make_folder(tmp_path / "data")
+    bad = data / "train" / "bee" / "3.png"
+    raw = bad.read_bytes()
+    bad.write_bytes(b"not an image" if damage == "junk" else raw[: len(raw) // 2])
+    s = load_splits("imagefolder", data, val_size=2, image_size=16)
+    with pytest.raises(NastoolsError) as info:
+        for _ in iter_batches(s.train, 4, workers=workers):
+            pass
+    msg = str(info.value)
+    assert repr(str(bad)) in msg and "replace or remove the file" in msg and "Traceback" not in msg, msg
