@@ -497,9 +497,29 @@ def _imagefolder(data, image_size: int, recipe=None):
         test_folder = ImageFolder(str(test_dir)) if test_dir else None
     except (FileNotFoundError, RuntimeError) as exc:
         raise NastoolsError(f"cannot read image folder {str(root)!r}: {exc}") from None
+    if test_folder is not None:
+        _align_classes(folder, test_folder, train_dir, test_dir)
     train = ImageSet(folder, range(len(folder)), tf)
     test = ImageSet(test_folder, range(len(test_folder)), tf) if test_folder else None
     return train, test, len(folder.classes), 3, image_size
+
+
+def _align_classes(train, test, train_dir: Path, test_dir: Path) -> None:
+    """Label ``test``'s images with ``train``'s class indices (a class is a folder name):
+    a test folder may lack some classes, but a class it has and ``train`` lacks is an error."""
+    extra = sorted(set(test.classes) - set(train.classes))
+    if extra:
+        shown = ", ".join(repr(c) for c in extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+        raise NastoolsError(
+            f"image folder {str(test_dir)!r} has classes that {str(train_dir)!r} lacks: {shown}; "
+            "the class folders of the test split must be among the training split's (same names)"
+        )
+    if test.classes == train.classes:
+        return
+    index = [train.class_to_idx[c] for c in test.classes]
+    test.samples = test.imgs = [(path, index[t]) for path, t in test.samples]
+    test.targets = [t for _, t in test.samples]
+    test.classes, test.class_to_idx = list(train.classes), dict(train.class_to_idx)
 
 
 def load_splits(

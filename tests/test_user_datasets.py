@@ -72,3 +72,16 @@ def test_an_unreadable_image_is_one_line_naming_the_file(tmp_path, workers, dama
             pass
     msg = str(info.value)
     assert repr(str(bad)) in msg and "replace or remove the file" in msg and "Traceback" not in msg, msg
+
+
+def test_test_split_labels_follow_the_training_class_folders(tmp_path):
+    import shutil
+
+    data = make_folder(tmp_path / "data")
+    shutil.rmtree(data / "val" / "ant")  # a val folder without the first class
+    s = load_splits("imagefolder", data, val_size=2, image_size=16)
+    labels = sorted({label for _, label in s.test})
+    assert s.num_classes == 3 and labels == [1, 2]  # bee and cat keep the training indices
+    (data / "val" / "cat").rename(data / "val" / "cow")
+    with pytest.raises(NastoolsError, match=r"has classes that .*train' lacks: 'cow'; the class folders of the test split"):
+        load_splits("imagefolder", data, val_size=2, image_size=16)
