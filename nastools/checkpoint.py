@@ -269,13 +269,14 @@ def run_splits(data: dict, dataset: str | None = None, data_dir: str | Path | No
     folder unless ``dataset``/``data_dir`` say otherwise, and its validation slice (the
     run's ``val_size`` and ``seed``), so that no "val" image is one the supernet trained on.
     Image folders are read at ``image_size`` with the run's ``image_recipe``
-    (:class:`nastools.data.ImageRecipe`)."""
-    from nastools.data import load_splits
+    (:class:`nastools.data.ImageRecipe`). Images whose channels or classes do not fit the
+    run's space are a one-line error (:func:`nastools.data.check_fits`)."""
+    from nastools.data import check_fits, load_splits
 
     cfg = run_config(data)
     name = dataset or cfg.get("dataset") or "fashion-mnist"
     folder = data_dir or (cfg.get("data") if name == (cfg.get("dataset") or "fashion-mnist") else None)
-    return load_splits(
+    splits = load_splits(
         name,
         folder,
         val_size=cfg.get("val_size", 5000),
@@ -283,6 +284,8 @@ def run_splits(data: dict, dataset: str | None = None, data_dir: str | Path | No
         image_size=image_size,
         image_recipe=cfg.get("image_recipe"),
     )
+    check_fits(splits, checkpoint_space(data), folder)
+    return splits
 
 
 def load_supernet(run_or_path: str | Path, space: SearchSpace | str | None = None, map_location: str = "cpu"):

@@ -569,6 +569,27 @@ def load_splits(
     return DataSplits(name, train, val, test, classes, chs, size, seed)
 
 
+def check_fits(splits: DataSplits, space, data: str | Path | None = None) -> None:
+    """Raise a one-line :class:`NastoolsError` unless the images of ``splits`` have the
+    channels and the classes the ``space`` (a :class:`~nastools.space.SearchSpace`)
+    expects; ``data`` is the folder they were read from, for the message."""
+    if splits.channels == space.input_channels and splits.num_classes == space.num_classes:
+        return
+    where = f" in {str(data)!r}" if data else ""
+    problems = []
+    if splits.channels != space.input_channels:
+        read = " (image folders are read as RGB, grayscale images converted)" if splits.name == "imagefolder" else ""
+        problems.append(f"{splits.channels}-channel images{read}, the space input_channels: {space.input_channels}")
+    if splits.num_classes != space.num_classes:
+        what = " (class folders)" if splits.name == "imagefolder" else ""
+        problems.append(f"{splits.num_classes} classes{what}, the space num_classes: {space.num_classes}")
+    raise NastoolsError(
+        f"dataset {splits.name!r}{where} does not fit space {space.name!r}: {'; '.join(problems)}; "
+        f"use a space made for this data (a copy of the space YAML with input_channels: {splits.channels} "
+        f"and num_classes: {splits.num_classes}) or the dataset the space was made for (--dataset, --data)"
+    )
+
+
 def splits_at(splits: DataSplits, image_size: int, recipe: "str | ImageRecipe | None" = None) -> DataSplits:
     """``splits`` read at ``image_size``: the image-folder sets (:class:`ImageSet`) through
     :func:`eval_transform` (``image_size``, ``recipe``), as :func:`load_splits` would read

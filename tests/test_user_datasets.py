@@ -85,3 +85,37 @@ def test_test_split_labels_follow_the_training_class_folders(tmp_path):
     (data / "val" / "cat").rename(data / "val" / "cow")
     with pytest.raises(NastoolsError, match=r"has classes that .*train' lacks: 'cow'; the class folders of the test split"):
         load_splits("imagefolder", data, val_size=2, image_size=16)
+
+
+def _untrained_run(tmp_path: Path, data: Path) -> Path:
+    """A run folder with an untrained supernet of the tiny space, trained (says its config) on ``data``."""
+    from nastools.checkpoint import save_checkpoint
+    from nastools.space import load_space
+    from nastools.supernet import Supernet
+
+    run = tmp_path / "run"
+    config = {"dataset": "imagefolder", "data": str(data), "val_size": 2}
+    save_checkpoint(run / "supernet.pt", Supernet(load_space(_space(tmp_path))), trained={"config": config})
+    return run
+
+
+def test_a_dataset_that_does_not_fit_the_space_is_one_line_in_every_command(tmp_path):
+    data = make_folder(tmp_path / "data")
+    four = make_folder(tmp_path / "four", classes=("ant", "bee", "cat", "dog"))
+    run = _untrained_run(tmp_path, data)
+    arch = tmp_path / "arch.json"
+    arch.write_text(_cli("space", "sample", _space(tmp_path), "-n", 1).output)
+    for args in (
+        ("search", "--run", run, "--flops", "1G", "--data", four, "--no-measure"),
+        ("eval", "--run", run, "--arch", arch, "--data", four),
+        ("export", "--run", run, "--arch", arch, "--data", four),
+    ):
+        r = _cli(*args)
+        assert r.exit_code == 1 and "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1, r.output
+        assert f"dataset 'imagefolder' in {str(four)!r} does not fit space 'tiny-user': 4 classes (class folders)" in r.output
+    r = _cli("search", "--run", run, "--flops", "1G", "--dataset", "fashion-mnist", "--no-measure")
+    assert r.exit_code == 1 and "1-channel images, the space input_channels: 3; 10 classes" in r.output, r.output
+    grey = tmp_path / "grey.yaml"
+    grey.write_text(SPACE.replace("input_channels: 3", "input_channels: 1"))
+    r = _cli("train", "--space", grey, "--dataset", "imagefolder", "--data", data, "--run", tmp_path / "g", "--val-size", 2)
+    assert r.exit_code == 1 and "(image folders are read as RGB, grayscale images converted)" in r.output, r.output

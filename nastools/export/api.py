@@ -239,12 +239,6 @@ def export_subnet(
     splits = run_splits(ckpt, dataset, data, image_size=arch.resolution)
     recipe = run_recipe(ckpt, splits)
     calib_images = recipe.calib_images if calib_images is None else calib_images
-    ds_name = splits.name
-    if splits.channels != space.input_channels:
-        raise NastoolsError(
-            f"dataset {ds_name!r} has {splits.channels}-channel images but space {space.name!r} expects "
-            f"{space.input_channels}: pass the dataset the run was trained on (--dataset, --data)"
-        )
     steps = tqdm(total=6, desc="export", unit="step", disable=not progress, leave=False)
     try:
         job = ExportJob(

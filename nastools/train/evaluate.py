@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nastools.data import image_recipe, iter_batches
+from nastools.data import check_fits, image_recipe, iter_batches
 
 #: images used for BN recalibration unless told otherwise (AttentiveNAS uses a few thousand)
 RECALIBRATION_IMAGES = 2000
@@ -159,7 +159,6 @@ def evaluate_subnet(
     loader processes that decode image-folder images.
     Returns the arch's JSON fields with ``id``, ``flops``, ``top1`` and what was measured."""
     from nastools.checkpoint import checkpoint_space, load_checkpoint, run_splits
-    from nastools.errors import NastoolsError
     from nastools.machine import check_torch_device
     from nastools.space import Arch, load_arch
     from nastools.supernet import Supernet
@@ -176,11 +175,7 @@ def evaluate_subnet(
     net = net.to(device)
     net.set_active(arch)
     splits = splits if splits is not None else run_splits(ckpt, dataset, data, image_size=arch.resolution)  # the run's val slice
-    if splits.channels != space.input_channels or splits.num_classes != space.num_classes:
-        raise NastoolsError(
-            f"dataset {splits.name!r} ({splits.channels} channels, {splits.num_classes} classes) does not fit space "
-            f"{space.name!r} ({space.input_channels} channels, {space.num_classes} classes)"
-        )
+    check_fits(splits, space)  # splits given by the caller (run_splits checks its own)
     target = splits.test if split == "test" else splits.val
     recipe = run_recipe(ckpt, splits)
     calib_images = recipe.calib_images if calib_images is None else calib_images

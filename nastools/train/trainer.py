@@ -40,7 +40,7 @@ from torch.autograd.profiler import record_function
 from nastools.augment import BatchAugmenter, train_transform
 from nastools.augment import resolve as resolve_augment
 from nastools.checkpoint import checkpoint_path, checkpoint_space, load_checkpoint, save_checkpoint
-from nastools.data import TensorImages, iter_batches, load_splits
+from nastools.data import TensorImages, check_fits, iter_batches, load_splits
 from nastools.errors import NastoolsError
 from nastools.io import writable_dir
 from nastools.machine import check_torch_device
@@ -285,12 +285,7 @@ class Trainer:
     # ------------------------------------------------------------------ state
 
     def _check_data(self) -> None:
-        sp, s = self.space, self.splits
-        if s.channels != sp.input_channels or s.num_classes != sp.num_classes:
-            raise NastoolsError(
-                f"dataset {s.name!r} has {s.channels}-channel images and {s.num_classes} classes, but space "
-                f"{sp.name!r} expects {sp.input_channels} channels and {sp.num_classes} classes; pick a matching --space"
-            )
+        check_fits(self.splits, self.space, self.config.data)
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resume needs beside the weights (stored in the checkpoint's ``train``)."""
