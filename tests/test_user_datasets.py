@@ -119,3 +119,24 @@ def test_a_dataset_that_does_not_fit_the_space_is_one_line_in_every_command(tmp_
     grey.write_text(SPACE.replace("input_channels: 3", "input_channels: 1"))
     r = _cli("train", "--space", grey, "--dataset", "imagefolder", "--data", data, "--run", tmp_path / "g", "--val-size", 2)
     assert r.exit_code == 1 and "(image folders are read as RGB, grayscale images converted)" in r.output, r.output
+
+
+def test_image_folders_train_at_the_spaces_largest_resolution(tmp_path):
+    import torch
+
+    from nastools.checkpoint import checkpoint_path, load_checkpoint, run_config
+    from nastools.train.trainer import TrainConfig, Trainer, train_image_size
+
+    data = make_folder(tmp_path / "data", size=40)
+    space = _space(tmp_path)
+    config = TrainConfig(space=str(space), dataset="imagefolder", data=str(data), val_size=2, batch_size=4, eval_images=2)
+    t = Trainer(config, tmp_path / "run")
+    images, _ = next(t.batches(0, 0))
+    assert images.shape == (4, 3, 16, 16) and t.config.image_size == 16 == train_image_size(t.space)
+    t.fit(max_steps=1, progress=False)
+    assert run_config(load_checkpoint(tmp_path / "run"))["image_size"] == 16
+    # a run whose config predates image_size read the folder at 224, and resumes so
+    ckpt = torch.load(checkpoint_path(tmp_path / "run"), weights_only=True)
+    del ckpt["train"]["config"]["image_size"]
+    torch.save(ckpt, checkpoint_path(tmp_path / "run"))
+    assert Trainer.resume(tmp_path / "run").splits.image_size == 224

@@ -94,6 +94,7 @@ class TrainConfig:
     channels_last: bool = True
     augment: str = "auto"
     precision: str = "fp32"  # or bf16: mixed precision (nastools.train.precision)
+    image_size: int | None = None  # image folders: training images' size (None: train_image_size of the space)
 
     def check(self) -> "TrainConfig":
         def need(ok: bool, what: str) -> None:
@@ -123,6 +124,18 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> "TrainConfig":
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
+
+
+#: the largest size image folders are read at for training (AttentiveNAS's training crop;
+#: subnets of larger resolutions get it resized by the supernet)
+MAX_TRAIN_IMAGE_SIZE = 224
+
+
+def train_image_size(space: SearchSpace) -> int:
+    """The size images of an image folder are read (and augmented) at to train ``space``'s
+    supernet: its largest resolution, at most :data:`MAX_TRAIN_IMAGE_SIZE`. Each subnet
+    gets them resized to its own resolution by the supernet."""
+    return min(MAX_TRAIN_IMAGE_SIZE, max(space.resolutions))
 
 
 def lr_at(step: int, total: int, warmup: int, base: float) -> float:
@@ -250,7 +263,9 @@ class Trainer:
             dev = f"cuda:{self.env.local_rank}"
         self.device = torch.device(dev)
         self.space = space if space is not None else load_space(config.space)  # resume: the checkpoint's own
-        self.splits = splits if splits is not None else load_splits(config.dataset, config.data, val_size=config.val_size, seed=config.seed)
+        if config.dataset == "imagefolder" and config.image_size is None:
+            config.image_size = train_image_size(self.space)
+        self.splits = splits if splits is not None else self._load_splits()
         self._check_data()
         torch.manual_seed(config.seed)
         self.model = Supernet(self.space).to(self.device)
@@ -283,6 +298,10 @@ class Trainer:
         self._progress = True
 
     # ------------------------------------------------------------------ state
+
+    def _load_splits(self):
+        cfg = self.config
+        return load_splits(cfg.dataset, cfg.data, val_size=cfg.val_size, seed=cfg.seed, image_size=cfg.image_size or 224)
 
     def _check_data(self) -> None:
         check_fits(self.splits, self.space, self.config.data)
@@ -343,6 +362,8 @@ class Trainer:
         if not isinstance(state, dict) or "config" not in state:
             raise NastoolsError(f"checkpoint {str(checkpoint_path(run_dir))!r} holds no training state, so it cannot be resumed")
         stored = {"augment": "none", **state["config"]}  # runs from before --augment trained without
+        if stored.get("dataset") == "imagefolder":
+            stored.setdefault("image_size", 224)  # runs from before image_size read image folders at 224
         given = {k: v for k, v in overrides.items() if v is not None}
         changed = [k for k, v in given.items() if k not in RESUME_OVERRIDES and k in stored and v != stored[k]]
         if changed:
