@@ -276,6 +276,12 @@ def run_splits(data: dict, dataset: str | None = None, data_dir: str | Path | No
     cfg = run_config(data)
     name = dataset or cfg.get("dataset") or "fashion-mnist"
     folder = data_dir or (cfg.get("data") if name == (cfg.get("dataset") or "fashion-mnist") else None)
+    if not data_dir and folder and not Path(folder).exists():
+        raise NastoolsError(
+            f"the run's dataset folder {str(folder)!r} (its --data when trained"
+            + (f", relative to the folder the command runs in: {str(Path.cwd())!r}" if not Path(folder).is_absolute() else "")
+            + ") is not there: pass --data DIR"
+        )
     splits = load_splits(
         name,
         folder,

@@ -140,3 +140,25 @@ def test_image_folders_train_at_the_spaces_largest_resolution(tmp_path):
     del ckpt["train"]["config"]["image_size"]
     torch.save(ckpt, checkpoint_path(tmp_path / "run"))
     assert Trainer.resume(tmp_path / "run").splits.image_size == 224
+
+
+def test_a_relative_data_folder_is_found_from_any_folder(tmp_path, monkeypatch):
+    from nastools.checkpoint import load_checkpoint, run_config
+
+    make_folder(tmp_path / "data")
+    space = _space(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    r = _cli("train", "--space", space, "--dataset", "imagefolder", "--data", "data", "--run", tmp_path / "run",
+             "--steps", 1, "--batch-size", 4, "--val-size", 2, "--eval-images", 2, "--no-progress")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert run_config(load_checkpoint(tmp_path / "run"))["data"] == str(tmp_path / "data")
+    arch = tmp_path / "arch.json"
+    arch.write_text(_cli("space", "sample", space, "-n", 1).output)
+    monkeypatch.chdir(tmp_path / "data")  # elsewhere
+    r = _cli("eval", "--run", tmp_path / "run", "--arch", arch, "--calib-images", 4)
+    assert r.exit_code == 0 and "top-1" in r.output, r.output
+    # a run that recorded a relative folder: the error says whose folder it is and where it was looked for
+    run = _untrained_run(tmp_path, Path("data"))
+    r = _cli("eval", "--run", run, "--arch", arch)
+    assert r.exit_code == 1 and "the run's dataset folder 'data' (its --data when trained, relative to" in r.output
+    assert "pass --data DIR" in r.output, r.output

@@ -262,6 +262,8 @@ class Trainer:
         if dev.startswith("cuda") and self.env.enabled:
             dev = f"cuda:{self.env.local_rank}"
         self.device = torch.device(dev)
+        if config.data:  # recorded in the checkpoint: search, eval and export read it from any folder
+            config.data = str(Path(config.data).expanduser().absolute())
         self.space = space if space is not None else load_space(config.space)  # resume: the checkpoint's own
         if config.dataset == "imagefolder" and config.image_size is None:
             config.image_size = train_image_size(self.space)
