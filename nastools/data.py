@@ -83,6 +83,7 @@ class DataSplits:
     channels: int
     image_size: int
     seed: int = 0  # of the train/val split
+    classes: tuple[str, ...] = ()  # class names in label order (image folders: the class folders, sorted)
 
 
 def _fmnist_root(data: str | Path | None) -> Path:
@@ -272,7 +273,7 @@ def _fashion_mnist(data):
                 f"(found {int(labels.min())}..{int(labels.max())}): replace the file with the original"
             )
         out.append(TensorImages(ds.data.unsqueeze(1).contiguous(), labels, mean, std))
-    return out[0], out[1], 10, 1, 28
+    return out[0], out[1], list(FashionMNIST.classes), 1, 28
 
 
 def _cifar10(data):
@@ -296,7 +297,7 @@ def _cifar10(data):
             _bad_cifar(root, folder, exc)
         images = torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()
         out.append(TensorImages(images, torch.tensor(ds.targets, dtype=torch.long), mean, std))
-    return out[0], out[1], 10, 3, 32
+    return out[0], out[1], list(ds.classes), 3, 32
 
 
 def _cifar_files() -> list[tuple[str, str]]:
@@ -501,7 +502,7 @@ def _imagefolder(data, image_size: int, recipe=None):
         _align_classes(folder, test_folder, train_dir, test_dir)
     train = ImageSet(folder, range(len(folder)), tf)
     test = ImageSet(test_folder, range(len(test_folder)), tf) if test_folder else None
-    return train, test, len(folder.classes), 3, image_size
+    return train, test, list(folder.classes), 3, image_size
 
 
 def _align_classes(train, test, train_dir: Path, test_dir: Path) -> None:
@@ -566,7 +567,13 @@ def load_splits(
     train, val = train_all.subset(train_idx), train_all.subset(val_idx)
     if test is None:
         test = val
-    return DataSplits(name, train, val, test, classes, chs, size, seed)
+    return DataSplits(name, train, val, test, len(classes), chs, size, seed, tuple(map(str, classes)))
+
+
+def normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The per-channel ``(mean, std)`` that dataset ``name``'s images, scaled to [0, 1], are
+    normalised with (image folders: ImageNet's)."""
+    return (IMAGENET_MEAN, IMAGENET_STD) if name == "imagefolder" else STATS[name]
 
 
 def check_fits(splits: DataSplits, space, data: str | Path | None = None) -> None:

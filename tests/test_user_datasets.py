@@ -2,6 +2,7 @@
 images, class lists that differ between train and val, and what an export tells a
 deployment. The folders are built in tmp_path (a few 16 px images per class)."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -162,3 +163,29 @@ def test_a_relative_data_folder_is_found_from_any_folder(tmp_path, monkeypatch):
     r = _cli("eval", "--run", run, "--arch", arch)
     assert r.exit_code == 1 and "the run's dataset folder 'data' (its --data when trained, relative to" in r.output
     assert "pass --data DIR" in r.output, r.output
+
+
+def test_the_export_sidecar_says_how_to_feed_the_model(tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+    from PIL import Image
+
+    from nastools.data import IMAGENET_MEAN, IMAGENET_STD, eval_transform
+    from nastools.export import export_subnet
+    from nastools.space import load_space
+
+    data = make_folder(tmp_path / "data", size=20)
+    run = _untrained_run(tmp_path, data)
+    arch = load_space(_space(tmp_path)).max_arch()
+    res = export_subnet(run, arch, calib_images=8, out=tmp_path / "m.onnx", progress=False)
+    side = json.loads(Path(res.sidecar_path).read_text())
+    inp = side["input"]
+    assert side["classes"] == ["ant", "bee", "cat"] and inp["shape"] == ["batch", 3, 16, 16]
+    assert inp["color"] == "RGB" and inp["layout"] == "NCHW"
+    assert inp["mean"] == list(IMAGENET_MEAN) and inp["std"] == list(IMAGENET_STD)
+    # a deployment following the sidecar: resize the shorter side, centre crop, scale, normalise
+    img = Image.open(data / "val" / "bee" / "0.png").convert(inp["color"])
+    x = (np.asarray(img.resize((18, 18), Image.BILINEAR).crop((1, 1, 17, 17)), np.float32) / 255 - inp["mean"]) / inp["std"]
+    assert np.allclose(x.transpose(2, 0, 1), eval_transform(16)(img).numpy(), atol=1e-6)  # what eval and export read
+    logits = ort.InferenceSession(str(res.path)).run(None, {inp["name"]: x.transpose(2, 0, 1)[None].astype(np.float32)})[0]
+    assert logits.shape == (1, len(side["classes"]))

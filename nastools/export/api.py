@@ -23,7 +23,7 @@ import numpy as np
 
 from nastools.checkpoint import checkpoint_space, find_checkpoint, load_checkpoint, run_dir, run_splits
 from nastools.constants import FORMATS, PRECISIONS
-from nastools.data import image_recipe
+from nastools.data import image_recipe, normalisation
 from nastools.errors import NastoolsError
 from nastools.io import atomic_write, atomic_write_json, read_json, writable_file
 from nastools.runtime import SUFFIX_BACKEND
@@ -364,10 +364,8 @@ def _base_sidecar(job: ExportJob, subnet, seen: int, torch_top1: float) -> dict[
         "space": {"name": space.name, "fingerprint": space.fingerprint},
         "flops": space.flops(arch),
         "params": space.params(arch),
-        "input": {
-            "shape": ["batch" if batch is None else batch, *subnet.input_shape],
-            "preprocessing": _preprocessing(job),
-        },
+        "input": _input_record(job, subnet),
+        "classes": list(job.splits.classes),
         "batch": "dynamic" if batch is None else batch,
         "source": {"run": str(job.run), "checkpoint": str(find_checkpoint(job.run))},
         "batchnorm": {"folded": True, "recalibrated": True, "recalibration_images": seen, "recalibration_split": f"{ds_name} train" + (" (training-time augmentation)" if job.recipe.calib_augment else "")},
@@ -375,6 +373,23 @@ def _base_sidecar(job: ExportJob, subnet, seen: int, torch_top1: float) -> dict[
         "versions": _versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip
+
+
+def _input_record(job: ExportJob, subnet) -> dict[str, Any]:
+    """The sidecar's ``input``: the model's input shape, how images become inputs, and the
+    numbers a deployment needs (colour, per-channel mean and std of [0, 1] pixels)."""
+    from nastools.export.to_onnx import INPUT_NAME
+
+    mean, std = normalisation(job.ds_name)
+    return {
+        **({"name": INPUT_NAME} if job.format != "torchscript" else {}),
+        "shape": ["batch" if job.batch is None else job.batch, *subnet.input_shape],
+        "preprocessing": _preprocessing(job),
+        "color": "RGB" if job.splits.channels == 3 else "grayscale",
+        "layout": "NCHW",
+        "mean": list(mean),
+        "std": list(std),
+    }
 
 
 def _preprocessing(job: ExportJob) -> str:
