@@ -189,3 +189,25 @@ def test_the_export_sidecar_says_how_to_feed_the_model(tmp_path):
     assert np.allclose(x.transpose(2, 0, 1), eval_transform(16)(img).numpy(), atol=1e-6)  # what eval and export read
     logits = ort.InferenceSession(str(res.path)).run(None, {inp["name"]: x.transpose(2, 0, 1)[None].astype(np.float32)})[0]
     assert logits.shape == (1, len(side["classes"]))
+
+
+def test_the_epoch_evaluation_decodes_with_the_runs_workers(tmp_path, monkeypatch):
+    import torch.utils.data
+
+    from nastools.train.trainer import TrainConfig, Trainer
+
+    data = make_folder(tmp_path / "data")
+    config = TrainConfig(
+        space=str(_space(tmp_path)), dataset="imagefolder", data=str(data), val_size=2, workers=2, eval_images=2, batch_size=4
+    )
+    t = Trainer(config, tmp_path / "run")
+    seen = []
+    real = torch.utils.data.DataLoader
+
+    def spy(*args, num_workers=0, **kwargs):
+        seen.append(num_workers)
+        return real(*args, num_workers=0, **kwargs)  # the count is what matters here
+
+    monkeypatch.setattr(torch.utils.data, "DataLoader", spy)
+    t.evaluate()
+    assert seen and set(seen) == {2}

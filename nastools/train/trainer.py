@@ -486,8 +486,9 @@ class Trainer:
         with _BNSnapshot(self.model):
             for name, arch in archs.items():
                 self.model.set_active(arch)
-                recalibrate_bn(self.model, calibration_batches(self.splits.train, 250, cfg.calib_images, seed=cfg.seed))
-                out[name] = evaluate_top1(self.model, self.splits.val, batch_size=500, max_images=cfg.eval_images)
+                calib = calibration_batches(self.splits.train, 250, cfg.calib_images, seed=cfg.seed, workers=cfg.workers)
+                recalibrate_bn(self.model, calib)
+                out[name] = evaluate_top1(self.model, self.splits.val, batch_size=500, max_images=cfg.eval_images, workers=cfg.workers)
         self.model.train()
         return out
 
