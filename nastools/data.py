@@ -84,6 +84,7 @@ class DataSplits:
     image_size: int
     seed: int = 0  # of the train/val split
     classes: tuple[str, ...] = ()  # class names in label order (image folders: the class folders, sorted)
+    test_split: str = "test"  # "val" where the dataset has no test split and ``test`` is ``val``
 
 
 def _fmnist_root(data: str | Path | None) -> Path:
@@ -565,9 +566,15 @@ def load_splits(
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     val_idx, train_idx = perm[:n_val].sort().values, perm[n_val:].sort().values
     train, val = train_all.subset(train_idx), train_all.subset(val_idx)
-    if test is None:
-        test = val
-    return DataSplits(name, train, val, test, len(classes), chs, size, seed, tuple(map(str, classes)))
+    test, test_split = (test, "test") if test is not None else (val, "val")
+    return DataSplits(name, train, val, test, len(classes), chs, size, seed, tuple(map(str, classes)), test_split)
+
+
+#: what a report says where an image folder has no test split (:attr:`DataSplits.test_split`)
+NO_TEST_SPLIT = (
+    "the image folder has no val/ or test/ folder, so the validation slice held out of train/ (on which "
+    "search scores archs) stands in for the test set"
+)
 
 
 def normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:

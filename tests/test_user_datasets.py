@@ -211,3 +211,20 @@ def test_the_epoch_evaluation_decodes_with_the_runs_workers(tmp_path, monkeypatc
     monkeypatch.setattr(torch.utils.data, "DataLoader", spy)
     t.evaluate()
     assert seen and set(seen) == {2}
+
+
+def test_without_a_test_folder_reports_name_the_validation_slice(tmp_path):
+    import shutil
+
+    data = make_folder(tmp_path / "data")
+    shutil.rmtree(data / "val")
+    run = _untrained_run(tmp_path, data)
+    arch = tmp_path / "arch.json"
+    arch.write_text(_cli("space", "sample", _space(tmp_path), "-n", 1).output)
+    r = _cli("eval", "--run", run, "--arch", arch, "--calib-images", 4)
+    assert r.exit_code == 0 and "on 2 val images of imagefolder" in r.output and "note: the image folder has no val/" in r.output
+    r = _cli("export", "--run", run, "--arch", arch, "--calib-images", 4, "--out", tmp_path / "m.onnx")
+    assert r.exit_code == 0 and "top-1 on 2 val images" in r.output and "stands in for the test set" in r.output, r.output
+    assert json.loads((tmp_path / "m.onnx.json").read_text())["accuracy"]["split"] == "val"
+    r = _cli("eval", "--run", run, "--arch", arch, "--calib-images", 4, "--split", "val")
+    assert r.exit_code == 0 and "note:" not in r.output

@@ -146,13 +146,15 @@ def export_cmd(
             t = s["tensorrt"]
             click.echo(f"TensorRT {t['tensorrt']} on {t['gpu']}, profile {t['profile']['min']}/{t['profile']['opt']}/{t['profile']['max']}")
         click.echo(
-            f"parity vs PyTorch on {p['images']} test images ({p['runtime']}): max |diff| {p['max_abs_diff']:.3g}, "
+            f"parity vs PyTorch on {p['images']} {acc['split']} images ({p['runtime']}): max |diff| {p['max_abs_diff']:.3g}, "
             f"top-1 agreement {_pct(p['top1_agreement'])} ({'passed' if p['passed'] else 'FAILED'})"
         )
-        line = f"top-1 on {acc['images']} test images: PyTorch {_pct(acc['torch_top1'])}, exported {_pct(acc['model_top1'])}"
+        line = f"top-1 on {acc['images']} {acc['split']} images: PyTorch {_pct(acc['torch_top1'])}, exported {_pct(acc['model_top1'])}"
         if "fp32_top1" in acc:
             line += f" (fp32 ONNX {_pct(acc['fp32_top1'])}, int8 drop {acc['drop_points']:+.2f} points)"
         click.echo(line)
+        if "note" in acc:
+            click.echo(f"note: {acc['note']}")
     if not result.passed:
         p = s["parity"]
         raise NastoolsError(f"parity check failed for {result.path}: {describe_parity(p)}; see {result.sidecar_path}")

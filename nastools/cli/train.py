@@ -208,6 +208,8 @@ def eval_cmd(arch_file, run, dataset, data, split, calib_images, max_images, dev
         f"arch {res['id']} ({res['flops'] / 1e6:.1f}M FLOPs): top-1 {100 * res['top1']:.2f}% on {m['images']} "
         f"{m['split']} images of {m['dataset']} (BN recalibrated on {m['calib_images']} training images)"
     )
+    if "note" in m:
+        click.echo(f"note: {m['note']}")
 
 
 @main.command("curve")
