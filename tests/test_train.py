@@ -236,6 +236,33 @@ def test_lr_warms_up_then_follows_a_cosine():
             parse_duration(bad)
 
 
+@pytest.mark.parametrize("bad", [0, -5, float("nan"), float("inf"), True])
+def test_a_python_number_as_duration_is_checked_like_text(bad):
+    with pytest.raises(NastoolsError, match="duration"):
+        parse_duration(bad)
+    assert parse_duration(90) == 90.0 and parse_duration(1.5) == 1.5
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        ("eval_images", 0, "--eval-images 0"),
+        ("calib_images", 0, "--calib-images 0"),
+        ("log_every", 0, "--log-every 0"),
+        ("score_images", 0, "--score-images 0"),
+        ("workers", -1, "--workers -1"),
+        ("sampler", "bogus", "--sampler 'bogus'"),
+        ("lr", float("inf"), "--lr inf"),
+        ("epochs", "1", "--epochs '1'"),
+        ("batch_size", 8.5, "--batch-size 8.5"),
+    ],
+)
+def test_train_config_refuses_what_the_command_line_would(field, value, match):
+    # a library caller gets the one-line error before any data is read or step is taken
+    with pytest.raises(NastoolsError, match=match):
+        TrainConfig(**{field: value}).check()
+
+
 def test_no_weight_decay_on_bn_and_biases(tiny_path, splits):
     t = Trainer(tiny_config(tiny_path), "/nonexistent-run", splits=splits)
     decay, no_decay = t.optimizer.param_groups

@@ -51,7 +51,7 @@ from nastools.train import distributed as D
 from nastools.train.evaluate import calibration_batches, evaluate_top1, recalibrate_bn
 from nastools.train.losses import kd_loss, smoothed_ce
 from nastools.train.precision import PRECISIONS, autocast
-from nastools.train.samplers import AttentiveSampler, FlopsDistribution, make_sampler
+from nastools.train.samplers import SAMPLERS, AttentiveSampler, FlopsDistribution, make_sampler
 
 LOG_NAME = "train.jsonl"
 #: the learning-curve plot a run folder holds (redrawn after each evaluation)
@@ -101,15 +101,21 @@ class TrainConfig:
             if not ok:
                 raise NastoolsError(what)
 
-        need(self.epochs > 0, f"--epochs {self.epochs}: expected a positive number")
-        need(self.batch_size >= 1, f"--batch-size {self.batch_size}: expected at least 1")
-        need(self.lr > 0, f"--lr {self.lr}: expected a positive learning rate")
-        need(self.num_archs >= 2, f"--num-archs {self.num_archs}: expected at least 2 (the max and the min subnet)")
-        need(
-            isinstance(self.val_size, int) and not isinstance(self.val_size, bool) and self.val_size >= 1,
-            f"--val-size {self.val_size!r}: expected a number of images, at least 1",
-        )
-        need(self.candidates >= 1, f"--candidates {self.candidates}: expected at least 1")
+        def number(name: str, integer: bool = False) -> float:
+            value = getattr(self, name)
+            kinds = int if integer else (int, float)
+            if isinstance(value, bool) or not isinstance(value, kinds) or not math.isfinite(value):
+                raise NastoolsError(f"--{name.replace('_', '-')} {value!r}: expected {'an integer' if integer else 'a finite number'}")
+            return value
+
+        need(number("epochs") > 0, f"--epochs {self.epochs}: expected a positive number")
+        need(number("batch_size", True) >= 1, f"--batch-size {self.batch_size}: expected at least 1")
+        need(number("lr") > 0, f"--lr {self.lr}: expected a positive learning rate")
+        need(number("num_archs", True) >= 2, f"--num-archs {self.num_archs}: expected at least 2 (the max and the min subnet)")
+        for name in ("candidates", "score_images", "eval_images", "calib_images", "log_every", "val_size"):
+            need(number(name, True) >= 1, f"--{name.replace('_', '-')} {getattr(self, name)}: expected at least 1")
+        need(number("workers", True) >= 0, f"--workers {self.workers}: expected 0 or more data loader processes")
+        need(self.sampler in SAMPLERS, f"--sampler {self.sampler!r}: expected one of {', '.join(SAMPLERS)}")
         resolve_augment(self.augment, self.dataset)
         need(self.precision in PRECISIONS, f"--precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
         need(self.rank_by in RANK_BY, f"--rank-by {self.rank_by!r}: expected one of {', '.join(RANK_BY)}")
@@ -151,13 +157,14 @@ _DURATION_UNITS = {"s": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 
 
 def parse_duration(text: str | float | None, bare: float | None = 1.0) -> float | None:
-    """'10m' or '10min' -> 600.0, '90s', '1.5h'; a number (or numeric text) counts ``bare``
-    seconds each, or is refused when ``bare`` is None (the command line asks for a unit)."""
+    """'10m' or '10min' -> 600.0, '90s', '1.5h'; a Python number is seconds; numeric text
+    counts ``bare`` seconds each, or is refused when ``bare`` is None (the command line asks
+    for a unit). The duration must be positive and finite."""
     if text is None or text == "":
         return None
-    if isinstance(text, (int, float)):
-        return float(text)
-    v = parse_time(text, "duration", units=_DURATION_UNITS, bare=bare)
+    if isinstance(text, bool):
+        raise NastoolsError(f"duration {text!r}: expected seconds or a number with a unit, e.g. 90s, 10m, 1.5h")
+    v = float(text) if isinstance(text, (int, float)) else parse_time(text, "duration", units=_DURATION_UNITS, bare=bare)
     if not (v > 0 and math.isfinite(v)):  # 'inf' and 'nan' parse as floats
         raise NastoolsError(f"duration {text!r}: expected a positive, finite duration")
     return v
