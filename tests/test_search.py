@@ -48,6 +48,39 @@ def test_parse_budgets():
         parse_latency("-1ms")
 
 
+def test_parse_budgets_takes_one_string_or_numbers_from_python():
+    # a string is one item, not a sequence of one-character items ('1', 'm', 's')
+    assert parse_budgets("1ms") == parse_budgets(("1ms",))
+    assert parse_budgets(flops="10M,20M") == parse_budgets(flops=(10e6, "20M"))
+    assert [b.limit for b in parse_budgets(params=1.5e6)] == [1.5e6]
+    with pytest.raises(NastoolsError, match="'1': add a unit"):
+        parse_budgets(latency=1)  # a latency needs its unit, as on the command line
+    with pytest.raises(NastoolsError, match="flops budget None"):
+        parse_budgets(flops=[None])
+
+
+@pytest.mark.parametrize(
+    "options, budgets, match",
+    [
+        (dict(eval_images=0), None, "--eval-images 0"),
+        (dict(calib_images=0), None, "--calib-images 0"),
+        (dict(batch_size=0), None, "--batch-size 0"),
+        (dict(population=1), None, "--population 1"),
+        (dict(rerank=-1), None, "--rerank -1"),
+        (dict(mutate_prob=2.0), None, "mutate_prob 2.0"),
+        (dict(statistic="mean"), None, "--statistic: got 'mean'"),
+        ({}, "1ms", "budgets: got '1ms' \\(str\\), expected Budget objects"),
+        ({}, ["20M"], "budgets: got '20M'"),
+    ],
+)
+def test_run_search_checks_its_arguments_before_any_work(tmp_path, options, budgets, match):
+    from nastools.search.runner import SearchOptions, run_search
+
+    budgets = parse_budgets(flops=("20M",)) if budgets is None else budgets
+    with pytest.raises(NastoolsError, match=match):  # refused before the (missing) run is looked up
+        run_search(tmp_path / "no-run", budgets, options=SearchOptions(**options), progress=False, log=lambda m: None)
+
+
 def _engine(space, limits, cfg, **kw):
     costs = {"flops": space.flops, "params": space.params}
     return EvolutionSearch(space, kw.pop("acc", synthetic_accuracy(space)), costs, limits, "flops", cfg, **kw)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 from nastools.errors import NastoolsError
 from nastools.space import format_count, parse_count, parse_time
@@ -55,12 +56,17 @@ def parse_latency(text: str) -> float:
     return value
 
 
-def parse_budgets(latency: tuple[str, ...] = (), flops: tuple[str, ...] = (), params: tuple[str, ...] = ()) -> list[Budget]:
+def parse_budgets(
+    latency: str | Sequence[str] = (), flops: str | Sequence[str | float] = (), params: str | Sequence[str | float] = ()
+) -> list[Budget]:
     """Budgets from the command line's repeated, comma-separated options.
 
-    ``latency`` items look like ``10ms``, ``2ms,4ms`` or ``cpu=10ms``; a latency without a
-    device uses the device ``default``.
+    Each argument is a sequence of items, as repeated options give them, or one item as a
+    string. ``latency`` items look like ``10ms``, ``2ms,4ms`` or ``cpu=10ms`` (a unit is
+    needed); a latency without a device uses the device ``default``. ``flops`` and ``params``
+    items look like ``20M`` or ``10M,20M``, or are numbers.
     """
+    latency, flops, params = (_items(v, what) for v, what in ((latency, "latency"), (flops, "flops"), (params, "params")))
     out: list[Budget] = []
     for item in latency:
         device = "default"
@@ -77,3 +83,17 @@ def parse_budgets(latency: tuple[str, ...] = (), flops: tuple[str, ...] = (), pa
             for part in item.split(","):
                 out.append(Budget(metric, parse_count(part)))
     return out
+
+
+def _items(value: object, what: str) -> list[str]:
+    """The items of one budget argument as text: a string is one item; numbers are written
+    out (a latency number is then refused for its missing unit)."""
+    items = [value] if isinstance(value, (str, int, float)) else value
+    try:
+        items = list(items)
+    except TypeError:
+        items = [items]
+    for v in items:
+        if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+            raise NastoolsError(f"{what} budget {v!r}: expected text such as {'10ms' if what == 'latency' else '20M'}")
+    return [v if isinstance(v, str) else repr(v) for v in items]

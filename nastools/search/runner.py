@@ -66,6 +66,44 @@ class SearchOptions:
     rerank: int = 4
     rerank_images: int | None = None  # None: the whole validation split
 
+    def check(self) -> "SearchOptions":
+        """Refuse values the command line's options would refuse (counts below their least
+        value, an unknown strategy or statistic) as one-line NastoolsErrors; returns self."""
+        from nastools.latency.table import stat_key
+        from nastools.search.evolution import STRATEGIES
+
+        least = {"population": 2, "generations": 0, "eval_images": 1, "batch_size": 1, "workers": 0, "predictor_factor": 1}
+        least.update(measure_retries=0, rerank=0, calib_images=1, rerank_images=1)
+        for name, low in least.items():
+            value = getattr(self, name)
+            if value is None and name in ("calib_images", "rerank_images"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise NastoolsError(f"--{name.replace('_', '-')} {value!r}: expected an integer >= {low}")
+        if not (isinstance(self.mutate_prob, (int, float)) and 0 <= self.mutate_prob <= 1):
+            raise NastoolsError(f"mutate_prob {self.mutate_prob!r}: expected a probability from 0 to 1")
+        if self.strategy not in STRATEGIES:
+            raise NastoolsError(f"--strategy {self.strategy!r}: expected one of {', '.join(STRATEGIES)}")
+        if self.statistic is not None:
+            stat_key(self.statistic)
+        return self
+
+
+def check_budget_types(budgets: object) -> list[Budget]:
+    """``budgets`` as a list of :class:`Budget` (one Budget alone is a list of one); text or
+    anything else is a one-line error naming :func:`~nastools.search.budget.parse_budgets`."""
+    try:
+        items = [budgets] if isinstance(budgets, (Budget, str, bytes)) else list(budgets)
+    except TypeError:  # not iterable
+        items = [budgets]
+    for b in items:
+        if not isinstance(b, Budget):
+            raise NastoolsError(
+                f"budgets: got {b!r} ({type(b).__name__}), expected Budget objects: "
+                f"nastools.search.parse_budgets(latency=('1ms',), flops=('20M',)) makes them from text"
+            )
+    return items
+
 
 @dataclass
 class Pick:
@@ -579,7 +617,8 @@ def run_search(
     from nastools.machine import check_torch_device
     from nastools.search.distributed import join_search_group, merge_timing
 
-    opts = options or SearchOptions()
+    opts = (options or SearchOptions()).check()
+    budgets = check_budget_types(budgets)
     if opts.rerank > 0 and opts.rerank_images is not None and opts.rerank_images <= opts.eval_images:
         raise NastoolsError(
             f"--rerank-images {opts.rerank_images} is not more than --eval-images {opts.eval_images}: the finalists would be "
