@@ -348,12 +348,25 @@ def test_bad_options_are_one_line(tiny_run, args, needle):
         ({"format": "tflite"}, "--format"),
         ({"precision": "int4"}, "--precision"),
         ({"format": "torchscript", "batch": 8}, "a traced TorchScript model takes any batch size"),
+        ({"batch": "8"}, "--batch '8'"),
+        ({"parity_images": 0}, "--parity-images 0"),
+        ({"eval_images": 0}, "--eval-images 0"),
+        ({"calib_images": 0}, "--calib-images 0"),
+        ({"opset": 13}, "--opset 13: expected an integer >= 17"),
     ],
 )
 def test_export_subnet_checks_its_arguments_before_any_work(tiny_run, tmp_path, kwargs, needle):
     run, _ = tiny_run
     with pytest.raises(NastoolsError, match=needle):
         export_subnet(run, run / "arch.json", out=tmp_path / "m.onnx", **kwargs)
+    assert not list(tmp_path.iterdir())
+
+
+def test_export_onnx_refuses_what_it_cannot_export(tmp_path):
+    with pytest.raises(NastoolsError, match="export_onnx: got a str, expected a torch module"):
+        export_onnx("subnet.pt", tmp_path / "m.onnx")
+    with pytest.raises(NastoolsError, match="opset 13: expected an ONNX opset >= 17"):
+        export_onnx(torch.nn.Identity(), tmp_path / "m.onnx", opset=13)
     assert not list(tmp_path.iterdir())
 
 

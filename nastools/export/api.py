@@ -133,6 +133,15 @@ def _check_choice(what: str, value: str, choices: tuple[str, ...]) -> None:
         raise NastoolsError(f"{what} {value!r}: expected one of {', '.join(choices)}")
 
 
+def _check_counts(**counts: int | None) -> None:
+    """Image counts and sizes given as ``--name N``: each an integer >= 1 where given (the
+    opset >= 17), as the command line's options are."""
+    for name, value in counts.items():
+        least = 17 if name == "opset" else 1
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+            raise NastoolsError(f"--{name.replace('_', '-')} {value!r}: expected an integer >= {least}")
+
+
 def _versions() -> dict[str, str]:
     import onnx
     import onnxruntime
@@ -207,7 +216,13 @@ def export_subnet(
     recipes of imported runs); image folders are read at the arch's resolution as that recipe
     says;
     ``parity_images`` test images check parity; ``eval_images`` test images (all by default)
-    give top-1 accuracy. Returns the written paths and the sidecar.
+    give top-1 accuracy. ``run`` is a run name or folder, or a shipped supernet's name;
+    ``arch`` an :class:`~nastools.space.Arch`, an Arch JSON file or a shipped arch's name
+    (None: the run's ``search/best.json``); ``out`` the model's path (default
+    ``<run>/export/<arch id>[-<precision>].<ending>``). TensorRT only: ``workspace`` is the
+    builder's memory limit in bytes (None: 1 GiB), ``timing_cache`` a file read and written
+    by the build. ``progress`` shows a bar on stderr. Returns the written paths and the
+    sidecar (:class:`ExportResult`); user errors are :class:`~nastools.errors.NastoolsError`.
     """
     from tqdm import tqdm
 
@@ -220,12 +235,11 @@ def export_subnet(
         raise NastoolsError(
             f"--format torchscript --precision {precision}: TorchScript export is fp32 only; use --format onnx or trt for {precision}"
         )
-    if batch is not None and batch < 1:
-        raise NastoolsError(f"--batch {batch}: expected a batch size >= 1 or 'dynamic'")
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise NastoolsError(f"--batch {batch!r}: expected a batch size >= 1 or 'dynamic'")
+    _check_counts(calib_images=calib_images, parity_images=parity_images, eval_images=eval_images, max_batch=max_batch, opset=opset)
     if format == "torchscript" and batch is not None:
         raise NastoolsError(f"--format torchscript --batch {batch}: a traced TorchScript model takes any batch size; leave --batch out")
-    if max_batch < 1:
-        raise NastoolsError(f"--max-batch {max_batch}: expected a batch size >= 1")
     if workspace is not None and workspace < 1:
         raise NastoolsError(f"--workspace {workspace >> 20} MiB: expected a limit >= 1 MiB")
     trt = import_tensorrt() if format == "trt" else None  # fail fast, before any work

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from nastools.errors import NastoolsError
 from nastools.export.fold import fold_batchnorm
 from nastools.io import atomic_write
 
@@ -63,8 +64,12 @@ def export_onnx(
     """
     import onnx
 
-    if opset < 17:
-        raise ValueError(f"opset {opset}: expected >= 17")
+    if not isinstance(model, nn.Module):
+        raise NastoolsError(
+            f"export_onnx: got a {type(model).__name__}, expected a torch module (a StaticSubnet: Supernet(space).extract(arch))"
+        )
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 17:
+        raise NastoolsError(f"opset {opset!r}: expected an ONNX opset >= 17")
     net = fold_batchnorm(model) if fold else model.eval()
     net = net.cpu().float()
     x = torch.zeros(batch or 2, *input_shape(model))
