@@ -237,6 +237,23 @@ def test_bench_model_bounds_threads(onnx_model):
         bench_model(onnx_model, threads=1025, warmup=0, duration=0, min_iterations=1)
 
 
+def test_bench_model_checks_argument_types(onnx_model):
+    for kw, needle in (({"threads": "2"}, "--threads '2'"), ({"batch": "32"}, "--batch '32'"), ({"batch": True}, "--batch True")):
+        with pytest.raises(NastoolsError, match=needle):
+            bench_model(onnx_model, warmup=0, duration=0, min_iterations=1, **kw)
+
+
+def test_bench_model_leaves_torch_thread_count_as_it_was(torchscript_model):
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        res = bench_model(torchscript_model, threads=1, warmup=0, duration=0, min_iterations=2)
+        assert res.backend == "torch" and res.threads == 1
+        assert torch.get_num_threads() == 3  # the caller's setting, not the bench's
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_supernet_checkpoint_is_named(torch_save_files):
     ckpt, state = torch_save_files
     with pytest.raises(NastoolsError, match="nastools supernet checkpoint, not a model") as err:

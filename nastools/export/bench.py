@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -187,6 +188,22 @@ def time_callable(run: Callable[[], Any], warmup_s: float, duration_s: float, mi
     return np.asarray(lat), clock() - start
 
 
+@contextmanager
+def _torch_threads_kept(torch_runs: bool) -> Iterator[None]:
+    """Restore torch's intra-op thread count on leaving: a TorchScript runner sets it to the
+    bench's ``threads`` for the process."""
+    if not torch_runs:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def bench_model(
     path: str | Path,
     *,
@@ -198,14 +215,24 @@ def bench_model(
     min_iterations: int = 10,
     seed: int = 0,
 ) -> BenchResult:
-    """Measure ``path`` like trtexec: warm-up by time, then latency statistics over a duration."""
-    if batch < 1:
-        raise NastoolsError(f"--batch {batch}: expected a batch size >= 1")
-    if threads is not None and not 1 <= threads <= MAX_THREADS:
-        raise NastoolsError(f"--threads {threads}: expected 1 to {MAX_THREADS}")
+    """Time the exported model at ``path`` like trtexec: run it for ``warmup``, then run one
+    random batch (drawn with ``seed``) after the other for ``duration`` and at least
+    ``min_iterations`` times, and return the latency statistics (ms) and throughput.
+
+    ``backend``: ``ort`` (ONNX Runtime CPU), ``trt`` (TensorRT on the GPU) or ``torch``
+    (TorchScript); None picks it by the file's ending (``.onnx``, ``.engine``/``.plan``,
+    ``.pt``). ``batch``: the input's batch size. ``threads``: intra-op CPU threads, 1 to
+    1024 (None: the runtime's default); a TorchScript run leaves torch's own thread count as
+    it found it. ``warmup`` and ``duration``: a time with its unit (``'200ms'``, ``'3s'``) or
+    a number of seconds, at most an hour. User errors (a missing file, a batch that would
+    not fit in memory) are :class:`~nastools.errors.NastoolsError`."""
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise NastoolsError(f"--batch {batch!r}: expected a batch size >= 1")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or not 1 <= threads <= MAX_THREADS):
+        raise NastoolsError(f"--threads {threads!r}: expected 1 to {MAX_THREADS}")
     warmup_s, duration_s = parse_duration(warmup, "--warmup"), parse_duration(duration, "--duration")
     runner = make_runner(path, backend, threads)
-    with runner:
+    with _torch_threads_kept(runner.name == "torch"), runner:
         check_inputs(runner)
         shape = runner.input_shape(batch)
         check_memory(runner, shape)
