@@ -911,3 +911,24 @@ def test_profile_resolutions_take_commas_or_spaces():
     for bad in ("28;32", "", " , "):
         with pytest.raises(click.BadParameter, match="comma-separated integers"):
             t.convert(bad, None, None)
+
+
+def test_workloads_leave_the_callers_torch_rng_alone(tiny):
+    # profile, calibrate, check_drift and measure_end_to_end build workloads: a library caller's
+    # random stream is not reseeded by them, and the weights stay those of seed 0
+    import torch
+
+    from nastools.latency import block_workload, subnet_workload
+
+    torch.manual_seed(123)
+    expected = torch.rand(4)
+    torch.manual_seed(123)
+    block = block_workload(blocks_for(tiny)[1])
+    subnet = subnet_workload(tiny, tiny.min_arch())
+    assert torch.equal(torch.rand(4), expected)
+    from nastools.supernet import build_block
+
+    torch.manual_seed(0)
+    seed0 = build_block(blocks_for(tiny)[1]).state_dict()
+    assert all(torch.equal(a, b) for a, b in zip(block.module.state_dict().values(), seed0.values()))
+    assert subnet.module is not None

@@ -65,16 +65,21 @@ def export_onnx(module: nn.Module, input_shape: Sequence[int], half: bool = Fals
 
 
 def block_workload(block: Block, batch: int = 1) -> Workload:
-    """One block alone, at its input shape."""
-    torch.manual_seed(0)
-    return Workload(block.key, build_block(block).eval(), (batch, block.in_chs, block.size, block.size))
+    """One block alone, at its input shape (weights drawn from seed 0; the caller's torch
+    RNG is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        module = build_block(block).eval()
+    return Workload(block.key, module, (batch, block.in_chs, block.size, block.size))
 
 
 def subnet_workload(space: SearchSpace, arch: Arch, batch: int = 1) -> Workload:
-    """A whole static subnet (end-to-end runs for calibration and validation)."""
-    torch.manual_seed(0)
+    """A whole static subnet (end-to-end runs for calibration and validation; weights drawn
+    from seed 0, the caller's torch RNG left as it was)."""
     blocks = space.blocks(arch)
-    net = StaticSubnet.build(arch, blocks).eval()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = StaticSubnet.build(arch, blocks).eval()
     return Workload(arch.key, net, (batch, *net.input_shape))
 
 
