@@ -93,6 +93,21 @@ def test_sample_near_flops_outside_range(fmnist):
         fmnist.sample_near_flops(1e9)
 
 
+def test_a_flops_target_may_be_a_count_and_must_be_one(fmnist):
+    assert fmnist.sample_near_flops("20M", rng=0) == fmnist.sample_near_flops(20e6, rng=0)
+    with pytest.raises(NastoolsError, match="FLOPs target None"):
+        fmnist.sample_near_flops(None)
+
+
+def test_costs_of_an_arch_of_another_space_are_a_one_line_error(fmnist):
+    other = load_space("attentivenas").sample(0)
+    for cost in (fmnist.flops, fmnist.params, fmnist.blocks):
+        with pytest.raises(NastoolsError, match="arch.space: got 'attentivenas', expected 'fmnist'"):
+            cost(other)
+    with pytest.raises(NastoolsError, match="expected an Arch, got dict"):
+        fmnist.flops({})
+
+
 def test_validation_names_field_and_choices(fmnist):
     arch = fmnist.sample(0)
     bad = arch.replace(stages=arch.stages[:2] + (arch.stages[2].__class__(40, 3, 7, 4),) + arch.stages[3:])

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from nastools.errors import NastoolsError
 from nastools.space.arch import Arch, StageArch
-from nastools.space.units import format_count
+from nastools.space.units import format_count, parse_count
 
 if TYPE_CHECKING:
     from nastools.space.searchspace import SearchSpace
@@ -84,10 +84,14 @@ def crossover(space: "SearchSpace", a: Arch, b: Arch, rng: "random.Random | int 
 
 
 def sample_near_flops(
-    space: "SearchSpace", target: float, rng: "random.Random | int | None" = None, *, tolerance: float = 0.05, max_tries: int = 500
+    space: "SearchSpace", target: float | str, rng: "random.Random | int | None" = None, *, tolerance: float = 0.05, max_tries: int = 500
 ) -> Arch:
-    """An arch whose FLOPs lie within ``tolerance`` (relative) of ``target``; see
-    :meth:`SearchSpace.sample_near_flops`."""
+    """An arch whose FLOPs lie within ``tolerance`` (relative) of ``target`` (a number or a
+    count such as ``'20M'``); see :meth:`SearchSpace.sample_near_flops`."""
+    if isinstance(target, str):
+        target = parse_count(target)
+    elif isinstance(target, bool) or not isinstance(target, (int, float)):
+        raise NastoolsError(f"FLOPs target {target!r}: expected a number or a count such as 20M")
     lo_f, hi_f = space.flops(space.min_arch()), space.flops(space.max_arch())
     if not lo_f * (1 - tolerance) <= target <= hi_f * (1 + tolerance):
         raise NastoolsError(

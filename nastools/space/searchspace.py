@@ -143,13 +143,14 @@ class SearchSpace:
 
     def sample_near_flops(
         self,
-        target: float,
+        target: float | str,
         rng: "random.Random | int | None" = None,
         *,
         tolerance: float = 0.05,
         max_tries: int = 500,
     ) -> Arch:
-        """An arch whose FLOPs lie within ``tolerance`` (relative) of ``target``.
+        """An arch whose FLOPs lie within ``tolerance`` (relative) of ``target`` (a number, or
+        a count such as ``'20M'``), drawn with ``rng`` (a seed or a ``random.Random``).
 
         Rejection sampling from the uniform distribution, as AttentiveNAS does. Targets in
         the tails of the FLOPs distribution rarely get a hit, so after ``max_tries // 5``
@@ -230,6 +231,8 @@ class SearchSpace:
 
     def blocks(self, arch: Arch) -> list[Block]:
         """Decode an arch into its blocks, in order: stem, every MBConv block, head."""
+        if not isinstance(arch, Arch) or arch.space != self.name:
+            self.validate(arch)  # a one-line error (an arch of another space, not an Arch)
         stem = self.stem_block(arch.resolution, arch.stem)
         out = [stem]
         size, chs = stem.out_size, arch.stem
@@ -278,6 +281,8 @@ class SearchSpace:
 
     def cost(self, arch: Arch) -> tuple[int, int]:
         """(FLOPs as multiply-accumulates, parameters) of ``arch``, analytically."""
+        if not isinstance(arch, Arch) or arch.space != self.name:
+            self.validate(arch)  # a one-line error (an arch of another space, not an Arch)
         return _cost.arch_cost(self, arch, self._stage_cache)
 
     def flops(self, arch: Arch) -> int:
