@@ -35,6 +35,37 @@ def test_console_script_and_module_entry_without_optional_packages():
     assert "nastools" in out.stdout
 
 
+def test_every_help_starts_without_the_heavy_packages():
+    # `nastools <command> --help` answers in a fraction of a second: torch, onnxruntime, numpy
+    # and matplotlib are imported by the commands' bodies, not by their definitions
+    paths = [list(p) for p in _commands(main)]
+    code = (
+        "import sys; from nastools.cli import main\n"
+        f"for path in {paths!r}:\n"
+        "    try:\n        main([*path, '--help'], prog_name='nastools')\n"
+        "    except SystemExit as e:\n        assert e.code == 0, path\n"
+        "heavy = {'torch', 'onnxruntime', 'onnx', 'numpy', 'matplotlib', 'tensorrt'} & set(sys.modules)\n"
+        "assert not heavy, sorted(heavy)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_version_is_the_projects_from_both_entry_points():
+    import re
+    from pathlib import Path
+
+    import nastools
+
+    pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
+    version = re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1)
+    assert nastools.__version__ == version
+    script = Path(sys.executable).with_name("nastools")
+    for cmd in ([sys.executable, "-m", "nastools"], [str(script)] if script.exists() else []):
+        if cmd:
+            out = subprocess.run([*cmd, "--version"], check=True, capture_output=True, text=True).stdout
+            assert out.strip() == f"nastools, version {version}"
+
+
 def test_space_list_json():
     result = CliRunner().invoke(main, ["space", "list", "--json"])
     rows = {r["name"]: r for r in json.loads(result.output)}
