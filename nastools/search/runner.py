@@ -598,24 +598,9 @@ def _setup(run, ckpt: Path, ckpt_data: dict, net, budgets, tables, opts, fresh: 
     return _Setup(Path(shared["out"]), costs, sweep, fixed, evaluator)
 
 
-def run_search(
-    run: str | Path = "default",
-    budgets: Sequence[Budget] = (),
-    *,
-    tables: Mapping[str, str] | None = None,
-    options: SearchOptions | None = None,
-    fresh: bool = False,
-    out_dir: str | Path | None = None,
-    progress: bool = True,
-    log: Callable[[str], None] = print,
-) -> SearchReport:
-    """Search the supernet of ``run`` under ``budgets``; see the module docstring. The output
-    folder is locked while the search writes it (:class:`nastools.lock.OutputLock`). Under
-    torchrun every process takes part (:mod:`nastools.search.distributed`): rank 0 narrates,
-    measures the picks and writes the outputs; the other ranks return the picks by their
-    predicted costs, unmeasured, and write nothing."""
+def _checked_arguments(budgets: object, tables: Mapping[str, str] | None, options: SearchOptions | None):
+    """``run_search``'s options, budgets and tables, checked before any work."""
     from nastools.machine import check_torch_device
-    from nastools.search.distributed import join_search_group, merge_timing
 
     opts = (options or SearchOptions()).check()
     budgets = check_budget_types(budgets)
@@ -627,6 +612,39 @@ def run_search(
     tables = dict(tables or {})
     _check_tables(budgets, tables)
     check_torch_device(opts.device)
+    return opts, budgets, tables
+
+
+def run_search(
+    run: str | Path = "default",
+    budgets: Sequence[Budget] = (),
+    *,
+    tables: Mapping[str, str] | None = None,
+    options: SearchOptions | None = None,
+    fresh: bool = False,
+    out_dir: str | Path | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> SearchReport:
+    """Search the supernet of ``run`` under ``budgets``; see the module docstring.
+
+    ``run``: a run name or folder, a checkpoint file or a shipped supernet's name.
+    ``budgets``: :class:`~nastools.search.budget.Budget` objects
+    (:func:`~nastools.search.budget.parse_budgets` makes them from text such as ``'1ms'``,
+    ``'20M'``). ``tables``: the latency table of each device a budget names (device -> path;
+    by default a table made on this machine, :func:`~nastools.search.resolve_table`). ``options``: the
+    search's knobs (:class:`SearchOptions`). ``fresh``: ignore a saved state and accuracy
+    cache. ``out_dir``: the output folder (default ``<run>/search``). ``progress``: a bar on
+    stderr; ``log``: where narration lines go (``print`` by default; ``lambda m: None``
+    silences them). Returns a :class:`SearchReport`; user errors are
+    :class:`~nastools.errors.NastoolsError`. The output
+    folder is locked while the search writes it (:class:`nastools.lock.OutputLock`). Under
+    torchrun every process takes part (:mod:`nastools.search.distributed`): rank 0 narrates,
+    measures the picks and writes the outputs; the other ranks return the picks by their
+    predicted costs, unmeasured, and write nothing."""
+    from nastools.search.distributed import join_search_group, merge_timing
+
+    opts, budgets, tables = _checked_arguments(budgets, tables, options)
     group = join_search_group(opts.device)
     main = group is None or group.is_main
     log = log if main else _quiet
