@@ -370,23 +370,57 @@ def test_export_onnx_refuses_what_it_cannot_export(tmp_path):
     assert not list(tmp_path.iterdir())
 
 
-def test_an_interrupted_export_leaves_no_unchecked_model_and_no_stale_sidecar(tiny_run, tmp_path, monkeypatch):
+def test_an_interrupted_export_leaves_the_previous_model_and_sidecar_as_they_were(tiny_run, tmp_path, monkeypatch):
     import nastools.export.api as api
 
     run, _ = tiny_run
     first = export_subnet(run, run / "arch.json", out=tmp_path / "m.onnx", **SMALL)
-    assert first.path.exists() and first.sidecar_path.exists()
+    before = (first.path.read_bytes(), first.sidecar_path.read_bytes())
 
     def stopped(ctx):  # Ctrl-C after the new model is written, before it is checked
-        assert ctx.job.out.exists()
+        assert ctx.model.exists()
         raise KeyboardInterrupt
 
     monkeypatch.setattr(api, "_verify", stopped)
     with pytest.raises(KeyboardInterrupt):
         export_subnet(run, run / "arch.json", out=tmp_path / "m.onnx", **SMALL)
-    # neither the unchecked model nor the old model's sidecar stays (the sidecar would describe another model)
-    assert not first.path.exists() and not first.sidecar_path.exists()
-    assert [p.name for p in tmp_path.iterdir()] == []
+    # the unchecked model never took the checked one's place; nothing else is left
+    assert (first.path.read_bytes(), first.sidecar_path.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.json"]
+
+
+def test_an_export_killed_before_its_check_leaves_no_unchecked_model(tiny_run, tmp_path):
+    """SIGKILL (a real process) while the written model is checked: no model at the output;
+    the rerun removes the killed export's scratch folder and writes the checked model."""
+    import signal
+    import subprocess
+    import sys
+
+    run, _ = tiny_run
+    out = tmp_path / "m.onnx"
+    code = (
+        "import os, signal, sys\n"
+        "import nastools.export.api as api\n"
+        "api._verify = lambda ctx: os.kill(os.getpid(), signal.SIGKILL)\n"
+        f"api.export_subnet(sys.argv[1], sys.argv[1] + '/arch.json', out=sys.argv[2], **{SMALL!r})\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(run), str(out)], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert not out.exists() and not (tmp_path / "m.onnx.json").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".m.onnx.export.")]  # its scratch folder
+    res = export_subnet(run, run / "arch.json", out=out, **SMALL)
+    assert res.passed
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.json"]
+
+
+def test_a_second_export_to_the_same_output_is_refused(tiny_run, tmp_path):
+    from nastools.lock import OutputLock
+
+    run, _ = tiny_run
+    with OutputLock(tmp_path / "m.onnx", "export output", folder=False):  # another export writing it
+        with pytest.raises(NastoolsError, match=r"export output .*m\.onnx' is in use by pid .*pass another --out"):
+            export_subnet(run, run / "arch.json", out=tmp_path / "m.onnx", **SMALL)
+    assert not (tmp_path / "m.onnx").exists()
 
 
 # ---------------------------------------------------------------- TensorRT (GPU machines only)

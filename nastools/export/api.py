@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import os
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -26,6 +28,7 @@ from nastools.constants import FORMATS, PRECISIONS
 from nastools.data import NO_TEST_SPLIT, image_recipe, normalisation
 from nastools.errors import NastoolsError
 from nastools.io import atomic_write, atomic_write_json, read_json, writable_file
+from nastools.lock import OutputLock
 from nastools.runtime import SUFFIX_BACKEND
 from nastools.space import Arch, load_arch
 
@@ -260,7 +263,8 @@ def export_subnet(
             space=space, ckpt=ckpt, calib_images=calib_images, parity_images=parity_images, eval_images=eval_images, opset=opset,
             max_batch=max_batch, workspace=workspace, timing_cache=timing_cache, trt=trt, recipe=recipe,
         )  # fmt: skip
-        return _export(steps, job)
+        with OutputLock(out, "export output", folder=False, elsewhere="pass another --out"):
+            return _export(steps, job)
     finally:
         steps.close()
 
@@ -297,7 +301,9 @@ class ExportJob:
 @dataclass
 class ExportContext:
     """One export under way: its job, the recalibrated subnet, the parity inputs and their
-    PyTorch reference logits, the sidecar being filled, a scratch folder and the progress bar."""
+    PyTorch reference logits, the sidecar being filled, a scratch folder, the progress bar and
+    where the exporter writes the model (in the scratch folder, with the output's name; moved
+    to the output once checked)."""
 
     job: ExportJob
     subnet: Any
@@ -306,6 +312,7 @@ class ExportContext:
     sidecar: dict[str, Any]
     tmp: Path
     steps: Any
+    model: Path
 
     def eval_batches(self):
         """The test images that give top-1 accuracy, prepared like the model's inputs."""
@@ -326,19 +333,21 @@ def _export(steps, job: ExportJob) -> ExportResult:
         reference = subnet(torch.from_numpy(parity_x)).numpy()
     sidecar = _base_sidecar(job, subnet, seen, torch_top1)
 
-    # a sidecar never describes another model than the one beside it, and a model that an error
-    # or Ctrl-C stopped before its check does not stay where the checked one goes
-    sidecar_path(job.out).unlink(missing_ok=True)
-    try:
-        with tempfile.TemporaryDirectory(dir=job.out.parent, prefix=".export.") as tmp:
-            ctx = ExportContext(job, subnet, parity_x, reference, sidecar, Path(tmp), steps)
-            EXPORTERS[job.format].write(ctx)
+    # the model is written and checked in a scratch folder beside the output, and only then
+    # moved into place: an error, Ctrl-C or a kill leaves the previous model and its sidecar
+    # as they were, never an unchecked model where the checked one goes
+    scratch = f".{job.out.name}.export."
+    for old in job.out.parent.glob(scratch + "*"):  # left by an export that was killed (the lock is ours)
+        shutil.rmtree(old, ignore_errors=True)
+    with tempfile.TemporaryDirectory(dir=job.out.parent, prefix=scratch) as tmp:
+        (Path(tmp) / "out").mkdir()
+        ctx = ExportContext(job, subnet, parity_x, reference, sidecar, Path(tmp), steps, Path(tmp) / "out" / job.out.name)
+        EXPORTERS[job.format].write(ctx)
         steps.update()
         _verify(ctx)
         steps.update()
-    except BaseException:
-        job.out.unlink(missing_ok=True)
-        raise
+        sidecar_path(job.out).unlink(missing_ok=True)  # a sidecar never describes another model than the one beside it
+        os.replace(ctx.model, job.out)
     side = atomic_write_json(sidecar_path(job.out), sidecar)
     return ExportResult(job.out, side, sidecar)
 
@@ -456,7 +465,7 @@ def _write_onnx(ctx: ExportContext, onnx_out: Path) -> None:
 
 def _export_onnx(ctx: ExportContext) -> None:
     """``--format onnx``: the ONNX model is the output."""
-    _write_onnx(ctx, ctx.job.out)
+    _write_onnx(ctx, ctx.model)
 
 
 def _export_trt(ctx: ExportContext) -> None:
@@ -471,7 +480,7 @@ def _export_trt(ctx: ExportContext) -> None:
     profile = BatchProfile.for_batch(job.batch, max_batch=job.max_batch)
     cache = Path(job.timing_cache) if job.timing_cache else job.out.parent / "timing.cache"
     sidecar["tensorrt"] = build_engine(
-        onnx_out, job.out, precision=job.precision, profile=profile, workspace=job.workspace or DEFAULT_WORKSPACE, timing_cache=cache
+        onnx_out, ctx.model, precision=job.precision, profile=profile, workspace=job.workspace or DEFAULT_WORKSPACE, timing_cache=cache
     )
     sidecar["versions"]["tensorrt"] = sidecar["tensorrt"]["tensorrt"]
     sidecar["gpu"] = sidecar["tensorrt"]["gpu"]
@@ -493,7 +502,7 @@ def _export_torchscript(ctx: ExportContext) -> None:
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still the portable format
         traced = torch.jit.trace(folded, torch.from_numpy(ctx.parity_x[:2]))
         torch.jit.save(traced, str(ts_tmp), _extra_files={TORCHSCRIPT_META: meta})
-    atomic_write(ctx.job.out, lambda f: f.write(ts_tmp.read_bytes()), mode="wb")
+    atomic_write(ctx.model, lambda f: f.write(ts_tmp.read_bytes()), mode="wb")
     ctx.steps.update(2)
 
 
@@ -505,7 +514,7 @@ def _torchscript_runtime(sidecar: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class Exporter:
-    """One format: ``write`` puts the model at ``ctx.job.out`` (filling its sidecar sections);
+    """One format: ``write`` puts the model at ``ctx.model`` (filling its sidecar sections);
     ``runtime`` names, from the sidecar, what runs the written file in the parity check;
     ``chunk`` is the batch that check runs it with."""
 
@@ -534,7 +543,7 @@ def _verify(ctx: ExportContext) -> None:
 
     job, sidecar = ctx.job, ctx.sidecar
     exporter = EXPORTERS[job.format]
-    with make_runner(job.out) as runner:
+    with make_runner(ctx.model) as runner:
         chunk = exporter.chunk(job)
         logits = run_batched(runner, ctx.parity_x, chunk)
         model_top1, n_eval = top1(runner, ctx.eval_batches(), chunk)
