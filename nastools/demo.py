@@ -705,15 +705,28 @@ def _stages(demo: _Demo, stages: _Stages) -> None:
 
 def run_demo(settings: DemoSettings | None = None, *, fresh: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run the demo pipeline; returns the summary (also written to ``runs/<run>/demo.json``).
-    SIGINT or SIGTERM raises :class:`DemoInterrupted` once the stage it stops has stopped."""
+    SIGINT or SIGTERM raises :class:`DemoInterrupted` once the stage it stops has stopped.
+    One demo at a time runs in a run folder (its lock ``.<run>.lock`` lies beside the folder,
+    which ``fresh`` deletes): a second is refused (:class:`nastools.lock.OutputLock`)."""
+    from nastools.lock import OutputLock
+
     s = settings or DemoSettings()
     space = load_space(s.space)
     rdir = run_dir(s.run)
-    if fresh and rdir.exists():
-        shutil.rmtree(rdir)
-    writable_dir(rdir, "--run folder").mkdir(parents=True, exist_ok=True)
-    stages = _Stages(rdir / STATE_NAME, log)
-    demo = _Demo(s, space, rdir, log)
+    if not rdir.resolve().name:
+        raise NastoolsError(f"--run folder {str(rdir)!r} is the file system's root: give a folder below it")
+    writable_dir(rdir, "--run folder")
+    locked = rdir if rdir.name else rdir.resolve()  # --run .: the lock beside the working directory
+    with OutputLock(locked, "demo run", folder=False, elsewhere="pass another --run"):
+        if fresh and rdir.exists():
+            shutil.rmtree(rdir)
+        rdir.mkdir(parents=True, exist_ok=True)
+        return _run_stages(_Demo(s, space, rdir, log), _Stages(rdir / STATE_NAME, log))
+
+
+def _run_stages(demo: _Demo, stages: _Stages) -> dict[str, Any]:
+    """:func:`run_demo` once its run folder is locked: the stages, then the summary."""
+    space, rdir, log = demo.space, demo.rdir, demo.log
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_on_sigterm) if main else None
     try:

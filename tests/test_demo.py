@@ -362,3 +362,45 @@ def test_the_shipped_supernet_is_not_taken_for_one_trained_earlier(tmp_path, mon
     lines.clear()
     assert D._supernet_stage(demo, D._Stages(tmp_path / "demo.json", lines.append))["shipped"] is False
     assert "starting the training over" in lines[1]
+
+
+def test_a_second_demo_in_the_same_run_folder_is_refused_and_deletes_nothing(tmp_path, monkeypatch):
+    """A demo running in a folder (its lock held) refuses another, ``--fresh`` included,
+    which would otherwise delete the folder under the first."""
+    import nastools.demo as D
+    from nastools.lock import OutputLock
+
+    def no_stages(demo, stages):
+        raise NastoolsError("the stages ran")
+
+    monkeypatch.setattr(D, "_stages", no_stages)
+    run = tmp_path / "d"
+    run.mkdir()
+    (run / "demo.json").write_text('{"stages": {}}')
+    with OutputLock(run, "demo run", folder=False):  # the first demo
+        for extra in ([], ["--fresh"]):
+            res = CliRunner().invoke(main, ["demo", "--quick", "--run", str(run), *extra])
+            assert res.exit_code == 1 and res.output.count("\n") == 1, res.output
+            assert "demo run" in res.output and "is in use by pid" in res.output and "--run" in res.output
+            assert sorted(p.name for p in run.iterdir()) == ["demo.json"]
+    res = CliRunner().invoke(main, ["demo", "--quick", "--run", str(run), "--fresh"])  # the first has ended
+    assert res.exit_code == 1 and "the stages ran" in res.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]  # no lock file left
+
+
+def test_a_demo_in_the_working_directory_locks_it_from_beside_it(tmp_path, monkeypatch):
+    import nastools.demo as D
+
+    seen = []
+
+    def no_stages(demo, stages):
+        seen.extend(p.name for p in tmp_path.parent.iterdir() if p.name == f".{tmp_path.name}.lock")
+        raise NastoolsError("the stages ran")
+
+    monkeypatch.setattr(D, "_stages", no_stages)
+    monkeypatch.chdir(tmp_path)
+    res = CliRunner().invoke(main, ["demo", "--quick", "--run", "."])
+    assert res.exit_code == 1 and "the stages ran" in res.output, res.output
+    assert seen == [f".{tmp_path.name}.lock"] and not (tmp_path.parent / f".{tmp_path.name}.lock").exists()
+    res = CliRunner().invoke(main, ["demo", "--quick", "--run", "/"])
+    assert res.exit_code == 1 and res.output.count("\n") == 1 and "root" in res.output, res.output
