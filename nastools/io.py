@@ -49,7 +49,7 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "w"
         bits = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, mode) as f:
+        with named_os_errors(path), os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -62,6 +62,25 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "w"
             pass
         raise
     return path
+
+
+@contextmanager
+def named_os_errors(path: str | Path) -> Iterator[None]:
+    """Give an :class:`OSError` raised without a file name (a full disk, a file size limit,
+    an I/O error while writing an open file) the name ``path``, so that its one line says
+    which file could not be written."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is not None or exc.errno is None:
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
+
+
+def append_text(path: str | Path, text: str) -> None:
+    """Append ``text`` to the file ``path`` (a log), an error naming the file."""
+    with named_os_errors(path), open(path, "a") as f:
+        f.write(text)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

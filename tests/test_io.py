@@ -74,3 +74,37 @@ def test_writable_dir_and_file_refuse_unwritable_places_with_one_line_and_leave_
     assert writable_dir(tmp_path / "a" / "b", "--out") == tmp_path / "a" / "b"
     assert writable_file(tmp_path / "c" / "t.json", "--out") == tmp_path / "c" / "t.json"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_a_write_that_runs_out_of_room_is_one_line_naming_the_file_and_keeps_the_old_one(tmp_path):
+    """A real failing write (a file size limit: EFBIG, as a full disk gives ENOSPC, with no file
+    name in the error) through the CLI's error path names the file; the old file stays whole."""
+    import subprocess
+    import sys
+
+    old = tmp_path / "table.json"
+    old.write_text('{"old": true}\n')
+    code = (
+        "import resource, signal, sys\n"
+        "from click.testing import CliRunner\n"
+        "import click\n"
+        "from nastools.cli import main\n"
+        "from nastools.io import append_text, atomic_write_text\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))\n"
+        "@main.command('write-big')\n"
+        "def write_big():\n"
+        "    atomic_write_text(sys.argv[1], 'x' * 100000)\n"
+        "@main.command('append-big')\n"
+        "def append_big():\n"
+        "    append_text(sys.argv[2], 'y' * 100000)\n"
+        "for cmd in ('write-big', 'append-big'):\n"
+        "    res = CliRunner().invoke(main, [cmd])\n"
+        "    print(res.exit_code, res.output.strip())\n"
+    )
+    log = tmp_path / "train.jsonl"
+    out = subprocess.run([sys.executable, "-c", code, str(old), str(log)], capture_output=True, text=True, check=True).stdout
+    lines = out.strip().splitlines()
+    assert lines == [f"1 Error: File too large: {str(old)!r}", f"1 Error: File too large: {str(log)!r}"], out
+    assert old.read_text() == '{"old": true}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["table.json", "train.jsonl"]  # no temp file left

@@ -42,7 +42,7 @@ from nastools.augment import resolve as resolve_augment
 from nastools.checkpoint import checkpoint_path, checkpoint_space, load_checkpoint, save_checkpoint
 from nastools.data import TensorImages, check_fits, iter_batches, load_splits
 from nastools.errors import NastoolsError
-from nastools.io import writable_dir
+from nastools.io import append_text, writable_dir
 from nastools.machine import check_torch_device
 from nastools.space import Arch, SearchSpace, load_space, parse_time
 from nastools.supernet import Supernet
@@ -504,8 +504,7 @@ class Trainer:
     def _log(self, record: dict) -> None:
         if self.env.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            with open(self.run_dir / LOG_NAME, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            append_text(self.run_dir / LOG_NAME, json.dumps(record) + "\n")
 
     def _trim_log(self) -> None:
         """Drop log records past the checkpoint's step (left by a run that died after it)."""
