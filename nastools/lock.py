@@ -6,14 +6,19 @@ writer at a time. :class:`OutputLock` creates ``<folder>/.nastools.lock`` (for a
 runs, and writes the holder's pid, host and start time into it. A second process is refused
 with one line naming the first (:class:`~nastools.errors.NastoolsError`). The kernel drops
 the ``flock`` when its process dies, even by SIGKILL; the file left behind by a dead process
-of this host is then taken over, with a note. A lock of another host is never taken over
-(its process cannot be checked from here): the message says which file to delete.
+of this host is then taken over, with a note. A file naming another host is taken over too
+where the file system is local to this machine (a disk, tmpfs, a container's overlay: every
+process that can open the file shares this kernel's ``flock``, so a free one proves that no
+process holds it; a container started again under a new host name); on a network or unknown
+file system it is not (its process cannot be checked from here): the message says which
+file to delete.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -61,6 +66,34 @@ def pid_alive(pid: int, start: str | None = None) -> bool:
         pass
     now = _start_time(pid)
     return start is None or now is None or now == start
+
+
+#: file systems whose files only this machine's kernel opens: a free ``flock`` there is proof
+LOCAL_FILE_SYSTEMS = frozenset(
+    {"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "jfs", "reiserfs", "bcachefs", "zfs", "tmpfs", "ramfs", "overlay"}
+)
+
+
+def local_file_system(path: str | Path) -> bool:
+    """Whether ``path`` lies on a file system of :data:`LOCAL_FILE_SYSTEMS` (the mount that
+    holds it in ``/proc/self/mountinfo``); False for network, FUSE and unknown ones, and
+    where the mount table cannot be read."""
+    try:
+        real = os.path.realpath(path)
+        lines = Path("/proc/self/mountinfo").read_text(errors="replace").splitlines()
+    except OSError:
+        return False
+    best, fstype = "", ""
+    for line in lines:
+        left, sep, right = line.partition(" - ")
+        fields = left.split()
+        if not sep or len(fields) < 5 or not right.split():
+            continue
+        mount = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), fields[4])  # \040: a space
+        inside = real == mount or real.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best):  # the deepest mount; of mounts on one point, the last
+            best, fstype = mount, right.split()[0]
+    return fstype in LOCAL_FILE_SYSTEMS
 
 
 def _command() -> str:
@@ -160,12 +193,13 @@ class OutputLock:
                 if not isinstance(old.get("pid"), int) or isinstance(old.get("pid"), bool):
                     old = {}  # empty (a writer killed before it wrote) or not ours: nothing to respect
                 if old:
-                    if old.get("host") != host:
+                    if old.get("host") != host and not (fcntl is not None and local_file_system(self.path)):
                         raise NastoolsError(
                             f"{self.what} {str(self.target)!r} is locked by {_describe(old)}, another host whose process "
                             f"cannot be checked from here; if it no longer runs, delete {str(self.path)!r}"
                         )
-                    if (old.get("pid"), old.get("start")) != (pid, _start_time(pid)) and pid_alive(int(old["pid"]), old.get("start")):
+                    mine = (old.get("host"), old.get("pid"), old.get("start")) == (host, pid, _start_time(pid))
+                    if old.get("host") == host and not mine and pid_alive(int(old["pid"]), old.get("start")):
                         raise self._refuse(old, f" (lock file {str(self.path)!r})")
                     self.note(
                         f"note: {self.what} {str(self.target)!r}: taking over the lock of {_describe(old)}, "
@@ -214,4 +248,4 @@ class OutputLock:
         return False
 
 
-__all__ = ["LOCK_NAME", "OutputLock", "lock_path", "pid_alive"]
+__all__ = ["LOCAL_FILE_SYSTEMS", "LOCK_NAME", "OutputLock", "local_file_system", "lock_path", "pid_alive"]

@@ -66,8 +66,33 @@ def test_a_stale_lock_file_of_this_host_is_taken_over_one_of_another_host_is_not
         with OutputLock(tmp_path, "search output folder", note=notes.append) as lock:
             assert json.loads(lock.path.read_text())["pid"] == os.getpid()
     assert len(notes) == 1
-    path.write_text(json.dumps({"pid": pid, "host": "elsewhere"}))
-    with pytest.raises(NastoolsError, match=f"pid {pid} on elsewhere.*another host.*delete '{path}'"):
+
+
+def test_a_lock_file_of_another_host_is_taken_over_on_a_local_file_system_only(tmp_path, monkeypatch):
+    """A container started again gets a new host name: on a local file system its free flock
+    proves that no process holds the lock; on a network or unknown one the file is kept."""
+    import nastools.lock as L
+
+    assert not L.local_file_system("/proc/self/status")  # proc: no files on a disk
+    if not L.local_file_system(tmp_path):
+        pytest.skip(f"{tmp_path} is not on a local file system here")
+    path = lock_path(tmp_path)
+    path.write_text(json.dumps({"pid": 1, "host": "elsewhere", "start": "1"}))
+    notes = []
+    with OutputLock(tmp_path, "run", note=notes.append) as lock:
+        assert len(notes) == 1 and "taking over the lock of pid 1 on elsewhere" in notes[0]
+        assert json.loads(lock.path.read_text())["host"] == socket.gethostname()
+    p = hold(tmp_path)  # a live holder is refused whatever host its file names
+    try:
+        path.write_text(json.dumps({"pid": p.pid, "host": "elsewhere"}))
+        with pytest.raises(NastoolsError, match=f"in use by pid {p.pid} on elsewhere"):
+            OutputLock(tmp_path, "run").acquire()
+    finally:
+        p.kill()
+        p.wait()
+    monkeypatch.setattr(L, "local_file_system", lambda path: False)  # a network file system
+    path.write_text(json.dumps({"pid": 1, "host": "elsewhere"}))
+    with pytest.raises(NastoolsError, match=f"pid 1 on elsewhere.*another host.*delete '{path}'"):
         OutputLock(tmp_path, "search output folder").acquire()
     assert path.is_file()  # not taken over
 
