@@ -9,12 +9,14 @@ one :class:`NastoolsError` line naming the file.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import stat
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
@@ -81,6 +83,23 @@ def append_text(path: str | Path, text: str) -> None:
     """Append ``text`` to the file ``path`` (a log), an error naming the file."""
     with named_os_errors(path), open(path, "a") as f:
         f.write(text)
+
+
+def remove_stale_temps(folder: str | Path, names: Iterable[str]) -> list[Path]:
+    """Remove the temporary files :func:`atomic_write` left in ``folder`` for each of ``names``
+    (``.<name>.<8 random characters>.tmp``) when its process was killed mid-write, which
+    nothing else removes (a checkpoint's is as large as the checkpoint). Call it only while
+    holding the folder's lock, so that no writer is mid-write. Returns the removed files."""
+    removed = []
+    for name in names:
+        for p in Path(folder).glob(f".{glob.escape(name)}.*.tmp"):
+            if re.fullmatch(r"[a-z0-9_]{8}", p.name[len(name) + 2 : -len(".tmp")]) and p.is_file():
+                try:
+                    p.unlink()
+                except FileNotFoundError:
+                    continue
+                removed.append(p)
+    return removed
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

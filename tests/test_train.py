@@ -747,3 +747,32 @@ def test_a_sigkilled_run_resumes_from_its_mid_epoch_checkpoint_to_the_same_weigh
     assert [r["step"] for r in records if r["type"] == "step"] == list(range(1, target + 1))  # the lost steps redone once
     assert any(r["type"] == "checkpoint" and r["step"] == done for r in records)
     assert not (killed / ".nastools.lock").exists() and not (whole / ".nastools.lock").exists()
+
+
+def test_a_run_killed_while_writing_its_checkpoint_leaves_no_temp_file_after_the_rerun(tiny_path, tmp_path):
+    """SIGKILL in the middle of the checkpoint's write (a real process): the partial temp file
+    (as large as a checkpoint) is removed by the next run of the folder."""
+    run = tmp_path / "run"
+    args = ["train", "--space", tiny_path, "--run", str(run), "--batch-size", "32", "--steps", "1", "--eval-images", "50", "--no-progress"]
+    code = (
+        "import os, signal, sys\n"
+        "import nastools.io as io\n"
+        "real = io.atomic_write\n"
+        "def dying(path, write, mode='w'):\n"
+        "    def half(f):\n"
+        "        f.write(b'x' * 4096 if 'b' in mode else 'x'); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return real(path, half, mode)\n"
+        "io.atomic_write = dying\n"
+        "from nastools.cli import main\n"
+        "main(sys.argv[1:])\n"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    killed = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    temps = [p.name for p in run.iterdir() if p.name.startswith(".supernet.pt.") and p.name.endswith(".tmp")]
+    assert len(temps) == 1 and not (run / "supernet.pt").exists()
+    (run / ".supernet.pt.mine.tmp").write_text("not a temp file of nastools")
+    again = subprocess.run([sys.executable, "-m", "nastools", *args], env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert "taking over the lock" in again.stderr
+    assert sorted(p.name for p in run.iterdir()) == [".supernet.pt.mine.tmp", "curve.png", "supernet.pt", "train.jsonl"]

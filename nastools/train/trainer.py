@@ -42,7 +42,7 @@ from nastools.augment import resolve as resolve_augment
 from nastools.checkpoint import checkpoint_path, checkpoint_space, load_checkpoint, save_checkpoint
 from nastools.data import TensorImages, check_fits, iter_batches, load_splits
 from nastools.errors import NastoolsError
-from nastools.io import append_text, writable_dir
+from nastools.io import append_text, remove_stale_temps, writable_dir
 from nastools.machine import check_torch_device
 from nastools.space import Arch, SearchSpace, load_space, parse_time
 from nastools.supernet import Supernet
@@ -724,6 +724,8 @@ def train(
         writable_dir(rd, "--run folder")  # before training, not at its first log line
     main_rank = int(os.environ.get("RANK", "0")) == 0  # under torchrun, rank 0 writes for all
     with OutputLock(rd, "run", elsewhere="pass another --run") if main_rank else nullcontext():
+        if main_rank:  # left by a run killed while it wrote them
+            remove_stale_temps(rd, (ckpt.name, LOG_NAME, CURVE_NAME))
         if resume:
             trainer = Trainer.resume(
                 rd, space=(overrides or {}).get("space"), **{k: v for k, v in (overrides or {}).items() if k != "space"}
