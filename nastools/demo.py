@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from nastools.checkpoint import checkpoint_path, run_dir
+from nastools.checkpoint import checkpoint_path, load_checkpoint, run_dir
 from nastools.errors import NastoolsError
 from nastools.io import atomic_write_json, shown_path, writable_dir
 from nastools.search.latency_cost import LatencyCost, verification_note
@@ -160,7 +160,6 @@ def _matching_table(space: SearchSpace, cpu: str):
 
 def _shipped_supernet(space: SearchSpace) -> str | None:
     """The name of the shipped supernet trained on ``space`` (same fingerprint), if any."""
-    from nastools.checkpoint import load_checkpoint
     from nastools.pretrained import DEMO_SUPERNET, list_pretrained
 
     names = [DEMO_SUPERNET] + [n for n in list_pretrained() if n != DEMO_SUPERNET]
@@ -334,6 +333,21 @@ def _start_over(demo: _Demo, ckpt: Path, ours: bool) -> None:
         path.unlink(missing_ok=True)
 
 
+#: seconds between the demo's mid-epoch checkpoints: a training killed outright loses at most this
+DEMO_CHECKPOINT_EVERY = 60.0
+
+
+def _checkpoint_trained_s(ckpt: Path) -> float:
+    """The seconds of training the checkpoint ``ckpt`` records (0 when it records none or
+    cannot be read: the resume that follows says what is wrong with it)."""
+    try:
+        state = load_checkpoint(ckpt).get("train") or {}
+    except NastoolsError:
+        return 0.0
+    value = state.get("trained_s", 0.0)
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
 def _train(demo: _Demo, stages: _Stages, train_time: str, interrupted: dict | None, ours: bool) -> dict:
     """Stage 1 trained: a fresh supernet for at most ``train_time``, or the rest of an
     ``interrupted`` one (what the interrupted call noted: the seconds it trained)."""
@@ -356,13 +370,20 @@ def _train(demo: _Demo, stages: _Stages, train_time: str, interrupted: dict | No
     # the checkpoint is this training's once an earlier call of it began training
     resume = interrupted is not None and interrupted.get("training") is True and ckpt.is_file()
     if resume:
-        before = float(interrupted.get("trained_s", 0.0))
+        before = max(float(interrupted.get("trained_s", 0.0)), _checkpoint_trained_s(ckpt))  # a kill -9 noted nothing
         demo.log(f"   resuming the interrupted training run ({before:.0f} s trained of at most {budget:g} s)")
     elif ckpt.is_file():
         _start_over(demo, ckpt, ours)
     stages.keep(trained_checkpoint=str(ckpt))  # from now on the checkpoint is the demo's to replace
     stages.note(training=True)
-    summary = train(None if resume else cfg, rdir, resume=resume, max_steps=s.train_steps, time_budget=max(1.0, budget - before))
+    summary = train(
+        None if resume else cfg,
+        rdir,
+        resume=resume,
+        max_steps=s.train_steps,
+        time_budget=max(1.0, budget - before),
+        checkpoint_every=DEMO_CHECKPOINT_EVERY,
+    )
     demo.log(f"   {_train_line(summary)}")
     seconds = round(before + float(summary.get("seconds") or 0.0), 1)
     stopped = str(summary.get("stopped", ""))

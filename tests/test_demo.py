@@ -290,7 +290,7 @@ def _fake_train(calls, stopped):
     """A stand-in for :func:`nastools.train.trainer.train` that writes a checkpoint and
     stops as ``stopped`` says (one value per call)."""
 
-    def train(cfg, rdir, *, resume, max_steps, time_budget):
+    def train(cfg, rdir, *, resume, max_steps, time_budget, checkpoint_every=None):
         calls.append({"fresh": cfg is not None, "resume": resume, "budget": time_budget})
         (rdir / "supernet.pt").write_bytes(b"w")
         return {"step": 4, "seconds": 10.0, "stopped": stopped[len(calls) - 1]}
@@ -323,6 +323,35 @@ def test_the_train_stage_resumes_an_interrupted_training_and_restarts_one_of_oth
     D._supernet_stage(demo, D._Stages(tmp_path / "demo.json", lines.append))
     assert calls[2] == {"fresh": True, "resume": False, "budget": 60.0} and not (tmp_path / "train.jsonl").exists()
     assert "train_s 30 then, 60 now" in lines[0] and "starting the training over" in lines[1]
+
+
+def test_a_training_killed_outright_resumes_with_the_seconds_its_checkpoint_records(tmp_path, monkeypatch):
+    """kill -9 in training notes nothing in demo.json: the rerun resumes the demo's checkpoint
+    (written every minute of training) with the budget less the seconds it records."""
+    import nastools.demo as D
+    import nastools.train.trainer as T
+
+    calls: list[dict] = []
+    fake = _fake_train(calls, ["time budget"])
+
+    def killed(cfg, rdir, **kw):
+        assert kw["checkpoint_every"] == D.DEMO_CHECKPOINT_EVERY <= 60
+        (rdir / "supernet.pt").write_bytes(b"w")
+        raise SystemExit(137)  # as if killed: the stage is left running, without notes
+
+    monkeypatch.setattr(T, "train", killed)
+    lines: list[str] = []
+    demo = D._Demo(D.DemoSettings.quick(), space_from_dict(TINY), tmp_path, lines.append)
+    demo.settings.train_time = "30s"
+    with pytest.raises(SystemExit):
+        D._supernet_stage(demo, D._Stages(tmp_path / "demo.json", lambda m: None))
+    assert "trained_s" not in json.loads((tmp_path / "demo.json").read_text())["running"]
+    monkeypatch.setattr(T, "train", fake)
+    monkeypatch.setattr(D, "load_checkpoint", lambda path: {"train": {"trained_s": 12.0}})
+    lines.clear()
+    out = D._supernet_stage(demo, D._Stages(tmp_path / "demo.json", lines.append))
+    assert calls == [{"fresh": False, "resume": True, "budget": 18.0}]  # 30 s less the 12 s recorded
+    assert "(12 s trained of at most 30 s)" in "\n".join(lines) and "(22.0 s)" in out["about"]
 
 
 def test_the_train_stage_keeps_a_checkpoint_it_did_not_train(tmp_path, monkeypatch):

@@ -289,12 +289,16 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(tiny_path, split
     sa = a.fit(max_steps=8, progress=False)
     assert sa["step"] == 8 and sa["stopped"] == "steps"
     b = Trainer(cfg, tmp_path / "b", splits=splits)
-    b.fit(max_steps=3, progress=False)  # stops mid-epoch (evaluates, checkpoints)
+    s1 = b.fit(max_steps=3, progress=False)  # stops mid-epoch (evaluates, checkpoints)
+    first_s = _weights(tmp_path / "b")[1]["trained_s"]
+    assert 0 < first_s and s1["trained_s"] == round(b.trained_s, 1) >= first_s - 0.1
     del b
     torch.manual_seed(1234)  # the global RNG state must come from the checkpoint
     b2 = Trainer.resume(tmp_path / "b", splits=splits)
-    assert b2.step == 3
-    b2.fit(max_steps=8, progress=False)  # crosses the epoch boundary at step 5
+    assert b2.step == 3 and b2.trained_s == first_s
+    s2 = b2.fit(max_steps=8, progress=False)  # crosses the epoch boundary at step 5
+    # the seconds trained add up over the calls, in the checkpoint and the summary
+    assert _weights(tmp_path / "b")[1]["trained_s"] > first_s and s2["trained_s"] >= first_s + s2["seconds"] - 0.2
     wa, ta = _weights(tmp_path / "a")
     wb, tb = _weights(tmp_path / "b")
     assert wa.keys() == wb.keys()

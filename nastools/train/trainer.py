@@ -300,6 +300,8 @@ class Trainer:
         self.step = 0
         self._arch_hash = 0
         self.history: list[dict] = []
+        self.trained_s = 0.0  # seconds of fit() before the current call's (resumed runs: all earlier calls')
+        self._fit_t0: float | None = None  # perf_counter() at the current fit()'s start
         if state is not None:
             self._load_state(state)
         D.broadcast_module(self.model, self.env)
@@ -328,6 +330,7 @@ class Trainer:
             "flops_dist": flops_dist,
             "history": self.history,
             "arch_hash": self._arch_hash,
+            "trained_s": round(self.trained_s + (time.perf_counter() - self._fit_t0 if self._fit_t0 is not None else 0.0), 1),
         }
 
     def _load_state(self, state: dict) -> None:
@@ -340,6 +343,7 @@ class Trainer:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.history = list(state.get("history", []))
         self._arch_hash = int(state.get("arch_hash", 0))
+        self.trained_s = float(state.get("trained_s", 0.0))
 
     def replica_digest(self) -> list[float]:
         """A fingerprint of this replica: a weight checksum and a hash of the archs trained."""
@@ -563,7 +567,7 @@ class Trainer:
         start_step = self.step
         # the bar counts to where this call stops (--steps), not to the end of the schedule
         bar = tqdm(total=end, initial=self.step, disable=not (progress and self.env.is_main), unit="step", dynamic_ncols=True)
-        loop.saved_at = time.perf_counter()
+        loop.saved_at, self._fit_t0 = time.perf_counter(), loop.t0
         try:
             while self.step < end and loop.stopped is None:
                 self._fit_epoch(loop, bar, evaluate)
@@ -575,6 +579,7 @@ class Trainer:
             self.save()  # first: a second Ctrl-C during the evaluation loses no step
             self._epoch_record(self.step / self.steps_per_epoch, loop.t0, partial=True)
         path = self.save()
+        self.trained_s, self._fit_t0 = self.trained_s + time.perf_counter() - loop.t0, None
         return {
             "rank": self.env.rank,
             "world_size": self.env.world_size,
@@ -585,6 +590,7 @@ class Trainer:
             "epoch": round(self.step / self.steps_per_epoch, 3),
             "stopped": loop.stopped or ("steps" if self.step < self.total_steps else "done"),
             "seconds": round(time.perf_counter() - loop.t0, 1),
+            "trained_s": round(self.trained_s, 1),  # this call's seconds and every earlier call's of the run
             "images_per_s": round(loop.images_seen / max(1e-9, loop.train_s), 1),  # training steps only
             "precision": self.config.precision,
             "top1": self.history[-1] if self.history else None,
