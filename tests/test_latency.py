@@ -932,3 +932,18 @@ def test_workloads_leave_the_callers_torch_rng_alone(tiny):
     seed0 = build_block(blocks_for(tiny)[1]).state_dict()
     assert all(torch.equal(a, b) for a, b in zip(block.module.state_dict().values(), seed0.values()))
     assert subnet.module is not None
+
+
+def test_a_profile_removes_the_temp_files_a_killed_profile_left(tiny, tmp_path):
+    """A profile killed while writing its table (or plot) leaves ``.<name>.<random>.tmp``;
+    the next profile of that table removes them once it holds the table's lock."""
+    from contextlib import ExitStack
+
+    out = tmp_path / "t.json"
+    stale = [tmp_path / ".t.json.ab12cd34.tmp", tmp_path / ".t.validation.png.zz9_yy88.tmp"]
+    kept = [tmp_path / ".other.json.ab12cd34.tmp", tmp_path / ".t.json.notmine.tmp"]
+    for p in stale + kept:
+        p.write_text("x")
+    with ExitStack() as locks:
+        open_table(tiny, OrtCpuBackend(threads=1), batch=1, resolutions=None, out=out, protocol=QUICK, locks=locks)
+    assert [p.exists() for p in stale + kept] == [False, False, True, True]

@@ -359,6 +359,19 @@ def test_search_cli_resumes_and_caches(tiny_run):
     assert a["picks"][0]["costs"]["params"] <= 1e6
 
 
+def test_a_search_removes_the_temp_files_a_killed_search_left(tiny_run, tmp_path):
+    """A search killed while writing its state, cache or outputs leaves
+    ``.<name>.<random>.tmp`` files; the next search in that folder removes them."""
+    run, space = tiny_run
+    stale = [tmp_path / f".{name}.k1ll3d_x.tmp" for name in ("state.json", "accuracy_cache.json", "pareto.json", "best-1.json")]
+    kept = tmp_path / ".notes.json.k1ll3d_x.tmp"
+    for p in stale + [kept]:
+        p.write_text("{")
+    result = _search(run, "--flops", f"{space.flops(space.max_arch()):.0f}", "--rerank", "0", "--out", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert not any(p.exists() for p in stale) and kept.exists()
+
+
 @pytest.fixture(scope="module")
 def other_run(tmp_path_factory):
     """Another tiny supernet of the same space, trained for fewer steps (other accuracies)."""

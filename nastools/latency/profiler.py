@@ -107,6 +107,9 @@ def open_table(
         from nastools.lock import OutputLock
 
         locks.enter_context(OutputLock(path, "latency table", folder=False, elsewhere="pass another --out"))
+        from nastools.io import remove_stale_temps
+
+        remove_stale_temps(path.parent, (path.name, path.with_suffix(".validation.png").name))  # of a profile killed mid-write
     if path.is_file():
         table = LatencyTable.load(path)
         table.check_resume(fresh.meta)

@@ -19,7 +19,7 @@ from typing import Callable, Mapping, Sequence
 
 from nastools.checkpoint import checkpoint_space, find_checkpoint, load_checkpoint, run_dir, run_splits
 from nastools.errors import NastoolsError
-from nastools.io import atomic_write_json, shown_path, writable_dir
+from nastools.io import atomic_write_json, remove_stale_temps, shown_path, writable_dir
 from nastools.search.budget import Budget, format_latency
 from nastools.search.evolution import Candidate, EvolutionSearch, SearchConfig, best_under
 from nastools.search.latency_cost import (
@@ -567,6 +567,8 @@ def _setup(run, ckpt: Path, ckpt_data: dict, net, budgets, tables, opts, fresh: 
         out = _output_dir(run, ckpt, out_dir)
         stack.enter_context(OutputLock(out, "search output folder", elsewhere="pass another --out", note=log))
         state_path, cache_path, drift_path = out / "state.json", out / "accuracy_cache.json", out / "drift.json"
+        written = [state_path.name, cache_path.name, drift_path.name, RERANK_CACHE, "pareto.json", "pareto.png", "best.json"]
+        remove_stale_temps(out, written + [f"best-{i + 1}.json" for i in range(len(budgets))])  # of a search killed mid-write
         if fresh:
             for p in (state_path, cache_path, drift_path, out / RERANK_CACHE):
                 p.unlink(missing_ok=True)
