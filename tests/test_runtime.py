@@ -297,3 +297,26 @@ def test_tensorrt_engines_compute_what_ort_cpu_computes_in_fp32_within_their_pre
         assert got.shape == want.shape and err < tolerance, f"{block.key}: max |difference| {err:.2e} of the largest output"
         assert half_input == (precision == "fp16" and strongly_typed(be.trt))
     be.close()
+
+
+def test_torch_runners_give_torch_its_thread_count_back_when_the_last_is_released():
+    """torch's CPU thread count is the process's: runners loaded side by side (as a profile
+    loads them) keep it at their ``threads`` until the last of them is released, and a
+    library user's own setting comes back then."""
+    before = torch.get_num_threads()
+    mine = 2 if before != 2 else 3
+    torch.set_num_threads(mine)
+    try:
+        a, b = TorchRunner(nn.Conv2d(1, 2, 1), threads=1), TorchRunner(nn.Conv2d(1, 2, 1), threads=1)
+        a.load()
+        b.load()
+        assert torch.get_num_threads() == 1
+        a.release()
+        assert torch.get_num_threads() == 1  # b is still loaded (and may still be timed)
+        b.release()
+        assert torch.get_num_threads() == mine
+        with pytest.raises(NastoolsError, match="not found"):  # a runner that fails to load holds nothing
+            TorchRunner("missing.pt", threads=1).load()
+        assert torch.get_num_threads() == mine
+    finally:
+        torch.set_num_threads(before)

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import math
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -188,22 +187,6 @@ def time_callable(run: Callable[[], Any], warmup_s: float, duration_s: float, mi
     return np.asarray(lat), clock() - start
 
 
-@contextmanager
-def _torch_threads_kept(torch_runs: bool) -> Iterator[None]:
-    """Restore torch's intra-op thread count on leaving: a TorchScript runner sets it to the
-    bench's ``threads`` for the process."""
-    if not torch_runs:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def bench_model(
     path: str | Path,
     *,
@@ -232,7 +215,7 @@ def bench_model(
         raise NastoolsError(f"--threads {threads!r}: expected 1 to {MAX_THREADS}")
     warmup_s, duration_s = parse_duration(warmup, "--warmup"), parse_duration(duration, "--duration")
     runner = make_runner(path, backend, threads)
-    with _torch_threads_kept(runner.name == "torch"), runner:
+    with runner:  # a torch runner gives torch its thread count back on release
         check_inputs(runner)
         shape = runner.input_shape(batch)
         check_memory(runner, shape)

@@ -14,12 +14,36 @@ from nastools.runtime.base import InputMeta, Runner, as_tensor, model_label, req
 #: the JSON record saved inside an exported TorchScript file (input shape, arch)
 TORCHSCRIPT_META = "nastools.json"
 
+#: torch's CPU thread count is the process's: the runners that set it (``held`` of them
+#: loaded now) and the count it had before the first of them, given back by the last
+_THREADS: dict[str, int | None] = {"held": 0, "before": None}
+
+
+def _hold_threads(threads: int) -> None:
+    import torch
+
+    if _THREADS["held"] == 0:
+        _THREADS["before"] = torch.get_num_threads()
+    _THREADS["held"] = int(_THREADS["held"] or 0) + 1
+    torch.set_num_threads(threads)
+
+
+def _release_threads() -> None:
+    import torch
+
+    _THREADS["held"] = max(0, int(_THREADS["held"] or 0) - 1)
+    if _THREADS["held"] == 0 and _THREADS["before"] is not None:
+        torch.set_num_threads(int(_THREADS["before"]))
+        _THREADS["before"] = None
+
 
 class TorchRunner(Runner):
     """A module run under ``torch.inference_mode``: ``model`` is an ``nn.Module`` (moved to
     ``device`` and the dtype for the run, given back on CPU in float32 on release) or the path
     of a TorchScript file with its :data:`TORCHSCRIPT_META` record. ``threads`` sets torch's
-    CPU threads. On CUDA a run is launched asynchronously on the current stream."""
+    CPU threads while it is loaded (the process's count: the last torch runner released gives
+    back the count torch had before the first was loaded). On CUDA a run is launched
+    asynchronously on the current stream."""
 
     name = "torch"
 
@@ -33,14 +57,13 @@ class TorchRunner(Runner):
         self.asynchronous = device == "cuda"
         self.module = None
         self._chw: tuple[int, ...] = ()
+        self._holds_threads = False
 
     def load_impl(self) -> None:
         import torch
 
         if self.device == "cuda":
             require_cuda(f"{self.label} on CUDA")
-        elif self.threads:
-            torch.set_num_threads(int(self.threads))
         dtype = torch.float16 if self.half else torch.float32
         if isinstance(self.model, (str, Path)):
             module, self._chw = _load_torchscript(Path(self.model), self.device)
@@ -48,6 +71,9 @@ class TorchRunner(Runner):
         else:
             self.module = self.model.to(self.device, dtype).eval()
         self._dtype = dtype
+        if self.device != "cuda" and self.threads and not self._holds_threads:  # loaded: release() gives them back
+            _hold_threads(int(self.threads))
+            self._holds_threads = True
 
     def inputs_impl(self) -> list[InputMeta]:
         # a TorchScript subnet takes any batch; its record gives (C, H, W)
@@ -84,6 +110,9 @@ class TorchRunner(Runner):
 
             self.model.to("cpu", torch.float32)
         self.module = self._x = self._y = None
+        if self._holds_threads:
+            self._holds_threads = False
+            _release_threads()
 
     def activation_bytes(self, shape: tuple[int, ...]) -> int:
         """The largest op's activations (inputs and outputs, weights aside) of one inference
@@ -125,6 +154,8 @@ def _load_torchscript(path: Path, device: str):
 
     from nastools.io import parse_json
 
+    if not path.is_file():
+        raise NastoolsError(f"TorchScript module {str(path)!r} not found" + (" (a folder)" if path.is_dir() else ""))
     extra = {TORCHSCRIPT_META: ""}
     try:
         with warnings.catch_warnings():
