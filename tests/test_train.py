@@ -780,3 +780,14 @@ def test_a_run_killed_while_writing_its_checkpoint_leaves_no_temp_file_after_the
     assert again.returncode == 0, again.stderr
     assert "taking over the lock" in again.stderr
     assert sorted(p.name for p in run.iterdir()) == [".supernet.pt.mine.tmp", "curve.png", "supernet.pt", "train.jsonl"]
+
+
+def test_train_sends_its_epoch_lines_to_log_not_stderr(tiny_path, tmp_path, capsys):
+    """A library user's ``log`` takes the epoch lines (the command line's go to stderr)."""
+    from nastools.train.trainer import train
+
+    lines: list[str] = []
+    summary = train(tiny_config(tiny_path), tmp_path / "r", max_steps=2, checkpoint_every=None, progress=False, log=lines.append)
+    assert summary["step"] == 2 and len(lines) == 1
+    assert lines[0].startswith("epoch ") and "(step 2): val top-1 min" in lines[0]
+    assert "val top-1" not in capsys.readouterr().err

@@ -31,7 +31,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn as nn
@@ -301,6 +301,7 @@ class Trainer:
         self._arch_hash = 0
         self.history: list[dict] = []
         self.trained_s = 0.0  # seconds of fit() before the current call's (resumed runs: all earlier calls')
+        self.log: Callable[[str], None] = stderr_line  # the epoch lines and warnings (main process only)
         self._fit_t0: float | None = None  # perf_counter() at the current fit()'s start
         if state is not None:
             self._load_state(state)
@@ -677,14 +678,7 @@ class Trainer:
         self.history.append(rec)
         self._log(rec)
         if self.env.is_main:
-            import sys
-
-            from tqdm import tqdm
-
-            tqdm.write(
-                file=sys.stderr,
-                s=f"epoch {epoch:.3g} (step {self.step}): val top-1 min {100 * top1['min']:.2f}%  max {100 * top1['max']:.2f}%",
-            )
+            self.log(f"epoch {epoch:.3g} (step {self.step}): val top-1 min {100 * top1['min']:.2f}%  max {100 * top1['max']:.2f}%")
             self._plot_curve()
 
     def _plot_curve(self) -> None:
@@ -695,9 +689,17 @@ class Trainer:
         try:
             plot_curves(self.run_dir / CURVE_NAME, {self.run_dir.name: learning_curve(self.run_dir / LOG_NAME)})
         except Exception as exc:  # noqa: BLE001 - any plotting failure; the run goes on
-            import sys
+            self.log(f"warning: {CURVE_NAME} not drawn: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}")
 
-            print(f"warning: {CURVE_NAME} not drawn: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+
+def stderr_line(message: str) -> None:
+    """Write ``message`` as one line on stderr, above any progress bar (a trainer's default
+    :attr:`Trainer.log`)."""
+    import sys
+
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
 
 
 def train(
@@ -710,11 +712,13 @@ def train(
     time_budget: float | str | None = None,
     checkpoint_every: float | str | None = CHECKPOINT_EVERY,
     progress: bool = True,
+    log: Callable[[str], None] | None = None,
 ) -> dict:
     """Train a new run ``run`` with ``config``, or with ``resume`` continue it from its
     checkpoint (``overrides``: config fields to change, e.g. ``{"epochs": 10}``). The run
     folder is locked for the whole run (:class:`nastools.lock.OutputLock`): a second process
-    training into it is refused."""
+    training into it is refused. ``progress=False`` hides the progress bar; ``log`` takes
+    the epoch lines and warnings (default: stderr; ``lambda m: None`` for none)."""
     import os
     from contextlib import nullcontext
 
@@ -742,6 +746,8 @@ def train(
                     f"run {str(rd)!r} already has a checkpoint ({ckpt}); pass --resume to continue it, or another --run NAME"
                 )
             trainer = Trainer(config or TrainConfig(), rd)
+        if log is not None:
+            trainer.log = log
         try:
             if resume and "epochs" in (overrides or {}) and trainer.step > trainer.total_steps:
                 raise NastoolsError(
