@@ -51,12 +51,15 @@ def image_seed(seed: int, epoch: int, index: int) -> int:
     return h & ((1 << 63) - 1)
 
 
-def train_transform(recipe: str, dataset: str, image_size: int):
+def train_transform(recipe: str, dataset: str, image_size: int, channels: int | None = None):
     """The torchvision v2 transform of one training image for ``recipe`` (already resolved),
     or None for ``none``. In-memory datasets (Fashion-MNIST, CIFAR-10) pass uint8 tensors
     (C, H, W) in and get uint8 back (they normalise whole batches afterwards); image folders
-    pass PIL images in and get normalised float tensors back."""
+    pass PIL images in (RGB, or ``L`` when ``channels`` is 1) and get float tensors back,
+    normalised as evaluation normalises them (:func:`nastools.data.normalisation`)."""
     from torchvision.transforms import v2
+
+    from nastools.data import normalisation
 
     if recipe == "none":
         return None
@@ -72,7 +75,8 @@ def train_transform(recipe: str, dataset: str, image_size: int):
     if not in_memory:
         import torch
 
-        ops += [v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True), v2.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))]
+        mean, std = normalisation(dataset, channels)
+        ops += [v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
     if recipe == "crop-flip-erase":
         ops.append(v2.RandomErasing(p=0.5, value=0))
     return v2.Compose(ops)

@@ -269,8 +269,9 @@ def run_splits(data: dict, dataset: str | None = None, data_dir: str | Path | No
     folder unless ``dataset``/``data_dir`` say otherwise, and its validation slice (the
     run's ``val_size`` and ``seed``), so that no "val" image is one the supernet trained on.
     Image folders are read at ``image_size`` with the run's ``image_recipe``
-    (:class:`nastools.data.ImageRecipe`). Images whose channels or classes do not fit the
-    run's space are a one-line error (:func:`nastools.data.check_fits`)."""
+    (:class:`nastools.data.ImageRecipe`), as grayscale or RGB as the run's space's
+    ``input_channels`` say (:func:`nastools.data.load_splits`). Images whose channels or
+    classes do not fit the run's space are a one-line error (:func:`nastools.data.check_fits`)."""
     from nastools.data import check_fits, load_splits
 
     cfg = run_config(data)
@@ -282,6 +283,7 @@ def run_splits(data: dict, dataset: str | None = None, data_dir: str | Path | No
             + (f", relative to the folder the command runs in: {str(Path.cwd())!r}" if not Path(folder).is_absolute() else "")
             + ") is not there: pass --data DIR"
         )
+    space = checkpoint_space(data)
     splits = load_splits(
         name,
         folder,
@@ -289,8 +291,9 @@ def run_splits(data: dict, dataset: str | None = None, data_dir: str | Path | No
         seed=int(cfg.get("seed", 0)),
         image_size=image_size,
         image_recipe=cfg.get("image_recipe"),
+        channels=space.input_channels,
     )
-    check_fits(splits, checkpoint_space(data), folder)
+    check_fits(splits, space, folder)
     return splits
 
 

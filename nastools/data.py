@@ -5,8 +5,9 @@
   ``--data DIR``; the ``.gz`` files are unpacked once into a cache folder.
 - ``cifar10``: ``torchvision.datasets.CIFAR10`` from local ``cifar-10-batches-py`` files.
 - ``imagefolder``: ImageNet-style ``DIR/train/<class>/*.jpg`` (and ``DIR/val`` for the test
-  set when present), resized and centre-cropped to ``image_size`` as an :class:`ImageRecipe`
-  says (nastools' own, or the AttentiveNAS/AlphaNet evaluation of imported runs).
+  set when present), read as RGB, or as grayscale for a 1-channel space (``channels``),
+  resized and centre-cropped to ``image_size`` as an :class:`ImageRecipe` says (nastools'
+  own, or the AttentiveNAS/AlphaNet evaluation of imported runs).
 
 The training set is split into ``train`` and a held-out ``val`` slice (for BN recalibration
 and search); ``test`` is only for final reports. Small datasets are held in memory as
@@ -363,13 +364,47 @@ class ImageSet:
     def augmented(self, transform, seed: int, epoch: int) -> "ImageSet":
         """This set read through ``transform``, each image's randomness seeded by
         (``seed``, ``epoch``, its index in the folder)."""
+        from functools import partial
+
         from nastools.augment import image_seed
 
-        return ImageSet(self.folder, self.indices, transform, seed_of=lambda i: image_seed(seed, epoch, i))
+        # a partial, not a lambda: DataLoader worker processes may need to pickle the set
+        return ImageSet(self.folder, self.indices, transform, seed_of=partial(image_seed, seed, epoch))
 
 
-#: ImageNet per-channel statistics (image folders)
+#: ImageNet per-channel statistics (image folders read as RGB)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+#: PIL's luma weights of R, G and B (ITU-R 601-2), with which it converts images to "L"
+LUMA = (0.299, 0.587, 0.114)
+#: the statistics of image folders read as grayscale (1-channel spaces): ImageNet's, weighted
+#: as PIL weighs the channels it converts to "L" (the std a weighted sum too, which the
+#: luminance's std would be were the channels fully correlated, as they nearly are); rounded
+#: to the 6 decimals the weighted sums of the 3-decimal values have
+GRAY_MEAN = (round(sum(w * m for w, m in zip(LUMA, IMAGENET_MEAN)), 6),)
+GRAY_STD = (round(sum(w * s for w, s in zip(LUMA, IMAGENET_STD)), 6),)
+
+
+def folder_mode(channels: int | None) -> str:
+    """The PIL mode image folders are read in for a space of ``channels`` input channels:
+    ``L`` (grayscale) for 1, ``RGB`` otherwise (None: RGB)."""
+    return "L" if channels == 1 else "RGB"
+
+
+class ImageLoader:
+    """Reads an image file with PIL, converted to ``mode`` (``RGB`` or ``L``); the loader of
+    image folders (a class, not a closure, so that DataLoader workers can pickle it)."""
+
+    def __init__(self, mode: str = "RGB") -> None:
+        self.mode = mode
+
+    def __call__(self, path: str):
+        from PIL import Image
+
+        with open(path, "rb") as fh:
+            return Image.open(fh).convert(self.mode)
+
+    def __repr__(self) -> str:
+        return f"ImageLoader({self.mode!r})"
 
 
 @dataclass(frozen=True)
@@ -439,40 +474,43 @@ class Resample:
         return f"Resample(size={self.size}, mode={self.mode!r})"
 
 
-def _tail(recipe: ImageRecipe, image_size: int) -> list:
-    """To tensor, normalise, and the recipe's resample to ``image_size`` (if any)."""
+def _tail(recipe: ImageRecipe, image_size: int, channels: int | None = None) -> list:
+    """To tensor, normalise (:func:`normalisation` of image folders of ``channels``), and the
+    recipe's resample to ``image_size`` (if any)."""
     from torchvision import transforms
 
-    ops = [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    ops = [transforms.ToTensor(), transforms.Normalize(*normalisation("imagefolder", channels))]
     if recipe.crop is not None and recipe.crop != image_size:
         ops.append(Resample(image_size, recipe.resample or recipe.interpolation))
     return ops
 
 
-def eval_transform(image_size: int, recipe: "str | ImageRecipe | None" = None):
+def eval_transform(image_size: int, recipe: "str | ImageRecipe | None" = None, channels: int | None = None):
     """The deterministic transform of image-folder images for a model input of
     ``image_size`` (the arch's resolution): resize, centre crop, normalise (and resample),
-    as ``recipe`` says (:class:`ImageRecipe`; default ``nastools``)."""
+    as ``recipe`` says (:class:`ImageRecipe`; default ``nastools``). ``channels``: of the
+    images (1: grayscale, else RGB), which picks the mean and std (:func:`normalisation`)."""
     from torchvision import transforms
 
     r = image_recipe(recipe)
     mode = transforms.InterpolationMode(r.interpolation)
     crop = r.crop or image_size
     resize = r.resize or int(image_size * 1.14)
-    return transforms.Compose([transforms.Resize(resize, interpolation=mode), transforms.CenterCrop(crop), *_tail(r, image_size)])
+    ops = [transforms.Resize(resize, interpolation=mode), transforms.CenterCrop(crop)]
+    return transforms.Compose([*ops, *_tail(r, image_size, channels)])
 
 
-def calibration_transform(image_size: int, recipe: "str | ImageRecipe | None" = None):
+def calibration_transform(image_size: int, recipe: "str | ImageRecipe | None" = None, channels: int | None = None):
     """The transform of the training images that recalibrate BN under ``recipe``: its
     :func:`eval_transform`, or with ``calib_augment`` a random-resized crop at the recipe's
     crop size, a horizontal flip and AutoAugment (torchvision's ImageNet policy), then the
-    same normalisation and resample. Random: wrap it with :func:`nastools.augment.seeded`
+    same normalisation (of ``channels``, as :func:`eval_transform`) and resample. Random: wrap it with :func:`nastools.augment.seeded`
     (:meth:`ImageSet.augmented`) for repeatable statistics."""
     from torchvision import transforms
 
     r = image_recipe(recipe)
     if not r.calib_augment:
-        return eval_transform(image_size, r)
+        return eval_transform(image_size, r, channels)
     mode = transforms.InterpolationMode(r.interpolation)
     crop = r.crop or image_size
     ops = [
@@ -480,10 +518,10 @@ def calibration_transform(image_size: int, recipe: "str | ImageRecipe | None" = 
         transforms.RandomHorizontalFlip(),
         transforms.AutoAugment(transforms.AutoAugmentPolicy.IMAGENET, interpolation=mode),
     ]
-    return transforms.Compose([*ops, *_tail(r, image_size)])
+    return transforms.Compose([*ops, *_tail(r, image_size, channels)])
 
 
-def _imagefolder(data, image_size: int, recipe=None):
+def _imagefolder(data, image_size: int, recipe=None, channels: int | None = None):
     from torchvision.datasets import ImageFolder
 
     if not data:
@@ -492,18 +530,19 @@ def _imagefolder(data, image_size: int, recipe=None):
     train_dir = root / "train" if (root / "train").is_dir() else root
     if not train_dir.is_dir():
         raise NastoolsError(f"image folder {str(root)!r} not found")
-    tf = eval_transform(image_size, recipe)
+    mode = folder_mode(channels)
+    tf = eval_transform(image_size, recipe, len(mode))
     try:
-        folder = ImageFolder(str(train_dir))
+        folder = ImageFolder(str(train_dir), loader=ImageLoader(mode))
         test_dir = next((root / d for d in ("val", "test") if (root / d).is_dir()), None)
-        test_folder = ImageFolder(str(test_dir)) if test_dir else None
+        test_folder = ImageFolder(str(test_dir), loader=ImageLoader(mode)) if test_dir else None
     except (FileNotFoundError, RuntimeError) as exc:
         raise NastoolsError(f"cannot read image folder {str(root)!r}: {exc}") from None
     if test_folder is not None:
         _align_classes(folder, test_folder, train_dir, test_dir)
     train = ImageSet(folder, range(len(folder)), tf)
     test = ImageSet(test_folder, range(len(test_folder)), tf) if test_folder else None
-    return train, test, list(folder.classes), 3, image_size
+    return train, test, list(folder.classes), len(mode), image_size
 
 
 def _align_classes(train, test, train_dir: Path, test_dir: Path) -> None:
@@ -532,11 +571,14 @@ def load_splits(
     seed: int = 0,
     image_size: int = 224,
     image_recipe: "str | ImageRecipe | None" = None,
+    channels: int | None = None,
 ) -> DataSplits:
     """Load a dataset and split a validation slice off its training set.
 
     ``val_size``: number of training images held out (or a fraction when < 1).
-    ``image_size`` and ``image_recipe`` (:func:`eval_transform`) only apply to ``imagefolder``.
+    ``image_size``, ``image_recipe`` (:func:`eval_transform`) and ``channels`` only apply to
+    ``imagefolder``: ``channels`` is the space's ``input_channels``, 1 reading the images as
+    grayscale (PIL ``L``), anything else (default) as RGB.
     """
     import torch
 
@@ -547,7 +589,7 @@ def load_splits(
     elif name == "cifar10":
         train_all, test, classes, chs, size = _cifar10(data)
     else:
-        train_all, test, classes, chs, size = _imagefolder(data, image_size, image_recipe)
+        train_all, test, classes, chs, size = _imagefolder(data, image_size, image_recipe, channels)
     n = len(train_all)
     n_val = _val_count(val_size, n)
     if n_val >= n and name == "imagefolder":
@@ -577,10 +619,13 @@ NO_TEST_SPLIT = (
 )
 
 
-def normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def normalisation(name: str, channels: int | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """The per-channel ``(mean, std)`` that dataset ``name``'s images, scaled to [0, 1], are
-    normalised with (image folders: ImageNet's)."""
-    return (IMAGENET_MEAN, IMAGENET_STD) if name == "imagefolder" else STATS[name]
+    normalised with. Image folders: ImageNet's when read as RGB, :data:`GRAY_MEAN` and
+    :data:`GRAY_STD` when read as grayscale (``channels`` 1, as :func:`folder_mode`)."""
+    if name != "imagefolder":
+        return STATS[name]
+    return (GRAY_MEAN, GRAY_STD) if folder_mode(channels) == "L" else (IMAGENET_MEAN, IMAGENET_STD)
 
 
 def check_fits(splits: DataSplits, space, data: str | Path | None = None) -> None:
@@ -592,7 +637,7 @@ def check_fits(splits: DataSplits, space, data: str | Path | None = None) -> Non
     where = f" in {str(data)!r}" if data else ""
     problems = []
     if splits.channels != space.input_channels:
-        read = " (image folders are read as RGB, grayscale images converted)" if splits.name == "imagefolder" else ""
+        read = " (image folders are read as grayscale for input_channels: 1, else as RGB)" if splits.name == "imagefolder" else ""
         problems.append(f"{splits.channels}-channel images{read}, the space input_channels: {space.input_channels}")
     if splits.num_classes != space.num_classes:
         what = " (class folders)" if splits.name == "imagefolder" else ""
@@ -606,11 +651,11 @@ def check_fits(splits: DataSplits, space, data: str | Path | None = None) -> Non
 
 def splits_at(splits: DataSplits, image_size: int, recipe: "str | ImageRecipe | None" = None) -> DataSplits:
     """``splits`` read at ``image_size``: the image-folder sets (:class:`ImageSet`) through
-    :func:`eval_transform` (``image_size``, ``recipe``), as :func:`load_splits` would read
+    :func:`eval_transform` (``image_size``, ``recipe``, their channels), as :func:`load_splits` would read
     them, without scanning the folder again; in-memory datasets are returned as they are."""
     if not isinstance(splits.train, ImageSet):
         return splits
-    tf = eval_transform(image_size, recipe)
+    tf = eval_transform(image_size, recipe, splits.channels)
     train, val, test = (ImageSet(s.folder, s.indices, tf, seed_of=s.seed_of) for s in (splits.train, splits.val, splits.test))
     return replace(splits, train=train, val=val, test=test, image_size=image_size)
 

@@ -116,10 +116,11 @@ def test_a_dataset_that_does_not_fit_the_space_is_one_line_in_every_command(tmp_
         assert f"dataset 'imagefolder' in {str(four)!r} does not fit space 'tiny-user': 4 classes (class folders)" in r.output
     r = _cli("search", "--run", run, "--flops", "1G", "--dataset", "fashion-mnist", "--no-measure")
     assert r.exit_code == 1 and "1-channel images, the space input_channels: 3; 10 classes" in r.output, r.output
-    grey = tmp_path / "grey.yaml"
-    grey.write_text(SPACE.replace("input_channels: 3", "input_channels: 1"))
-    r = _cli("train", "--space", grey, "--dataset", "imagefolder", "--data", data, "--run", tmp_path / "g", "--val-size", 2)
-    assert r.exit_code == 1 and "(image folders are read as RGB, grayscale images converted)" in r.output, r.output
+    four_ch = tmp_path / "four.yaml"
+    four_ch.write_text(SPACE.replace("input_channels: 3", "input_channels: 4"))
+    r = _cli("train", "--space", four_ch, "--dataset", "imagefolder", "--data", data, "--run", tmp_path / "g", "--val-size", 2)
+    assert r.exit_code == 1 and "Traceback" not in r.output, r.output
+    assert "3-channel images (image folders are read as grayscale for input_channels: 1, else as RGB)" in r.output, r.output
 
 
 def test_image_folders_train_at_the_spaces_largest_resolution(tmp_path):
@@ -228,3 +229,89 @@ def test_without_a_test_folder_reports_name_the_validation_slice(tmp_path):
     assert json.loads((tmp_path / "m.onnx.json").read_text())["accuracy"]["split"] == "val"
     r = _cli("eval", "--run", run, "--arch", arch, "--calib-images", 4, "--split", "val")
     assert r.exit_code == 0 and "note:" not in r.output
+
+
+def _grey_space(tmp_path: Path) -> Path:
+    path = tmp_path / "grey.yaml"
+    grey = SPACE.replace("name: tiny-user", "name: tiny-grey").replace("input_channels: 3", "input_channels: 1")
+    path.write_text(grey.replace("resolutions: [16]", "resolutions: [12, 16]"))
+    return path
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_image_folders_are_read_as_grayscale_for_a_one_channel_space(tmp_path, mode):
+    import pickle
+
+    import torch
+    from PIL import Image
+
+    from nastools.augment import train_transform
+    from nastools.data import GRAY_MEAN, GRAY_STD, normalisation, splits_at
+    from nastools.train.trainer import TrainConfig, Trainer
+
+    assert GRAY_MEAN == (round(0.299 * 0.485 + 0.587 * 0.456 + 0.114 * 0.406, 6),)
+    assert GRAY_STD == (round(0.299 * 0.229 + 0.587 * 0.224 + 0.114 * 0.225, 6),)
+    assert normalisation("imagefolder", 1) == (GRAY_MEAN, GRAY_STD)
+    data = make_folder(tmp_path / "data", size=20, mode=mode)  # each image one colour: every pixel is its luma
+
+    def expected(path) -> float:  # PIL's luma of the image, normalised as documented
+        return (Image.open(path).convert("L").getpixel((0, 0)) / 255 - GRAY_MEAN[0]) / GRAY_STD[0]
+
+    s = load_splits("imagefolder", data, val_size=2, image_size=16, channels=1)
+    assert s.channels == 1
+    for ds, side in ((s.train, 16), (s.val, 16), (s.test, 16), (splits_at(s, 12).val, 12)):  # eval, search at 12 px
+        x, _ = ds[0]
+        assert x.shape == (1, side, side)
+        want = expected(ds.folder.samples[ds.indices[0]][0])
+        assert torch.allclose(x, torch.full_like(x, want), atol=1e-5)
+    # training: the trainer's augmented images, through a worker process, and the set pickles
+    config = TrainConfig(
+        space=str(_grey_space(tmp_path)), dataset="imagefolder", data=str(data), val_size=2, batch_size=4,
+        augment="crop-flip", workers=1,
+    )  # fmt: skip
+    t = Trainer(config, tmp_path / "run")
+    images, labels = next(t.batches(0, 0))
+    assert images.shape == (4, 1, 16, 16)
+    for x, i in zip(images, t.epoch_order(0)[:4].tolist()):
+        want = expected(t.splits.train.folder.samples[t.splits.train.indices[i]][0])
+        assert torch.allclose(x, torch.full_like(x, want), atol=1e-5)  # crop and flip keep a one-colour image
+    for recipe in ("crop-flip-erase", "autoaugment", "randaugment"):
+        aug = s.train.augmented(train_transform(recipe, "imagefolder", 16, 1), 0, 3)
+        again = pickle.loads(pickle.dumps(aug))
+        batch, _ = next(iter_batches(aug, 4, workers=1))
+        assert batch.shape == (4, 1, 16, 16) and torch.equal(batch[0], again[0][0]), recipe
+
+
+def test_a_one_channel_space_trains_evaluates_and_exports_on_an_image_folder(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from nastools.data import GRAY_MEAN, GRAY_STD, eval_transform
+
+    data = make_folder(tmp_path / "data", size=20, mode="L")
+    space, run = _grey_space(tmp_path), tmp_path / "run"
+    r = _cli("train", "--space", space, "--dataset", "imagefolder", "--data", data, "--run", run, "--steps", 2,
+             "--batch-size", 4, "--val-size", 2, "--eval-images", 2, "--workers", 1, "--no-progress")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    r = _cli("search", "--run", run, "--flops", "1G", "--no-measure", "--population", 2, "--generations", 1,
+             "--calib-images", 4, "--eval-images", 2, "--workers", 1)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    arch = run / "search" / "best.json"
+    r = _cli("eval", "--run", run, "--arch", arch, "--calib-images", 4, "--workers", 1)
+    assert r.exit_code == 0 and "top-1" in r.output, r.output
+    r = _cli("export", "--run", run, "--arch", arch, "--calib-images", 4, "--out", tmp_path / "m.onnx")
+    assert r.exit_code == 0, r.output
+    side = json.loads((tmp_path / "m.onnx.json").read_text())
+    inp, acc = side["input"], side["accuracy"]
+    res = inp["shape"][-1]
+    assert inp["shape"] == ["batch", 1, res, res] and inp["color"] == "grayscale"
+    assert inp["mean"] == list(GRAY_MEAN) and inp["std"] == list(GRAY_STD)
+    assert "converted to grayscale" in inp["preprocessing"] and "weighted by luminance" in inp["preprocessing"]
+    assert side["parity"]["passed"] and acc["model_top1"] == acc["torch_top1"], side
+    # a deployment following the sidecar (docs/export.md) feeds the model what eval and export read
+    img = Image.open(data / "val" / "bee" / "0.png").convert("L" if inp["color"] == "grayscale" else "RGB")
+    short = int(1.14 * res)
+    left = round((short - res) / 2)
+    px = np.asarray(img.resize((short, short), Image.BILINEAR).crop((left, left, left + res, left + res)), np.float32)
+    x = (px[..., None] / 255 - inp["mean"]) / inp["std"]
+    assert np.allclose(x.transpose(2, 0, 1), eval_transform(res, channels=1)(img).numpy(), atol=1e-6)

@@ -403,7 +403,7 @@ def _input_record(job: ExportJob, subnet) -> dict[str, Any]:
     numbers a deployment needs (colour, per-channel mean and std of [0, 1] pixels)."""
     from nastools.export.to_onnx import INPUT_NAME
 
-    mean, std = normalisation(job.ds_name)
+    mean, std = normalisation(job.ds_name, job.splits.channels)
     return {
         **({"name": INPUT_NAME} if job.format != "torchscript" else {}),
         "shape": ["batch" if job.batch is None else job.batch, *subnet.input_shape],
@@ -423,9 +423,11 @@ def _preprocessing(job: ExportJob) -> str:
         return f"{job.ds_name} images scaled to [0,1], normalised with the dataset mean/std, bilinear resize to {res}"
     crop = r.crop or res
     resample = f", {r.resample or r.interpolation} resize to {res}" if crop != res else ""
+    gray = job.splits.channels == 1
     return (
-        f"image recipe {r.name}: shorter side resized to {r.resize or int(res * 1.14)} ({r.interpolation}), centre crop {crop}, "
-        f"scaled to [0,1], normalised with the ImageNet mean/std{resample}"
+        f"image recipe {r.name}: {'converted to grayscale (PIL L), ' if gray else ''}"
+        f"shorter side resized to {r.resize or int(res * 1.14)} ({r.interpolation}), centre crop {crop}, "
+        f"scaled to [0,1], normalised with the ImageNet mean/std{' weighted by luminance' if gray else ''}{resample}"
     )
 
 

@@ -207,7 +207,7 @@ def calibration_set(splits, recipe, resolution: int, seed: int = 0):
     from nastools.data import ImageSet, calibration_transform
 
     if recipe.calib_augment and isinstance(splits.train, ImageSet):
-        return splits.train.augmented(calibration_transform(resolution, recipe), seed, 0), recipe.calib_batch
+        return splits.train.augmented(calibration_transform(resolution, recipe, splits.channels), seed, 0), recipe.calib_batch
     return splits.train, recipe.calib_batch
 
 

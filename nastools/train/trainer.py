@@ -313,7 +313,8 @@ class Trainer:
 
     def _load_splits(self):
         cfg = self.config
-        return load_splits(cfg.dataset, cfg.data, val_size=cfg.val_size, seed=cfg.seed, image_size=cfg.image_size or 224)
+        size, channels = cfg.image_size or 224, self.space.input_channels  # image folders: read to the space's channels
+        return load_splits(cfg.dataset, cfg.data, val_size=cfg.val_size, seed=cfg.seed, image_size=size, channels=channels)
 
     def _check_data(self) -> None:
         check_fits(self.splits, self.space, self.config.data)
@@ -415,7 +416,8 @@ class Trainer:
             aug = BatchAugmenter(recipe, self.splits.name, self.splits.image_size, seed=self.config.seed)
             augment = lambda images, indices: aug(images, epoch=epoch, indices=indices)  # noqa: E731
         elif recipe != "none":
-            data = data.augmented(train_transform(recipe, self.splits.name, self.splits.image_size), self.config.seed, epoch)
+            tf = train_transform(recipe, self.splits.name, self.splits.image_size, self.splits.channels)
+            data = data.augmented(tf, self.config.seed, epoch)
         return iter_batches(data, shard, order=order, workers=self.config.workers, augment=augment)
 
     def _to_device(self, images: torch.Tensor, labels: torch.Tensor):
