@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -209,3 +210,24 @@ def test_an_os_error_that_escapes_a_command_is_one_line_naming_the_path():
     assert r.exit_code == 1 and r.output.strip() == "Error: No such file or directory: '/proc/nastools-no-such-dir/x'"
     r = CliRunner().invoke(g, ["truncated"])
     assert r.exit_code == 1 and "Aborted" not in r.output and "truncated file" in r.output
+
+
+@pytest.mark.parametrize("world_size, code", [("2", 3), ("1", None)])
+def test_a_torchrun_process_ends_with_its_output_flushed_and_without_finalizing(world_size, code):
+    """Under torchrun a command's process ends at once (no interpreter finalization, where a
+    gloo worker thread may abort the process); its output is flushed. Elsewhere the call
+    returns and the process ends as usual."""
+    script = (
+        "import atexit, sys\n"
+        "from nastools.cli import end_distributed_process\n"
+        "atexit.register(lambda: print('finalized', flush=True))\n"
+        "sys.stdout.write('summary')\n"
+        "end_distributed_process(3)\n"
+        "print(' returned')\n"
+    )
+    env = {**os.environ, "WORLD_SIZE": world_size}
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    if code is not None:
+        assert (r.returncode, r.stdout) == (code, "summary")
+    else:
+        assert (r.returncode, r.stdout) == (0, "summary returned\nfinalized\n")

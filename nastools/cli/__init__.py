@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import sys
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -64,6 +65,25 @@ def _os_error_line(exc: OSError) -> str:
 def main() -> None:
     """nastools: train a weight-sharing supernet, profile a device, search under a
     latency budget, and export the chosen subnet."""
+
+
+def end_distributed_process(code: int = 0) -> None:
+    """Under torchrun (``WORLD_SIZE`` > 1), end this process now with ``code``, its output
+    flushed, without the interpreter's finalization; elsewhere return. After a command's
+    process group is destroyed, gloo's worker threads may still be releasing the last
+    collective's tensors, which needs the GIL: a worker that asks for it while the interpreter
+    finalizes aborts the process (SIGABRT, "terminate called without an active exception"),
+    and torchrun then stops the other ranks, rank 0 among them while it writes its outputs.
+    Everything a command writes is complete when it returns (atomic writes), so skipping the
+    finalization loses nothing."""
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe or stream: nothing more to write there
+            pass
+    os._exit(code)
 
 
 def json_option(f):

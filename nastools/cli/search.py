@@ -6,7 +6,18 @@ from typing import Any
 
 import click
 
-from nastools.cli import Output, Parsed, data_option, dataset_option, echo_json, format_table, json_option, main, run_option
+from nastools.cli import (
+    Output,
+    Parsed,
+    data_option,
+    dataset_option,
+    echo_json,
+    end_distributed_process,
+    format_table,
+    json_option,
+    main,
+    run_option,
+)
 from nastools.constants import STATISTICS
 from nastools.search.evolution import STRATEGIES
 
@@ -252,6 +263,6 @@ def search(
         device=device,
     )
     rep = run_search(run, budgets, tables=table_map, options=opts, fresh=fresh, out_dir=out_dir, progress=True, log=Output(as_json).log)
-    if rep.rank != 0:  # a distributed search: rank 0 reports
-        return
-    _report(rep, budgets, as_json)
+    if rep.rank == 0:  # a distributed search: rank 0 reports
+        _report(rep, budgets, as_json)
+    end_distributed_process()

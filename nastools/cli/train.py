@@ -8,7 +8,7 @@ import sys
 import click
 
 from nastools.augment import AUGMENTS
-from nastools.cli import Parsed, echo_json, json_option, main
+from nastools.cli import Parsed, echo_json, end_distributed_process, json_option, main
 from nastools.data import DATASETS
 from nastools.errors import NastoolsError
 
@@ -141,6 +141,7 @@ def train_cmd(run, resume, steps, time_budget, checkpoint_every, no_progress, as
             TrainConfig(**given), run, max_steps=steps, time_budget=time_budget, checkpoint_every=checkpoint_every, progress=not no_progress
         )
     if summary.get("rank", 0) != 0:
+        end_distributed_process()
         return
     if as_json:
         echo_json(summary)
@@ -153,7 +154,9 @@ def train_cmd(run, resume, steps, time_budget, checkpoint_every, no_progress, as
         )
     if summary["stopped"] in SIGNAL_EXIT:  # checkpointed, but not done: `nastools train && ...` must not go on
         click.echo(f"stopped by a signal: continue with nastools train --run {run} --resume", err=True)
+        end_distributed_process(SIGNAL_EXIT[summary["stopped"]])
         sys.exit(SIGNAL_EXIT[summary["stopped"]])
+    end_distributed_process()
 
 
 @main.command("eval")
