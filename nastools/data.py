@@ -530,6 +530,13 @@ def _imagefolder(data, image_size: int, recipe=None, channels: int | None = None
     train_dir = root / "train" if (root / "train").is_dir() else root
     if not train_dir.is_dir():
         raise NastoolsError(f"image folder {str(root)!r} not found")
+    split = next((d for d in ("val", "test") if (root / d).is_dir()), None)
+    if train_dir == root and split is not None:  # a test split, or a class named so? ask for the layout
+        raise NastoolsError(
+            f"image folder {str(root)!r} has a {split}/ folder but no train/ folder: put the training "
+            f"classes in {str(root / 'train')!r}/<class>/ beside {split}/ (the test split), or rename a "
+            f"class folder called {split!r}"
+        )
     mode = folder_mode(channels)
     tf = eval_transform(image_size, recipe, len(mode))
     try:

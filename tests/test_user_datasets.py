@@ -315,3 +315,18 @@ def test_a_one_channel_space_trains_evaluates_and_exports_on_an_image_folder(tmp
     px = np.asarray(img.resize((short, short), Image.BILINEAR).crop((left, left, left + res, left + res)), np.float32)
     x = (px[..., None] / 255 - inp["mean"]) / inp["std"]
     assert np.allclose(x.transpose(2, 0, 1), eval_transform(res, channels=1)(img).numpy(), atol=1e-6)
+
+
+def test_a_flat_folder_with_a_val_folder_asks_for_the_layout(tmp_path):
+    """``DIR/<class>/`` beside ``DIR/val/`` is ambiguous (a test split, or a class named
+    val): one line asks for ``DIR/train/``, not a split read both as a class and as the test set."""
+    from nastools.data import load_splits
+
+    flat = make_folder(tmp_path / "d", val=2)
+    for c in ("ant", "bee", "cat"):
+        (flat / "train" / c).rename(flat / c)
+    (flat / "train").rmdir()
+    with pytest.raises(NastoolsError, match=r"has a val/ folder but no train/ folder: put the training classes in .*train"):
+        load_splits("imagefolder", flat, val_size=2, image_size=16)
+    (flat / "val").rename(flat / "other")  # a flat folder alone is the training split
+    assert load_splits("imagefolder", flat, val_size=2, image_size=16).num_classes == 4
