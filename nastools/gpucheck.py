@@ -14,6 +14,11 @@ out), so that a missing TensorRT never hides the torch and ONNX Runtime CUDA res
 JSON report (``nastools.gpu-check/1``) holds the steps and the machine. On a host without a
 CUDA GPU every step is ``not available`` and one line says so.
 
+``--rehearse-on-cpu`` runs the same steps with the CPU in the GPU's place (torch and ONNX
+Runtime on the CPU; the TensorRT and ONNX Runtime CUDA steps stay not available): every
+command, every output the check reads and the report, so that a GPU's few minutes are never
+the first run of the check itself.
+
 It lives in the package rather than in ``benchmarks/`` so that an installed nastools (the
 Docker image) runs it as well as a checkout does.
 """
@@ -85,6 +90,18 @@ class Context:
     deadline: float
     python: str = sys.executable
     files: dict[str, str] = field(default_factory=dict)
+    #: where the GPU steps run: ``gpu``, or ``cpu`` to rehearse them (``--rehearse-on-cpu``)
+    target: str = "gpu"
+
+    @property
+    def torch_device(self) -> str:
+        """The torch device the training runs on: ``cuda``, or ``cpu`` in a rehearsal."""
+        return "cuda" if self.target == "gpu" else "cpu"
+
+    @property
+    def cost(self) -> str:
+        """The search's name of the latency cost (``latency:gpu``)."""
+        return f"latency:{self.target}"
 
     @property
     def space(self) -> Path:
@@ -198,7 +215,7 @@ def _train(ctx: Context, precision: str = "fp32") -> dict[str, Any]:
         "--precision",
         precision,
         "--device",
-        "cuda",
+        ctx.torch_device,
         "--steps",
         "30",
         "--batch-size",
@@ -223,7 +240,7 @@ def _profile(backend: str, precision: str = "fp32") -> Callable[[Context], dict[
             "--space",
             str(ctx.space),
             "--device",
-            "gpu",
+            ctx.target,
             "--backend",
             backend,
             "--precision",
@@ -264,9 +281,9 @@ def _search(ctx: Context) -> dict[str, Any]:
         "--run",
         str(ctx.run_dir),
         "--latency",
-        f"gpu={limit:.4f}ms",
+        f"{ctx.target}={limit:.4f}ms",
         "--table",
-        f"gpu={table_path}",
+        f"{ctx.target}={table_path}",
         "--population",
         "6",
         "--generations",
@@ -277,10 +294,10 @@ def _search(ctx: Context) -> dict[str, Any]:
         "500",
         "--fresh",
     )
-    lat = out.get("latency", {}).get("latency:gpu", {})
+    lat = out.get("latency", {}).get(ctx.cost, {})
     pick = (out.get("picks") or [{}])[0]
     if not lat.get("verified"):
-        raise StepFailed(f"the picks were not verified on the GPU: {lat.get('reason', 'no reason given')}")
+        raise StepFailed(f"the picks were not verified on the {ctx.target.upper()}: {lat.get('reason', 'no reason given')}")
     if pick.get("id") is None:
         raise StepFailed(f"no subnet within the budget of {limit:.4f} ms")
     ctx.files["arch"] = str(ctx.run_dir / "search" / "best.json")
@@ -289,10 +306,10 @@ def _search(ctx: Context) -> dict[str, Any]:
         "budget_ms": round(limit, 4),
         "statistic": lat.get("statistic"),
         "arch": pick.get("id"),
-        "predicted_ms": pick.get("costs", {}).get("latency:gpu"),
-        "measured_ms": pick.get("costs", {}).get("measured:latency:gpu"),
+        "predicted_ms": pick.get("costs", {}).get(ctx.cost),
+        "measured_ms": pick.get("costs", {}).get(f"measured:{ctx.cost}"),
         # the time as timed and the GPU's speed then, against the table's reference subnets
-        "verification": (pick.get("verification") or {}).get("latency:gpu"),
+        "verification": (pick.get("verification") or {}).get(ctx.cost),
     }
 
 
@@ -464,14 +481,15 @@ def format_report(rep: dict[str, Any]) -> str:
     c = rep["counts"]
     lines.append(
         f"{c['passed']} passed, {c['failed']} failed, {c['not available']} not available, {c['skipped']} skipped "
-        f"in {rep['seconds']:.0f} s on {rep['machine'].get('gpu', 'no GPU')}"
+        f"in {rep['seconds']:.0f} s on "
+        + (f"the CPU ({rep['machine'].get('cpu')}), a rehearsal" if rep.get("target") == "cpu" else rep["machine"].get("gpu", "no GPU"))
     )
     return "\n".join(lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m nastools.gpucheck [--out REPORT.json] [--work DIR]``: 0 when no step
-    failed (missing pieces are not failures), 1 otherwise."""
+    """``python -m nastools.gpucheck [--out REPORT.json] [--work DIR] [--rehearse-on-cpu]``:
+    0 when no step failed (missing pieces are not failures), 1 otherwise."""
     import argparse
     import tempfile
 
@@ -483,13 +501,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "writes benchmarks/results/gpu_check/<cpu-tag>/<date>.json)",
     )
     ap.add_argument("--work", default=None, help="folder for the run, tables and exports (default: a temporary one)")
+    ap.add_argument(
+        "--rehearse-on-cpu",
+        action="store_true",
+        help="run the steps with the CPU in the GPU's place (torch and ONNX Runtime on the CPU): a check of the check itself, not a GPU result",
+    )
     args = ap.parse_args(argv)
     t0 = time.monotonic()
     missing, info = missing_pieces(), machine()
+    target = "cpu" if args.rehearse_on_cpu else "gpu"
+    if args.rehearse_on_cpu:
+        missing.pop("cuda", None)
     work = Path(args.work or tempfile.mkdtemp(prefix="nastools-gpucheck-"))
     work.mkdir(parents=True, exist_ok=True)
-    records = run_steps(STEPS, Context(work, t0 + TIME_LIMIT_S), missing)
-    rep = report(records, info, time.monotonic() - t0)
+    records = run_steps(STEPS, Context(work, t0 + TIME_LIMIT_S, target=target), missing)
+    rep = {**report(records, info, time.monotonic() - t0), "target": target}
     out = Path(args.out) if args.out else work / "gpu_check.json"
     from nastools.io import atomic_write_json
 

@@ -143,3 +143,26 @@ def test_parity_compares_outputs_with_ort_cpu_and_fails_beyond_its_tolerance(tmp
 
     with pytest.raises(gc.StepFailed, match=r"max \|difference\| 0\.5 against ONNX Runtime CPU"):
         gc._parity(Off, "onnx-fp32", 1e-2)(ctx)
+
+
+def test_the_cpu_rehearsal_runs_every_step_it_can_with_the_outputs_the_check_reads(tmp_path, capsys):
+    """``--rehearse-on-cpu``: the real commands, with the CPU in the GPU's place, and every
+    figure the report takes from their outputs present (a renamed output key would leave the
+    GPU report with holes)."""
+    code = gc.main(["--rehearse-on-cpu", "--work", str(tmp_path / "w")])
+    out = capsys.readouterr().out
+    rep = json.loads((tmp_path / "w" / "gpu_check.json").read_text())
+    steps = {r["step"]: r for r in rep["steps"]}
+    assert code == 0 and rep["target"] == "cpu" and "a rehearsal" in out, out
+    cpu_steps = [s.name for s in gc.STEPS if not {"ort-cuda", "tensorrt"} & set(s.needs)]
+    assert {n for n, r in steps.items() if r["status"] == "passed"} == set(cpu_steps), out
+    assert all(r["status"] == "not available" for n, r in steps.items() if n not in cpu_steps)
+    assert steps["train: torch CUDA, bf16 mixed precision"]["detail"]["precision"] == "bf16"
+    prof = steps["profile: torch CUDA fp32"]["detail"]
+    assert prof["blocks"] > 0 and prof["mape_pct"] is not None and prof["statistic"]
+    found = steps["search: GPU budget, picks verified on the GPU"]["detail"]
+    assert found["arch"] and found["statistic"] and found["measured_ms"] > 0 and found["verification"]["timed_ms"] > 0
+    assert found["predicted_ms"] <= found["budget_ms"]
+    for fmt in ("onnx", "torchscript"):
+        assert steps[f"export: {fmt} fp32"]["detail"]["parity"]["passed"] is True
+        assert steps[f"bench: {fmt} fp32" + (" (ORT CPU)" if fmt == "onnx" else "")]["detail"]["median_ms"] > 0
