@@ -573,6 +573,73 @@ def test_search_resume_keeps_its_drift_and_no_drift_uses_the_table_as_profiled(t
     assert json.loads((run / "search" / "pareto.json").read_text())["latency_drift"] == {}
 
 
+def test_a_search_that_starts_another_searchs_state_over_measures_the_drift_anew(tiny_run, tmp_path, monkeypatch):
+    """drift.json holds the speed measured when the search whose state lies beside it began:
+    a resumed search keeps it (its saved candidates' costs were scaled by it); a search that
+    starts another search's state over (here of other --calib-images) measures the speed
+    anew, as a fresh search does, and rewrites the record; one that measures none then
+    leaves no record of the other search's speed (synthetic table, nothing timed)."""
+    import nastools.latency
+    from nastools.search.latency_cost import LatencyCost
+
+    run, space = tiny_run
+    table = synthetic_table(space, tmp_path / "table.json")
+    speeds = []  # what check_drift gives, one factor per call expected
+
+    def check_drift(t, *a, **k):
+        f = speeds.pop(0)  # an unexpected call finds none: the search fails
+        return {"factor": f, "ratios": [f]}
+
+    monkeypatch.setattr(nastools.latency, "check_drift", check_drift)
+    monkeypatch.setattr(LatencyCost, "measurer", lambda self: lambda archs: [self.predict(a) for a in archs])
+    out = tmp_path / "search"
+    args = ("--latency", f"{3 * table.predict(space.max_arch()):.4f}ms", "--table", f"default={table.path}", "--rerank", "0")
+
+    def search(*more, speed=None):
+        speeds[:] = [] if speed is None else [speed]
+        result = _search(run, *args, "--out", str(out), *more)
+        assert result.exit_code == 0, result.output
+        assert speeds == []  # measured (once) where a speed was expected
+        drift = json.loads((out / "drift.json").read_text())["latency:default"]["factor"] if (out / "drift.json").exists() else None
+        evaluated = json.loads((out / "state.json").read_text())["evaluated"]
+        scales = {round(e["costs"]["latency:default"] / table.predict(space.arch_from_dict(e["arch"])), 6) for e in evaluated}
+        return result.output, drift, scales
+
+    assert search(speed=1.5)[1:] == (1.5, {1.5})
+    said, drift, scales = search()
+    assert "resumed the saved search at generation 2 of 2" in said and (drift, scales) == (1.5, {1.5})
+    said, drift, scales = search("--calib-images", "100", speed=2.0)
+    assert "belongs to another search (--calib-images 128, now 100): started over" in said and (drift, scales) == (2.0, {2.0})
+    said, drift, scales = search("--calib-images", "100")
+    assert "resumed the saved search" in said and (drift, scales) == (2.0, {2.0})
+    said, drift, scales = search("--calib-images", "100", "--population", "6", "--no-drift")
+    assert "(population 4, now 6): started over" in said and (drift, scales) == (None, {1.0})
+
+
+def test_a_verdict_judged_before_the_search_is_the_engines_and_the_search_follows_it(fmnist, tmp_path):
+    """SearchIdentity judges a saved state by the engine's own rules before any cost model
+    exists (the drift factor a resumed search keeps depends on the verdict), and a search
+    handed that verdict follows it instead of judging the state again."""
+    from nastools.search.evolution import SavedState, SearchIdentity
+
+    limits, state = {"flops": 20e6}, tmp_path / "state.json"
+    _engine(fmnist, limits, SearchConfig(population=4, generations=1, seed=1), state_path=state, accuracy_key="a|eval=9").run()
+    ident = SearchIdentity.of(fmnist, limits, "flops", SearchConfig(population=4, generations=2, seed=1), accuracy_key="a|eval=9")
+    engine = _engine(fmnist, limits, SearchConfig(population=4, generations=2, seed=1), state_path=state, accuracy_key="a|eval=9")
+    assert engine.identity == ident
+    saved = ident.judge(state)
+    assert saved == SavedState(json.loads(state.read_text()), None)
+    other = SearchIdentity.of(fmnist, limits, "flops", SearchConfig(population=4, generations=2, seed=1), accuracy_key="a|eval=8")
+    assert other.judge(state) == SavedState(None, "--eval-images 9, now 8")
+    assert ident.judge(tmp_path / "none.json") == SavedState(None, None)
+    state.unlink()  # the search resumes from the verdict, not from the file
+    engine.run(saved=saved)
+    assert engine.resumed_generation == 1 and engine.started_over is None
+    told = _engine(fmnist, limits, SearchConfig(population=4, generations=2, seed=1), state_path=state, accuracy_key="a|eval=9")
+    told.run(saved=SavedState(None, "told so"))  # the file is this search's, the verdict says not
+    assert told.resumed_generation is None and told.started_over == "told so"
+
+
 def test_search_notes_a_table_of_another_cpu_generation(tiny_run, tiny_tables, tmp_path):
     from nastools.latency import LatencyTable
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import train_tiny_run
+from conftest import synthetic_table, train_tiny_run
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
@@ -111,3 +111,60 @@ def test_a_state_of_another_evaluation_is_started_over_by_every_process(tiny_run
     timing = json.loads(again.stdout)["timing"]
     assert timing["archs"] == timing["evaluations"] == 8 and [r["archs"] for r in timing["ranks"]] == [4, 4]
     assert json.loads((tmp_path / "state.json").read_text())["accuracy_key"].endswith("|eval=96|seed=0")
+
+
+#: ``nastools`` with this machine's speed given by the test (``DRIFT_FACTOR``; each check_drift
+#: call logged with its rank in ``DRIFT_LOG``) and picks "measured" at their predictions
+DRIFT_SCRIPT = """
+import os, sys
+
+import nastools.latency
+from nastools.search.latency_cost import LatencyCost
+
+
+def check_drift(table, *args, **kwargs):
+    with open(os.environ["DRIFT_LOG"], "a") as f:
+        f.write(os.environ.get("RANK", "0") + "\\n")
+    return {"factor": float(os.environ["DRIFT_FACTOR"]), "ratios": []}
+
+
+nastools.latency.check_drift = check_drift
+LatencyCost.measurer = lambda self: lambda archs: [self.predict(a) for a in archs]
+from nastools.cli import main
+
+main(sys.argv[1:], prog_name="nastools")
+"""
+
+
+def test_a_search_started_over_measures_the_drift_anew_on_rank_0_and_a_resumed_one_keeps_it(tiny_run, tmp_path):
+    """Rank 0 judges the saved state before the drift check: a distributed search that starts
+    another search's state over measures this machine's speed anew (rank 0, once), rewrites
+    drift.json and every process predicts with the new factor; one that resumes keeps the
+    held record (a synthetic table, the speed given: nothing timed)."""
+    run, space = tiny_run
+    table = synthetic_table(space, tmp_path / "table.json")
+    script, log, out = tmp_path / "fake_drift.py", tmp_path / "drift.log", tmp_path / "search"
+    script.write_text(DRIFT_SCRIPT)
+    args = ["search", "--run", str(run), "--latency", f"{3 * table.predict(space.max_arch()):.4f}ms", "--table", f"default={table.path}"]
+    args += ["--out", str(out), "--population", "4", "--calib-images", "64", "--rerank", "0", "--json"]
+
+    def search(factor, nproc, *more):
+        cmd = [sys.executable, str(script), *args, *more]
+        if nproc > 1:
+            cmd[1:2] = ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc), str(script), "--"]
+        p = subprocess.run(
+            cmd, capture_output=True, text=True, env={**ENV, "DRIFT_LOG": str(log), "DRIFT_FACTOR": str(factor)}, timeout=300
+        )
+        assert p.returncode == 0, p.stderr[-3000:]
+        evaluated = json.loads((out / "state.json").read_text())["evaluated"]
+        scales = {round(e["costs"]["latency:default"] / table.predict(space.arch_from_dict(e["arch"])), 6) for e in evaluated}
+        drift = json.loads((out / "drift.json").read_text())["latency:default"]["factor"]
+        return p.stderr, drift, scales, log.read_text().split()
+
+    assert search(1.5, 1, "--generations", "1", "--eval-images", "128")[1:] == (1.5, {1.5}, ["0"])
+    said, drift, scales, calls = search(2.0, 2, "--generations", "1", "--eval-images", "96")
+    assert said.count("belongs to another search (--eval-images 128, now 96): started over") == 1
+    assert (drift, scales, calls) == (2.0, {2.0}, ["0", "0"])  # measured anew, by rank 0 alone
+    # resumed for a second generation: the held speed, in every process (they breed alike)
+    said, drift, scales, calls = search(3.0, 2, "--generations", "2", "--eval-images", "96")
+    assert "resumed the saved search at generation 1 of 2" in said and (drift, scales, calls) == (2.0, {2.0}, ["0", "0"])

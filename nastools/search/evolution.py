@@ -21,7 +21,10 @@ A saved state is resumed only when it is this very search's: the same space, set
 ``generations`` may grow), limits and targets, and the same ``accuracy_key`` (what its
 accuracies were measured with: the supernet checkpoint and evaluation settings). Any other
 state (another search's, an older nastools's without the key, one with more generations done
-than asked) is started over, and ``note`` is told why in one line.
+than asked) is started over, and ``note`` is told why in one line. These rules are
+:class:`SearchIdentity`'s, which needs no costs: a caller whose costs depend on the verdict
+(the drift factor a resumed search keeps) judges the state with it first and hands the
+verdict to :meth:`EvolutionSearch.run`.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from nastools.errors import NastoolsError
 from nastools.io import atomic_write_json
@@ -139,6 +142,103 @@ def _crowding(cands: Sequence[Candidate], front: list[int], cost: str) -> dict[i
     return dist
 
 
+class SavedState(NamedTuple):
+    """The verdict on a search's saved state (:meth:`SearchIdentity.judge`): ``state``, the
+    saved state to resume when it is this very search's (else None), and ``why``, what makes
+    it another search's, in one line (None when there is none or it is this search's)."""
+
+    state: dict | None
+    why: str | None
+
+
+@dataclass
+class SearchIdentity:
+    """What a saved state must match to be resumed by a search: its space, limits, primary
+    cost, settings (:class:`SearchConfig`; only ``generations`` may grow), targets and
+    ``accuracy_key``. :class:`EvolutionSearch` judges its saved state by these rules; a caller
+    that must know the verdict before it can build the search's costs (the drift factor a
+    resumed search keeps) judges it with the same rules here and hands the verdict to
+    :meth:`EvolutionSearch.run`. Build one with :meth:`of`."""
+
+    space: SearchSpace
+    limits: dict[str, float]
+    primary: str
+    config: SearchConfig
+    targets: list[float]
+    accuracy_key: str | None = None
+
+    @classmethod
+    def of(
+        cls,
+        space: SearchSpace,
+        limits: Mapping[str, float],
+        primary: str,
+        config: SearchConfig | None = None,
+        targets: Sequence[float] | None = None,
+        accuracy_key: str | None = None,
+    ) -> "SearchIdentity":
+        """The identity of a search of these arguments (:class:`EvolutionSearch`'s own):
+        ``targets`` sorted, by default the primary cost's limit."""
+        limits = dict(limits)
+        targets = sorted(targets) if targets else [limits.get(primary, math.inf)]
+        return cls(space, limits, primary, config or SearchConfig(), targets, accuracy_key)
+
+    def differences(self, st: Mapping) -> list[str]:
+        """What makes the saved state ``st`` (a dict) another search's, briefly, each in a few
+        words; empty when it is this search's and can be resumed."""
+        if st.get("format") != STATE_FORMAT:
+            return [f"format {st.get('format')!r}, not {STATE_FORMAT}"]
+        out, changed = [], set()
+        if st.get("fingerprint") != self.space.fingerprint:
+            saved = st.get("space")
+            out.append(f"space {saved!r}, now {self.space.name!r}" if saved != self.space.name else f"another version of space {saved!r}")
+        if not isinstance(st.get("config"), dict):
+            out.append("no search settings")
+        elif not _same_config(st["config"], vars(self.config)):
+            now = vars(self.config)
+            changed = {k for k, v in st["config"].items() if v != now.get(k)}
+            out.extend(f"{k} {v!r}, now {now.get(k)!r}" for k, v in st["config"].items() if k != "generations" and v != now.get(k))
+            out.extend(f"no {k}" for k in now if k not in st["config"])
+        for name, now in (("primary cost", self.primary), ("limits", self.limits), ("targets", self.targets)):
+            saved = st.get({"primary cost": "primary"}.get(name, name))
+            if saved != now:
+                out.append(f"{name} {_brief(saved)}, now {_brief(now)}")
+        if st.get("accuracy_key") != self.accuracy_key:
+            out.extend(_key_change(st.get("accuracy_key"), self.accuracy_key, changed))
+        done = st.get("generation")
+        if not out and isinstance(done, int) and done > self.config.generations:
+            out.append(f"{done} generations done, {self.config.generations} asked")
+        return out
+
+    def judge(self, state_path: str | Path | None) -> SavedState:
+        """The verdict on the state saved at ``state_path``: (the state, None) when it belongs
+        to this very search; (None, what differs) when it is another search's; (None, None)
+        without one. A file that is not a JSON object is a one-line error."""
+        st = read_state(state_path)
+        if st is None:
+            return SavedState(None, None)
+        why = self.differences(st)
+        if why:
+            return SavedState(None, "; ".join(why[:3]) + ("; ..." if len(why) > 3 else ""))
+        return SavedState(st, None)
+
+
+def read_state(state_path: str | Path | None) -> dict | None:
+    """The contents of the saved state file at ``state_path`` (None without one); a one-line
+    error when it is not a JSON object."""
+    if not state_path or not Path(state_path).is_file():
+        return None
+    from nastools.io import read_json
+
+    try:
+        st = read_json(Path(state_path), "search state")
+    except NastoolsError as exc:
+        raise NastoolsError(f"{exc}; delete it or pass --fresh") from None
+    if not isinstance(st, dict):
+        raise NastoolsError(f"search state {str(state_path)!r} is not a nastools search state; delete it or pass --fresh")
+    return st
+
+
 class EvolutionSearch:
     """Evolutionary search of ``space`` for accurate archs within ``limits``.
 
@@ -180,7 +280,8 @@ class EvolutionSearch:
         if primary not in self.costs:
             raise NastoolsError(f"primary cost {primary!r}: expected one of {', '.join(self.costs)}")
         self.state_path = Path(state_path) if state_path else None
-        self.targets = sorted(targets) if targets else [self.limits.get(primary, math.inf)]
+        self.identity = SearchIdentity.of(space, self.limits, primary, self.cfg, targets, accuracy_key)  # what a saved state must match
+        self.limits, self.targets = self.identity.limits, self.identity.targets
         self.predictor = predictor
         self.progress = progress
         self.batch_accuracy = batch_accuracy
@@ -409,65 +510,19 @@ class EvolutionSearch:
         if self.state_path and self.group.is_main:
             atomic_write_json(self.state_path, self.state(), indent=None)
 
-    def _read_state(self) -> dict | None:
-        """The saved state file's contents (None without one); a one-line error when it is
-        not a JSON object."""
-        if not self.state_path or not self.state_path.is_file():
-            return None
-        from nastools.io import read_json
-
-        try:
-            st = read_json(self.state_path, "search state")
-        except NastoolsError as exc:
-            raise NastoolsError(f"{exc}; delete it or pass --fresh") from None
-        if not isinstance(st, dict):
-            raise NastoolsError(f"search state {str(self.state_path)!r} is not a nastools search state; delete it or pass --fresh")
-        return st
-
     def differences(self, st: Mapping) -> list[str]:
         """What makes the saved state ``st`` (a dict) another search's, briefly, each in a few
-        words; empty when it is this search's and can be resumed."""
-        if st.get("format") != STATE_FORMAT:
-            return [f"format {st.get('format')!r}, not {STATE_FORMAT}"]
-        out, changed = [], set()
-        if st.get("fingerprint") != self.space.fingerprint:
-            saved = st.get("space")
-            out.append(f"space {saved!r}, now {self.space.name!r}" if saved != self.space.name else f"another version of space {saved!r}")
-        if not isinstance(st.get("config"), dict):
-            out.append("no search settings")
-        elif not _same_config(st["config"], vars(self.cfg)):
-            now = vars(self.cfg)
-            changed = {k for k, v in st["config"].items() if v != now.get(k)}
-            out.extend(f"{k} {v!r}, now {now.get(k)!r}" for k, v in st["config"].items() if k != "generations" and v != now.get(k))
-            out.extend(f"no {k}" for k in now if k not in st["config"])
-        for name, now in (("primary cost", self.primary), ("limits", self.limits), ("targets", self.targets)):
-            saved = st.get({"primary cost": "primary"}.get(name, name))
-            if saved != now:
-                out.append(f"{name} {_brief(saved)}, now {_brief(now)}")
-        if st.get("accuracy_key") != self.accuracy_key:
-            out.extend(_key_change(st.get("accuracy_key"), self.accuracy_key, changed))
-        done = st.get("generation")
-        if not out and isinstance(done, int) and done > self.cfg.generations:
-            out.append(f"{done} generations done, {self.cfg.generations} asked")
-        return out
+        words; empty when it is this search's and can be resumed (:meth:`SearchIdentity.differences`)."""
+        return self.identity.differences(st)
 
-    def _resumable_state(self) -> tuple[dict | None, str | None]:
-        """(the saved state, None) when it belongs to this very search; (None, what differs)
-        when it is another search's; (None, None) without one."""
-        st = self._read_state()
-        if st is None:
-            return None, None
-        why = self.differences(st)
-        if why:
-            return None, "; ".join(why[:3]) + ("; ..." if len(why) > 3 else "")
-        return st, None
-
-    def try_resume(self) -> bool:
+    def try_resume(self, saved: SavedState | None = None) -> bool:
         """Load the saved state if it belongs to this very search; True when resumed. Another
         search's state is left to be overwritten, and :attr:`started_over` (and ``note``) says
         what differs. In a distributed search the main process reads and judges the state
-        and every process follows its decision."""
-        st, why = self.group.from_main(self._resumable_state)
+        and every process follows its decision. ``saved``: the main process's verdict, when
+        its caller judged the state already (:meth:`SearchIdentity.judge` of this search's
+        :attr:`identity`); None: the main process judges it now."""
+        st, why = self.group.from_main(lambda: saved if saved is not None else self.identity.judge(self.state_path))
         if why is not None:
             self.started_over = why
             if self.note is not None:
@@ -533,11 +588,13 @@ class EvolutionSearch:
         if self.progress:
             self.progress(self.generation, self.cfg.generations, message)
 
-    def run(self, resume: bool = True) -> SearchResult:
-        """Run (or continue) the search for ``config.generations`` generations."""
+    def run(self, resume: bool = True, saved: SavedState | None = None) -> SearchResult:
+        """Run (or continue) the search for ``config.generations`` generations: with
+        ``resume``, from its saved state when that is this very search's (``saved``: the
+        verdict on it, judged already; see :meth:`try_resume`)."""
         self._rank: dict[str, tuple[int, float]] = {}
         self.resumed_generation = self.started_over = None
-        if resume and self.try_resume():
+        if resume and self.try_resume(saved):
             self.resumed_generation = self.generation
         else:
             init = self._initial_population()

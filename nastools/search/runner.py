@@ -21,7 +21,7 @@ from nastools.checkpoint import checkpoint_space, find_checkpoint, load_checkpoi
 from nastools.errors import NastoolsError
 from nastools.io import atomic_write_json, remove_stale_temps, shown_path, writable_dir
 from nastools.search.budget import Budget, format_latency
-from nastools.search.evolution import Candidate, EvolutionSearch, SearchConfig, best_under
+from nastools.search.evolution import Candidate, EvolutionSearch, SavedState, SearchConfig, SearchIdentity, best_under
 from nastools.search.latency_cost import (
     DRIFT_TOLERANCE,
     LatencyCost,
@@ -240,10 +240,9 @@ def format_cost(name: str, value: float) -> str:
 # --------------------------------------------------------------------------- the search
 
 
-def check_budgets(
-    space: SearchSpace, budgets: Sequence[Budget], costs: Mapping[str, Callable[[Arch], float]]
-) -> tuple[str, dict[str, float]]:
-    """Validate budgets: returns the swept cost name and the fixed limits of the others."""
+def _split_budgets(budgets: Sequence[Budget]) -> tuple[str, dict[str, float], list[float]]:
+    """The swept cost name, the fixed limits of the others and the swept cost's targets
+    (ascending); a one-line error without a budget or with several values for more than one cost."""
     if not budgets:
         raise NastoolsError("no budget given: pass --latency 10ms, --flops 300M and/or --params 5M")
     by_cost: dict[str, list[float]] = {}
@@ -252,18 +251,46 @@ def check_budgets(
     multi = [k for k, v in by_cost.items() if len(v) > 1]
     if len(multi) > 1:
         raise NastoolsError(f"several values for more than one budget ({', '.join(multi)}): sweep one cost at a time")
-    cheapest = space.min_arch()
-    for name, values in by_cost.items():
-        low = costs[name](cheapest)
-        for v in values:
-            if v < low:
-                raise NastoolsError(
-                    f"budget {name} <= {format_cost(name, v)} is below the cheapest subnet of {space.name!r}, "
-                    f"which costs {format_cost(name, low)}: use a budget of at least {format_cost(name, low)}"
-                )
     sweep = multi[0] if multi else budgets[0].cost_name
-    fixed = {k: v[0] for k, v in by_cost.items() if k != sweep}
+    return sweep, {k: v[0] for k, v in by_cost.items() if k != sweep}, sorted(set(by_cost[sweep]))
+
+
+def check_budgets(
+    space: SearchSpace, budgets: Sequence[Budget], costs: Mapping[str, Callable[[Arch], float]]
+) -> tuple[str, dict[str, float]]:
+    """Validate budgets: returns the swept cost name and the fixed limits of the others."""
+    sweep, fixed, _ = _split_budgets(budgets)
+    cheapest = space.min_arch()
+    low = {name: costs[name](cheapest) for name in dict.fromkeys(b.cost_name for b in budgets)}
+    for b in budgets:
+        if b.limit < low[b.cost_name]:
+            name, least = b.cost_name, format_cost(b.cost_name, low[b.cost_name])
+            raise NastoolsError(
+                f"budget {name} <= {format_cost(name, b.limit)} is below the cheapest subnet of {space.name!r}, "
+                f"which costs {least}: use a budget of at least {least}"
+            )
     return sweep, fixed
+
+
+def _identity(space: SearchSpace, budgets: Sequence[Budget], opts: SearchOptions, accuracy_key: str) -> SearchIdentity:
+    """What a saved state must match to be resumed by this search (the engine's rules,
+    :class:`~nastools.search.evolution.SearchIdentity`): ``space`` (at the resolutions the
+    latency tables cover), the limits (the swept cost at its largest target), the swept cost,
+    the search settings, the swept cost's targets and the evaluator's accuracy key."""
+    sweep, fixed, targets = _split_budgets(budgets)
+    return SearchIdentity.of(space, {**fixed, sweep: max(targets)}, sweep, _search_config(opts), targets, accuracy_key)
+
+
+def _search_config(opts: SearchOptions) -> SearchConfig:
+    """The engine's settings of a search of ``opts``."""
+    return SearchConfig(
+        population=opts.population,
+        generations=opts.generations,
+        mutate_prob=opts.mutate_prob,
+        strategy=opts.strategy,
+        seed=opts.seed,
+        predictor_factor=opts.predictor_factor if opts.predictor else 0,
+    )
 
 
 def _read_json_dict(path: Path) -> dict:
@@ -333,6 +360,7 @@ class _Costs:
     drift: dict[str, dict] = field(default_factory=dict)
     latency: dict[str, dict] = field(default_factory=dict)  # cost name -> what SearchReport.latency holds
     space: SearchSpace | None = None  # the space the search samples: at the resolutions the tables cover
+    models: dict[str, LatencyCost] = field(default_factory=dict)  # latency cost name -> its model
 
 
 def table_space(space: SearchSpace, latency: Sequence[LatencyCost], log: Callable[[str], None]) -> SearchSpace:
@@ -383,13 +411,10 @@ def _cost_models(
     budgets: Sequence[Budget],
     tables: Mapping[str, str],
     opts: SearchOptions,
-    held: Mapping[str, dict],
     log: Callable[[str], None],
-    factors: Mapping[str, float] | None = None,
 ) -> _Costs:
-    """FLOPs, params and one :class:`LatencyCost` per latency budget's device; ``held`` are
-    the drift records a resumed search keeps. ``factors`` (cost name -> drift factor), for the
-    other ranks of a distributed search: rank 0's factors, applied as they are (no drift check)."""
+    """FLOPs, params and one :class:`LatencyCost` per latency budget's device, at the speed
+    their tables were profiled at until :func:`_settle_drift`."""
     costs = _Costs({"flops": space.flops, "params": space.params})
     # every device's table first: a missing one is an error before any drift check is timed
     latency = {
@@ -417,14 +442,25 @@ def _cost_models(
         note = lat.generation_note(space.name) if measure is not None else None
         if note:
             log(f"latency on {b.device}: note: {note}")
-        costs.predict[name] = lat.predict
+        costs.predict[name], costs.models[name] = lat.predict, lat
+    return costs
+
+
+def _settle_drift(
+    costs: _Costs, opts: SearchOptions, held: Mapping[str, dict], log: Callable[[str], None], factors: Mapping[str, float] | None = None
+) -> None:
+    """Scale each latency cost's predictions by this machine's speed now
+    (:meth:`LatencyCost.settle_drift`, recorded in ``costs.drift``): ``held`` are the drift
+    records a resumed search keeps. ``factors`` (cost name -> drift factor), for the other
+    ranks of a distributed search: rank 0's factors, applied as they are (no drift check)."""
+    for name, lat in costs.models.items():
         if factors is not None:  # so every rank predicts the same costs
             if name in factors and lat.settle_drift(given=factors[name]):
                 costs.drift[name] = lat.drift
-        elif opts.drift and measure is not None and lat.settle_drift(held.get(name), (opts.drift_factors or {}).get(name)):
-            costs.drift[name] = lat.drift
-            log(drift_message(b.device, lat.factor))
-    return costs
+        elif opts.drift and costs.measurers.get(name) is not None:
+            if lat.settle_drift(held.get(name), (opts.drift_factors or {}).get(name)):
+                costs.drift[name] = lat.drift
+                log(drift_message(lat.device, lat.factor))
 
 
 def _evaluator(net, ckpt: Path, ckpt_data: dict, opts: SearchOptions, cache_path: Path | None):
@@ -474,36 +510,19 @@ def _search_bar(generations: int, progress: bool, log: Callable[[str], None]):
     return bar, tick, note
 
 
-def _evolve(
-    evaluator,
-    costs: _Costs,
-    limits: dict[str, float],
-    sweep: str,
-    targets: list[float],
-    opts: SearchOptions,
-    state_path: Path,
-    progress: bool,
-    group=None,
-    log: Callable[[str], None] = print,
-):
-    """Run the evolution (resuming a saved state of this very search: the same settings and
-    the evaluator's :attr:`~nastools.search.evaluator.SubnetEvaluator.key`) with a progress
-    bar; returns the result, the generation it resumed at (or None), the ids of accuracies
-    reused from the cache and the seconds it took. A saved state of another search is started
-    over, and ``log`` says why. With a :class:`~nastools.search.distributed.SearchGroup`, each
+def _evolve(st: "_Setup", opts: SearchOptions, progress: bool, group=None, log: Callable[[str], None] = print):
+    """Run the evolution of ``st.identity`` (resuming a saved state of this very search: the
+    same settings and the evaluator's :attr:`~nastools.search.evaluator.SubnetEvaluator.key`;
+    ``st.saved``: the verdict on it, judged by the setup) with a progress bar; returns the
+    result, the generation it resumed at (or None), the ids of accuracies reused from the
+    cache and the seconds it took. A saved state of another search is started over, and
+    ``log`` says why. With a :class:`~nastools.search.distributed.SearchGroup`, each
     generation's evaluations are shared out over its processes."""
     import time
 
-    space = costs.space  # at the resolutions the latency tables cover
+    evaluator, ident = st.evaluator, st.identity
+    space = ident.space  # at the resolutions the latency tables cover
     bar, tick, note = _search_bar(opts.generations, progress, log)
-    cfg = SearchConfig(
-        population=opts.population,
-        generations=opts.generations,
-        mutate_prob=opts.mutate_prob,
-        strategy=opts.strategy,
-        seed=opts.seed,
-        predictor_factor=opts.predictor_factor if opts.predictor else 0,
-    )
     saved = set(evaluator.cache)  # accuracies an earlier (perhaps killed) search left on disk
     reused: list[str] = []
 
@@ -521,21 +540,21 @@ def _evolve(
     engine = EvolutionSearch(
         space,
         accuracy,
-        costs.predict,
-        limits,
-        sweep,
-        cfg,
-        state_path=state_path,
-        targets=targets,
+        st.costs.predict,
+        ident.limits,
+        ident.primary,
+        ident.config,
+        state_path=st.out / "state.json",
+        targets=ident.targets,
         predictor=ridge_screen(space) if opts.predictor else None,
         progress=tick,
         batch_accuracy=shared if group is not None else None,
         group=group,
-        accuracy_key=evaluator.key,
+        accuracy_key=ident.accuracy_key,
         note=note,
     )
     try:
-        result = engine.run(resume=True)
+        result = engine.run(resume=True, saved=st.saved)
     finally:  # an error (an unreadable state, Ctrl-C) prints on its own line, not after the bar
         if bar is not None:
             bar.close()
@@ -544,21 +563,38 @@ def _evolve(
 
 @dataclass
 class _Setup:
-    """What a search works with: its output folder, cost models, swept cost and fixed limits,
-    and accuracy evaluator."""
+    """What a search works with: its output folder, cost models, identity (what a saved state
+    must match: the swept cost, limits and targets among it), accuracy evaluator and the
+    verdict on its saved state (rank 0 of a distributed search; None: the engine judges it)."""
 
     out: Path
     costs: _Costs
-    sweep: str
-    fixed: dict[str, float]
+    identity: SearchIdentity
     evaluator: object
+    saved: SavedState | None = None
+
+    @property
+    def sweep(self) -> str:
+        """The swept cost."""
+        return self.identity.primary
+
+    @property
+    def fixed(self) -> dict[str, float]:
+        """The limits of the other costs."""
+        return {k: v for k, v in self.identity.limits.items() if k != self.sweep}
+
+    @property
+    def targets(self) -> list[float]:
+        """The swept cost's limits, ascending."""
+        return self.identity.targets
 
 
 def _setup(run, ckpt: Path, ckpt_data: dict, net, budgets, tables, opts, fresh: bool, out_dir, group, stack: ExitStack, log) -> _Setup:
-    """The output folder (checked, and locked on ``stack``), the cost models and the
-    evaluator. In a distributed search rank 0 alone does what touches the output folder (the
-    lock, ``--fresh``, the drift check and its file, the accuracy cache) and sends the other
-    ranks what they need: the folder, its drift factors and its cached accuracies."""
+    """The output folder (checked, and locked on ``stack``), the cost models, the evaluator
+    and the verdict on the saved state. In a distributed search rank 0 alone does what
+    touches the output folder (the lock, ``--fresh``, the saved state's verdict, the drift
+    check and its file, the accuracy cache) and sends the other ranks what they need: the
+    folder, its drift factors and its cached accuracies (the engine sends them the verdict)."""
     from nastools.lock import OutputLock
 
     space = net.space
@@ -572,14 +608,21 @@ def _setup(run, ckpt: Path, ckpt_data: dict, net, budgets, tables, opts, fresh: 
         if fresh:
             for p in (state_path, cache_path, drift_path, out / RERANK_CACHE):
                 p.unlink(missing_ok=True)
-        # a resumed search keeps the speed it measured when it started (its candidates' costs)
-        held = _read_json_dict(drift_path) if state_path.is_file() else {}
-        costs = _cost_models(space, budgets, tables, opts, held, log)
-        sweep, fixed = check_budgets(costs.space, budgets, costs.predict)
+        costs = _cost_models(space, budgets, tables, opts, log)
+        evaluator = _evaluator(net, ckpt, ckpt_data, opts, cache_path)
+        identity = _identity(costs.space, budgets, opts, evaluator.key)
+        saved = identity.judge(state_path)  # once, by the engine's rules, before any drift check
+        # a resumed search keeps the speed it measured when it began (its candidates' costs);
+        # one that starts over (another search's state) measures it anew, as a fresh one does
+        _settle_drift(costs, opts, _read_json_dict(drift_path) if saved.state is not None else {}, log)
+        check_budgets(costs.space, budgets, costs.predict)
         out.mkdir(parents=True, exist_ok=True)
+        if saved.why is not None:  # no record of another search's speed beside another search's state
+            for p in (state_path, drift_path):
+                p.unlink(missing_ok=True)
         if costs.drift:
             atomic_write_json(drift_path, costs.drift)
-        return _Setup(out, costs, sweep, fixed, _evaluator(net, ckpt, ckpt_data, opts, cache_path))
+        return _Setup(out, costs, identity, evaluator, saved)
 
     if group is None:
         return prepare()
@@ -593,11 +636,12 @@ def _setup(run, ckpt: Path, ckpt_data: dict, net, budgets, tables, opts, fresh: 
     shared = group.from_main(main_part)
     if made:
         return made[0]
-    costs = _cost_models(space, budgets, tables, replace(opts, measure=False), {}, log, factors=shared["drift"])
-    sweep, fixed = check_budgets(costs.space, budgets, costs.predict)
+    costs = _cost_models(space, budgets, tables, replace(opts, measure=False), log)
+    _settle_drift(costs, opts, {}, log, factors=shared["drift"])
+    check_budgets(costs.space, budgets, costs.predict)
     evaluator = _evaluator(net, ckpt, ckpt_data, opts, None)
     evaluator.cache.update(shared["cache"])
-    return _Setup(Path(shared["out"]), costs, sweep, fixed, evaluator)
+    return _Setup(Path(shared["out"]), costs, _identity(costs.space, budgets, opts, evaluator.key), evaluator)
 
 
 def _checked_arguments(budgets: object, tables: Mapping[str, str] | None, options: SearchOptions | None):
@@ -656,18 +700,14 @@ def run_search(
             net.to(group.device if group is not None else opts.device)
             space = net.space
             st = _setup(run, ckpt, ckpt_data, net, budgets, tables, opts, fresh, out_dir, group, stack, log)
-            targets = sorted({b.limit for b in budgets if b.cost_name == st.sweep})
-            limits = {**st.fixed, st.sweep: max(targets)}
-            result, resumed, reused, elapsed = _evolve(
-                st.evaluator, st.costs, limits, st.sweep, targets, opts, st.out / "state.json", progress and main, group, log
-            )
+            result, resumed, reused, elapsed = _evolve(st, opts, progress and main, group, log)
             if resumed is not None or reused:
                 # the state is saved each generation and every accuracy as it is measured, so a killed
                 # search loses at most the arch it was evaluating (distributed: and what the other
                 # ranks measured since the last generation, gathered into the cache at its end)
                 where = f"resumed the saved search at generation {resumed} of {opts.generations}; " if resumed is not None else ""
                 log(f"{where}{len(reused)} cached accuracies reused from {st.out / 'accuracy_cache.json'}")
-            final, rescored, reranked = _rescore_finalists(result.candidates, st, targets, opts, group, progress and main, log)
+            final, rescored, reranked = _rescore_finalists(result.candidates, st, st.targets, opts, group, progress and main, log)
             timing = st.evaluator.timing() if group is None else merge_timing(group.gather(st.evaluator.timing()))
         except BaseException:
             if group is not None:
@@ -675,7 +715,7 @@ def run_search(
             raise
         if group is not None:
             group.leave()
-        picks = _choose(result.candidates, final, rescored, st, targets, opts, main)
+        picks = _choose(result.candidates, final, rescored, st, st.targets, opts, main)
         report = SearchReport(
             picks,
             result.archive,
