@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from nastools.io import atomic_write_json
-from nastools.machine import machine_info
+from nastools.machine import generation_tag, machine_info
 
 RESULTS = Path(__file__).with_name("results")
 ARCHIVE = RESULTS / "archive"
@@ -23,12 +23,12 @@ _VARIANT = re.compile(r"[a-z0-9][a-z0-9-]*")
 
 def cpu_tag(machine: Mapping[str, Any]) -> str:
     """The folder of a machine's results: its CPU model name and generation, e.g.
-    'intel-xeon-processor-f6m167' or 'amd-epyc-f26m2' (family and model numbers from
-    ``cpu_id``; the vector extension where a record has no ``cpu_id``)."""
+    'intel-xeon-processor-f6m167', 'amd-epyc-f26m2' or 'arm-neoverse-v1-i41pd40v1'
+    (:func:`nastools.machine.generation_tag` of ``cpu_id``; the vector extension where a
+    record has no ``cpu_id``)."""
     from nastools.latency.table import slug  # the latency tables' device names
 
-    m = re.search(r"family (\d+) model (\d+)", machine.get("cpu_id") or "")
-    generation = f"f{m[1]}m{m[2]}" if m else (machine.get("cpu_isa") or "").replace("_", "-")
+    generation = generation_tag(machine.get("cpu_id") or "") or (machine.get("cpu_isa") or "").replace("_", "-")
     return "-".join(x for x in (slug(machine.get("cpu") or ""), generation) if x)
 
 

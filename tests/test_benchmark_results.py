@@ -101,6 +101,9 @@ def test_cpu_tag_names_the_model_and_generation(bench):
     assert cpu_tag({"cpu": "AMD EPYC", "cpu_isa": "avx512_vnni", "cpu_id": "AuthenticAMD family 26 model 2"}) == "amd-epyc-f26m2"
     assert cpu_tag({"cpu": "AMD EPYC", "cpu_isa": "avx512_vnni"}) == "amd-epyc-avx512-vnni"
     assert cpu_tag({"cpu": "AMD EPYC"}) == "amd-epyc"
+    graviton3 = {"cpu": "ARM Neoverse-V1", "cpu_isa": "sve", "cpu_id": "ARM implementer 0x41 part 0xd40 variant 0x1"}
+    assert cpu_tag(graviton3) == "arm-neoverse-v1-i41pd40v1"
+    assert cpu_tag({"cpu": "Apple M3 Max", "cpu_isa": "i8mm", "cpu_id": "Apple cpufamily 0x72015832"}) == "apple-m3-max-cf72015832"
 
 
 def test_suite_scripts_exist_and_write_their_benchmark(bench):
