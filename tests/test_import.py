@@ -411,3 +411,27 @@ def test_an_unwritable_run_is_refused_before_the_checkpoint_is_read(tmp_path, mo
     for run, message in ((afile, "is a file, not a folder"), (afile / "run", "cannot write there")):
         with pytest.raises(NastoolsError, match=f"--run .*{message}"):
             an.import_attentivenas(tmp_path / "x.pth", run)
+
+
+def test_an_import_stopped_midway_leaves_no_supernet_and_runs_again(tmp_path, ref_state, monkeypatch):
+    """Ctrl-C while the arch files are written: no supernet.pt (the checkpoint is written
+    last), so the run does not look complete and the next import needs no --force."""
+    from nastools.space import Arch
+
+    monkeypatch.setattr("nastools.importers.safe_pickle.safe_torch_load", lambda path: {"state_dict": ref_state})
+    save, calls = Arch.save, []
+
+    def interrupted(self, path, **extra):
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return save(self, path, **extra)
+
+    monkeypatch.setattr(Arch, "save", interrupted)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        an.import_attentivenas(tmp_path / "x.pth", run)
+    assert not (run / "supernet.pt").exists()
+    monkeypatch.setattr(Arch, "save", save)
+    report = an.import_attentivenas(tmp_path / "x.pth", run)
+    assert (run / "supernet.pt").is_file() and len(report.archs) == len(an.PARETO)

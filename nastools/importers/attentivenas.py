@@ -417,8 +417,9 @@ def import_attentivenas(
     """Turn a published AttentiveNAS or AlphaNet supernet checkpoint into the nastools run
     ``run``: ``runs/<run>/supernet.pt`` (``nastools search/eval/export --run <run>`` take
     it) and, with ``arch_files``, the reference's Pareto models as arch files in
-    ``runs/<run>/archs/``. Nothing is written unless every tensor maps; an existing
-    checkpoint of the run is replaced only with ``force``.
+    ``runs/<run>/archs/``. Nothing is written unless every tensor maps; the checkpoint is
+    written last, so an import stopped midway (Ctrl-C) leaves no ``supernet.pt`` and runs
+    again without ``force``; an existing checkpoint of the run is replaced only with ``force``.
 
     The run's training config names ``image_recipe``, how ``nastools eval`` reads image
     folders for it (``attentivenas`` or ``alphanet``, the reference evaluations; default:
@@ -454,11 +455,12 @@ def import_attentivenas(
         "config": report.config,
     }
     with OutputLock(folder, "run", elsewhere="pass another --run"):
-        save_checkpoint(out, net, trained=trained, imported=imported)
         for name, arch in archs.items():
             p = folder / "archs" / f"{name}.json"
             p.parent.mkdir(parents=True, exist_ok=True)
             arch.save(p)
             report.archs.append(str(p))
+        # the checkpoint last: an import stopped before it leaves no run that looks complete
+        save_checkpoint(out, net, trained=trained, imported=imported)
     report.checkpoint = str(out)
     return report
