@@ -271,7 +271,8 @@ def run_splits(data: dict, dataset: str | None = None, data_dir: str | Path | No
     Image folders are read at ``image_size`` with the run's ``image_recipe``
     (:class:`nastools.data.ImageRecipe`), as grayscale or RGB as the run's space's
     ``input_channels`` say (:func:`nastools.data.load_splits`). Images whose channels or
-    classes do not fit the run's space are a one-line error (:func:`nastools.data.check_fits`)."""
+    classes do not fit the run's space are a one-line error (:func:`nastools.data.check_fits`),
+    and so are class folders not named by ImageNet's class ids for an imported supernet."""
     from nastools.data import check_fits, load_splits
 
     cfg = run_config(data)
@@ -294,6 +295,10 @@ def run_splits(data: dict, dataset: str | None = None, data_dir: str | Path | No
         channels=space.input_channels,
     )
     check_fits(splits, space, folder)
+    if data.get("imported") and splits.name == "imagefolder":  # labels are ImageNet's, in WordNet-id order
+        from nastools.importers.attentivenas import check_imagenet_classes
+
+        check_imagenet_classes(splits.classes, folder)
     return splits
 
 

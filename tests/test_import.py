@@ -435,3 +435,30 @@ def test_an_import_stopped_midway_leaves_no_supernet_and_runs_again(tmp_path, re
     monkeypatch.setattr(Arch, "save", save)
     report = an.import_attentivenas(tmp_path / "x.pth", run)
     assert (run / "supernet.pt").is_file() and len(report.archs) == len(an.PARETO)
+
+
+@pytest.mark.parametrize("imported", [True, False], ids=["imported", "trained"])
+def test_imported_runs_need_imagenet_class_ids_as_class_folders(tmp_path, monkeypatch, imported):
+    """An imported supernet's output i is the i-th ImageNet class in sorted WordNet-id order:
+    an image folder whose 1000 class folders are named otherwise (their sorted order is
+    another) is a one-line error, not a top-1 on labels that are not the model's. A run
+    trained here labels its own classes, whatever their names."""
+    from nastools.checkpoint import run_splits
+    from nastools.data import DataSplits
+
+    sp = load_space("attentivenas")
+    named = tuple(f"class {i:04d}" for i in range(1000))
+    wnids = tuple(f"n{1440764 + i:08d}" for i in range(1000))
+    ckpt = {"space": sp.definition(), "trained": {"config": {"dataset": "imagefolder", "data": None, "image_recipe": "attentivenas"}}}
+    if imported:
+        ckpt["imported"] = {"from": "x.pth"}
+    for classes in (wnids, named):
+        splits = DataSplits("imagefolder", [], [], [], 1000, 3, 224, classes=classes)
+        monkeypatch.setattr("nastools.data.load_splits", lambda *a, **k: splits)
+        if classes == named and imported:
+            with pytest.raises(NastoolsError) as exc:
+                run_splits(ckpt, None, tmp_path / "imagenet")
+            text = str(exc.value)
+            assert "'class 0000', 'class 0001', 'class 0002' and 997 more are not ImageNet class ids" in text and "\n" not in text
+        else:
+            assert run_splits(ckpt, None, tmp_path / "imagenet") is splits

@@ -251,6 +251,26 @@ def strip_prefix(state: Mapping[str, Any], where: str) -> tuple[dict[str, Any], 
     return out, prefix
 
 
+#: an ImageNet class folder's name: a WordNet id ("n01440764")
+WNID = re.compile(r"n\d{8}")
+
+
+def check_imagenet_classes(classes, data) -> None:
+    """Raise a one-line :class:`NastoolsError` unless every class folder name in ``classes``
+    (of the image folder ``data``) is an ImageNet WordNet id: the published classifiers'
+    output ``i`` is the ``i``-th ImageNet class in sorted id order, which folders named
+    otherwise do not follow (their labels would not be the model's)."""
+    bad = [str(c) for c in classes if not WNID.fullmatch(str(c))]
+    if not bad:
+        return
+    shown = ", ".join(repr(c) for c in bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+    raise NastoolsError(
+        f"image folder {str(data)!r}: class folders {shown} are not ImageNet class ids (WordNet ids such as "
+        f"'n01440764'); an imported supernet's output i is the i-th ImageNet class in sorted id order, so name "
+        f"each class folder by its id, as ImageNet's train/ and val/ folders are"
+    )
+
+
 def _config_value(cfg: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         if not isinstance(cfg, Mapping) or part not in cfg:
