@@ -624,6 +624,11 @@ NO_TEST_SPLIT = (
     "the image folder has no val/ or test/ folder, so the validation slice held out of train/ (on which "
     "search scores archs) stands in for the test set"
 )
+#: the same for an imported supernet, whose training used every image of ImageNet's train/
+NO_TEST_SPLIT_IMPORTED = (
+    "the image folder has no val/ folder, so the top-1 is on images of train/, which the imported supernet was "
+    "trained on: not a test accuracy; put ImageNet's validation images in DIR/val/<class id>/ for one"
+)
 
 
 def normalisation(name: str, channels: int | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -462,3 +462,18 @@ def test_imported_runs_need_imagenet_class_ids_as_class_folders(tmp_path, monkey
             assert "'class 0000', 'class 0001', 'class 0002' and 997 more are not ImageNet class ids" in text and "\n" not in text
         else:
             assert run_splits(ckpt, None, tmp_path / "imagenet") is splits
+
+
+def test_eval_of_an_imported_run_without_val_says_its_images_were_trained_on(tmp_path, ref_state, monkeypatch):
+    """Without DIR/val, eval scores the slice held out of train/; the published supernet was
+    trained on all of ImageNet's train/, so the note says the top-1 is not a test accuracy."""
+    from nastools.data import IMAGENET_MEAN, IMAGENET_STD, DataSplits, TensorImages
+    from nastools.train.evaluate import evaluate_subnet
+
+    monkeypatch.setattr("nastools.importers.safe_pickle.safe_torch_load", lambda path: {"state_dict": ref_state})
+    run = tmp_path / "run"
+    an.import_attentivenas(tmp_path / "x.pth", run, arch_files=False)
+    images = TensorImages(torch.zeros(2, 3, 32, 32, dtype=torch.uint8), torch.tensor([0, 1]), IMAGENET_MEAN, IMAGENET_STD)
+    splits = DataSplits("imagefolder", images, images, images, 1000, 3, 192, test_split="val")
+    meta = evaluate_subnet("a0", run, splits=splits)["meta"]
+    assert meta["split"] == "val" and "which the imported supernet was trained on: not a test accuracy" in meta["note"]

@@ -25,7 +25,7 @@ import numpy as np
 
 from nastools.checkpoint import checkpoint_space, find_checkpoint, load_checkpoint, run_dir, run_splits
 from nastools.constants import FORMATS, PRECISIONS
-from nastools.data import NO_TEST_SPLIT, image_recipe, normalisation
+from nastools.data import NO_TEST_SPLIT, NO_TEST_SPLIT_IMPORTED, image_recipe, normalisation
 from nastools.errors import NastoolsError
 from nastools.io import atomic_write, atomic_write_json, read_json, writable_file
 from nastools.lock import OutputLock
@@ -392,7 +392,7 @@ def _base_sidecar(job: ExportJob, subnet, seen: int, torch_top1: float) -> dict[
         "batch": "dynamic" if batch is None else batch,
         "source": {"run": str(job.run), "checkpoint": str(find_checkpoint(job.run))},
         "batchnorm": {"folded": True, "recalibrated": True, "recalibration_images": seen, "recalibration_split": f"{ds_name} train" + (" (training-time augmentation)" if job.recipe.calib_augment else "")},
-        "accuracy": {"dataset": ds_name, "split": job.splits.test_split, **({"note": NO_TEST_SPLIT} if job.splits.test_split != "test" else {}), "torch_top1": torch_top1, **({"search_top1": job.arch_info["top1"]} if "top1" in job.arch_info else {})},
+        "accuracy": {"dataset": ds_name, "split": job.splits.test_split, **({"note": NO_TEST_SPLIT_IMPORTED if job.ckpt.get("imported") else NO_TEST_SPLIT} if job.splits.test_split != "test" else {}), "torch_top1": torch_top1, **({"search_top1": job.arch_info["top1"]} if "top1" in job.arch_info else {})},
         "versions": _versions(),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }  # fmt: skip

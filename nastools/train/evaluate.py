@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from nastools.data import NO_TEST_SPLIT, check_fits, image_recipe, iter_batches
+from nastools.data import NO_TEST_SPLIT, NO_TEST_SPLIT_IMPORTED, check_fits, image_recipe, iter_batches
 
 #: images used for BN recalibration unless told otherwise (AttentiveNAS uses a few thousand)
 RECALIBRATION_IMAGES = 2000
@@ -185,7 +185,7 @@ def evaluate_subnet(
     n = len(target) if max_images is None else min(max_images, len(target))
     meta = {"run": str(run), "dataset": splits.name, "split": split, "images": n, "calib_images": min(calib_images, len(calib_set))}
     if split == "test" and splits.test_split != "test":
-        meta.update(split=splits.test_split, note=NO_TEST_SPLIT)
+        meta.update(split=splits.test_split, note=NO_TEST_SPLIT_IMPORTED if ckpt.get("imported") else NO_TEST_SPLIT)
     if splits.name == "imagefolder":
         meta["image_recipe"] = recipe.name
     return {**arch.to_dict(), "id": arch.id, "flops": space.flops(arch), "params": space.params(arch), "top1": top1, "meta": meta}
