@@ -477,3 +477,21 @@ def test_eval_of_an_imported_run_without_val_says_its_images_were_trained_on(tmp
     splits = DataSplits("imagefolder", images, images, images, 1000, 3, 192, test_split="val")
     meta = evaluate_subnet("a0", run, splits=splits)["meta"]
     assert meta["split"] == "val" and "which the imported supernet was trained on: not a test accuracy" in meta["note"]
+
+
+def test_eval_shows_its_progress_in_images(tmp_path, ref_state, monkeypatch, capsys):
+    """BN recalibration on 16384 ImageNet images and the 50000 of val/ take long: eval
+    shows a bar on stderr through both, in images."""
+    from nastools.data import IMAGENET_MEAN, IMAGENET_STD, DataSplits, TensorImages
+    from nastools.train.evaluate import evaluate_subnet
+
+    monkeypatch.setattr("nastools.importers.safe_pickle.safe_torch_load", lambda path: {"state_dict": ref_state})
+    run = tmp_path / "run"
+    an.import_attentivenas(tmp_path / "x.pth", run, arch_files=False)
+    images = TensorImages(torch.zeros(6, 3, 32, 32, dtype=torch.uint8), torch.arange(6), IMAGENET_MEAN, IMAGENET_STD)
+    splits = DataSplits("imagefolder", images, images, images, 1000, 3, 192)
+    evaluate_subnet("a0", run, splits=splits, calib_images=4, max_images=3)
+    assert capsys.readouterr().err == ""
+    evaluate_subnet("a0", run, splits=splits, calib_images=4, max_images=3, progress=True)
+    err = capsys.readouterr().err
+    assert "BN recalibration" in err and "top-1 on test" in err and "4/7" in err, err

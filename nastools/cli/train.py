@@ -203,6 +203,7 @@ def eval_cmd(arch_file, run, dataset, data, split, calib_images, max_images, dev
         max_images=max_images,
         device=device,
         workers=workers,
+        progress=not as_json,
     )
     if as_json:
         return echo_json(res)

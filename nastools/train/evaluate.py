@@ -12,7 +12,7 @@ resolution as the supernet does (bilinear).
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable
 
 import torch
 import torch.nn as nn
@@ -100,11 +100,20 @@ def calibration_batches(dataset, batch_size: int = 200, num_images: int = RECALI
 
 
 @torch.inference_mode()
-def evaluate_top1(model: nn.Module, dataset, batch_size: int = 500, max_images: int | None = None, *, workers: int = 0) -> float:
+def evaluate_top1(
+    model: nn.Module,
+    dataset,
+    batch_size: int = 500,
+    max_images: int | None = None,
+    *,
+    workers: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> float:
     """Top-1 accuracy (a fraction in [0, 1]) of ``model`` on ``dataset``, in eval mode.
 
     Reads the first ``max_images`` images (all by default) in order. Recalibrate BN first
     (:func:`recalibrate_bn`) when the model comes from a supernet. The model's mode is restored.
+    ``progress(n)`` is called after each batch with its number of images.
     """
     was_training = model.training
     model.eval()
@@ -115,6 +124,8 @@ def evaluate_top1(model: nn.Module, dataset, batch_size: int = 500, max_images: 
             logits = model(prepare_input(model, images, device))
             correct += int((logits.argmax(1).cpu() == labels).sum())
             total += len(labels)
+            if progress is not None:
+                progress(len(labels))
     finally:
         model.train(was_training)
     if total == 0:
@@ -149,6 +160,7 @@ def evaluate_subnet(
     device: str = "cpu",
     splits=None,
     workers: int = 0,
+    progress: bool = False,
 ) -> dict:
     """Top-1 of one subnet of a run's supernet: BN recalibration on training images, then
     ``split`` (the test set by default). ``arch``: an Arch, a dict, an Arch JSON path or the
@@ -156,8 +168,11 @@ def evaluate_subnet(
     run's image recipe says (:class:`nastools.data.ImageRecipe`: imported AttentiveNAS/AlphaNet
     runs preprocess and recalibrate as the reference evaluation does); ``calib_images``
     defaults to the recipe's (2000; 16384 for the reference recipes). ``workers``: data
-    loader processes that decode image-folder images.
+    loader processes that decode image-folder images. ``progress``: a bar on stderr, in images
+    recalibrated and evaluated.
     Returns the arch's JSON fields with ``id``, ``flops``, ``top1`` and what was measured."""
+    from tqdm import tqdm
+
     from nastools.checkpoint import checkpoint_space, load_checkpoint, run_splits
     from nastools.machine import check_torch_device
     from nastools.space import Arch, load_arch
@@ -180,15 +195,28 @@ def evaluate_subnet(
     recipe = run_recipe(ckpt, splits)
     calib_images = recipe.calib_images if calib_images is None else calib_images
     calib_set, calib_batch = calibration_set(splits, recipe, arch.resolution)
-    recalibrate_bn(net, calibration_batches(calib_set, calib_batch, calib_images, workers=workers))
-    top1 = evaluate_top1(net, target, max_images=max_images, workers=workers)
-    n = len(target) if max_images is None else min(max_images, len(target))
-    meta = {"run": str(run), "dataset": splits.name, "split": split, "images": n, "calib_images": min(calib_images, len(calib_set))}
+    n, n_calib = len(target) if max_images is None else min(max_images, len(target)), min(calib_images, len(calib_set))
+    bar = tqdm(total=n_calib + n, desc="BN recalibration", unit="img", disable=not progress, leave=False)
+    try:
+        recalibrate_bn(net, _counted(calibration_batches(calib_set, calib_batch, calib_images, workers=workers), bar.update))
+        bar.set_description_str(f"top-1 on {split}")
+        top1 = evaluate_top1(net, target, max_images=max_images, workers=workers, progress=bar.update)
+    finally:  # an error or Ctrl-C prints on its own line, not after the bar
+        bar.close()
+    meta = {"run": str(run), "dataset": splits.name, "split": split, "images": n, "calib_images": n_calib}
     if split == "test" and splits.test_split != "test":
         meta.update(split=splits.test_split, note=NO_TEST_SPLIT_IMPORTED if ckpt.get("imported") else NO_TEST_SPLIT)
     if splits.name == "imagefolder":
         meta["image_recipe"] = recipe.name
     return {**arch.to_dict(), "id": arch.id, "flops": space.flops(arch), "params": space.params(arch), "top1": top1, "meta": meta}
+
+
+def _counted(batches: Iterable, progress: Callable[[int], None]):
+    """``batches`` of ``(images, labels)``, calling ``progress(n)`` once each batch of n
+    images has been used."""
+    for batch in batches:
+        yield batch
+        progress(len(batch[0]))
 
 
 def run_recipe(ckpt: dict, splits):
