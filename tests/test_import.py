@@ -495,3 +495,16 @@ def test_eval_shows_its_progress_in_images(tmp_path, ref_state, monkeypatch, cap
     evaluate_subnet("a0", run, splits=splits, calib_images=4, max_images=3, progress=True)
     err = capsys.readouterr().err
     assert "BN recalibration" in err and "top-1 on test" in err and "4/7" in err, err
+
+
+def test_a_file_without_training_config_says_the_recipe_was_not_read_from_it(tmp_path, ref_state, monkeypatch):
+    """A bare state_dict (or a re-saved one) does not tell AttentiveNAS from AlphaNet: the
+    import says so and how to choose AlphaNet's evaluation; with --image-recipe it does not."""
+    monkeypatch.setattr("nastools.importers.safe_pickle.safe_torch_load", lambda path: dict(ref_state))
+    r = CliRunner().invoke(main, ["import", "attentivenas", str(tmp_path / "x.pth"), "--run", str(tmp_path / "a")])
+    assert r.exit_code == 0 and "as attentivenas's evaluation does" in r.output, r.output
+    assert r.output.splitlines()[-1].startswith("note: the file has no training config") and "--image-recipe alphanet --force" in r.output
+    r = CliRunner().invoke(
+        main, ["import", "attentivenas", str(tmp_path / "x.pth"), "--run", str(tmp_path / "b"), "--image-recipe", "alphanet"]
+    )
+    assert r.exit_code == 0 and "as alphanet's evaluation does" in r.output and "note:" not in r.output, r.output

@@ -57,6 +57,11 @@ def import_attentivenas_cmd(path: str, run: str, force: bool, image_recipe: str 
     click.echo(f"set to zero (absent there, same function): {', '.join(report.zeroed)}")
     archs = f" and {len(report.archs)} arch files in {Path(report.archs[0]).parent}" if report.archs else ""
     click.echo(f"wrote {report.checkpoint}{archs}; nastools eval reads image folders for it as {report.image_recipe}'s evaluation does")
+    if report.config is None and image_recipe is None:
+        click.echo(
+            "note: the file has no training config to tell an AttentiveNAS from an AlphaNet supernet by; "
+            "for AlphaNet's, import it again with --image-recipe alphanet --force"
+        )
 
 
 __all__ = ["import_group", "import_attentivenas_cmd"]
