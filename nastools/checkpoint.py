@@ -293,6 +293,9 @@ def run_splits(data: dict, dataset: str | None = None, data_dir: str | Path | No
         image_size=image_size,
         image_recipe=cfg.get("image_recipe"),
         channels=space.input_channels,
+        hold_out_hint="; an imported supernet's run holds out that many (ImageNet's train/ has 1.28 million images)"
+        if data.get("imported")
+        else None,
     )
     check_fits(splits, space, folder)
     if data.get("imported") and splits.name == "imagefolder":  # labels are ImageNet's, in WordNet-id order

@@ -579,13 +579,16 @@ def load_splits(
     image_size: int = 224,
     image_recipe: "str | ImageRecipe | None" = None,
     channels: int | None = None,
+    hold_out_hint: str | None = None,
 ) -> DataSplits:
     """Load a dataset and split a validation slice off its training set.
 
     ``val_size``: number of training images held out (or a fraction when < 1).
     ``image_size``, ``image_recipe`` (:func:`eval_transform`) and ``channels`` only apply to
     ``imagefolder``: ``channels`` is the space's ``input_channels``, 1 reading the images as
-    grayscale (PIL ``L``), anything else (default) as RGB.
+    grayscale (PIL ``L``), anything else (default) as RGB. ``hold_out_hint``: how to hold out
+    fewer, in the error on an image folder too small for ``val_size`` (default: ``nastools
+    train --val-size``).
     """
     import torch
 
@@ -601,11 +604,11 @@ def load_splits(
     n_val = _val_count(val_size, n)
     if n_val >= n and name == "imagefolder":
         train_dir = getattr(train_all, "root", data)
+        fewer = f", or hold out fewer: nastools train --val-size {max(1, n // 10)}" if hold_out_hint is None else hold_out_hint
         raise NastoolsError(
             f"image folder {str(data)!r} is too small: nastools holds out {n_val} of its training images for "
             f"validation (BN recalibration and search) and trains on the rest, but {str(train_dir)!r} has only {n}; "
-            f"put at least {n_val + 1} images there (a val folder beside it is the test set and does not count), "
-            f"or hold out fewer: nastools train --val-size {max(1, n // 10)}"
+            f"put at least {n_val + 1} images there (a val folder beside it is the test set and does not count){fewer}"
         )
     if not 0 < n_val < n:
         raise NastoolsError(

@@ -508,3 +508,25 @@ def test_a_file_without_training_config_says_the_recipe_was_not_read_from_it(tmp
         main, ["import", "attentivenas", str(tmp_path / "x.pth"), "--run", str(tmp_path / "b"), "--image-recipe", "alphanet"]
     )
     assert r.exit_code == 0 and "as alphanet's evaluation does" in r.output and "note:" not in r.output, r.output
+
+
+def test_a_folder_too_small_for_an_imported_run_does_not_advise_training(tmp_path):
+    """An imported run cannot be trained with another --val-size: its error on an image
+    folder smaller than the 5000 images it holds out says so instead."""
+    from PIL import Image
+
+    from nastools.checkpoint import run_splits
+
+    for i in range(3):
+        (tmp_path / "imagenet" / "train" / "n01440764").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(tmp_path / "imagenet" / "train" / "n01440764" / f"{i}.JPEG")
+    cfg = {"dataset": "imagefolder", "data": None, "image_recipe": "attentivenas"}
+    ckpt = {"space": load_space("attentivenas").definition(), "trained": {"config": cfg}}
+    for imported in (False, True):
+        if imported:
+            ckpt["imported"] = {"from": "x.pth"}
+        with pytest.raises(NastoolsError) as exc:
+            run_splits(ckpt, None, tmp_path / "imagenet")
+        text = str(exc.value)
+        assert "is too small" in text and "at least 5001 images" in text and "\n" not in text
+        assert ("nastools train --val-size" in text) is not imported and ("an imported supernet's run" in text) is imported, text
