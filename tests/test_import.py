@@ -173,6 +173,9 @@ def test_prefix_and_layouts():
     assert an.find_state_dict({"a": t}, "f") == ({"a": t}, "")
     with pytest.raises(NastoolsError, match="has no 'state_dict' or 'model' entry"):
         an.find_state_dict({"epoch": 3}, "f")
+    # a run's supernet.pt holds its weights under 'model' too, with nastools' names
+    with pytest.raises(NastoolsError, match="is a nastools checkpoint already: eval, search and export take it as it is"):
+        an.find_state_dict({"format": "nastools.checkpoint/1", "model": {"stem.conv.weight": t}}, "f")
 
 
 def test_reference_arch_checks_its_input():

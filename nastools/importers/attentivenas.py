@@ -216,9 +216,11 @@ def _unused(name: str, first_blocks: set[int]) -> bool:
 
 def find_state_dict(data: Any, where: str) -> tuple[Mapping[str, Any], str]:
     """The weights in a loaded file: its ``state_dict`` or ``model`` entry, or the file
-    itself when it is a bare state_dict; with the name of the entry."""
+    itself when it is a bare state_dict; with the name of the entry. A nastools checkpoint
+    is a one-line error (it needs no import)."""
     import torch
 
+    from nastools.checkpoint import CHECKPOINT_FORMAT
     from nastools.importers.safe_pickle import Foreign
 
     if isinstance(data, Foreign):
@@ -227,6 +229,11 @@ def find_state_dict(data: Any, where: str) -> tuple[Mapping[str, Any], str]:
         )
     if not isinstance(data, Mapping):
         raise NastoolsError(f"{where} holds a {type(data).__name__}, expected a dict with a 'state_dict' or 'model' entry")
+    if data.get("format") == CHECKPOINT_FORMAT:
+        raise NastoolsError(
+            f"{where} is a nastools checkpoint already: eval, search and export take it as it is (--run with its path "
+            "or folder); import reads the files AttentiveNAS and AlphaNet publish"
+        )
     for layout in ("state_dict", "model"):
         if isinstance(data.get(layout), Mapping):
             return data[layout], layout
