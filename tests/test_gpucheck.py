@@ -166,3 +166,17 @@ def test_the_cpu_rehearsal_runs_every_step_it_can_with_the_outputs_the_check_rea
     for fmt in ("onnx", "torchscript"):
         assert steps[f"export: {fmt} fp32"]["detail"]["parity"]["passed"] is True
         assert steps[f"bench: {fmt} fp32" + (" (ORT CPU)" if fmt == "onnx" else "")]["detail"]["median_ms"] > 0
+
+
+def test_a_rehearsal_gives_each_command_the_slack_a_busy_cpu_needs(tmp_path, monkeypatch):
+    seen = []
+
+    def run(cmd, **kw):
+        seen.append(kw["timeout"])
+        return gc.subprocess.CompletedProcess(cmd, 0, "{}", "")
+
+    monkeypatch.setattr(gc.subprocess, "run", run)
+    for slack in (1.0, gc.REHEARSAL_SLACK):
+        ctx = gc.Context(tmp_path, deadline=gc.time.monotonic() + gc.TIME_LIMIT_S * slack, slack=slack)
+        gc.cli(ctx, "bench", "m.onnx", cap_s=60)
+    assert seen[0] == 60 and seen[1] == 60 * gc.REHEARSAL_SLACK
