@@ -45,6 +45,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table, write_result  # noqa: E402
+from _quality import family_paired, pool_results, shortcut_family, sign_summary  # noqa: E402
 from _stats import paired  # noqa: E402
 
 from nastools.data import load_splits  # noqa: E402
@@ -406,7 +407,12 @@ def quality_summary(space, archs, top1: dict[str, list[float]], bins: int) -> di
                 "paired_mean": {f"{x} - {y}": paired(acc[x], acc[y])["mean"] if idx else None for x, y in pairs},
             }
         )
-    return {"bins": out_bins, "paired": {f"{x} - {y}": paired(top1[x], top1[y]) for x, y in pairs}}
+    families = [shortcut_family(space, a) for _, a in archs]
+    return {
+        "bins": out_bins,
+        "paired": {f"{x} - {y}": paired(top1[x], top1[y]) for x, y in pairs},
+        "shortcuts": family_paired(families, top1, pairs),
+    }
 
 
 def _f(v, spec: str = ".2f") -> str:
@@ -429,6 +435,9 @@ def print_quality(summary: dict, picks: dict[str, list[dict]], metric: str) -> N
         for k, p in summary["paired"].items()
     ]
     print(table(rows, ["paired difference (points)", "archs", "mean", "SE", "wins / losses / ties", "sign test p"]))
+    comps = list(summary["paired"])
+    rows = [(fam, f["archs"], *(sign_summary(f["paired"][k]) for k in comps)) for fam, f in summary["shortcuts"].items()]
+    print(table(rows, ["residual paths at stride 2", "archs", *comps]))
     unit = (lambda v: f"{v:.3g} ms") if metric == "latency" else (lambda v: f"{v / 1e6:.3g}M FLOPs")
     rows = []
     for i, p0 in enumerate(picks[samplers[0]]):
@@ -531,6 +540,52 @@ def bench_quality_runs(args) -> dict:
             "picks": picks,
         },
         "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def bench_quality_pooled(paths: list[str]) -> dict:
+    """Several ``quality --runs`` results (supernets trained with other seeds, or on other
+    machines) over the same archs, pooled: :func:`_quality.pool_results`, printed."""
+    results = []
+    for path in paths:
+        try:
+            r = json.loads(Path(path).read_text())
+        except (OSError, ValueError) as exc:
+            raise SystemExit(f"quality --pooled: {path}: {exc}") from None
+        if r.get("mode") != "runs":
+            raise SystemExit(f"quality --pooled: {path} is not a result of quality --runs")
+        results.append(r)
+    first = results[0]
+    for r in results[1:]:
+        if r.get("by") != first.get("by") or list(r["runs"]) != list(first["runs"]):
+            raise SystemExit("quality --pooled: the results compare different runs (--by or its values differ)")
+        same = ("random_archs", "bins", "seed", "test_images", "calib_images")
+        if any(r["eval"].get(k) != first["eval"].get(k) for k in same):
+            raise SystemExit(f"quality --pooled: the results were scored differently ({', '.join(same)} must match)")
+    space = load_space(first["config"]["space"])
+    ev = first["eval"]
+    family = {a.id: shortcut_family(space, a) for _, a in draw_archs(space, ev["random_archs"], ev["bins"], ev["seed"])}
+    if any(a["id"] not in family for a in first["archs"]):
+        raise SystemExit(f"quality --pooled: the archs are not those of space {first['config']['space']!r} drawn with seed {ev['seed']}")
+    pairs = [tuple(k.split(" - ")) for k in first["paired"]]
+    out = pool_results(results, family.__getitem__, pairs)
+    for key, c in out["comparisons"].items():
+        print(f"\n{key} (points; mean +- SE over archs, wins / losses, sign test p); per-arch agreement r = {c['agreement_r']:.2f}")
+        rows = [("all", out["archs"], *(sign_summary(p) for p in c["each"]), sign_summary(c["pooled"]))]
+        rows += [(fam, f["archs"], *(sign_summary(p) for p in f["each"]), sign_summary(f["pooled"])) for fam, f in c["families"].items()]
+        names = [f"{r['config']['seed']}: {r['machine'].get('cpu_id', '?')}" for r in results]
+        print(table(rows, ["residual paths at stride 2", "archs", *(f"seed {n}" for n in names), "averaged over the results"]))
+    return {
+        "mode": "pooled",
+        "by": first.get("by"),
+        "inputs": [
+            {"path": p, "machine": r["machine"], "seed": r["config"]["seed"], "runs": {k: v["path"] for k, v in r["runs"].items()}}
+            for p, r in zip(paths, results)
+        ],
+        "config": {k: v for k, v in first["config"].items() if k != "seed"},
+        "eval": ev,
+        "families": {i: family[i] for i in (a["id"] for a in first["archs"])},
+        **out,
     }
 
 
@@ -751,6 +806,7 @@ def main() -> None:
         "--search-eval-images", type=int, default=2000, help="validation images per search evaluation: nastools search's default"
     )
     q.add_argument("--seed", type=int, default=0, help="of the archs, BN recalibration images and search")
+    q.add_argument("--pooled", default=None, help="comma-separated results of quality --runs over the same archs: pool them, score nothing")
     q.add_argument("--allow-unequal-steps", action="store_true", help="compare runs stopped at different steps (to test this script)")
     ap.add_argument("--ddp-steps", type=int, default=12)
     ap.add_argument("--tp-steps", type=int, default=8, help="throughput: timed steps of each variant")
@@ -762,11 +818,14 @@ def main() -> None:
         help="a run with other settings: results/bench_train_<part>/<cpu>/<date>-<variant>.json (quality --runs: default <epochs>ep, e.g. 2ep)",
     )
     args = ap.parse_args()
-    if args.runs and args.part != "quality":
-        ap.error("--runs is for the quality part")
+    if (args.runs or args.pooled) and args.part != "quality":
+        ap.error("--runs and --pooled are for the quality part")
     if args.part == "cost":
         args.batch_size = args.batch_size or 128
         fig = bench_cost(args)
+    elif args.part == "quality" and args.pooled:
+        fig = bench_quality_pooled([p.strip() for p in args.pooled.split(",")])
+        args.variant = args.variant or f"{fig['config']['epochs']:g}ep".replace(".", "p") + "-pooled"
     elif args.part == "quality" and args.runs:
         args.calib_images = args.calib_images or 2000
         fig = bench_quality_runs(args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import math
 import statistics
 import sys
@@ -280,14 +281,19 @@ def test_val_test_agreement_separates_a_shared_deviation_from_noise(bench_search
     assert agreement(dict(trend), partial) is None
 
 
+def _investigation(name: str):
+    """The module ``benchmarks/investigations/<name>.py``."""
+    sys.path.insert(0, str(BENCH / "investigations"))
+    try:
+        yield from _bench_module(name)
+    finally:
+        sys.path.remove(str(BENCH / "investigations"))
+
+
 @pytest.fixture(scope="module")
 def search_selection():
     """benchmarks/investigations/search_selection.py."""
-    sys.path.insert(0, str(BENCH / "investigations"))
-    try:
-        yield from _bench_module("search_selection")
-    finally:
-        sys.path.remove(str(BENCH / "investigations"))
+    yield from _investigation("search_selection")
 
 
 def test_selection_leave_one_out_predictions_equal_refits_without_the_arch(search_selection):
@@ -350,3 +356,97 @@ def test_pick_verification_counts_errors_and_rejections_of_figure_to_prediction_
     assert (s["within_5_pct"], s["within_10_pct"]) == (40.0, 80.0)
     assert (s["over_budget_1.05_pct"], s["over_budget_1.10_pct"]) == (40.0, 20.0)
     assert s["mean_abs_error_pct"] == pytest.approx(6.4) and (s["min"], s["max"]) == (0.9, 1.12)
+
+
+@pytest.fixture(scope="module")
+def quality():
+    """benchmarks/_quality.py."""
+    yield from _bench_module("_quality")
+
+
+def _arch(space, widths: tuple[int, ...], stem: int):
+    d = space.min_arch().to_dict()
+    d["stem"] = stem
+    for st, w in zip(d["stages"], widths):
+        st["width"] = w
+    return space.arch_from_dict(d)
+
+
+def test_pool_shortcuts_are_the_stride_2_stages_whose_residual_path_has_no_convolution(quality, fmnist, attentivenas):
+    """The family label names exactly the stages whose extracted first block adds an average
+    pool alone on its residual path (no 1x1 convolution)."""
+    from torch import nn
+
+    from nastools.supernet import Supernet
+    from nastools.supernet.static import Shortcut
+
+    cases = {
+        (8, 16, 32, 64, 96): (),  # the min arch: every stride-2 stage widens
+        (16, 16, 32, 64, 96): ("mb2",),
+        (8, 32, 32, 64, 96): ("mb3",),
+        (24, 24, 32, 64, 96): ("mb2",),
+    }
+    net = Supernet(fmnist)
+    for widths, want in cases.items():
+        arch = _arch(fmnist, widths, stem=8)
+        assert quality.pool_shortcuts(fmnist, arch) == want
+        assert quality.shortcut_family(fmnist, arch) == (f"pool at {', '.join(want)}" if want else "conv everywhere")
+        model = net.extract(arch)
+        pool_only = [
+            m
+            for m in model.modules()
+            if isinstance(m, Shortcut) and not isinstance(m.pool, nn.Identity) and isinstance(m.conv, nn.Identity)
+        ]
+        assert len(pool_only) == len(want)
+    a0 = attentivenas.arch_from_dict(json.loads((Path(__file__).parent.parent / "nastools/spaces/archs/attentivenas/a0.json").read_text()))
+    assert quality.shortcut_family(attentivenas, a0) == "conv everywhere"
+
+
+def test_pooled_quality_averages_each_archs_difference_over_the_results(quality):
+    """pool_results: the pooled statistics are over the per-arch differences averaged across
+    the results; agreement is +1 / -1 for identical / opposite per-arch differences; results
+    over other archs are refused."""
+
+    def result(diffs):
+        return {"archs": [{"id": i, "top1": {"a": 80.0 + d, "b": 80.0}} for i, d in zip("pqrs", diffs)]}
+
+    fam = {"p": "conv everywhere", "q": "conv everywhere", "r": "pool at mb3", "s": "pool at mb3"}.__getitem__
+    out = quality.pool_results([result([1, 2, -4, -6]), result([3, 2, -2, -6])], fam, [("a", "b")])
+    c = out["comparisons"]["a - b"]
+    assert c["pooled"]["mean"] == pytest.approx((2 + 2 - 3 - 6) / 4)
+    assert [e["mean"] for e in c["each"]] == pytest.approx([-7 / 4, -3 / 4])
+    assert c["families"]["pool at mb3"]["pooled"]["mean"] == pytest.approx(-4.5)
+    assert (c["families"]["conv everywhere"]["pooled"]["wins"], c["families"]["pool at mb3"]["pooled"]["losses"]) == (2, 2)
+    assert list(c["families"]) == ["conv everywhere", "pool at mb3"]
+    assert 0.8 < c["agreement_r"] < 1
+    same = quality.pool_results([result([1, 2, -4, -6])] * 2, fam, [("a", "b")])["comparisons"]["a - b"]
+    assert same["agreement_r"] == pytest.approx(1.0)
+    flip = quality.pool_results([result([1, 2, -4, -6]), result([-1, -2, 4, 6])], fam, [("a", "b")])
+    assert flip["comparisons"]["a - b"]["agreement_r"] == pytest.approx(-1.0)
+    other = result([1, 2, 3, 4])
+    other["archs"][0]["id"] = "x"
+    with pytest.raises(ValueError, match="different archs"):
+        quality.pool_results([result([1, 2, 3, 4]), other], fam, [("a", "b")])
+
+
+@pytest.fixture(scope="module")
+def attentive_picks():
+    """benchmarks/investigations/attentive_picks.py."""
+    yield from _investigation("attentive_picks")
+
+
+def test_a_runs_attentive_candidates_are_replayed_from_its_seed(attentive_picks, tmp_path):
+    """Scoring the candidates draws nothing from the sampler's generator, so replaying a run's
+    seed draws the candidates it scored: every arch train.jsonl logs is among them (another
+    seed's candidates miss them), and the summary's shares add up."""
+    from nastools.train.trainer import TrainConfig, train
+
+    cfg = TrainConfig(batch_size=8, val_size=100, eval_images=20, calib_images=16, log_every=1, score_images=4, seed=3)
+    train(cfg, tmp_path / "run", max_steps=5, progress=False, log=lambda m: None)
+    rep = attentive_picks.replay(tmp_path / "run")
+    assert (rep["sampler"], rep["seed"], rep["missed"], len(rep["slots"])) == ("attentive-best", 3, 0, 10)
+    assert all(s["trained"] in s["offered"] and len(s["offered"]) == 3 for s in rep["slots"])
+    assert attentive_picks.replay(tmp_path / "run", seed=4)["missed"] > 5
+    rows = attentive_picks.summarise(rep, quarters=1)
+    assert sum(r["offered_share"] for r in rows) == pytest.approx(1.0)
+    assert sum(r["trained_share"] for r in rows) == pytest.approx(1.0)
