@@ -13,9 +13,12 @@
              e.g. ``--by precision``; same step count; refused otherwise) on all 10,000 test images: the min, the max and ``--archs`` random
              archs spread over 5 FLOPs bins, each BN-recalibrated on training images as search
              does; per bin the best and the mean; paired differences over the same archs (mean,
-             standard error, exact sign test); and what ``nastools search`` picks under 3
-             budgets (this CPU's latency table, else FLOPs), test-evaluated. Resumable: the
-             accuracies and the searches are cached under ``--workdir``.
+             standard error, exact sign test), also per group of archs by their residual
+             paths at stride-2 stages (``_quality.shortcut_family``); and what ``nastools
+             search`` picks under 3 budgets (this CPU's latency table, else FLOPs),
+             test-evaluated. Resumable: the accuracies and the searches are cached under
+             ``--workdir``. With ``--pooled A.json,B.json``: results of ``--runs`` over the
+             same archs (other seeds) pooled, per arch and per group; nothing is scored.
 (c) ddp:     training images/s of 2 processes (torchrun, gloo) vs 1 on the same budget.
 (d) throughput: images/s of ``nastools train``'s step (data and augmentation included) at its
              defaults, at the demo's batch, in bf16 mixed precision and at other settings,

@@ -450,3 +450,27 @@ def test_a_runs_attentive_candidates_are_replayed_from_its_seed(attentive_picks,
     rows = attentive_picks.summarise(rep, quarters=1)
     assert sum(r["offered_share"] for r in rows) == pytest.approx(1.0)
     assert sum(r["trained_share"] for r in rows) == pytest.approx(1.0)
+
+
+def test_family_residuals_find_a_family_below_the_flops_trend(attentive_picks, quality, fmnist, tmp_path):
+    """family_residuals: archs on a smooth FLOPs trend, those with a pool-only residual path at
+    mb3 set 0.5 points lower on validation and 0.3 on test: their mean residuals say so, the
+    others' lie near zero."""
+    import math
+    import random
+
+    rng = random.Random(0)
+    archs = list({a.id: a for a in (fmnist.sample(rng) for _ in range(400))}.values())
+    rows = []
+    for a in archs:
+        trend = 90 + 2 * math.log(fmnist.flops(a) / 1e6)
+        low = quality.shortcut_family(fmnist, a) == "pool at mb3"
+        rows.append([a.key, fmnist.flops(a), trend - 0.5 * low + rng.gauss(0, 0.05), None, trend - 0.3 * low + rng.gauss(0, 0.05)])
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"run": "x", "archs": rows}))
+    fams = attentive_picks.family_residuals(path)["families"]
+    low, rest = fams.pop("pool at mb3"), fams.pop("conv everywhere")
+    assert low["archs"] > 20 and rest["archs"] > 200
+    assert low["val"]["mean"] - rest["val"]["mean"] == pytest.approx(-0.5, abs=0.05)
+    assert low["test"]["mean"] - rest["test"]["mean"] == pytest.approx(-0.3, abs=0.05)
+    assert abs(rest["test"]["mean"]) < 0.05

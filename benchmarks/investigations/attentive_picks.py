@@ -11,9 +11,14 @@ offered, the share of the middle subnets trained, and for attentive samplers how
 candidate of the family was trained when one was offered (a third of the time for 3
 candidates, were the pick random).
 
+With ``--search-results``: what is left of it in a longer-trained supernet. The archs that
+``bench_search.py --vs-random-pool --pool-test all`` scored on a supernet, per family: the
+mean residual of validation and test top-1 around a cubic fit in log FLOPs over all of them
+(how far the family's subnets lie below or above others of their cost).
+
 Prints the tables and writes ``results/attentive_picks/<cpu>/<date>.json``.
 
-Usage: python benchmarks/investigations/attentive_picks.py RUN [RUN ...]
+Usage: python benchmarks/investigations/attentive_picks.py RUN [RUN ...] [--search-results R.json,...]
 """
 
 from __future__ import annotations
@@ -104,9 +109,37 @@ def summarise(rep: dict, quarters: int = 4) -> list[dict]:
     return rows
 
 
+def family_residuals(path: Path) -> dict:
+    """Per family of the archs a ``bench_search.py`` result scored on both validation and
+    test: count and mean +- SE of their residuals around a cubic fit in log FLOPs."""
+    import math
+
+    import numpy as np
+
+    from nastools.latency.table import arch_of_key
+    from nastools.space import load_space
+
+    res = json.loads(path.read_text())
+    rows = [(k, f, v, t) for k, f, v, _final, t in res["archs"] if v is not None and t is not None]
+    space = load_space(arch_of_key(rows[0][0]).space)
+    fams = [shortcut_family(space, arch_of_key(k)) for k, *_ in rows]
+    x = np.log([f for _, f, _, _ in rows])
+    x -= x.mean()
+    out = {"result": str(path), "run": res.get("run"), "archs": len(rows), "families": {}}
+    for col, name in ((2, "val"), (3, "test")):
+        y = np.array([r[col] for r in rows])
+        resid = y - np.polyval(np.polyfit(x, y, 3), x)
+        for fam in sorted(set(fams), key=lambda f: (f != "conv everywhere", f)):
+            r = resid[[i for i, f in enumerate(fams) if f == fam]]
+            se = float(r.std(ddof=1) / math.sqrt(len(r))) if len(r) > 1 else math.nan
+            out["families"].setdefault(fam, {"archs": len(r)})[name] = {"mean": float(r.mean()), "se": se}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+", help="run folders of nastools train")
+    ap.add_argument("runs", nargs="*", help="run folders of nastools train")
+    ap.add_argument("--search-results", default="", help="comma-separated bench_search.py --vs-random-pool results")
     ap.add_argument("--variant", default=None)
     args = ap.parse_args()
     out = {}
@@ -135,7 +168,14 @@ def main() -> None:
             )
         )
         out[run] = {k: v for k, v in rep.items() if k != "slots"} | {"slots_logged": len(rep["slots"]), "quarters": rows}
-    write_result("attentive_picks", {"runs": out}, variant=args.variant)
+    supernets = [family_residuals(Path(p.strip())) for p in args.search_results.split(",") if p.strip()]
+    for sup in supernets:
+        print(f"\n{sup['result']}: supernet {sup['run']}, {sup['archs']} archs scored on validation and test")
+        rows = [
+            (fam, f["archs"], *(f"{f[k]['mean']:+.2f} +- {f[k]['se']:.2f}" for k in ("val", "test"))) for fam, f in sup["families"].items()
+        ]
+        print(table(rows, ["residual paths at stride 2", "archs", "validation residual", "test residual"]))
+    write_result("attentive_picks", {"runs": out, "supernets": supernets}, variant=args.variant)
 
 
 if __name__ == "__main__":
