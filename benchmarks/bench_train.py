@@ -560,7 +560,7 @@ def bench_quality_pooled(paths: list[str]) -> dict:
         results.append(r)
     first = results[0]
     for r in results[1:]:
-        if r.get("by") != first.get("by") or list(r["runs"]) != list(first["runs"]):
+        if r.get("by", "sampler") != first.get("by", "sampler") or list(r["runs"]) != list(first["runs"]):
             raise SystemExit("quality --pooled: the results compare different runs (--by or its values differ)")
         same = ("random_archs", "bins", "seed", "test_images", "calib_images")
         if any(r["eval"].get(k) != first["eval"].get(k) for k in same):
@@ -576,11 +576,11 @@ def bench_quality_pooled(paths: list[str]) -> dict:
         print(f"\n{key} (points; mean +- SE over archs, wins / losses, sign test p); per-arch agreement r = {c['agreement_r']:.2f}")
         rows = [("all", out["archs"], *(sign_summary(p) for p in c["each"]), sign_summary(c["pooled"]))]
         rows += [(fam, f["archs"], *(sign_summary(p) for p in f["each"]), sign_summary(f["pooled"])) for fam, f in c["families"].items()]
-        names = [f"{r['config']['seed']}: {r['machine'].get('cpu_id', '?')}" for r in results]
-        print(table(rows, ["residual paths at stride 2", "archs", *(f"seed {n}" for n in names), "averaged over the results"]))
+        names = [f"seed {r['config']['seed']} ({r['machine'].get('cpu_id', '?')})" for r in results]
+        print(table(rows, ["residual paths at stride 2", "archs", *names, "averaged over the results"]))
     return {
         "mode": "pooled",
-        "by": first.get("by"),
+        "by": first.get("by", "sampler"),
         "inputs": [
             {"path": p, "machine": r["machine"], "seed": r["config"]["seed"], "runs": {k: v["path"] for k, v in r["runs"].items()}}
             for p, r in zip(paths, results)

@@ -450,6 +450,7 @@ def test_a_runs_attentive_candidates_are_replayed_from_its_seed(attentive_picks,
     rows = attentive_picks.summarise(rep, quarters=1)
     assert sum(r["offered_share"] for r in rows) == pytest.approx(1.0)
     assert sum(r["trained_share"] for r in rows) == pytest.approx(1.0)
+    assert all(1 / 3 - 1e-9 <= r["random_pick_would"] <= 1 for r in rows)  # one of 3 candidates at least
 
 
 def test_family_residuals_find_a_family_below_the_flops_trend(attentive_picks, quality, fmnist, tmp_path):

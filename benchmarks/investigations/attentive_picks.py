@@ -9,7 +9,7 @@ step and reads which candidate was trained from the arch ids that ``train.jsonl`
 ``--log-every`` steps. Per quarter of the run and per family: the share of the candidates
 offered, the share of the middle subnets trained, and for attentive samplers how often a
 candidate of the family was trained when one was offered (a third of the time for 3
-candidates, were the pick random).
+candidates of other kinds, were the pick random: the last column).
 
 With ``--search-results``: what is left of it in a longer-trained supernet. The archs that
 ``bench_search.py --vs-random-pool --pool-test all`` scored on a supernet, per family: the
@@ -104,6 +104,7 @@ def summarise(rep: dict, quarters: int = 4) -> list[dict]:
                     "trained_share": trained[fam] / len(part),
                     "slots_offering": len(with_fam),
                     "trained_when_offered": sum(s["trained"] == fam for s in with_fam) / len(with_fam),
+                    "random_pick_would": sum(s["offered"].count(fam) / len(s["offered"]) for s in with_fam) / len(with_fam),
                 }
             )
     return rows
@@ -161,10 +162,19 @@ def main() -> None:
                         f"{r['trained_share']:.3f}",
                         r["slots_offering"],
                         f"{r['trained_when_offered']:.2f}",
+                        f"{r['random_pick_would']:.2f}",
                     )
                     for r in rows
                 ],
-                ["steps", "residual paths at stride 2", "offered", "trained", "slots offering it", "trained when offered"],
+                [
+                    "steps",
+                    "residual paths at stride 2",
+                    "offered",
+                    "trained",
+                    "slots offering it",
+                    "trained when offered",
+                    "a random pick would",
+                ],
             )
         )
         out[run] = {k: v for k, v in rep.items() if k != "slots"} | {"slots_logged": len(rep["slots"]), "quarters": rows}
