@@ -926,3 +926,23 @@ def test_a_missing_block_names_the_profile_command_that_fills_it(tmp_path):
     ):
         for a in head:
             cut.predict(a)
+
+
+def test_a_saved_search_of_the_space_at_other_resolutions_says_so(fmnist, tmp_path):
+    """A search that cannot resume another's state names how the spaces differ: the same
+    space at other resolutions (a search keeps to those its latency tables cover), or another
+    version of the space (an edited YAML file)."""
+    from nastools.search.evolution import SearchIdentity
+    from nastools.space import space_from_dict
+
+    d = fmnist.definition()
+    d["resolutions"] = [28]
+    only28, state = space_from_dict(d), tmp_path / "state.json"
+    cfg, limits = SearchConfig(population=4, generations=1, seed=1), {"flops": 20e6}
+    _engine(only28, limits, cfg, state_path=state).run()
+    assert json.loads(state.read_text())["resolutions"] == [28]
+    assert SearchIdentity.of(fmnist, limits, "flops", cfg).judge(state).why == "resolutions 28, now 28|32"
+    d = fmnist.definition()
+    d["resolutions"], d["dropout"] = [28], 0.2
+    edited = space_from_dict(d)
+    assert SearchIdentity.of(edited, limits, "flops", cfg).judge(state).why == "another version of space 'fmnist'"

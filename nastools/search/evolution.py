@@ -190,8 +190,7 @@ class SearchIdentity:
             return [f"format {st.get('format')!r}, not {STATE_FORMAT}"]
         out, changed = [], set()
         if st.get("fingerprint") != self.space.fingerprint:
-            saved = st.get("space")
-            out.append(f"space {saved!r}, now {self.space.name!r}" if saved != self.space.name else f"another version of space {saved!r}")
+            out.append(_space_change(st, self.space))
         if not isinstance(st.get("config"), dict):
             out.append("no search settings")
         elif not _same_config(st["config"], vars(self.config)):
@@ -221,6 +220,18 @@ class SearchIdentity:
         if why:
             return SavedState(None, "; ".join(why[:3]) + ("; ..." if len(why) > 3 else ""))
         return SavedState(st, None)
+
+
+def _space_change(st: Mapping, space: SearchSpace) -> str:
+    """How the space of a saved state ``st`` differs from ``space``, in a few words: another
+    space, the same space at other resolutions (a search keeps to those its latency tables
+    cover), or another version of it (an edited YAML file)."""
+    saved, res = st.get("space"), st.get("resolutions")
+    if saved != space.name:
+        return f"space {saved!r}, now {space.name!r}"
+    if isinstance(res, list) and res != list(space.resolutions):
+        return f"resolutions {'|'.join(map(str, res))}, now {'|'.join(map(str, space.resolutions))}"
+    return f"another version of space {saved!r}"
 
 
 def read_state(state_path: str | Path | None) -> dict | None:
@@ -492,6 +503,7 @@ class EvolutionSearch:
             "format": STATE_FORMAT,
             "space": self.space.name,
             "fingerprint": self.space.fingerprint,
+            "resolutions": list(self.space.resolutions),
             "config": vars(self.cfg),
             "limits": self.limits,
             "primary": self.primary,
