@@ -1,11 +1,7 @@
-"""Analyses of ``bench_train.py quality --runs`` results: subnets grouped by their residual
-paths, and several results (seeds) pooled.
-
-A stage whose first block has stride > 1 and the same width as the stage before it has a
-residual path of an average pool alone; where the widths differ, the path pools and then
-applies the block's 1x1 shortcut convolution (AttentiveNAS's ``DynamicShortcutLayer`` does the
-same). The two are different functions of the shared weights, so a sampler that rarely trains
-one kind can leave every subnet of that kind behind: the groups make that visible.
+"""Analyses of ``bench_train.py quality --runs`` results: subnets grouped by the kind of
+residual path they have at their stride-2 stages (:func:`nastools.space.residual.residual_kind`:
+a sampler that rarely trains one kind can leave every subnet of that kind behind, and the
+groups make that visible), and several results (seeds) pooled.
 """
 
 from __future__ import annotations
@@ -14,25 +10,6 @@ import math
 from typing import Callable, Sequence
 
 from _stats import paired, sign_test_p
-
-
-def pool_shortcuts(space, arch) -> tuple[str, ...]:
-    """The names of ``arch``'s stages whose first block's residual path is an average pool
-    alone: stride > 1 and the stage's width equal to the width it is fed (the stem's, or the
-    stage before's)."""
-    fed, out = arch.stem, []
-    for spec, st in zip(space.stages, arch.stages):
-        if spec.stride > 1 and st.width == fed:
-            out.append(spec.name)
-        fed = st.width
-    return tuple(out)
-
-
-def shortcut_family(space, arch) -> str:
-    """A label of :func:`pool_shortcuts`: ``'pool at mb3'``, ``'pool at mb2, mb3'``, or
-    ``'conv everywhere'`` (every stride-2 stage changes the width)."""
-    names = pool_shortcuts(space, arch)
-    return f"pool at {', '.join(names)}" if names else "conv everywhere"
 
 
 def family_paired(families: Sequence[str], top1: dict[str, list[float]], pairs: Sequence[tuple[str, str]]) -> dict:

@@ -14,7 +14,7 @@
              archs spread over 5 FLOPs bins, each BN-recalibrated on training images as search
              does; per bin the best and the mean; paired differences over the same archs (mean,
              standard error, exact sign test), also per group of archs by their residual
-             paths at stride-2 stages (``_quality.shortcut_family``); and what ``nastools
+             paths at stride-2 stages (``nastools.space.residual.residual_kind``); and what ``nastools
              search`` picks under 3 budgets (this CPU's latency table, else FLOPs),
              test-evaluated. Resumable: the accuracies and the searches are cached under
              ``--workdir``. With ``--pooled A.json,B.json``: results of ``--runs`` over the
@@ -48,11 +48,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table, write_result  # noqa: E402
-from _quality import family_paired, pool_results, shortcut_family, sign_summary  # noqa: E402
+from _quality import family_paired, pool_results, sign_summary  # noqa: E402
 from _stats import paired  # noqa: E402
 
 from nastools.data import load_splits  # noqa: E402
 from nastools.space import load_space  # noqa: E402
+from nastools.space.residual import residual_kind  # noqa: E402
 from nastools.train.evaluate import calibration_batches, evaluate_top1, recalibrate_bn  # noqa: E402
 from nastools.train.losses import kd_loss, smoothed_ce  # noqa: E402
 from nastools.train.trainer import TrainConfig, Trainer  # noqa: E402
@@ -410,7 +411,7 @@ def quality_summary(space, archs, top1: dict[str, list[float]], bins: int) -> di
                 "paired_mean": {f"{x} - {y}": paired(acc[x], acc[y])["mean"] if idx else None for x, y in pairs},
             }
         )
-    families = [shortcut_family(space, a) for _, a in archs]
+    families = [residual_kind(space, a) for _, a in archs]
     return {
         "bins": out_bins,
         "paired": {f"{x} - {y}": paired(top1[x], top1[y]) for x, y in pairs},
@@ -567,7 +568,7 @@ def bench_quality_pooled(paths: list[str]) -> dict:
             raise SystemExit(f"quality --pooled: the results were scored differently ({', '.join(same)} must match)")
     space = load_space(first["config"]["space"])
     ev = first["eval"]
-    family = {a.id: shortcut_family(space, a) for _, a in draw_archs(space, ev["random_archs"], ev["bins"], ev["seed"])}
+    family = {a.id: residual_kind(space, a) for _, a in draw_archs(space, ev["random_archs"], ev["bins"], ev["seed"])}
     if any(a["id"] not in family for a in first["archs"]):
         raise SystemExit(f"quality --pooled: the archs are not those of space {first['config']['space']!r} drawn with seed {ev['seed']}")
     pairs = [tuple(k.split(" - ")) for k in first["paired"]]

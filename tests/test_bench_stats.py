@@ -364,44 +364,6 @@ def quality():
     yield from _bench_module("_quality")
 
 
-def _arch(space, widths: tuple[int, ...], stem: int):
-    d = space.min_arch().to_dict()
-    d["stem"] = stem
-    for st, w in zip(d["stages"], widths):
-        st["width"] = w
-    return space.arch_from_dict(d)
-
-
-def test_pool_shortcuts_are_the_stride_2_stages_whose_residual_path_has_no_convolution(quality, fmnist, attentivenas):
-    """The family label names exactly the stages whose extracted first block adds an average
-    pool alone on its residual path (no 1x1 convolution)."""
-    from torch import nn
-
-    from nastools.supernet import Supernet
-    from nastools.supernet.static import Shortcut
-
-    cases = {
-        (8, 16, 32, 64, 96): (),  # the min arch: every stride-2 stage widens
-        (16, 16, 32, 64, 96): ("mb2",),
-        (8, 32, 32, 64, 96): ("mb3",),
-        (24, 24, 32, 64, 96): ("mb2",),
-    }
-    net = Supernet(fmnist)
-    for widths, want in cases.items():
-        arch = _arch(fmnist, widths, stem=8)
-        assert quality.pool_shortcuts(fmnist, arch) == want
-        assert quality.shortcut_family(fmnist, arch) == (f"pool at {', '.join(want)}" if want else "conv everywhere")
-        model = net.extract(arch)
-        pool_only = [
-            m
-            for m in model.modules()
-            if isinstance(m, Shortcut) and not isinstance(m.pool, nn.Identity) and isinstance(m.conv, nn.Identity)
-        ]
-        assert len(pool_only) == len(want)
-    a0 = attentivenas.arch_from_dict(json.loads((Path(__file__).parent.parent / "nastools/spaces/archs/attentivenas/a0.json").read_text()))
-    assert quality.shortcut_family(attentivenas, a0) == "conv everywhere"
-
-
 def test_pooled_quality_averages_each_archs_difference_over_the_results(quality):
     """pool_results: the pooled statistics are over the per-arch differences averaged across
     the results; agreement is +1 / -1 for identical / opposite per-arch differences; results
@@ -453,19 +415,21 @@ def test_a_runs_attentive_candidates_are_replayed_from_its_seed(attentive_picks,
     assert all(1 / 3 - 1e-9 <= r["random_pick_would"] <= 1 for r in rows)  # one of 3 candidates at least
 
 
-def test_family_residuals_find_a_family_below_the_flops_trend(attentive_picks, quality, fmnist, tmp_path):
+def test_family_residuals_find_a_family_below_the_flops_trend(attentive_picks, fmnist, tmp_path):
     """family_residuals: archs on a smooth FLOPs trend, those with a pool-only residual path at
     mb3 set 0.5 points lower on validation and 0.3 on test: their mean residuals say so, the
     others' lie near zero."""
     import math
     import random
 
+    from nastools.space.residual import residual_kind
+
     rng = random.Random(0)
     archs = list({a.id: a for a in (fmnist.sample(rng) for _ in range(400))}.values())
     rows = []
     for a in archs:
         trend = 90 + 2 * math.log(fmnist.flops(a) / 1e6)
-        low = quality.shortcut_family(fmnist, a) == "pool at mb3"
+        low = residual_kind(fmnist, a) == "pool at mb3"
         rows.append([a.key, fmnist.flops(a), trend - 0.5 * low + rng.gauss(0, 0.05), None, trend - 0.3 * low + rng.gauss(0, 0.05)])
     path = tmp_path / "r.json"
     path.write_text(json.dumps({"run": "x", "archs": rows}))

@@ -1,5 +1,5 @@
 """Investigation: which subnets did a training run's sampler train, by the kind of residual
-path they have at their stride-2 stages (``_quality.shortcut_family``)?
+path they have at their stride-2 stages (``nastools.space.residual.residual_kind``)?
 
 ``nastools train`` draws every arch from one ``random.Random`` seeded by the run's seed, and
 scoring the attentive candidates draws nothing from it, so the candidates of every step can
@@ -33,9 +33,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import table, write_result  # noqa: E402
-from _quality import shortcut_family  # noqa: E402
 
 from nastools.checkpoint import checkpoint_space, find_checkpoint, load_checkpoint, run_config  # noqa: E402
+from nastools.space.residual import residual_kind  # noqa: E402
 from nastools.train.samplers import AttentiveSampler, FlopsDistribution, make_sampler  # noqa: E402
 
 
@@ -71,7 +71,7 @@ def replay(run: Path, seed: int | None = None) -> dict:
             if trained not in ids:
                 missed += 1
                 continue
-            fams = [shortcut_family(space, c) for c in cands]
+            fams = [residual_kind(space, c) for c in cands]
             slots.append({"step": step, "offered": fams, "trained": fams[ids.index(trained)]})
     total = round(cfg["epochs"] * ((60000 - cfg["val_size"]) // cfg["batch_size"])) if cfg["dataset"] == "fashion-mnist" else None
     return {
@@ -123,7 +123,7 @@ def family_residuals(path: Path) -> dict:
     res = json.loads(path.read_text())
     rows = [(k, f, v, t) for k, f, v, _final, t in res["archs"] if v is not None and t is not None]
     space = load_space(arch_of_key(rows[0][0]).space)
-    fams = [shortcut_family(space, arch_of_key(k)) for k, *_ in rows]
+    fams = [residual_kind(space, arch_of_key(k)) for k, *_ in rows]
     x = np.log([f for _, f, _, _ in rows])
     x -= x.mean()
     out = {"result": str(path), "run": res.get("run"), "archs": len(rows), "families": {}}

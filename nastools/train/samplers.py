@@ -130,6 +130,7 @@ class AttentiveSampler(Sampler):
         self.tolerance = tolerance
         self.flops_dist = flops_dist or FlopsDistribution.estimate(space)
         self.last_scores: list[float] = []
+        self.last_candidates: list[Arch] = []  # the candidates of the last middle, for KindCoverage
 
     def propose(self, rng: random.Random) -> list[Arch]:
         """``candidates`` archs near one FLOPs target drawn from the distribution."""
@@ -138,6 +139,7 @@ class AttentiveSampler(Sampler):
 
     def middle(self, rng: random.Random, score: Scorer | None) -> Arch:
         cands = self.propose(rng)
+        self.last_candidates = cands
         if len(cands) == 1:
             return cands[0]
         if score is None:

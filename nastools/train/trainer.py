@@ -45,9 +45,11 @@ from nastools.errors import NastoolsError
 from nastools.io import append_text, remove_stale_temps, writable_dir
 from nastools.machine import check_torch_device
 from nastools.space import Arch, SearchSpace, load_space, parse_time
+from nastools.space.residual import has_pool_only_kinds
 from nastools.supernet import Supernet
 from nastools.supernet.model import legacy_keys
 from nastools.train import distributed as D
+from nastools.train.coverage import KindCoverage, left_behind_message
 from nastools.train.evaluate import calibration_batches, evaluate_top1, recalibrate_bn
 from nastools.train.losses import kd_loss, smoothed_ce
 from nastools.train.precision import PRECISIONS, autocast
@@ -286,6 +288,10 @@ class Trainer:
         )
         flops_dist = FlopsDistribution.from_dict(state["flops_dist"]) if state and state.get("flops_dist") else None
         self.sampler = make_sampler(config.sampler, self.space, candidates=config.candidates, flops_dist=flops_dist)
+        # attentive samplers: how often each residual kind is trained against a random pick
+        attentive = isinstance(self.sampler, AttentiveSampler)
+        self.coverage = KindCoverage() if attentive and has_pool_only_kinds(self.space) else None
+        self._warned_kinds: set[str] = set()
         self.predictor = None
         if config.rank_by == "predictor":
             from nastools.train.accuracy_predictor import AccuracyPredictor
@@ -331,6 +337,7 @@ class Trainer:
             "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
             "flops_dist": flops_dist,
             "history": self.history,
+            "kind_coverage": self.coverage.to_dict() if self.coverage is not None else None,
             "arch_hash": self._arch_hash,
             "trained_s": round(self.trained_s + (time.perf_counter() - self._fit_t0 if self._fit_t0 is not None else 0.0), 1),
         }
@@ -344,6 +351,8 @@ class Trainer:
         if state.get("cuda_rng") is not None and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         self.history = list(state.get("history", []))
+        if self.coverage is not None:
+            self.coverage = KindCoverage.from_dict(state.get("kind_coverage"))
         self._arch_hash = int(state.get("arch_hash", 0))
         self.trained_s = float(state.get("trained_s", 0.0))
 
@@ -470,6 +479,8 @@ class Trainer:
                 arch = self.sampler.middle(self.rng, score)
                 if isinstance(self.sampler, AttentiveSampler):
                     scores.append(list(self.sampler.last_scores))
+                    if self.coverage is not None:
+                        self.coverage.offer(self.space, self.sampler.last_candidates, arch)
                 archs.append(arch)
         archs.append(self.sampler.min_arch)
         for a in archs:
@@ -677,11 +688,22 @@ class Trainer:
             "partial": partial,
             "time": round(time.perf_counter() - t0, 2),
         }
+        if self.coverage is not None:
+            rec["kinds"] = self.coverage.to_dict()
         self.history.append(rec)
         self._log(rec)
         if self.env.is_main:
             self.log(f"epoch {epoch:.3g} (step {self.step}): val top-1 min {100 * top1['min']:.2f}%  max {100 * top1['max']:.2f}%")
+            self._warn_left_behind()
             self._plot_curve()
+
+    def _warn_left_behind(self) -> None:
+        """One warning line per residual kind the attentive sampler has left behind
+        (:meth:`KindCoverage.left_behind`), the first time it is."""
+        for kind, picked, expected in self.coverage.left_behind() if self.coverage is not None else []:
+            if kind not in self._warned_kinds:
+                self._warned_kinds.add(kind)
+                self.log(left_behind_message(self.config.sampler, kind, picked, expected))
 
     def _plot_curve(self) -> None:
         """Redraw ``curve.png`` in the run folder (validation top-1 against epochs so far).
