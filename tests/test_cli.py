@@ -231,3 +231,19 @@ def test_a_torchrun_process_ends_with_its_output_flushed_and_without_finalizing(
         assert (r.returncode, r.stdout) == (code, "summary")
     else:
         assert (r.returncode, r.stdout) == (0, "summary returned\nfinalized\n")
+
+
+def test_no_progress_turns_the_bars_off_and_keeps_the_result(tmp_path):
+    """``eval --no-progress`` on the shipped supernet: the same top-1 line without the BN
+    recalibration bar that the command shows by default; every command with bars takes it."""
+    space = load_space("fmnist")
+    arch = tmp_path / "min.json"
+    arch.write_text(space.min_arch().to_json())
+    args = ["eval", "--run", "fmnist-attentive", "--arch", str(arch), "--calib-images", "64", "--max-images", "64"]
+    with_bars = CliRunner().invoke(main, args)
+    without = CliRunner().invoke(main, [*args, "--no-progress"])
+    assert with_bars.exit_code == 0 and without.exit_code == 0, with_bars.output + without.output
+    assert "BN recalibration" in with_bars.output and "BN recalibration" not in without.output
+    assert [line for line in without.output.splitlines() if "top-1" in line]
+    for cmd in ("train", "eval", "search", "profile", "export"):
+        assert "--no-progress" in CliRunner().invoke(main, [cmd, "--help"]).output, cmd

@@ -256,6 +256,16 @@ def test_search_table_shows_every_budget_a_pick_meets(tiny_run, tmp_path):
     assert ", params <= " in row  # the params limit applies to the pick too, and the table says so
 
 
+def test_search_no_progress_drops_the_bars_not_the_table(tiny_run, tmp_path):
+    run, space = tiny_run
+    flops = f"{space.flops(space.max_arch()):.0f}"
+    shown = _search(run, "--flops", flops, "--out", str(tmp_path / "a"))
+    quiet = _search(run, "--flops", flops, "--out", str(tmp_path / "b"), "--no-progress")
+    assert shown.exit_code == 0 and quiet.exit_code == 0, shown.output + quiet.output
+    assert "gen/s" in shown.output and "gen/s" not in quiet.output and "arch/s" not in quiet.output
+    assert any(line.startswith("flops <= ") for line in quiet.output.splitlines())
+
+
 def test_search_cli_multi_budget(tiny_run):
     run, space = tiny_run
     lo, hi = space.flops(space.min_arch()), space.flops(space.max_arch())

@@ -86,6 +86,12 @@ def end_distributed_process(code: int = 0) -> None:
     os._exit(code)
 
 
+def no_progress_option(f):
+    """The ``--no-progress`` flag of every command that shows progress bars: without it the
+    bars go to stderr; the command's other lines stay."""
+    return click.option("--no-progress", is_flag=True, help="No progress bars (for logs); the other lines stay.")(f)
+
+
 def json_option(f):
     """The ``--json`` flag every printing command takes."""
     return click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")(f)

@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from nastools.cli import Parsed, data_option, dataset_option, echo_json, json_option, main, run_option
+from nastools.cli import Parsed, data_option, dataset_option, echo_json, json_option, main, no_progress_option, run_option
 from nastools.constants import BACKENDS, FORMATS, PRECISIONS
 from nastools.errors import NastoolsError
 
@@ -79,6 +79,7 @@ def _pct(x: float) -> str:
     default=None,
     help="TensorRT timing cache file  [default: timing.cache beside the engine]",
 )
+@no_progress_option
 @json_option
 def export_cmd(
     fmt,
@@ -95,6 +96,7 @@ def export_cmd(
     eval_images,
     workspace,
     timing_cache,
+    no_progress,
     as_json,
 ) -> None:
     """Export a subnet of a run as a verified ONNX model, TensorRT engine or TorchScript.
@@ -127,7 +129,7 @@ def export_cmd(
         max_batch=max_batch,
         workspace=workspace << 20,
         timing_cache=timing_cache,
-        progress=not as_json,
+        progress=not (as_json or no_progress),
     )
     s = result.sidecar
     if as_json:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from nastools.cli import IntList, device_option, echo_json, format_table, json_option, main
+from nastools.cli import IntList, device_option, echo_json, format_table, json_option, main, no_progress_option
 from nastools.constants import BACKENDS, PRECISIONS, STATISTICS
 
 
@@ -53,9 +53,23 @@ from nastools.constants import BACKENDS, PRECISIONS, STATISTICS
     "dedicated device, as trtexec reports), the p10 on CPU (on a shared machine the latency other "
     "processes leave untouched, reproducible). Every entry records all four; a search may use another.",
 )
+@no_progress_option
 @json_option
 def profile_cmd(
-    space, device, backend, precision, batch, threads, resolutions, out, calibration_runs, validate_runs, max_time, statistic, as_json
+    space,
+    device,
+    backend,
+    precision,
+    batch,
+    threads,
+    resolutions,
+    out,
+    calibration_runs,
+    validate_runs,
+    max_time,
+    statistic,
+    no_progress,
+    as_json,
 ) -> None:
     """Profile this machine into a latency lookup table (resumable: rerun to continue).
 
@@ -87,7 +101,7 @@ def profile_cmd(
         protocol=Protocol(max_s=max_time),
         calibration_runs=calibration_runs,
         validate_runs=validate_runs,
-        progress=True,
+        progress=not no_progress,
         announce=announce,
         statistic=statistic,
     )

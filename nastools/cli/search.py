@@ -16,6 +16,7 @@ from nastools.cli import (
     format_table,
     json_option,
     main,
+    no_progress_option,
     run_option,
 )
 from nastools.constants import STATISTICS
@@ -199,6 +200,7 @@ def _report(rep, budgets, as_json: bool) -> None:
 @click.option("--out", "out_dir", default=None, help="Output folder (default: <run>/search).")
 @dataset_option("Dataset for BN recalibration and validation  [default: the run's]")
 @data_option()
+@no_progress_option
 @json_option
 def search(
     run,
@@ -224,6 +226,7 @@ def search(
     out_dir,
     dataset,
     data,
+    no_progress,
     as_json,
 ) -> None:
     """Search the supernet of a run for the most accurate subnets under budgets.
@@ -262,7 +265,9 @@ def search(
         statistic=statistic,
         device=device,
     )
-    rep = run_search(run, budgets, tables=table_map, options=opts, fresh=fresh, out_dir=out_dir, progress=True, log=Output(as_json).log)
+    rep = run_search(
+        run, budgets, tables=table_map, options=opts, fresh=fresh, out_dir=out_dir, progress=not no_progress, log=Output(as_json).log
+    )
     if rep.rank == 0:  # a distributed search: rank 0 reports
         _report(rep, budgets, as_json)
     end_distributed_process()

@@ -8,7 +8,7 @@ import sys
 import click
 
 from nastools.augment import AUGMENTS
-from nastools.cli import Parsed, echo_json, end_distributed_process, json_option, main
+from nastools.cli import Parsed, echo_json, end_distributed_process, json_option, main, no_progress_option
 from nastools.data import DATASETS
 from nastools.errors import NastoolsError
 
@@ -91,7 +91,7 @@ DURATION = Parsed("duration", parse_cli_duration, keep_text=True)
 )
 @click.option("--eval-images", type=click.IntRange(1), default=None, help="Validation images for the per-epoch top-1.  [default: 2000]")
 @click.option("--log-every", type=click.IntRange(1), default=None, help="Write a step record to train.jsonl every N steps.  [default: 10]")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@no_progress_option
 @json_option
 def train_cmd(run, resume, steps, time_budget, checkpoint_every, no_progress, as_json, **opts) -> None:
     """Train a weight-sharing supernet with attentive sampling into runs/NAME.
@@ -180,8 +180,9 @@ def train_cmd(run, resume, steps, time_budget, checkpoint_every, no_progress, as
 @click.option("--max-images", type=click.IntRange(1), default=None, help="Evaluate on the first N images only.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--workers", type=click.IntRange(0), default=0, show_default=True, help="Data loader processes (image folders).")
+@no_progress_option
 @json_option
-def eval_cmd(arch_file, run, dataset, data, split, calib_images, max_images, device, workers, as_json) -> None:
+def eval_cmd(arch_file, run, dataset, data, split, calib_images, max_images, device, workers, no_progress, as_json) -> None:
     """Top-1 of one subnet of a trained supernet: BN recalibration, then the test set.
 
     Image folders are read at the arch's resolution; a run imported from AttentiveNAS or
@@ -203,7 +204,7 @@ def eval_cmd(arch_file, run, dataset, data, split, calib_images, max_images, dev
         max_images=max_images,
         device=device,
         workers=workers,
-        progress=not as_json,
+        progress=not (as_json or no_progress),
     )
     if as_json:
         return echo_json(res)
