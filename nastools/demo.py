@@ -110,6 +110,7 @@ class DemoSettings:
     export_eval_images: int | None = None  # None: the whole test split, as nastools export
     bench_duration: str = "2s"
     seed: int = 0
+    progress: bool = True  # progress bars in the train, profile and search stages (--no-progress: off)
     # where the latency budget lies between the cheapest and the costliest subnet's prediction
     budget_point: float = 0.5
 
@@ -383,6 +384,7 @@ def _train(demo: _Demo, stages: _Stages, train_time: str, interrupted: dict | No
         max_steps=s.train_steps,
         time_budget=max(1.0, budget - before),
         checkpoint_every=DEMO_CHECKPOINT_EVERY,
+        progress=s.progress,
     )
     demo.log(f"   {_train_line(summary)}")
     seconds = round(before + float(summary.get("seconds") or 0.0), 1)
@@ -452,7 +454,14 @@ def _profile(demo: _Demo) -> dict:
     log(f"   no shipped table for {cpu!r}: profiling this CPU through ONNX Runtime (1 thread, quick protocol)")
     proto = Protocol(warmup_s=0.01, min_warmup=3, min_runs=10, round_s=0.02, max_s=demo.settings.profile_max_s)
     out = demo.rdir / "latency" / f"{space.name}.json"
-    table = profile(space, OrtCpuBackend(threads=1), out=out, protocol=proto, calibration_runs=demo.settings.calibration_runs)
+    table = profile(
+        space,
+        OrtCpuBackend(threads=1),
+        out=out,
+        protocol=proto,
+        calibration_runs=demo.settings.calibration_runs,
+        progress=demo.settings.progress,
+    )
     return {"table": str(table.path), "reused": False, "blocks": len(table)}
 
 
@@ -525,6 +534,7 @@ def _search(demo: _Demo, profiled: dict, source: str) -> dict:
         tables={"default": str(latency.table.path)},
         options=opts,
         out_dir=demo.rdir / "search",
+        progress=s.progress,
         log=lambda m: log(f"   {m}"),
     )
     pick = rep.picks[0]

@@ -120,8 +120,9 @@ def test_demo_searches_the_shipped_supernet_by_default_and_trains_with_train(tmp
     monkeypatch.setattr(P, "pretrained_dir", lambda: ship.parent)
     monkeypatch.setattr(P, "DEMO_SUPERNET", "tiny-shipped")
     run = tmp_path / "demo"
-    res = CliRunner().invoke(main, ["demo", "--quick", "--space", str(space_file), "--run", str(run), "--json"])
+    res = CliRunner().invoke(main, ["demo", "--quick", "--space", str(space_file), "--run", str(run), "--json", "--no-progress"])
     assert res.exit_code == 0, res.output
+    assert "\r" not in res.output and "search:" not in res.output  # no bars, the stage lines kept
     summary = json.loads(res.output[res.output.index("{\n") :])
     assert "take the shipped" in res.output and "tiny-shipped" in summary["supernet"] and "trained by nobody" in summary["supernet"]
     assert not (run / "supernet.pt").exists()  # nothing trained, nothing copied
@@ -134,6 +135,7 @@ def test_demo_searches_the_shipped_supernet_by_default_and_trains_with_train(tmp
     assert res.exit_code == 0, res.output
     summary = json.loads(res.output[res.output.index("{\n") :])
     assert (tmp_path / "d2" / "supernet.pt").is_file() and "trained by this demo" in summary["supernet"]
+    assert "search:" in res.output  # without --no-progress the search draws its bar
 
 
 def test_a_rerun_redoes_the_stages_of_a_table_that_no_longer_fits_best(tmp_path, monkeypatch):

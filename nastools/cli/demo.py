@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from nastools.cli import Parsed, echo_json, json_option, main
+from nastools.cli import Parsed, echo_json, json_option, main, no_progress_option
 
 
 def _train_time(text: str) -> float:
@@ -30,8 +30,9 @@ def _train_time(text: str) -> float:
 @click.option("--quick", is_flag=True, help="Tiny budgets in every stage: a smoke run (what CI runs).")
 @click.option("--fresh", is_flag=True, help="Start over instead of reusing finished stages.")
 @click.option("--seed", default=0, show_default=True, type=int)
+@no_progress_option
 @json_option
-def demo(run: str, space: str, train_time: str | None, quick: bool, fresh: bool, seed: int, as_json: bool) -> None:
+def demo(run: str, space: str, train_time: str | None, quick: bool, fresh: bool, seed: int, no_progress: bool, as_json: bool) -> None:
     """Search the shipped Fashion-MNIST supernet (or train one with --train), profile this
     CPU, search under a latency and a FLOPs budget, export and bench the pick, printing each
     stage and its time. A second call reuses the finished stages made from the same space
@@ -49,6 +50,7 @@ def demo(run: str, space: str, train_time: str | None, quick: bool, fresh: bool,
     if quick and train_time is not None:
         settings.train_time = train_time  # --quick trains 4 steps, which a shorter cap can still cut
     settings.seed = seed
+    settings.progress = not no_progress
     log = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     try:
         summary = run_demo(settings, fresh=fresh, log=log)

@@ -128,9 +128,11 @@ def open_table(
 
 def _other_generation(path: Path, meta: dict) -> bool:
     """Whether the table at ``path`` records a CPU generation (vector extension or family and
-    model) other than ``meta``'s."""
+    model) other than ``meta``'s, or leaves out a field of it that ``meta`` holds (a table made
+    before nastools recorded it: its generation is unknown, so its blocks are not mixed with
+    this machine's)."""
     from nastools.io import read_json
-    from nastools.machine import generation_diff
+    from nastools.machine import GENERATION_KEYS, generation_diff
 
     try:
         theirs = read_json(path, "latency table")
@@ -138,7 +140,8 @@ def _other_generation(path: Path, meta: dict) -> bool:
         return False  # LatencyTable.load says what is wrong with it
     if not isinstance(theirs, dict) or not isinstance(theirs.get("meta"), dict):
         return False
-    return bool(generation_diff(meta, theirs["meta"]))
+    unknown = [k for k in GENERATION_KEYS if meta.get(k) and not theirs["meta"].get(k)]
+    return bool(unknown or generation_diff(meta, theirs["meta"]))
 
 
 def profile_blocks(
