@@ -292,7 +292,7 @@ def _fake_train(calls, stopped):
     """A stand-in for :func:`nastools.train.trainer.train` that writes a checkpoint and
     stops as ``stopped`` says (one value per call)."""
 
-    def train(cfg, rdir, *, resume, max_steps, time_budget, checkpoint_every=None):
+    def train(cfg, rdir, *, resume, max_steps, time_budget, checkpoint_every=None, progress=True):
         calls.append({"fresh": cfg is not None, "resume": resume, "budget": time_budget})
         (rdir / "supernet.pt").write_bytes(b"w")
         return {"step": 4, "seconds": 10.0, "stopped": stopped[len(calls) - 1]}
