@@ -173,6 +173,13 @@ def _mac_isa() -> str:
     return next((isa for isa in _X86_ISAS if isa in flags), "")
 
 
+def cpu_flags() -> frozenset[str]:
+    """The extensions the CPU reports under Linux (``flags`` on x86, ``Features`` on Arm); empty
+    where /proc/cpuinfo is not there (macOS)."""
+    info = _cpuinfo()
+    return frozenset(info.get("Features" if "CPU implementer" in info else "flags", "").split())
+
+
 def cpu_isa() -> str:
     """The widest vector / int8 dot-product extension the CPU reports, e.g. 'avx512_vnni' or
     'avx2' (x86), 'sve' or 'asimddp' (Arm: dot product), 'i8mm' (Apple M2 and later); ''

@@ -114,3 +114,40 @@ def test_cli_trains_in_bf16_when_asked(tiny, tmp_path):
     assert torch.load(tmp_path / "r" / "supernet.pt", weights_only=True)["train"]["config"]["precision"] == "bf16"
     r = CliRunner().invoke(main, [*args, "--precision", "fp16"])
     assert r.exit_code == 2 and "'fp16' is not one of 'fp32', 'bf16'" in r.output
+
+
+@pytest.mark.parametrize(
+    "flags, device, precision, expect",
+    [
+        ("fpu sse4_2 avx2", "cpu", "bf16", "no bf16 instructions"),
+        ("fpu sse4_2 avx2 avx512f avx512_bf16", "cpu", "bf16", "AVX-512 BF16 but no AMX"),
+        ("fpu sse4_2 avx2 avx512f avx512_bf16 amx_bf16", "cpu", "bf16", None),
+        ("fpu sse4_2 avx2", "cpu", "fp32", None),
+        ("fpu sse4_2 avx2", "cuda", "bf16", None),
+        ("", "cpu", "bf16", None),  # extensions unknown (macOS): nothing said
+    ],
+)
+def test_bf16_on_a_cpu_without_amx_gets_a_note(monkeypatch, flags, device, precision, expect):
+    import nastools.machine as m
+    from nastools.train.precision import precision_note
+
+    monkeypatch.setattr(m, "_cpuinfo", lambda: {"flags": flags} if flags else {})
+    note = precision_note(precision, torch.device(device))
+    if expect is None:
+        assert note is None
+    else:
+        assert expect in note and "--precision fp32" in note and "\n" not in note
+
+
+def test_a_bf16_run_on_a_cpu_without_amx_says_so_once(tiny, tmp_path, monkeypatch):
+    import nastools.machine as m
+    from nastools.train.trainer import train
+
+    monkeypatch.setattr(m, "_cpuinfo", lambda: {"flags": "fpu sse4_2 avx2"})
+    lines: list[str] = []
+    cfg = TrainConfig(space=tiny, precision="bf16", eval_images=50)
+    train(cfg, tmp_path / "r", max_steps=1, progress=False, log=lines.append)
+    assert sum("no bf16 instructions" in line for line in lines) == 1
+    lines.clear()
+    train(TrainConfig(space=tiny, eval_images=50), tmp_path / "f", max_steps=1, progress=False, log=lines.append)
+    assert not any("bf16" in line for line in lines)

@@ -26,3 +26,20 @@ def autocast(precision: str, device: torch.device):
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def precision_note(precision: str, device: torch.device) -> str | None:
+    """A one-line note for a bf16 run on an x86 CPU without AMX-BF16, where bf16 is likely
+    slower than fp32: measured 1.1x as fast as fp32 on an Intel Xeon with AMX and 4.3x as slow
+    on an AMD EPYC Zen 3 without any bf16 instructions (docs/results/training.md). None for
+    fp32, a GPU, a CPU with AMX-BF16, or one whose extensions are not known (not x86 Linux)."""
+    from nastools.machine import cpu_flags
+
+    flags = cpu_flags()
+    if precision != "bf16" or device.type != "cpu" or "sse4_2" not in flags or "amx_bf16" in flags:
+        return None
+    what = "AVX-512 BF16 but no AMX" if "avx512_bf16" in flags else "no bf16 instructions (no AVX-512 BF16, no AMX)"
+    return (
+        f"note: this CPU has {what}: bf16 training steps ran 4.3x slower than fp32 on a CPU without bf16 "
+        "instructions and 1.1x faster only with AMX (docs/results/training.md); --precision fp32 is likely faster here"
+    )

@@ -52,7 +52,7 @@ from nastools.train import distributed as D
 from nastools.train.coverage import KindCoverage, left_behind_message
 from nastools.train.evaluate import calibration_batches, evaluate_top1, recalibrate_bn
 from nastools.train.losses import kd_loss, smoothed_ce
-from nastools.train.precision import PRECISIONS, autocast
+from nastools.train.precision import PRECISIONS, autocast, precision_note
 from nastools.train.samplers import SAMPLERS, AttentiveSampler, FlopsDistribution, make_sampler
 
 LOG_NAME = "train.jsonl"
@@ -569,6 +569,9 @@ class Trainer:
         from tqdm import tqdm
 
         self._progress = progress
+        note = precision_note(self.config.precision, self.device)
+        if note and self.env.is_main:
+            self.log(note)
         budget = parse_duration(time_budget)
         every = parse_duration(checkpoint_every)
         end = self.total_steps if max_steps is None else min(self.total_steps, max_steps)
